@@ -1,0 +1,169 @@
+//! End-to-end acknowledgements.
+//!
+//! A source attaches an [`AckToken`] to each input it reads. Every event
+//! derived from that input (a snapshot's 28 crosses, the copies a fan-out
+//! makes) holds a clone of the same token. When the last clone is dropped —
+//! each sink drops its copy after it stored it, a filter drops the event, a
+//! dead-letter sink stores it — the token finalizes and the source hears the
+//! combined status. A sink that gives up without an error output marks the
+//! token [`AckStatus::Failed`], so the source never treats that input as done.
+//!
+//! The design follows Vector's finalizers and Benthos' ack functions: the
+//! acknowledgement travels with the data, so no stage needs to know who is
+//! waiting for it.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+/// How an input ended, once every event derived from it is finalized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AckStatus {
+    /// Every derived event was stored, filtered on purpose, or stored as a dead letter.
+    Delivered = 0,
+    /// Dropped on purpose by a policy (`drop_newest`) or rejected without an
+    /// error output: finalized, not to be retried.
+    Rejected = 1,
+    /// A sink could not store a derived event and had no error output: the
+    /// source must not consider the input done (Kafka: do not commit).
+    Failed = 2,
+}
+
+impl AckStatus {
+    fn from_u8(value: u8) -> Self {
+        match value {
+            0 => AckStatus::Delivered,
+            1 => AckStatus::Rejected,
+            _ => AckStatus::Failed,
+        }
+    }
+
+    /// True for statuses after which a source may move past the input.
+    pub fn is_finalized_ok(self) -> bool {
+        self != AckStatus::Failed
+    }
+}
+
+type Callback = Box<dyn FnOnce(AckStatus) + Send + Sync>;
+
+struct Shared {
+    status: AtomicU8,
+    on_finalize: Option<Callback>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(callback) = self.on_finalize.take() {
+            callback(AckStatus::from_u8(self.status.load(Ordering::Acquire)));
+        }
+    }
+}
+
+/// A shared handle on one source input's fate. Cheap to clone (an `Arc`), and
+/// free when no one listens ([`AckToken::none`]).
+#[derive(Clone, Default)]
+pub struct AckToken(Option<Arc<Shared>>);
+
+impl fmt::Debug for AckToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            None => f.write_str("AckToken(none)"),
+            Some(shared) => write!(
+                f,
+                "AckToken({:?})",
+                AckStatus::from_u8(shared.status.load(Ordering::Relaxed))
+            ),
+        }
+    }
+}
+
+impl AckToken {
+    /// A token nobody waits for.
+    pub fn none() -> Self {
+        AckToken(None)
+    }
+
+    /// A token and a receiver that resolves once every clone is dropped.
+    pub fn new() -> (Self, AckReceiver) {
+        let (tx, rx) = oneshot::channel();
+        let token = Self::with_callback(move |status| {
+            let _ = tx.send(status);
+        });
+        (token, AckReceiver(rx))
+    }
+
+    /// A token that calls `callback` once, with the combined status, when the
+    /// last clone is dropped. Sources with their own bookkeeping (Kafka offset
+    /// tracking) use this to avoid a task per input.
+    pub fn with_callback(callback: impl FnOnce(AckStatus) + Send + Sync + 'static) -> Self {
+        AckToken(Some(Arc::new(Shared {
+            status: AtomicU8::new(AckStatus::Delivered as u8),
+            on_finalize: Some(Box::new(callback)),
+        })))
+    }
+
+    /// Record an outcome for this copy; the worst outcome of all copies wins.
+    pub fn mark(&self, status: AckStatus) {
+        if let Some(shared) = &self.0 {
+            shared.status.fetch_max(status as u8, Ordering::AcqRel);
+        }
+    }
+
+    pub fn is_tracked(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+/// Resolves to the input's final status. If the process shuts down with the
+/// input still in flight, the token's clones are dropped and it resolves then.
+pub struct AckReceiver(oneshot::Receiver<AckStatus>);
+
+impl AckReceiver {
+    pub async fn wait(self) -> AckStatus {
+        self.0.await.unwrap_or(AckStatus::Failed)
+    }
+
+    /// The status if already finalized, without waiting.
+    pub fn try_status(&mut self) -> Option<AckStatus> {
+        self.0.try_recv().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn finalizes_when_the_last_copy_is_dropped() {
+        let (token, mut rx) = AckToken::new();
+        let copies: Vec<_> = (0..28).map(|_| token.clone()).collect();
+        drop(token);
+        assert_eq!(rx.try_status(), None);
+        let mut copies = copies;
+        copies.pop();
+        assert_eq!(rx.try_status(), None, "27 derived copies still in flight");
+        copies.clear();
+        assert_eq!(rx.wait().await, AckStatus::Delivered);
+    }
+
+    #[tokio::test]
+    async fn worst_status_wins() {
+        let (token, rx) = AckToken::new();
+        let a = token.clone();
+        let b = token.clone();
+        drop(token);
+        a.mark(AckStatus::Failed);
+        b.mark(AckStatus::Rejected);
+        drop((a, b));
+        assert_eq!(rx.wait().await, AckStatus::Failed);
+    }
+
+    #[test]
+    fn none_tokens_cost_nothing() {
+        let token = AckToken::none();
+        token.mark(AckStatus::Failed);
+        assert!(!token.is_tracked());
+    }
+}

@@ -1,0 +1,113 @@
+//! The event contract between the engine and an application.
+//!
+//! The engine is generic over the application's event type. It only needs to
+//! know each event's *kind* (to check edges before anything runs and to label
+//! metrics) and how to wrap an event that a stage could not handle into a dead
+//! letter, so error outputs can flow into ordinary sinks.
+
+use std::fmt;
+
+use crate::ack::AckToken;
+
+/// The kind name every dead letter carries; error outputs emit only this kind.
+pub const DEAD_LETTER_KIND: &str = "DeadLetter";
+
+/// An application's event type.
+pub trait Event: Clone + Send + Sync + fmt::Debug + 'static {
+    /// The payload's kind name, e.g. `"Quote"`. Must be one of the names the
+    /// emitting stage declared in [`crate::StageConfig::emits`].
+    fn kind(&self) -> &'static str;
+
+    /// Wrap an event a stage could not handle. The result's kind must be
+    /// [`DEAD_LETTER_KIND`].
+    fn dead_letter(letter: DeadLetter<Self>) -> Self;
+}
+
+/// An event that a stage could not handle, with the reason.
+#[derive(Clone, Debug)]
+pub struct DeadLetter<E> {
+    /// The stage that gave up on the event.
+    pub stage: String,
+    /// A short machine-readable reason (`"stale"`, `"write_failed"`), also the
+    /// `error_type` label of the error counter.
+    pub reason: &'static str,
+    /// The human-readable error.
+    pub error: String,
+    /// The event itself, when there is one (a decoding source has only bytes).
+    pub event: Option<Box<E>>,
+    /// The original bytes, for sources that failed to decode them.
+    pub raw: Option<Vec<u8>>,
+}
+
+/// The set of event kinds a stage accepts or emits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kinds {
+    /// Anything (a generic sink such as stdout).
+    Any,
+    /// Exactly these kinds.
+    Only(Vec<&'static str>),
+}
+
+impl Kinds {
+    pub fn only(kinds: &[&'static str]) -> Self {
+        Kinds::Only(kinds.to_vec())
+    }
+
+    pub fn none() -> Self {
+        Kinds::Only(Vec::new())
+    }
+
+    pub fn contains(&self, kind: &str) -> bool {
+        match self {
+            Kinds::Any => true,
+            Kinds::Only(kinds) => kinds.contains(&kind),
+        }
+    }
+
+    /// The kinds of `self` that `accepted` does not take (empty when every one fits).
+    pub fn not_accepted_by(&self, accepted: &Kinds) -> Option<Vec<&'static str>> {
+        match (self, accepted) {
+            (_, Kinds::Any) => Some(Vec::new()),
+            (Kinds::Any, Kinds::Only(_)) => None,
+            (Kinds::Only(emitted), Kinds::Only(_)) => Some(
+                emitted
+                    .iter()
+                    .copied()
+                    .filter(|k| !accepted.contains(k))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Kinds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Kinds::Any => f.write_str("any kind"),
+            Kinds::Only(kinds) if kinds.is_empty() => f.write_str("nothing"),
+            Kinds::Only(kinds) => f.write_str(&kinds.join(", ")),
+        }
+    }
+}
+
+/// An event in flight: the payload and the acknowledgement token of the
+/// source input it came from.
+#[derive(Clone, Debug)]
+pub struct Envelope<E> {
+    pub event: E,
+    pub ack: AckToken,
+}
+
+impl<E> Envelope<E> {
+    pub fn new(event: E, ack: AckToken) -> Self {
+        Self { event, ack }
+    }
+
+    /// An event nobody waits for (synthetic data, tests).
+    pub fn unacked(event: E) -> Self {
+        Self {
+            event,
+            ack: AckToken::none(),
+        }
+    }
+}

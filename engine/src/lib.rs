@@ -1,0 +1,39 @@
+//! fxflow-engine: a small typed dataflow engine.
+//!
+//! Pipelines are declared in RON files (see [`spec`]), validated with every
+//! problem reported at its line and column, and run as one tokio task per
+//! stage joined by bounded channels ([`topology`]). Events carry
+//! acknowledgement tokens ([`ack`]) so a source learns when everything derived
+//! from its input has been stored. The engine is generic over the
+//! application's event type ([`Event`]) and knows nothing about its domain.
+
+pub mod ack;
+pub mod channel;
+pub mod duration;
+pub mod event;
+pub mod graph;
+pub mod metrics;
+pub mod registry;
+pub mod spec;
+pub mod stage;
+pub mod telemetry;
+pub mod testkit;
+pub mod topology;
+
+pub use ack::{AckReceiver, AckStatus, AckToken};
+pub use channel::{BufferConfig, WhenFull};
+pub use event::{DeadLetter, Envelope, Event, Kinds, DEAD_LETTER_KIND};
+pub use registry::{
+    BuildContext, ConfigProblem, ListenAddress, Registry, ResourceConfig, ResourceUse, Resources,
+    StageConfig,
+};
+pub use spec::{Diagnostic, Diagnostics, PipelineSpec};
+pub use stage::{
+    Emit, Failure, FunctionTransform, Input, ItemError, Outputs, RetryConfig, Shape, Shutdown,
+    Sink, SinkError, Source, SourceContext, Stage, StageError, TaskTransform, DEFAULT_OUTPUT,
+    ERROR_OUTPUT,
+};
+pub use topology::{start, Readiness, RunningPipeline, ShutdownHandle};
+
+/// Re-exported so stage crates use the same `async_trait` as the traits.
+pub use async_trait::async_trait;

@@ -1,0 +1,288 @@
+//! The stage and resource registry: kind names → config types.
+//!
+//! The application registers each stage kind once (`registry.stage::<CrossRateConfig>("CrossRate")`);
+//! the registry erases the config types so the engine can parse, check, build
+//! and document any pipeline without knowing them. A crate that adds stages
+//! (see `examples/`) takes the standard registry and registers more.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+
+use crate::event::{Event, Kinds};
+use crate::spec::de::{DeError, NodeDeserializer};
+use crate::spec::value::Node;
+use crate::stage::{Shape, Stage, StageError};
+
+/// A problem with a stage's or resource's settings found without any I/O.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The field at fault (its position is reported), or `None` for the stage as a whole.
+    pub field: Option<&'static str>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl ConfigProblem {
+    pub fn field(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field: Some(field),
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// A socket address a stage binds, so two stages never claim one port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenAddress {
+    pub field: &'static str,
+    pub address: String,
+}
+
+/// A named resource a stage uses, checked to exist (and be of the right kind) before start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceUse {
+    pub field: &'static str,
+    pub name: String,
+    pub kind: &'static str,
+}
+
+/// A stage kind's settings, as parsed from the pipeline file.
+#[async_trait]
+pub trait StageConfig<E: Event>: Send + Sync + fmt::Debug + 'static {
+    fn shape(&self) -> Shape;
+
+    /// Event kinds the stage takes (ignored for sources).
+    fn accepts(&self) -> Kinds {
+        Kinds::Any
+    }
+
+    /// Event kinds on the default output (ignored for sinks).
+    fn emits(&self) -> Kinds {
+        Kinds::none()
+    }
+
+    /// Semantic checks that need no I/O (ranges, combinations of fields).
+    fn check(&self) -> Vec<ConfigProblem> {
+        Vec::new()
+    }
+
+    fn listen_addresses(&self) -> Vec<ListenAddress> {
+        Vec::new()
+    }
+
+    fn resources(&self) -> Vec<ResourceUse> {
+        Vec::new()
+    }
+
+    /// Build the runtime stage. This is where I/O may happen (open files, connect).
+    async fn build(&self, cx: &BuildContext) -> Result<Stage<E>, StageError>;
+}
+
+/// A shared resource's settings (a connection pool, a cache).
+#[async_trait]
+pub trait ResourceConfig: Send + Sync + fmt::Debug + 'static {
+    fn check(&self) -> Vec<ConfigProblem> {
+        Vec::new()
+    }
+
+    /// Open the resource. Stages fetch it with [`Resources::get`].
+    async fn build(&self) -> Result<Arc<dyn Any + Send + Sync>, StageError>;
+}
+
+/// Resources opened for one pipeline, by name.
+#[derive(Clone, Default)]
+pub struct Resources(BTreeMap<String, Arc<dyn Any + Send + Sync>>);
+
+impl Resources {
+    pub fn insert(&mut self, name: String, resource: Arc<dyn Any + Send + Sync>) {
+        self.0.insert(name, resource);
+    }
+
+    pub fn get<T: Send + Sync + 'static>(&self, name: &str) -> Result<Arc<T>, StageError> {
+        let resource = self
+            .0
+            .get(name)
+            .ok_or_else(|| StageError::new(format!("no resource named `{name}`")))?;
+        resource.clone().downcast::<T>().map_err(|_| {
+            StageError::new(format!(
+                "resource `{name}` is not a {}",
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+}
+
+/// What a stage's `build` gets.
+pub struct BuildContext {
+    pub pipeline: String,
+    pub stage: String,
+    pub resources: Resources,
+}
+
+type ParseStage<E> = fn(&Node, &[&str]) -> Result<Box<dyn StageConfig<E>>, DeError>;
+type ParseResource = fn(&Node) -> Result<Box<dyn ResourceConfig>, DeError>;
+type SchemaFn = fn() -> schemars::Schema;
+
+struct StageEntry<E> {
+    parse: ParseStage<E>,
+    schema: SchemaFn,
+}
+
+struct ResourceEntry {
+    parse: ParseResource,
+    schema: SchemaFn,
+}
+
+/// All stage and resource kinds an application knows.
+pub struct Registry<E> {
+    stages: BTreeMap<&'static str, StageEntry<E>>,
+    resources: BTreeMap<&'static str, ResourceEntry>,
+}
+
+impl<E> Default for Registry<E> {
+    fn default() -> Self {
+        Self {
+            stages: BTreeMap::new(),
+            resources: BTreeMap::new(),
+        }
+    }
+}
+
+fn parse_stage<E: Event, C: StageConfig<E> + DeserializeOwned>(
+    node: &Node,
+    skip: &[&str],
+) -> Result<Box<dyn StageConfig<E>>, DeError> {
+    let config = C::deserialize(NodeDeserializer::skipping(node, skip))?;
+    Ok(Box::new(config))
+}
+
+fn parse_resource<C: ResourceConfig + DeserializeOwned>(
+    node: &Node,
+) -> Result<Box<dyn ResourceConfig>, DeError> {
+    let config = C::deserialize(NodeDeserializer::new(node))?;
+    Ok(Box::new(config))
+}
+
+impl<E: Event> Registry<E> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Register a stage kind under the name pipeline files use (`CrossRate`).
+    pub fn stage<C>(&mut self, kind: &'static str) -> &mut Self
+    where
+        C: StageConfig<E> + DeserializeOwned + schemars::JsonSchema,
+    {
+        self.stages.insert(
+            kind,
+            StageEntry {
+                parse: parse_stage::<E, C>,
+                schema: || schemars::schema_for!(C),
+            },
+        );
+        self
+    }
+
+    /// Register a resource kind (`Postgres`).
+    pub fn resource<C>(&mut self, kind: &'static str) -> &mut Self
+    where
+        C: ResourceConfig + DeserializeOwned + schemars::JsonSchema,
+    {
+        self.resources.insert(
+            kind,
+            ResourceEntry {
+                parse: parse_resource::<C>,
+                schema: || schemars::schema_for!(C),
+            },
+        );
+        self
+    }
+
+    pub fn stage_kinds(&self) -> impl Iterator<Item = &'static str> + Clone + '_ {
+        self.stages.keys().copied()
+    }
+
+    pub fn resource_kinds(&self) -> impl Iterator<Item = &'static str> + Clone + '_ {
+        self.resources.keys().copied()
+    }
+
+    pub(crate) fn parse_stage(
+        &self,
+        kind: &str,
+        node: &Node,
+        skip: &[&str],
+    ) -> Option<Result<Box<dyn StageConfig<E>>, DeError>> {
+        self.stages.get(kind).map(|entry| (entry.parse)(node, skip))
+    }
+
+    pub(crate) fn parse_resource(
+        &self,
+        kind: &str,
+        node: &Node,
+    ) -> Option<Result<Box<dyn ResourceConfig>, DeError>> {
+        self.resources.get(kind).map(|entry| (entry.parse)(node))
+    }
+
+    /// The JSON schema of a stage kind's config (doc comments become descriptions).
+    pub fn stage_schema(&self, kind: &str) -> Option<schemars::Schema> {
+        self.stages.get(kind).map(|entry| (entry.schema)())
+    }
+
+    pub fn resource_schema(&self, kind: &str) -> Option<schemars::Schema> {
+        self.resources.get(kind).map(|entry| (entry.schema)())
+    }
+}
+
+/// The closest known name to `word`, for "did you mean" hints.
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let lower = word.to_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(&lower, &c.to_lowercase()), c))
+        .filter(|(d, c)| *d <= (c.len() / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_names() {
+        let kinds = ["CrossRate", "Enrich", "Replay", "Stdout"];
+        assert_eq!(closest("CrosRate", kinds), Some("CrossRate"));
+        assert_eq!(closest("crossrate", kinds), Some("CrossRate"));
+        assert_eq!(closest("Kafka", kinds), None);
+    }
+}

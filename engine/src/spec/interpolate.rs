@@ -1,0 +1,204 @@
+//! `${VAR}` and `${VAR:-default}` interpolation, keeping a map back to the original text.
+//!
+//! Substitution happens on the raw text before parsing (so a variable can hold
+//! an address, a path or a number), and every later error position is mapped
+//! back through [`SourceMap`] so the user sees the line and column of *their*
+//! file, not of the substituted one. `$${` writes a literal `${`.
+
+use super::value::Span;
+
+/// One substitution: `original` in the file became `output` in the text we parse.
+#[derive(Clone, Debug)]
+struct Edit {
+    original: Span,
+    output: Span,
+}
+
+/// Maps byte offsets in the interpolated text back to the original file.
+#[derive(Clone, Debug, Default)]
+pub struct SourceMap {
+    edits: Vec<Edit>,
+}
+
+impl SourceMap {
+    /// The original offset of an offset in the interpolated text. Offsets inside
+    /// a substituted value map to the start of the `${...}` that produced it.
+    pub fn original_offset(&self, offset: usize) -> usize {
+        let mut shift: isize = 0;
+        for edit in &self.edits {
+            if offset < edit.output.start {
+                break;
+            }
+            if offset < edit.output.end {
+                return edit.original.start;
+            }
+            shift = edit.original.end as isize - edit.output.end as isize;
+        }
+        (offset as isize + shift).max(0) as usize
+    }
+
+    pub fn original_span(&self, span: Span) -> Span {
+        let start = self.original_offset(span.start);
+        Span::new(start, self.original_offset(span.end).max(start))
+    }
+}
+
+/// A `${VAR}` without a value and without a default.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MissingVar {
+    pub name: String,
+    /// Where `${VAR}` stands in the original text.
+    pub span: Span,
+}
+
+/// A `${` that is never closed or has an invalid name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BadReference {
+    pub span: Span,
+    pub message: String,
+}
+
+pub struct Interpolated {
+    pub text: String,
+    pub map: SourceMap,
+    pub missing: Vec<MissingVar>,
+    pub malformed: Vec<BadReference>,
+}
+
+/// Substitute variables using `lookup` (the process environment in production).
+pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Interpolated {
+    let mut out = String::with_capacity(text.len());
+    let mut map = SourceMap::default();
+    let mut missing = Vec::new();
+    let mut malformed = Vec::new();
+    let mut pos = 0;
+    while let Some(found) = text[pos..].find('$') {
+        let at = pos + found;
+        out.push_str(&text[pos..at]);
+        let rest = &text[at..];
+        if rest.starts_with("$${") {
+            let output_start = out.len();
+            out.push_str("${");
+            map.edits.push(Edit {
+                original: Span::new(at, at + 3),
+                output: Span::new(output_start, out.len()),
+            });
+            pos = at + 3;
+            continue;
+        }
+        if !rest.starts_with("${") {
+            out.push('$');
+            pos = at + 1;
+            continue;
+        }
+        let Some(close) = rest.find('}') else {
+            malformed.push(BadReference {
+                span: Span::new(at, at + 2),
+                message: "`${` is never closed with `}`".into(),
+            });
+            out.push_str(rest);
+            pos = text.len();
+            break;
+        };
+        let inner = &rest[2..close];
+        let (name, default) = match inner.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (inner, None),
+        };
+        let original = Span::new(at, at + close + 1);
+        let valid_name =
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let value = if !valid_name {
+            malformed.push(BadReference {
+                span: original,
+                message: format!("`${{{inner}}}` is not a valid variable reference"),
+            });
+            String::new()
+        } else {
+            match lookup(name).or_else(|| default.map(str::to_owned)) {
+                Some(value) => value,
+                None => {
+                    missing.push(MissingVar {
+                        name: name.to_owned(),
+                        span: original,
+                    });
+                    String::new()
+                }
+            }
+        };
+        let output_start = out.len();
+        // Values land inside RON string literals most of the time; escape what would end one.
+        for c in value.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                c => out.push(c),
+            }
+        }
+        map.edits.push(Edit {
+            original,
+            output: Span::new(output_start, out.len()),
+        });
+        pos = at + close + 1;
+    }
+    out.push_str(&text[pos..]);
+    Interpolated {
+        text: out,
+        map,
+        missing,
+        malformed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "HOST" => Some("db.internal".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn substitutes_defaults_and_escapes() {
+        let r = interpolate(r#"a: "${HOST}:${PORT:-5432}", b: "$${HOST}", c: "$5""#, env);
+        assert_eq!(r.text, r#"a: "db.internal:5432", b: "${HOST}", c: "$5""#);
+        assert!(r.missing.is_empty());
+    }
+
+    #[test]
+    fn reports_missing_and_maps_positions_back() {
+        let text = "x: \"${HOST}\", y: \"${NOPE}\", z: 1";
+        let r = interpolate(text, env);
+        assert_eq!(
+            r.missing,
+            vec![MissingVar {
+                name: "NOPE".into(),
+                span: Span::new(18, 25)
+            }]
+        );
+        let z_out = r.text.find("z:").unwrap();
+        assert_eq!(r.map.original_offset(z_out), text.find("z:").unwrap());
+        let inside_value = r.text.find("db.internal").unwrap() + 3;
+        assert_eq!(
+            r.map.original_offset(inside_value),
+            text.find("${HOST}").unwrap()
+        );
+    }
+
+    #[test]
+    fn malformed_references() {
+        let r = interpolate("a: \"${BAD NAME}\", b: \"${OPEN", env);
+        assert_eq!(r.malformed.len(), 2);
+    }
+
+    #[test]
+    fn escapes_quotes_in_values() {
+        let r = interpolate("\"${Q}\"", |_| Some("say \"hi\"".into()));
+        assert_eq!(r.text, "\"say \\\"hi\\\"\"");
+    }
+}

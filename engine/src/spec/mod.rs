@@ -1,0 +1,904 @@
+//! Pipeline files: parsing, interpolation and validation.
+//!
+//! Loading is pure — it reads the file and the environment and nothing else —
+//! so `fxflow validate` never connects to anything (Vector's rule: validate is
+//! pure, build does I/O). Every problem found is collected, each with its
+//! position in the user's file and a hint, before loading fails.
+
+pub mod de;
+pub mod interpolate;
+pub mod value;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::Path;
+
+use crate::channel::BufferConfig;
+use crate::event::{Event, Kinds, DEAD_LETTER_KIND};
+use crate::registry::{closest, Registry, ResourceConfig, StageConfig};
+use crate::stage::{RetryConfig, Shape, DEFAULT_OUTPUT, ERROR_OUTPUT};
+use value::{Node, Span, Value};
+
+/// One problem in a pipeline file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: error: {}",
+            self.file, self.line, self.column, self.message
+        )?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every problem found in one or more files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+/// Where a stage reads from: `stage` (its default output) or `stage.errors`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputRef {
+    pub stage: String,
+    pub output: &'static str,
+    /// Line and column of the entry in `inputs`.
+    pub line: usize,
+    pub column: usize,
+}
+
+impl fmt::Display for InputRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.output == DEFAULT_OUTPUT {
+            f.write_str(&self.stage)
+        } else {
+            write!(f, "{}.{}", self.stage, self.output)
+        }
+    }
+}
+
+/// A stage as declared: the engine's fields plus the kind's own config.
+#[derive(Debug)]
+pub struct StageSpec<E> {
+    pub name: String,
+    pub kind: String,
+    pub inputs: Vec<InputRef>,
+    pub buffer: BufferConfig,
+    pub retry: RetryConfig,
+    pub config: Box<dyn StageConfig<E>>,
+}
+
+impl<E: Event> StageSpec<E> {
+    pub fn shape(&self) -> Shape {
+        self.config.shape()
+    }
+}
+
+#[derive(Debug)]
+pub struct ResourceSpec {
+    pub name: String,
+    pub kind: String,
+    pub config: Box<dyn ResourceConfig>,
+}
+
+/// The worker's HTTP endpoint for `/metrics`, `/health` and `/ready`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// `host:port` to listen on.
+    pub address: String,
+}
+
+/// A bound address and where it was declared, for cross-file conflict checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundAddress {
+    pub address: String,
+    pub owner: String,
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+/// A validated pipeline file.
+#[derive(Debug)]
+pub struct PipelineSpec<E> {
+    pub name: String,
+    pub file: String,
+    pub telemetry: Option<TelemetryConfig>,
+    pub resources: Vec<ResourceSpec>,
+    /// In file order.
+    pub stages: Vec<StageSpec<E>>,
+    pub addresses: Vec<BoundAddress>,
+}
+
+impl<E: Event> PipelineSpec<E> {
+    pub fn stage(&self, name: &str) -> Option<&StageSpec<E>> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+}
+
+/// Fields of a stage that belong to the engine, not to the stage kind.
+const ENGINE_STAGE_FIELDS: &[&str] = &["inputs", "buffer", "retry"];
+const TOP_LEVEL_FIELDS: &[&str] = &["name", "telemetry", "resources", "stages"];
+
+/// Read and validate a pipeline file, with `${VAR}` taken from the process environment.
+pub fn load_file<E: Event>(
+    path: &Path,
+    registry: &Registry<E>,
+) -> Result<PipelineSpec<E>, Diagnostics> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostics(vec![Diagnostic {
+            file: file.clone(),
+            line: 1,
+            column: 1,
+            message: format!("cannot read the file: {e}"),
+            hint: Some("check the path; pipeline files usually live in pipelines/".into()),
+        }])
+    })?;
+    load_str(&file, &text, registry, |name| std::env::var(name).ok())
+}
+
+/// Validate pipeline text. `env` supplies `${VAR}` values.
+pub fn load_str<E: Event>(
+    file: &str,
+    text: &str,
+    registry: &Registry<E>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<PipelineSpec<E>, Diagnostics> {
+    let interpolated = interpolate::interpolate(text, env);
+    let mut cx = Checker {
+        file,
+        original: text,
+        map: &interpolated.map,
+        problems: Vec::new(),
+    };
+    for missing in &interpolated.missing {
+        cx.report_original(
+            missing.span,
+            format!("environment variable `{}` is not set", missing.name),
+            Some(format!(
+                "set it, or give a default: ${{{}:-value}}",
+                missing.name
+            )),
+        );
+    }
+    for bad in &interpolated.malformed {
+        cx.report_original(
+            bad.span,
+            bad.message.clone(),
+            Some("write variables as ${NAME} or ${NAME:-default}".into()),
+        );
+    }
+    let root = match value::parse(&interpolated.text) {
+        Ok(root) => root,
+        Err(e) => {
+            cx.report(e.span, e.message, e.hint);
+            return Err(cx.finish());
+        }
+    };
+    let spec = cx.pipeline(&root, registry);
+    let problems = cx.finish();
+    match spec {
+        Some(spec) if problems.0.is_empty() => Ok(spec),
+        _ => Err(problems),
+    }
+}
+
+/// Checks across several files run in one process: no two bind one address.
+pub fn check_together<E: Event>(specs: &[PipelineSpec<E>]) -> Diagnostics {
+    let mut seen: HashMap<&str, &BoundAddress> = HashMap::new();
+    let mut problems = Vec::new();
+    for spec in specs {
+        for bound in &spec.addresses {
+            if let Some(first) = seen.get(bound.address.as_str()) {
+                if first.file != bound.file {
+                    problems.push(address_conflict(bound, first));
+                }
+            } else {
+                seen.insert(&bound.address, bound);
+            }
+        }
+    }
+    Diagnostics(problems)
+}
+
+fn address_conflict(bound: &BoundAddress, first: &BoundAddress) -> Diagnostic {
+    Diagnostic {
+        file: bound.file.clone(),
+        line: bound.line,
+        column: bound.column,
+        message: format!(
+            "{} listens on `{}`, which {} already uses",
+            bound.owner, bound.address, first.owner
+        ),
+        hint: Some(format!(
+            "first bound at {}:{}:{}; give each listener its own port",
+            first.file, first.line, first.column
+        )),
+    }
+}
+
+struct Checker<'a> {
+    file: &'a str,
+    original: &'a str,
+    map: &'a interpolate::SourceMap,
+    problems: Vec<(usize, Diagnostic)>,
+}
+
+impl Checker<'_> {
+    fn finish(mut self) -> Diagnostics {
+        self.problems.sort_by_key(|(offset, _)| *offset);
+        Diagnostics(self.problems.into_iter().map(|(_, d)| d).collect())
+    }
+
+    fn position(&self, original_offset: usize) -> (usize, usize) {
+        let offset = original_offset.min(self.original.len());
+        let mut offset = offset;
+        while !self.original.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = &self.original[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        (line, column)
+    }
+
+    fn report_original(&mut self, span: Span, message: impl Into<String>, hint: Option<String>) {
+        let (line, column) = self.position(span.start);
+        let diagnostic = Diagnostic {
+            file: self.file.to_owned(),
+            line,
+            column,
+            message: message.into(),
+            hint,
+        };
+        if !self.problems.iter().any(|(_, d)| *d == diagnostic) {
+            self.problems.push((span.start, diagnostic));
+        }
+    }
+
+    /// Report at a span of the interpolated text.
+    fn report(&mut self, span: Span, message: impl Into<String>, hint: Option<String>) {
+        let original = self.map.original_span(span);
+        self.report_original(original, message, hint);
+    }
+
+    fn line_col(&self, span: Span) -> (usize, usize) {
+        self.position(self.map.original_offset(span.start))
+    }
+
+    fn pipeline<E: Event>(
+        &mut self,
+        root: &Node,
+        registry: &Registry<E>,
+    ) -> Option<PipelineSpec<E>> {
+        let Value::Struct { fields, .. } = &root.value else {
+            self.report(
+                root.span,
+                format!(
+                    "a pipeline file holds `Pipeline(...)`, found {}",
+                    root.value.describe()
+                ),
+                Some("start from pipelines/local.ron".into()),
+            );
+            return None;
+        };
+        let mut seen = HashMap::new();
+        for (field, _) in fields {
+            if let Some(first) = seen.insert(field.text.as_str(), field.span) {
+                let (line, col) = self.line_col(first);
+                self.report(
+                    field.span,
+                    format!("`{}` is set twice", field.text),
+                    Some(format!("first set at line {line}, column {col}")),
+                );
+            }
+            if !TOP_LEVEL_FIELDS.contains(&field.text.as_str()) {
+                let hint = match closest(&field.text, TOP_LEVEL_FIELDS.iter().copied()) {
+                    Some(near) => format!(
+                        "did you mean `{near}`? A pipeline has {}",
+                        TOP_LEVEL_FIELDS.join(", ")
+                    ),
+                    None => format!("a pipeline has {}", TOP_LEVEL_FIELDS.join(", ")),
+                };
+                self.report(
+                    field.span,
+                    format!("unknown field `{}`", field.text),
+                    Some(hint),
+                );
+            }
+        }
+        let name = match root.field("name") {
+            Some((_, node)) => match node.as_str() {
+                Some(name) if !name.is_empty() => name.to_owned(),
+                _ => {
+                    self.report(
+                        node.span,
+                        "`name` must be a non-empty string",
+                        Some("name: \"local\"".into()),
+                    );
+                    String::new()
+                }
+            },
+            None => {
+                self.report(
+                    Span::new(root.span.start, root.span.start + 1),
+                    "the pipeline has no `name`",
+                    Some("add name: \"my-pipeline\"".into()),
+                );
+                String::new()
+            }
+        };
+        let mut addresses = Vec::new();
+        let telemetry = root.field("telemetry").and_then(|(_, node)| {
+            match de::from_node::<TelemetryConfig>(node) {
+                Ok(t) => {
+                    let (line, column) =
+                        self.line_col(node.field("address").map_or(node.span, |(_, v)| v.span));
+                    addresses.push(BoundAddress {
+                        address: t.address.clone(),
+                        owner: format!("the telemetry server of `{name}`"),
+                        file: self.file.to_owned(),
+                        line,
+                        column,
+                    });
+                    Some(t)
+                }
+                Err(e) => {
+                    self.report(
+                        e.span.unwrap_or(node.span),
+                        e.message,
+                        Some("telemetry: (address: \"127.0.0.1:9598\")".into()),
+                    );
+                    None
+                }
+            }
+        });
+        let resources = match root.field("resources") {
+            Some((_, node)) => self.resources(node, registry),
+            None => Vec::new(),
+        };
+        let resource_kinds: HashMap<&str, &str> = resources
+            .iter()
+            .map(|r| (r.name.as_str(), r.kind.as_str()))
+            .collect();
+        let stages = match root.field("stages") {
+            Some((_, node)) => self.stages(node, registry, &resource_kinds, &mut addresses),
+            None => {
+                self.report(
+                    Span::new(root.span.start, root.span.start + 1),
+                    "the pipeline has no `stages`",
+                    Some("add stages: { ... }".into()),
+                );
+                Vec::new()
+            }
+        };
+        let stages: Vec<StageSpec<E>> = stages;
+        let resources: Vec<ResourceSpec> = resources;
+        Some(PipelineSpec {
+            name,
+            file: self.file.to_owned(),
+            telemetry,
+            resources,
+            stages,
+            addresses,
+        })
+    }
+
+    /// Entries of a `{ "name": Kind(...) }` map, with duplicate and malformed keys reported.
+    fn named_entries<'n>(&mut self, node: &'n Node, what: &str) -> Vec<(String, Span, &'n Node)> {
+        let Value::Map(entries) = &node.value else {
+            self.report(
+                node.span,
+                format!("`{what}` must be a map, found {}", node.value.describe()),
+                Some(format!("{what}: {{ \"name\": Kind(...), ... }}")),
+            );
+            return Vec::new();
+        };
+        let mut seen: HashMap<&str, Span> = HashMap::new();
+        let mut out = Vec::new();
+        for (key, value) in entries {
+            let Some(name) = key.as_str() else {
+                self.report(
+                    key.span,
+                    format!("{what} names are strings, found {}", key.value.describe()),
+                    Some("write the name in double quotes".into()),
+                );
+                continue;
+            };
+            if let Some(first) = seen.get(name) {
+                let (line, col) = self.line_col(*first);
+                self.report(key.span, format!("duplicate name `{name}`"), Some(format!("`{name}` is first defined at line {line}, column {col}; names must be unique")));
+                continue;
+            }
+            if name.is_empty() || name.contains(['.', ' ']) {
+                self.report(
+                    key.span,
+                    format!("`{name}` is not a valid name"),
+                    Some(
+                        "use letters, digits, `-` and `_`; `.` separates a stage from its output"
+                            .into(),
+                    ),
+                );
+                continue;
+            }
+            seen.insert(name, key.span);
+            out.push((name.to_owned(), key.span, value));
+        }
+        out
+    }
+
+    /// The kind name of `Kind(...)` or `Kind`.
+    fn kind_of<'n>(&mut self, node: &'n Node, what: &str) -> Option<(&'n str, Span)> {
+        match &node.value {
+            Value::Struct {
+                name: Some(kind), ..
+            }
+            | Value::Tuple {
+                name: Some(kind), ..
+            } => Some((&kind.text, kind.span)),
+            Value::Ident(kind) => Some((kind, node.span)),
+            other => {
+                self.report(
+                    node.span,
+                    format!(
+                        "expected a {what} kind such as `Kind(...)`, found {}",
+                        other.describe()
+                    ),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    fn unknown_kind<'k>(
+        &mut self,
+        kind: &str,
+        span: Span,
+        what: &str,
+        known: impl Iterator<Item = &'k str> + Clone,
+    ) {
+        let list: Vec<&str> = known.clone().collect();
+        let hint = match closest(kind, known) {
+            Some(near) => format!(
+                "did you mean `{near}`? Known {what} kinds: {}",
+                list.join(", ")
+            ),
+            None => format!("known {what} kinds: {}", list.join(", ")),
+        };
+        self.report(span, format!("unknown {what} kind `{kind}`"), Some(hint));
+    }
+
+    fn resources<E: Event>(&mut self, node: &Node, registry: &Registry<E>) -> Vec<ResourceSpec> {
+        let mut out = Vec::new();
+        for (name, _, value) in self.named_entries(node, "resources") {
+            let Some((kind, kind_span)) = self.kind_of(value, "resource") else {
+                continue;
+            };
+            match registry.parse_resource(kind, value) {
+                None => self.unknown_kind(kind, kind_span, "resource", registry.resource_kinds()),
+                Some(Err(e)) => self.report(e.span.unwrap_or(value.span), e.message, None),
+                Some(Ok(config)) => {
+                    for problem in config.check() {
+                        let span = problem
+                            .field
+                            .and_then(|f| value.field(f))
+                            .map_or(kind_span, |(k, _)| k.span);
+                        self.report(span, problem.message, problem.hint);
+                    }
+                    out.push(ResourceSpec {
+                        name,
+                        kind: kind.to_owned(),
+                        config,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    fn stages<E: Event>(
+        &mut self,
+        node: &Node,
+        registry: &Registry<E>,
+        resource_kinds: &HashMap<&str, &str>,
+        addresses: &mut Vec<BoundAddress>,
+    ) -> Vec<StageSpec<E>> {
+        let entries = self.named_entries(node, "stages");
+        // Names of every declared stage, even ones whose config is broken, so a
+        // broken stage does not also show up as an "unknown input" elsewhere.
+        let declared: Vec<&str> = entries.iter().map(|(name, _, _)| name.as_str()).collect();
+        let mut stages = Vec::new();
+        let mut input_spans: BTreeMap<String, Vec<Span>> = BTreeMap::new();
+        for (name, _, value) in &entries {
+            let Some((kind, kind_span)) = self.kind_of(value, "stage") else {
+                continue;
+            };
+            let config = match registry.parse_stage(kind, value, ENGINE_STAGE_FIELDS) {
+                None => {
+                    self.unknown_kind(kind, kind_span, "stage", registry.stage_kinds());
+                    continue;
+                }
+                Some(Err(e)) => {
+                    let hint = stage_hint(&e.message, kind);
+                    self.report(e.span.unwrap_or(value.span), e.message, hint);
+                    continue;
+                }
+                Some(Ok(config)) => config,
+            };
+            let shape = config.shape();
+            let field_span = |field: &str| value.field(field).map(|(k, _)| k.span);
+            for problem in config.check() {
+                let span = problem
+                    .field
+                    .and_then(|f| value.field(f))
+                    .map_or(kind_span, |(_, v)| v.span);
+                self.report(span, problem.message, problem.hint);
+            }
+            for used in config.resources() {
+                let span = value.field(used.field).map_or(kind_span, |(_, v)| v.span);
+                match resource_kinds.get(used.name.as_str()) {
+                    None => {
+                        let hint = match closest(&used.name, resource_kinds.keys().copied()) {
+                            Some(near) => format!("did you mean `{near}`?"),
+                            None => format!(
+                                "declare it under `resources`: \"{}\": {}(...)",
+                                used.name, used.kind
+                            ),
+                        };
+                        self.report(
+                            span,
+                            format!("no resource named `{}`", used.name),
+                            Some(hint),
+                        );
+                    }
+                    Some(kind) if *kind != used.kind => self.report(
+                        span,
+                        format!(
+                            "resource `{}` is a {kind}, but `{}` needs a {}",
+                            used.name, used.field, used.kind
+                        ),
+                        None,
+                    ),
+                    Some(_) => {}
+                }
+            }
+            for listen in config.listen_addresses() {
+                let span = value.field(listen.field).map_or(kind_span, |(_, v)| v.span);
+                let (line, column) = self.line_col(span);
+                let owner = format!("stage `{name}`");
+                let bound = BoundAddress {
+                    address: listen.address,
+                    owner,
+                    file: self.file.to_owned(),
+                    line,
+                    column,
+                };
+                if let Some(first) = addresses.iter().find(|a| a.address == bound.address) {
+                    let d = address_conflict(&bound, first);
+                    self.report(span, d.message, d.hint);
+                } else {
+                    addresses.push(bound);
+                }
+            }
+            let buffer = match value.field("buffer") {
+                None => BufferConfig::default(),
+                Some((_, node)) => de::from_node(node).unwrap_or_else(|e| {
+                    self.report(e.span.unwrap_or(node.span), e.message, Some("buffer: (capacity: 4096, when_full: block) — when_full is block or drop_newest".into()));
+                    BufferConfig::default()
+                }),
+            };
+            if buffer.capacity == 0 {
+                self.report(
+                    value.field("buffer").map_or(kind_span, |(_, v)| v.span),
+                    "buffer capacity must be at least 1",
+                    None,
+                );
+            }
+            let retry = match value.field("retry") {
+                None => RetryConfig::default(),
+                Some((key, node)) => {
+                    if shape != Shape::Sink {
+                        self.report(
+                            key.span,
+                            format!("`retry` applies to sinks; `{name}` is a {shape}"),
+                            Some("remove it".into()),
+                        );
+                    }
+                    de::from_node(node).unwrap_or_else(|e| {
+                        self.report(e.span.unwrap_or(node.span), e.message, Some("retry: (attempts: 5, initial_backoff: \"100ms\", max_backoff: \"10s\")".into()));
+                        RetryConfig::default()
+                    })
+                }
+            };
+            let inputs = self.inputs(
+                name,
+                value,
+                shape,
+                kind_span,
+                field_span("inputs"),
+                &declared,
+                &mut input_spans,
+            );
+            stages.push(StageSpec {
+                name: name.clone(),
+                kind: kind.to_owned(),
+                inputs,
+                buffer,
+                retry,
+                config,
+            });
+        }
+        self.graph(&stages, &input_spans);
+        if !entries.is_empty()
+            && !stages.is_empty()
+            && !stages.iter().any(|s| s.shape() == Shape::Source)
+            && declared.len() == stages.len()
+        {
+            self.report(
+                node.span,
+                "the pipeline has no source, so nothing will ever flow",
+                Some("add a source stage such as Replay(...) or Synthetic(...)".into()),
+            );
+        }
+        stages
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn inputs(
+        &mut self,
+        name: &str,
+        value: &Node,
+        shape: Shape,
+        kind_span: Span,
+        inputs_key: Option<Span>,
+        declared: &[&str],
+        input_spans: &mut BTreeMap<String, Vec<Span>>,
+    ) -> Vec<InputRef> {
+        let Some((_, list)) = value.field("inputs") else {
+            if shape != Shape::Source {
+                self.report(
+                    kind_span,
+                    format!("`{name}` is a {shape} and needs `inputs`"),
+                    Some("inputs: [\"upstream-stage\"]".into()),
+                );
+            }
+            return Vec::new();
+        };
+        if shape == Shape::Source {
+            self.report(
+                inputs_key.unwrap_or(list.span),
+                format!("`{name}` is a source and takes no `inputs`"),
+                Some("remove the `inputs` field".into()),
+            );
+            return Vec::new();
+        }
+        let Value::List(items) = &list.value else {
+            self.report(
+                list.span,
+                format!(
+                    "`inputs` must be a list of stage names, found {}",
+                    list.value.describe()
+                ),
+                Some("inputs: [\"upstream-stage\"]".into()),
+            );
+            return Vec::new();
+        };
+        if items.is_empty() {
+            self.report(
+                list.span,
+                format!("`{name}` has no inputs"),
+                Some("name at least one upstream stage".into()),
+            );
+        }
+        let mut refs = Vec::new();
+        let mut spans = Vec::new();
+        for item in items {
+            let Some(text) = item.as_str() else {
+                self.report(
+                    item.span,
+                    format!(
+                        "inputs are stage names in quotes, found {}",
+                        item.value.describe()
+                    ),
+                    None,
+                );
+                continue;
+            };
+            let (stage, output) = match text.rsplit_once('.') {
+                Some((stage, output)) => (stage, output),
+                None => (text, DEFAULT_OUTPUT),
+            };
+            let output = match output {
+                DEFAULT_OUTPUT => DEFAULT_OUTPUT,
+                ERROR_OUTPUT => ERROR_OUTPUT,
+                other => {
+                    self.report(item.span, format!("`{stage}` has no output `{other}`"), Some(format!("use \"{stage}\" for its events or \"{stage}.errors\" for its dead letters")));
+                    continue;
+                }
+            };
+            if !declared.contains(&stage) {
+                let hint = match closest(stage, declared.iter().copied()) {
+                    Some(near) => format!("did you mean \"{near}\"?"),
+                    None => format!("declared stages: {}", declared.join(", ")),
+                };
+                self.report(item.span, format!("unknown input `{stage}`"), Some(hint));
+                continue;
+            }
+            let (line, column) = self.line_col(item.span);
+            let input = InputRef {
+                stage: stage.to_owned(),
+                output,
+                line,
+                column,
+            };
+            if refs.contains(&input) {
+                self.report(
+                    item.span,
+                    format!("`{text}` is listed twice"),
+                    Some("each input once is enough".into()),
+                );
+                continue;
+            }
+            refs.push(input);
+            spans.push(item.span);
+        }
+        input_spans.insert(name.to_owned(), spans);
+        refs
+    }
+
+    /// Edge checks (shape, kinds) and cycles.
+    fn graph<E: Event>(
+        &mut self,
+        stages: &[StageSpec<E>],
+        input_spans: &BTreeMap<String, Vec<Span>>,
+    ) {
+        let by_name: HashMap<&str, &StageSpec<E>> =
+            stages.iter().map(|s| (s.name.as_str(), s)).collect();
+        for stage in stages {
+            let spans = input_spans
+                .get(&stage.name)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            let accepts = stage.config.accepts();
+            for (input, span) in stage.inputs.iter().zip(spans) {
+                // A stage whose own config failed to parse is already reported.
+                let Some(upstream) = by_name.get(input.stage.as_str()) else {
+                    continue;
+                };
+                let emitted = if input.output == ERROR_OUTPUT {
+                    Kinds::only(&[DEAD_LETTER_KIND])
+                } else if upstream.shape() == Shape::Sink {
+                    self.report(
+                        *span,
+                        format!("`{}` is a sink and has no output", input.stage),
+                        Some(format!(
+                            "a sink's failures are available as \"{}.errors\"",
+                            input.stage
+                        )),
+                    );
+                    continue;
+                } else {
+                    upstream.config.emits()
+                };
+                match emitted.not_accepted_by(&accepts) {
+                    Some(rejected) if rejected.is_empty() => {}
+                    rejected => {
+                        let what = match rejected {
+                            Some(kinds) => kinds.join(", "),
+                            None => "any kind".to_owned(),
+                        };
+                        self.report(
+                            *span,
+                            format!("kind mismatch: `{input}` emits {emitted}, but `{}` ({}) accepts only {accepts}", stage.name, stage.kind),
+                            Some(format!("{what} cannot flow into `{}`; connect it to a stage that emits {accepts}", stage.name)),
+                        );
+                    }
+                }
+            }
+        }
+        // Cycles: depth-first search; report each cycle once, at the input entry that closes it.
+        #[derive(Clone, Copy, PartialEq)]
+        enum Mark {
+            New,
+            Active,
+            Done,
+        }
+        let index: HashMap<&str, usize> = stages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), i))
+            .collect();
+        let mut marks = vec![Mark::New; stages.len()];
+        fn visit<E: Event>(
+            i: usize,
+            stages: &[StageSpec<E>],
+            index: &HashMap<&str, usize>,
+            marks: &mut Vec<Mark>,
+            path: &mut Vec<usize>,
+            found: &mut Vec<(usize, usize, Vec<usize>)>,
+        ) {
+            marks[i] = Mark::Active;
+            path.push(i);
+            for (n, input) in stages[i].inputs.iter().enumerate() {
+                let Some(&j) = index.get(input.stage.as_str()) else {
+                    continue;
+                };
+                match marks[j] {
+                    Mark::Active => {
+                        let start = path.iter().position(|&p| p == j).unwrap_or(0);
+                        found.push((i, n, path[start..].to_vec()));
+                    }
+                    Mark::New => visit(j, stages, index, marks, path, found),
+                    Mark::Done => {}
+                }
+            }
+            path.pop();
+            marks[i] = Mark::Done;
+        }
+        let mut found = Vec::new();
+        for i in 0..stages.len() {
+            if marks[i] == Mark::New {
+                visit(i, stages, &index, &mut marks, &mut Vec::new(), &mut found);
+            }
+        }
+        for (stage, input, cycle) in found {
+            let mut names: Vec<&str> = cycle
+                .iter()
+                .rev()
+                .map(|&i| stages[i].name.as_str())
+                .collect();
+            names.push(names[0]);
+            let span = input_spans
+                .get(&stages[stage].name)
+                .and_then(|s| s.get(input))
+                .copied()
+                .unwrap_or_default();
+            self.report(
+                span,
+                format!("cycle: {}", names.join(" → ")),
+                Some("events must flow one way; remove one of these inputs".into()),
+            );
+        }
+    }
+}
+
+fn stage_hint(message: &str, kind: &str) -> Option<String> {
+    if message.starts_with("unknown field") || message.starts_with("missing field") {
+        Some(format!(
+            "see the `{kind}` section of PIPELINES.md for its fields (`fxflow docs`)"
+        ))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests;

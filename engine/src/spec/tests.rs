@@ -1,0 +1,177 @@
+use super::*;
+use crate::testkit::{test_registry, TestEvent};
+
+fn load(text: &str) -> Result<PipelineSpec<TestEvent>, Diagnostics> {
+    load_str("p.ron", text, &test_registry(), |name| {
+        (name == "PORT").then(|| "9000".to_owned())
+    })
+}
+
+fn errors(text: &str) -> Vec<String> {
+    load(text)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(|d| format!("{}:{} {}", d.line, d.column, d.message))
+        .collect()
+}
+
+#[test]
+fn a_good_pipeline_loads() {
+    let spec = load(
+        r#"Pipeline(
+    name: "p",
+    telemetry: (address: "127.0.0.1:${PORT}"),
+    stages: {
+        "numbers": Counter(probe: "x", count: 3),
+        "double": Double(inputs: ["numbers"], buffer: (capacity: 8, when_full: drop_newest)),
+        "out": Collect(inputs: ["double", "double.errors"], probe: "x", retry: (attempts: 2)),
+    },
+)"#,
+    )
+    .unwrap();
+    assert_eq!(spec.name, "p");
+    assert_eq!(spec.telemetry.as_ref().unwrap().address, "127.0.0.1:9000");
+    let double = spec.stage("double").unwrap();
+    assert_eq!(double.buffer.capacity, 8);
+    assert_eq!(double.buffer.when_full, crate::WhenFull::DropNewest);
+    let out = spec.stage("out").unwrap();
+    assert_eq!(out.inputs[1].output, ERROR_OUTPUT);
+    assert_eq!(out.retry.attempts, 2);
+}
+
+#[test]
+fn every_problem_is_reported_with_its_position() {
+    let text = r#"Pipeline(
+    name: "p",
+    stages: {
+        "numbers": Counter(probe: "x", count: 3, colour: "red"),
+        "double": Dubble(inputs: ["numbers"]),
+        "text": ToText(inputs: ["numbrs"]),
+        "text": ToText(inputs: ["numbers"]),
+        "again": Double(inputs: ["text"]),
+        "out": Collect(inputs: ["again"], probe: "${MISSING}"),
+    },
+)"#;
+    let errors = errors(text);
+    assert_eq!(
+        errors,
+        vec![
+            "4:50 unknown field `colour`, expected one of `probe`, `count`, `batch`, `pause_ms`",
+            "5:19 unknown stage kind `Dubble`",
+            "6:33 unknown input `numbrs`",
+            "7:9 duplicate name `text`",
+            "8:34 kind mismatch: `text` emits Text, but `again` (Double) accepts only Number",
+            "9:51 environment variable `MISSING` is not set",
+        ]
+    );
+}
+
+#[test]
+fn hints_suggest_the_near_name() {
+    let err = load(r#"Pipeline(name: "p", stages: { "a": Countr(probe: "x") })"#).unwrap_err();
+    assert_eq!(
+        err.0[0]
+            .hint
+            .as_deref()
+            .map(|h| h.starts_with("did you mean `Counter`?")),
+        Some(true)
+    );
+}
+
+#[test]
+fn cycles_are_rejected() {
+    let errors = errors(
+        r#"Pipeline(name: "p", stages: {
+    "src": Counter(probe: "x"),
+    "a": Double(inputs: ["src", "b"]),
+    "b": Double(inputs: ["a"]),
+    "out": Collect(inputs: ["b"], probe: "x"),
+})"#,
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("cycle: "), "{errors:?}");
+}
+
+#[test]
+fn shape_rules() {
+    let errors = errors(
+        r#"Pipeline(name: "p", stages: {
+    "src": Counter(probe: "x", inputs: ["out"]),
+    "lonely": Double(),
+    "out": Collect(inputs: ["src"], probe: "x"),
+    "after": Collect(inputs: ["out", "src.nope"], probe: "x"),
+    "d": Double(inputs: ["src"], retry: (attempts: 1)),
+})"#,
+    );
+    assert_eq!(errors.len(), 5, "{errors:?}");
+    assert!(errors[0].contains("is a source and takes no `inputs`"));
+    assert!(errors[1].contains("needs `inputs`"));
+    assert!(errors[2].contains("is a sink and has no output"));
+    assert!(errors[3].contains("has no output `nope`"));
+    assert!(errors[4].contains("`retry` applies to sinks"));
+}
+
+#[test]
+fn two_stages_cannot_bind_one_address() {
+    let errors = errors(
+        r#"Pipeline(name: "p", telemetry: (address: "127.0.0.1:9000"), stages: {
+    "src": Counter(probe: "x"),
+    "a": Listen(inputs: ["src"], address: "127.0.0.1:9000"),
+})"#,
+    );
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].contains(
+            "listens on `127.0.0.1:9000`, which the telemetry server of `p` already uses"
+        ),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn syntax_errors_have_positions() {
+    let errors = errors("Pipeline(\n  name: \"p\"\n  stages: {},\n)");
+    assert_eq!(errors, vec!["3:3 expected `,` or `)`, found `s`"]);
+}
+
+#[test]
+fn positions_survive_interpolation() {
+    // The value of ${PORT} is longer than the reference; the error after it must still point at the original column.
+    let errors =
+        errors(r#"Pipeline(name: "${PORT:-a-long-default-value}", stages: { "a": Nope() })"#);
+    assert_eq!(errors, vec!["1:64 unknown stage kind `Nope`"]);
+}
+
+#[test]
+fn top_level_mistakes() {
+    let errors = errors(r#"Pipeline(nme: "p", stages: [])"#);
+    assert_eq!(errors.len(), 3, "{errors:?}");
+}
+
+proptest::proptest! {
+    /// Mutating a valid file anywhere never panics the loader.
+    #[test]
+    fn mutated_pipelines_never_panic(pos in 0usize..400, byte in proptest::sample::select(vec![b'(', b')', b'{', b'}', b'[', b']', b'"', b',', b':', b'.', b'$', b'x', b'0', b'\n'])) {
+        let text = r#"Pipeline(
+    name: "p",
+    telemetry: (address: "${ADDR:-127.0.0.1:1}"),
+    stages: {
+        "numbers": Counter(probe: "x", count: 3),
+        "double": Double(inputs: ["numbers"], buffer: (capacity: 8, when_full: drop_newest)),
+        "out": Collect(inputs: ["double", "double.errors"], probe: "x"),
+    },
+)"#;
+        let mut bytes = text.as_bytes().to_vec();
+        let at = pos % bytes.len();
+        bytes[at] = byte;
+        if let Ok(mutated) = String::from_utf8(bytes) {
+            let _ = load(&mutated);
+        }
+        let mut deleted = text.as_bytes().to_vec();
+        deleted.remove(at);
+        if let Ok(mutated) = String::from_utf8(deleted) {
+            let _ = load(&mutated);
+        }
+    }
+}

@@ -1,0 +1,422 @@
+//! Helpers for testing stages and pipelines, used by the engine's own tests
+//! and by stage crates.
+//!
+//! - [`run_transform`] feeds events through a function-shaped transform exactly
+//!   as the engine does and returns what it emitted and rejected.
+//! - [`assert_stage_metrics`] is the compliance check (after Vector's
+//!   `assert_transform_compliance`): a stage that ran must show the required
+//!   metrics.
+//! - [`TestEvent`] and the `test_registry` stages (`Counter`, `Double`, `ToText`,
+//!   `Repeat`, `Collect`, `Listen`) build small real pipelines whose behaviour
+//!   tests observe through a named [`Probe`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use crate::ack::{AckStatus, AckToken};
+use crate::event::{DeadLetter, Envelope, Event, Kinds, DEAD_LETTER_KIND};
+use crate::registry::{BuildContext, ListenAddress, Registry, StageConfig};
+use crate::stage::{
+    Emit, FunctionTransform, Shape, Sink, SinkError, Source, SourceContext, Stage, StageError,
+};
+
+/// What a function transform did with a list of inputs.
+#[derive(Debug)]
+pub struct Transformed<E> {
+    pub events: Vec<E>,
+    /// `(reason, error, event)` for each rejected event.
+    pub rejected: Vec<(&'static str, String, Option<E>)>,
+}
+
+/// Run `stage` over `inputs` the way the engine's function driver does.
+pub fn run_transform<E: Event>(
+    stage: &mut dyn FunctionTransform<E>,
+    inputs: impl IntoIterator<Item = E>,
+) -> Transformed<E> {
+    let mut emit = Emit::default();
+    for event in inputs {
+        stage.transform(event, &mut emit);
+    }
+    let (events, failures) = emit.into_parts();
+    Transformed {
+        events: events.into_iter().map(|e| e.event).collect(),
+        rejected: failures
+            .into_iter()
+            .map(|f| (f.reason, f.error, f.event))
+            .collect(),
+    }
+}
+
+/// Assert that the rendered Prometheus text shows `stage` of `pipeline` received
+/// and sent events (sinks: received only), as every stage must.
+pub fn assert_stage_metrics(rendered: &str, pipeline: &str, stage: &str, shape: Shape) {
+    let has = |metric: &str| {
+        rendered.lines().any(|line| {
+            line.starts_with(metric)
+                && line.contains(&format!("pipeline=\"{pipeline}\""))
+                && line.contains(&format!("stage=\"{stage}\""))
+                && !line.trim_end().ends_with(" 0")
+        })
+    };
+    if shape != Shape::Source {
+        assert!(
+            has(crate::metrics::RECEIVED_EVENTS),
+            "stage `{stage}` shows no received events in:\n{rendered}"
+        );
+        assert!(
+            has(crate::metrics::PROCESSING_SECONDS),
+            "stage `{stage}` shows no processing time in:\n{rendered}"
+        );
+    }
+    if shape != Shape::Sink {
+        assert!(
+            has(crate::metrics::SENT_EVENTS),
+            "stage `{stage}` shows no sent events in:\n{rendered}"
+        );
+    }
+}
+
+/// The value of one counter line in rendered Prometheus text (0 when absent).
+pub fn counter_value(rendered: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    rendered
+        .lines()
+        .filter(|line| {
+            line.starts_with(metric)
+                && labels
+                    .iter()
+                    .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A minimal event type for engine tests.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TestEvent {
+    Number(i64),
+    Text(String),
+    DeadLetter {
+        stage: String,
+        reason: &'static str,
+        error: String,
+        event: Option<Box<TestEvent>>,
+    },
+}
+
+impl Event for TestEvent {
+    fn kind(&self) -> &'static str {
+        match self {
+            TestEvent::Number(_) => "Number",
+            TestEvent::Text(_) => "Text",
+            TestEvent::DeadLetter { .. } => DEAD_LETTER_KIND,
+        }
+    }
+
+    fn dead_letter(letter: DeadLetter<Self>) -> Self {
+        TestEvent::DeadLetter {
+            stage: letter.stage,
+            reason: letter.reason,
+            error: letter.error,
+            event: letter.event,
+        }
+    }
+}
+
+/// Shared observations of test stages, found by name.
+#[derive(Default, Debug)]
+pub struct Probe {
+    pub emitted: AtomicU64,
+    pub acks: Mutex<Vec<(i64, AckStatus)>>,
+    pub stored: Mutex<Vec<TestEvent>>,
+}
+
+impl Probe {
+    pub fn stored(&self) -> Vec<TestEvent> {
+        self.stored.lock().unwrap().clone()
+    }
+
+    pub fn acks(&self) -> Vec<(i64, AckStatus)> {
+        let mut acks = self.acks.lock().unwrap().clone();
+        acks.sort_by_key(|(n, _)| *n);
+        acks
+    }
+}
+
+/// The probe called `name` (created on first use).
+pub fn probe(name: &str) -> Arc<Probe> {
+    static PROBES: OnceLock<Mutex<HashMap<String, Arc<Probe>>>> = OnceLock::new();
+    PROBES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .entry(name.to_owned())
+        .or_default()
+        .clone()
+}
+
+/// A registry of the test stages.
+pub fn test_registry() -> Registry<TestEvent> {
+    let mut registry = Registry::new();
+    registry
+        .stage::<CounterConfig>("Counter")
+        .stage::<DoubleConfig>("Double")
+        .stage::<ToTextConfig>("ToText")
+        .stage::<RepeatConfig>("Repeat")
+        .stage::<CollectConfig>("Collect")
+        .stage::<ListenConfig>("Listen");
+    registry
+}
+
+/// Source: numbers 1..=count (or until shutdown), each with an ack token recorded in `probe`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CounterConfig {
+    pub probe: String,
+    pub count: Option<u64>,
+    #[serde(default = "one")]
+    pub batch: usize,
+    #[serde(default)]
+    pub pause_ms: u64,
+}
+
+fn one() -> usize {
+    1
+}
+
+struct Counter {
+    probe: Arc<Probe>,
+    count: Option<u64>,
+    batch: usize,
+    pause: Duration,
+}
+
+#[async_trait]
+impl StageConfig<TestEvent> for CounterConfig {
+    fn shape(&self) -> Shape {
+        Shape::Source
+    }
+    fn emits(&self) -> Kinds {
+        Kinds::only(&["Number"])
+    }
+    async fn build(&self, _cx: &BuildContext) -> Result<Stage<TestEvent>, StageError> {
+        Ok(Stage::Source(Box::new(Counter {
+            probe: probe(&self.probe),
+            count: self.count,
+            batch: self.batch.max(1),
+            pause: Duration::from_millis(self.pause_ms),
+        })))
+    }
+}
+
+#[async_trait]
+impl Source<TestEvent> for Counter {
+    async fn run(self: Box<Self>, mut cx: SourceContext<TestEvent>) -> Result<(), StageError> {
+        let mut next = 1i64;
+        loop {
+            if cx.shutdown.is_triggered() || self.count.is_some_and(|c| next as u64 > c) {
+                return Ok(());
+            }
+            let mut batch = Vec::with_capacity(self.batch);
+            while batch.len() < self.batch && self.count.is_none_or(|c| next as u64 <= c) {
+                let probe = self.probe.clone();
+                let n = next;
+                let token = AckToken::with_callback(move |status| {
+                    probe.acks.lock().unwrap().push((n, status))
+                });
+                batch.push(Envelope::new(TestEvent::Number(n), token));
+                next += 1;
+            }
+            self.probe
+                .emitted
+                .fetch_add(batch.len() as u64, Ordering::SeqCst);
+            cx.outputs.send(batch).await?;
+            if !self.pause.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.pause) => {}
+                    _ = cx.shutdown.wait() => {}
+                }
+            } else {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+}
+
+/// Transform: doubles numbers; rejects anything else.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DoubleConfig {}
+
+struct Double;
+
+impl FunctionTransform<TestEvent> for Double {
+    fn transform(&mut self, event: TestEvent, emit: &mut Emit<TestEvent>) {
+        match event {
+            TestEvent::Number(n) if n % 7 == 0 => emit.reject(
+                TestEvent::Number(n),
+                "multiple_of_seven",
+                format!("{n} is a multiple of 7"),
+            ),
+            TestEvent::Number(n) => emit.push(TestEvent::Number(n * 2)),
+            other => emit.reject(other, "not_a_number", "only numbers can be doubled"),
+        }
+    }
+}
+
+#[async_trait]
+impl StageConfig<TestEvent> for DoubleConfig {
+    fn shape(&self) -> Shape {
+        Shape::Transform
+    }
+    fn accepts(&self) -> Kinds {
+        Kinds::only(&["Number"])
+    }
+    fn emits(&self) -> Kinds {
+        Kinds::only(&["Number"])
+    }
+    async fn build(&self, _cx: &BuildContext) -> Result<Stage<TestEvent>, StageError> {
+        Ok(Stage::Function(Box::new(Double)))
+    }
+}
+
+/// Transform: numbers to text.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToTextConfig {}
+
+struct ToText;
+
+impl FunctionTransform<TestEvent> for ToText {
+    fn transform(&mut self, event: TestEvent, emit: &mut Emit<TestEvent>) {
+        if let TestEvent::Number(n) = event {
+            emit.push(TestEvent::Text(n.to_string()));
+        }
+    }
+}
+
+#[async_trait]
+impl StageConfig<TestEvent> for ToTextConfig {
+    fn shape(&self) -> Shape {
+        Shape::Transform
+    }
+    fn accepts(&self) -> Kinds {
+        Kinds::only(&["Number"])
+    }
+    fn emits(&self) -> Kinds {
+        Kinds::only(&["Text"])
+    }
+    async fn build(&self, _cx: &BuildContext) -> Result<Stage<TestEvent>, StageError> {
+        Ok(Stage::Function(Box::new(ToText)))
+    }
+}
+
+/// Transform: each event `times` times (derived events share the input's token).
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepeatConfig {
+    pub times: usize,
+}
+
+struct Repeat(usize);
+
+impl FunctionTransform<TestEvent> for Repeat {
+    fn transform(&mut self, event: TestEvent, emit: &mut Emit<TestEvent>) {
+        for _ in 0..self.0 {
+            emit.push(event.clone());
+        }
+    }
+}
+
+#[async_trait]
+impl StageConfig<TestEvent> for RepeatConfig {
+    fn shape(&self) -> Shape {
+        Shape::Transform
+    }
+    fn emits(&self) -> Kinds {
+        Kinds::Any
+    }
+    async fn build(&self, _cx: &BuildContext) -> Result<Stage<TestEvent>, StageError> {
+        Ok(Stage::Function(Box::new(Repeat(self.times))))
+    }
+}
+
+/// Sink: stores events into `probe` after `delay_ms`; with `fail` it rejects every write.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CollectConfig {
+    pub probe: String,
+    #[serde(default)]
+    pub delay_ms: u64,
+    #[serde(default)]
+    pub fail: bool,
+}
+
+struct Collect {
+    probe: Arc<Probe>,
+    delay: Duration,
+    fail: bool,
+}
+
+#[async_trait]
+impl Sink<TestEvent> for Collect {
+    async fn write(&mut self, batch: &[Envelope<TestEvent>]) -> Result<(), SinkError> {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        if self.fail {
+            return Err(SinkError::fatal("this sink rejects everything"));
+        }
+        self.probe
+            .stored
+            .lock()
+            .unwrap()
+            .extend(batch.iter().map(|e| e.event.clone()));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl StageConfig<TestEvent> for CollectConfig {
+    fn shape(&self) -> Shape {
+        Shape::Sink
+    }
+    async fn build(&self, _cx: &BuildContext) -> Result<Stage<TestEvent>, StageError> {
+        Ok(Stage::Sink(Box::new(Collect {
+            probe: probe(&self.probe),
+            delay: Duration::from_millis(self.delay_ms),
+            fail: self.fail,
+        })))
+    }
+}
+
+/// Sink that declares a listening address (for address-conflict checks); it stores nothing.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    pub address: String,
+}
+
+#[async_trait]
+impl StageConfig<TestEvent> for ListenConfig {
+    fn shape(&self) -> Shape {
+        Shape::Sink
+    }
+    fn listen_addresses(&self) -> Vec<ListenAddress> {
+        vec![ListenAddress {
+            field: "address",
+            address: self.address.clone(),
+        }]
+    }
+    async fn build(&self, _cx: &BuildContext) -> Result<Stage<TestEvent>, StageError> {
+        Ok(Stage::Sink(Box::new(Collect {
+            probe: probe(&self.address),
+            delay: Duration::ZERO,
+            fail: false,
+        })))
+    }
+}

@@ -1,0 +1,226 @@
+//! Builds a validated pipeline into running tasks and runs it to the end.
+//!
+//! One tokio task per stage; one bounded channel in front of every
+//! non-source stage, fed by all of its inputs (fan-in); an output with several
+//! consumers clones each batch to all of them (fan-out). Shutdown stops the
+//! sources only: their outputs close, each stage drains what it holds and
+//! ends when its input is empty and closed, so everything in flight reaches
+//! the sinks before the process exits.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::channel::{self, Sender};
+use crate::event::Event;
+use crate::metrics::StageLabels;
+use crate::registry::{BuildContext, Resources};
+use crate::spec::PipelineSpec;
+use crate::stage::{
+    self, Input, Output, Outputs, Shutdown, SourceContext, Stage, StageError, DEFAULT_OUTPUT,
+    ERROR_OUTPUT,
+};
+
+/// A pipeline whose stages are running.
+pub struct RunningPipeline {
+    pub name: String,
+    shutdown: Arc<watch::Sender<bool>>,
+    tasks: Vec<(String, JoinHandle<Result<(), StageError>>)>,
+}
+
+impl RunningPipeline {
+    /// Ask the sources to stop; everything already read drains to the sinks.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// A handle that can trigger shutdown from elsewhere (a signal handler).
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shutdown.clone())
+    }
+
+    /// Wait until every stage has ended. Returns the first stage failure, if any.
+    pub async fn wait(self) -> Result<(), StageError> {
+        let mut first_error = None;
+        for (name, task) in self.tasks {
+            let result = match task.await {
+                Ok(result) => result,
+                Err(join) => Err(StageError::new(format!("panicked: {join}"))),
+            };
+            if let Err(e) = result {
+                first_error.get_or_insert_with(|| {
+                    StageError::new(format!(
+                        "stage `{name}` of pipeline `{}` failed: {e}",
+                        self.name
+                    ))
+                });
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Stop the sources, then wait up to `grace` for the drain; abort after that.
+    pub async fn stop(self, grace: Duration) -> Result<(), StageError> {
+        self.shutdown();
+        let aborts: Vec<_> = self.tasks.iter().map(|(_, t)| t.abort_handle()).collect();
+        let name = self.name.clone();
+        match tokio::time::timeout(grace, self.wait()).await {
+            Ok(result) => result,
+            Err(_) => {
+                aborts.iter().for_each(|a| a.abort());
+                Err(StageError::new(format!(
+                    "pipeline `{name}` did not drain within {grace:?}"
+                )))
+            }
+        }
+    }
+}
+
+/// Triggers a pipeline's shutdown.
+#[derive(Clone)]
+pub struct ShutdownHandle(Arc<watch::Sender<bool>>);
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+/// Readiness of the process: set once every pipeline has started.
+#[derive(Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Open resources, build every stage, wire the channels and start the tasks.
+pub async fn start<E: Event>(spec: PipelineSpec<E>) -> Result<RunningPipeline, StageError> {
+    let mut resources = Resources::default();
+    for resource in &spec.resources {
+        let opened = resource.config.build().await.map_err(|e| {
+            StageError::new(format!(
+                "resource `{}` ({}): {e}",
+                resource.name, resource.kind
+            ))
+        })?;
+        resources.insert(resource.name.clone(), opened);
+    }
+
+    let (shutdown_tx, shutdown) = Shutdown::new();
+    let shutdown_tx = Arc::new(shutdown_tx);
+
+    // A channel in front of every stage that has inputs.
+    let mut senders: HashMap<&str, Sender<E>> = HashMap::new();
+    let mut receivers = HashMap::new();
+    for stage in &spec.stages {
+        if !stage.inputs.is_empty() {
+            let labels = StageLabels::new(&spec.name, &stage.name);
+            let (tx, rx) = channel::bounded(stage.buffer, &labels);
+            senders.insert(stage.name.as_str(), tx);
+            receivers.insert(stage.name.clone(), rx);
+        }
+    }
+    // Who consumes each (stage, output).
+    let mut consumers: HashMap<(&str, &str), Vec<Sender<E>>> = HashMap::new();
+    for stage in &spec.stages {
+        for input in &stage.inputs {
+            consumers
+                .entry((input.stage.as_str(), input.output))
+                .or_default()
+                .push(senders[stage.name.as_str()].clone());
+        }
+    }
+    drop(senders);
+
+    let mut tasks = Vec::new();
+    for stage in &spec.stages {
+        let labels = StageLabels::new(&spec.name, &stage.name);
+        let cx = BuildContext {
+            pipeline: spec.name.clone(),
+            stage: stage.name.clone(),
+            resources: resources.clone(),
+        };
+        let built = stage.config.build(&cx).await.map_err(|e| {
+            StageError::new(format!(
+                "cannot build stage `{}` ({}): {e}",
+                stage.name, stage.kind
+            ))
+        })?;
+        let outputs = Outputs {
+            default: Output::new(
+                consumers
+                    .remove(&(stage.name.as_str(), DEFAULT_OUTPUT))
+                    .unwrap_or_default(),
+                labels.sent(DEFAULT_OUTPUT),
+            ),
+            errors: Output::new(
+                consumers
+                    .remove(&(stage.name.as_str(), ERROR_OUTPUT))
+                    .unwrap_or_default(),
+                labels.sent(ERROR_OUTPUT),
+            ),
+            labels: labels.clone(),
+        };
+        let input = receivers
+            .remove(&stage.name)
+            .map(|rx| Input::new(rx, &labels));
+        let timer = labels.processing();
+        let future: std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<(), StageError>> + Send>,
+        > = match (built, input) {
+            (Stage::Source(source), None) => {
+                let cx = SourceContext {
+                    outputs,
+                    shutdown: shutdown.clone(),
+                    labels,
+                };
+                Box::pin(source.run(cx))
+            }
+            (Stage::Function(f), Some(input)) => {
+                Box::pin(stage::run_function(f, input, outputs, timer))
+            }
+            (Stage::Task(t), Some(input)) => Box::pin(t.run(input, outputs)),
+            (Stage::Sink(s), Some(input)) => {
+                Box::pin(stage::run_sink(s, input, outputs, stage.retry, timer))
+            }
+            _ => {
+                return Err(StageError::new(format!(
+                    "stage `{}` built into a different shape than it declared",
+                    stage.name
+                )))
+            }
+        };
+        let name = stage.name.clone();
+        let pipeline = spec.name.clone();
+        let on_failure = shutdown_tx.clone();
+        let handle = tokio::spawn(async move {
+            let result = future.await;
+            match &result {
+                Ok(()) => tracing::debug!(%pipeline, stage = %name, "Stage finished."),
+                Err(e) => {
+                    tracing::error!(%pipeline, stage = %name, error = %e, "Stage failed; stopping the pipeline.");
+                    let _ = on_failure.send(true);
+                }
+            }
+            result
+        });
+        tasks.push((stage.name.clone(), handle));
+    }
+    tracing::info!(pipeline = %spec.name, stages = spec.stages.len(), "Pipeline started.");
+    Ok(RunningPipeline {
+        name: spec.name,
+        shutdown: shutdown_tx,
+        tasks,
+    })
+}

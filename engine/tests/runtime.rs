@@ -1,0 +1,276 @@
+//! The engine's runtime promises, each on a real topology of test stages.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use fxflow_engine::channel::{bounded, BufferConfig, WhenFull};
+use fxflow_engine::metrics::{install_recorder, StageLabels};
+use fxflow_engine::spec::load_str;
+use fxflow_engine::testkit::{
+    assert_stage_metrics, counter_value, probe, test_registry, TestEvent,
+};
+use fxflow_engine::{AckStatus, AckToken, Envelope, PipelineSpec, Shape};
+
+fn pipeline(text: &str) -> PipelineSpec<TestEvent> {
+    load_str("test.ron", text, &test_registry(), |_| None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn run_to_end(text: &str) {
+    let running = fxflow_engine::start(pipeline(text)).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), running.wait())
+        .await
+        .expect("pipeline finished")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn source_hears_its_ack_only_after_every_sink_finished() {
+    // Fan-out to a fast and a slow sink; each input is repeated 3 times (derived events share the token).
+    let running = fxflow_engine::start(pipeline(
+        r#"Pipeline(name: "acks", stages: {
+            "src": Counter(probe: "acks-src", count: 5),
+            "repeat": Repeat(inputs: ["src"], times: 3),
+            "fast": Collect(inputs: ["repeat"], probe: "acks-fast"),
+            "slow": Collect(inputs: ["repeat"], probe: "acks-slow", delay_ms: 300),
+        })"#,
+    ))
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        probe("acks-fast").stored().len(),
+        15,
+        "the fast sink has everything"
+    );
+    assert!(
+        probe("acks-slow").stored().len() < 15,
+        "the slow sink is still writing"
+    );
+    assert!(
+        probe("acks-src").acks().is_empty(),
+        "no input is finalized while a sink still holds it"
+    );
+    running.wait().await.unwrap();
+    assert_eq!(probe("acks-slow").stored().len(), 15);
+    let acks = probe("acks-src").acks();
+    assert_eq!(
+        acks,
+        (1..=5)
+            .map(|n| (n, AckStatus::Delivered))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_failing_sink_without_error_output_never_delivers() {
+    run_to_end(
+        r#"Pipeline(name: "fail", stages: {
+            "src": Counter(probe: "fail-src", count: 3),
+            "good": Collect(inputs: ["src"], probe: "fail-good"),
+            "bad": Collect(inputs: ["src"], probe: "fail-bad", fail: true, retry: (attempts: 0)),
+        })"#,
+    )
+    .await;
+    assert_eq!(probe("fail-good").stored().len(), 3);
+    assert!(
+        probe("fail-src")
+            .acks()
+            .iter()
+            .all(|(_, s)| *s == AckStatus::Failed),
+        "{:?}",
+        probe("fail-src").acks()
+    );
+    assert_eq!(probe("fail-src").acks().len(), 3);
+}
+
+#[tokio::test]
+async fn a_failing_sink_with_an_error_output_delivers_dead_letters() {
+    run_to_end(
+        r#"Pipeline(name: "dlq", stages: {
+            "src": Counter(probe: "dlq-src", count: 3),
+            "bad": Collect(inputs: ["src"], probe: "dlq-bad", fail: true, retry: (attempts: 1, initial_backoff: "1ms")),
+            "dead": Collect(inputs: ["bad.errors"], probe: "dlq-dead"),
+        })"#,
+    )
+    .await;
+    let dead = probe("dlq-dead").stored();
+    assert_eq!(dead.len(), 3);
+    assert!(
+        matches!(&dead[0], TestEvent::DeadLetter { stage, reason: "write_failed", event: Some(e), .. } if stage == "bad" && **e == TestEvent::Number(1))
+    );
+    assert!(probe("dlq-src")
+        .acks()
+        .iter()
+        .all(|(_, s)| *s == AckStatus::Delivered));
+}
+
+#[tokio::test]
+async fn rejected_events_are_counted_and_dead_lettered() {
+    let handle = install_recorder();
+    run_to_end(
+        r#"Pipeline(name: "reject", stages: {
+            "src": Counter(probe: "reject-src", count: 20, batch: 4),
+            "double": Double(inputs: ["src"]),
+            "out": Collect(inputs: ["double"], probe: "reject-out"),
+            "dead": Collect(inputs: ["double.errors"], probe: "reject-dead"),
+        })"#,
+    )
+    .await;
+    assert_eq!(probe("reject-out").stored().len(), 18);
+    assert_eq!(
+        probe("reject-dead").stored().len(),
+        2,
+        "7 and 14 are rejected"
+    );
+    let rendered = handle.render();
+    let errors = counter_value(
+        &rendered,
+        "fxflow_stage_errors_total",
+        &[
+            ("pipeline", "reject"),
+            ("stage", "double"),
+            ("error_type", "multiple_of_seven"),
+        ],
+    );
+    assert_eq!(errors, 2.0);
+    let received = counter_value(
+        &rendered,
+        "fxflow_stage_received_events_total",
+        &[
+            ("pipeline", "reject"),
+            ("stage", "double"),
+            ("kind", "Number"),
+        ],
+    );
+    assert_eq!(received, 20.0);
+    let sent = counter_value(
+        &rendered,
+        "fxflow_stage_sent_events_total",
+        &[
+            ("pipeline", "reject"),
+            ("stage", "double"),
+            ("kind", "Number"),
+        ],
+    );
+    assert_eq!(sent, 18.0);
+    for (stage, shape) in [
+        ("src", Shape::Source),
+        ("double", Shape::Transform),
+        ("out", Shape::Sink),
+    ] {
+        assert_stage_metrics(&rendered, "reject", stage, shape);
+    }
+    // Rejected without an error output wired would be finalized as Rejected, not Failed.
+    assert!(probe("reject-src")
+        .acks()
+        .iter()
+        .all(|(_, s)| *s == AckStatus::Delivered));
+}
+
+#[tokio::test]
+async fn a_full_buffer_blocks_the_sender() {
+    let labels = StageLabels::new("bp", "downstream");
+    let (tx, mut rx) = bounded::<TestEvent>(
+        BufferConfig {
+            capacity: 4,
+            when_full: WhenFull::Block,
+        },
+        &labels,
+    );
+    let batch = |n: usize| {
+        (0..n)
+            .map(|i| Envelope::unacked(TestEvent::Number(i as i64)))
+            .collect::<Vec<_>>()
+    };
+    tx.send(batch(4)).await.unwrap();
+    let blocked = tokio::spawn({
+        let tx = tx.clone();
+        async move { tx.send(batch(1)).await }
+    });
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!blocked.is_finished(), "a fifth event must wait for room");
+    assert_eq!(rx.recv().await.unwrap().len(), 4);
+    blocked.await.unwrap().unwrap();
+    assert_eq!(rx.recv().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn drop_newest_drops_counts_and_finalizes() {
+    let handle = install_recorder();
+    let labels = StageLabels::new("dn", "downstream");
+    let (tx, mut rx) = bounded::<TestEvent>(
+        BufferConfig {
+            capacity: 2,
+            when_full: WhenFull::DropNewest,
+        },
+        &labels,
+    );
+    let (token, ack) = AckToken::new();
+    tx.send(vec![
+        Envelope::unacked(TestEvent::Number(1)),
+        Envelope::unacked(TestEvent::Number(2)),
+    ])
+    .await
+    .unwrap();
+    tx.send(vec![Envelope::new(TestEvent::Number(3), token)])
+        .await
+        .unwrap();
+    assert_eq!(
+        ack.wait().await,
+        AckStatus::Rejected,
+        "a dropped event is finalized as rejected"
+    );
+    let discarded = counter_value(
+        &handle.render(),
+        "fxflow_stage_discarded_events_total",
+        &[("pipeline", "dn"), ("reason", "buffer_full")],
+    );
+    assert_eq!(discarded, 1.0);
+    assert_eq!(rx.recv().await.unwrap().len(), 2);
+    drop(tx);
+    assert!(rx.recv().await.is_none());
+}
+
+#[tokio::test]
+async fn shutdown_drains_everything_in_flight() {
+    // An endless source, a transform and a slow sink with a small buffer: when
+    // shutdown comes, events sit in every channel. All must reach the sink.
+    let running = fxflow_engine::start(pipeline(
+        r#"Pipeline(name: "drain", stages: {
+            "src": Counter(probe: "drain-src", batch: 10),
+            "repeat": Repeat(inputs: ["src"], times: 1, buffer: (capacity: 50)),
+            "out": Collect(inputs: ["repeat"], probe: "drain-out", delay_ms: 5, buffer: (capacity: 50)),
+        })"#,
+    ))
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let at_signal = probe("drain-out").stored().len() as u64;
+    running.stop(Duration::from_secs(20)).await.unwrap();
+    let emitted = probe("drain-src").emitted.load(Ordering::SeqCst);
+    let stored = probe("drain-out").stored().len() as u64;
+    assert!(
+        emitted > at_signal,
+        "events were in flight at the signal ({emitted} emitted, {at_signal} stored)"
+    );
+    assert_eq!(
+        stored, emitted,
+        "every emitted event was stored before the pipeline ended"
+    );
+    assert_eq!(probe("drain-src").acks().len() as u64, emitted);
+}
+
+#[tokio::test]
+async fn fan_in_merges_every_input() {
+    run_to_end(
+        r#"Pipeline(name: "fanin", stages: {
+            "a": Counter(probe: "fanin-a", count: 10),
+            "b": Counter(probe: "fanin-b", count: 7),
+            "out": Collect(inputs: ["a", "b"], probe: "fanin-out"),
+        })"#,
+    )
+    .await;
+    assert_eq!(probe("fanin-out").stored().len(), 17);
+}
