@@ -129,12 +129,7 @@ impl<E: Event> Sender<E> {
         }
         let n = self.shared.permits_for(batch.len());
         let permit = match self.when_full {
-            WhenFull::Block => self
-                .shared
-                .permits
-                .acquire_many(n)
-                .await
-                .map_err(|_| Closed)?,
+            WhenFull::Block => self.shared.permits.acquire_many(n).await.map_err(|_| Closed)?,
             WhenFull::DropNewest => match self.shared.permits.try_acquire_many(n) {
                 Ok(permit) => permit,
                 Err(tokio::sync::TryAcquireError::Closed) => return Err(Closed),
@@ -183,12 +178,7 @@ impl<E> Receiver<E> {
 
     /// Events waiting in the buffer.
     pub fn len(&self) -> usize {
-        self.shared.capacity
-            - self
-                .shared
-                .permits
-                .available_permits()
-                .min(self.shared.capacity)
+        self.shared.capacity - self.shared.permits.available_permits().min(self.shared.capacity)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -8,13 +8,11 @@ use serde::{Deserialize, Deserializer, Serializer};
 /// Parse `"<number><unit>"` with unit `ms`, `s`, `m`, `h` or `d`.
 pub fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration; write it like \"250ms\", \"30s\", \"5m\", \"2h\" or \"7d\""))?;
+    let number: u64 = number.parse().map_err(|_| {
+        format!("`{text}` is not a duration; write it like \"250ms\", \"30s\", \"5m\", \"2h\" or \"7d\"")
+    })?;
     let millis_per_unit = match unit.trim() {
         "ms" => 1,
         "s" => 1_000,
@@ -22,11 +20,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         "h" => 3_600_000,
         "d" => 86_400_000,
         "" => return Err(format!("`{text}` needs a unit: ms, s, m, h or d")),
-        other => {
-            return Err(format!(
-                "unknown duration unit `{other}`; use ms, s, m, h or d"
-            ))
-        }
+        other => return Err(format!("unknown duration unit `{other}`; use ms, s, m, h or d")),
     };
     number
         .checked_mul(millis_per_unit)
@@ -37,12 +31,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
 /// Format a duration the way [`parse`] reads it, in the largest exact unit.
 pub fn format(duration: &Duration) -> String {
     let ms = duration.as_millis();
-    for (unit, size) in [
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-    ] {
+    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
         if ms != 0 && ms.is_multiple_of(size) {
             return format!("{}{unit}", ms / size);
         }
@@ -63,18 +52,13 @@ pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S:
 pub mod option {
     use super::*;
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Option<Duration>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
         Option::<String>::deserialize(deserializer)?
             .map(|text| parse(&text).map_err(serde::de::Error::custom))
             .transpose()
     }
 
-    pub fn serialize<S: Serializer>(
-        duration: &Option<Duration>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(duration: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
         match duration {
             Some(d) => serializer.serialize_str(&format(d)),
             None => serializer.serialize_none(),

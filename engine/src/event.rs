@@ -64,18 +64,34 @@ impl Kinds {
         }
     }
 
+    /// Every kind in either set.
+    pub fn union(&self, other: &Kinds) -> Kinds {
+        match (self, other) {
+            (Kinds::Any, _) | (_, Kinds::Any) => Kinds::Any,
+            (Kinds::Only(a), Kinds::Only(b)) => {
+                let mut kinds = a.clone();
+                kinds.extend(b.iter().filter(|k| !a.contains(k)));
+                Kinds::Only(kinds)
+            }
+        }
+    }
+
+    /// The kinds in both sets.
+    pub fn intersection(&self, other: &Kinds) -> Kinds {
+        match (self, other) {
+            (Kinds::Any, x) | (x, Kinds::Any) => x.clone(),
+            (Kinds::Only(a), Kinds::Only(_)) => Kinds::Only(a.iter().copied().filter(|k| other.contains(k)).collect()),
+        }
+    }
+
     /// The kinds of `self` that `accepted` does not take (empty when every one fits).
     pub fn not_accepted_by(&self, accepted: &Kinds) -> Option<Vec<&'static str>> {
         match (self, accepted) {
             (_, Kinds::Any) => Some(Vec::new()),
             (Kinds::Any, Kinds::Only(_)) => None,
-            (Kinds::Only(emitted), Kinds::Only(_)) => Some(
-                emitted
-                    .iter()
-                    .copied()
-                    .filter(|k| !accepted.contains(k))
-                    .collect(),
-            ),
+            (Kinds::Only(emitted), Kinds::Only(_)) => {
+                Some(emitted.iter().copied().filter(|k| !accepted.contains(k)).collect())
+            }
         }
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod ack;
 pub mod channel;
+pub mod docs;
 pub mod duration;
 pub mod event;
 pub mod graph;
@@ -24,14 +25,12 @@ pub use ack::{AckReceiver, AckStatus, AckToken};
 pub use channel::{BufferConfig, WhenFull};
 pub use event::{DeadLetter, Envelope, Event, Kinds, DEAD_LETTER_KIND};
 pub use registry::{
-    BuildContext, ConfigProblem, ListenAddress, Registry, ResourceConfig, ResourceUse, Resources,
-    StageConfig,
+    BuildContext, ConfigProblem, ListenAddress, Registry, ResourceConfig, ResourceUse, Resources, StageConfig,
 };
 pub use spec::{Diagnostic, Diagnostics, PipelineSpec};
 pub use stage::{
-    Emit, Failure, FunctionTransform, Input, ItemError, Outputs, RetryConfig, Shape, Shutdown,
-    Sink, SinkError, Source, SourceContext, Stage, StageError, TaskTransform, DEFAULT_OUTPUT,
-    ERROR_OUTPUT,
+    Emit, Failure, FunctionTransform, Input, ItemError, Outputs, RetryConfig, Shape, Shutdown, Sink, SinkError, Source,
+    SourceContext, Stage, StageError, TaskTransform, DEFAULT_OUTPUT, ERROR_OUTPUT,
 };
 pub use topology::{start, Readiness, RunningPipeline, ShutdownHandle};
 

@@ -23,8 +23,7 @@ pub fn install_recorder() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let buckets = [
-                0.000_001, 0.000_005, 0.000_025, 0.000_1, 0.000_5, 0.002_5, 0.01, 0.05, 0.25, 1.0,
-                5.0,
+                0.000_001, 0.000_005, 0.000_025, 0.000_1, 0.000_5, 0.002_5, 0.01, 0.05, 0.25, 1.0, 5.0,
             ];
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
@@ -58,15 +57,12 @@ impl KindCounters {
     }
 
     pub fn add(&mut self, kind: &'static str, n: u64) {
-        if let Some((_, counter)) = self
-            .by_kind
-            .iter()
-            .find(|(k, _)| std::ptr::eq(*k, kind) || *k == kind)
-        {
+        if let Some((_, counter)) = self.by_kind.iter().find(|(k, _)| std::ptr::eq(*k, kind) || *k == kind) {
             counter.increment(n);
             return;
         }
-        let counter = counter!(self.name, "pipeline" => self.pipeline.clone(), "stage" => self.stage.clone(), "kind" => kind);
+        let counter =
+            counter!(self.name, "pipeline" => self.pipeline.clone(), "stage" => self.stage.clone(), "kind" => kind);
         counter.increment(n);
         self.by_kind.push((kind, counter));
     }

@@ -67,9 +67,18 @@ pub trait StageConfig<E: Event>: Send + Sync + fmt::Debug + 'static {
         Kinds::Any
     }
 
-    /// Event kinds on the default output (ignored for sinks).
+    /// Event kinds on the default output (ignored for sinks): everything the
+    /// stage may ever emit.
     fn emits(&self) -> Kinds {
         Kinds::none()
+    }
+
+    /// Event kinds on the default output given what its inputs deliver. A stage
+    /// whose output depends on its input (a validator passing kinds through)
+    /// narrows [`StageConfig::emits`] here, so edges downstream are checked
+    /// against what can really arrive.
+    fn emits_given(&self, _inputs: &Kinds) -> Kinds {
+        self.emits()
     }
 
     /// Semantic checks that need no I/O (ranges, combinations of fields).
@@ -114,12 +123,10 @@ impl Resources {
             .0
             .get(name)
             .ok_or_else(|| StageError::new(format!("no resource named `{name}`")))?;
-        resource.clone().downcast::<T>().map_err(|_| {
-            StageError::new(format!(
-                "resource `{name}` is not a {}",
-                std::any::type_name::<T>()
-            ))
-        })
+        resource
+            .clone()
+            .downcast::<T>()
+            .map_err(|_| StageError::new(format!("resource `{name}` is not a {}", std::any::type_name::<T>())))
     }
 }
 
@@ -167,9 +174,7 @@ fn parse_stage<E: Event, C: StageConfig<E> + DeserializeOwned>(
     Ok(Box::new(config))
 }
 
-fn parse_resource<C: ResourceConfig + DeserializeOwned>(
-    node: &Node,
-) -> Result<Box<dyn ResourceConfig>, DeError> {
+fn parse_resource<C: ResourceConfig + DeserializeOwned>(node: &Node) -> Result<Box<dyn ResourceConfig>, DeError> {
     let config = C::deserialize(NodeDeserializer::new(node))?;
     Ok(Box::new(config))
 }
@@ -226,11 +231,7 @@ impl<E: Event> Registry<E> {
         self.stages.get(kind).map(|entry| (entry.parse)(node, skip))
     }
 
-    pub(crate) fn parse_resource(
-        &self,
-        kind: &str,
-        node: &Node,
-    ) -> Option<Result<Box<dyn ResourceConfig>, DeError>> {
+    pub(crate) fn parse_resource(&self, kind: &str, node: &Node) -> Option<Result<Box<dyn ResourceConfig>, DeError>> {
         self.resources.get(kind).map(|entry| (entry.parse)(node))
     }
 
@@ -263,11 +264,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let cur = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                prev
-            } else {
-                1 + prev.min(cur).min(row[j])
-            };
+            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(cur).min(row[j]) };
             prev = cur;
         }
     }

@@ -207,16 +207,14 @@ impl<E: Event> Input<E> {
     /// The next batch; `None` once every upstream stage has finished and the buffer is drained.
     pub async fn next(&mut self) -> Option<Vec<Envelope<E>>> {
         let batch = self.rx.recv().await?;
-        self.received
-            .add_batch(batch.iter().map(|e| e.event.kind()));
+        self.received.add_batch(batch.iter().map(|e| e.event.kind()));
         Some(batch)
     }
 
     /// Like [`Input::next`] but never waits.
     pub fn try_next(&mut self) -> Option<Vec<Envelope<E>>> {
         let batch = self.rx.try_recv()?;
-        self.received
-            .add_batch(batch.iter().map(|e| e.event.kind()));
+        self.received.add_batch(batch.iter().map(|e| e.event.kind()));
         Some(batch)
     }
 }
@@ -267,11 +265,7 @@ impl<E: Event> Outputs<E> {
     /// they travel on as dead letters (keeping their ack token), otherwise their
     /// token is marked `unrouted` (`Rejected` for bad data, `Failed` for a sink
     /// that could not store them).
-    pub async fn dead_letter(
-        &mut self,
-        failures: Vec<Failure<E>>,
-        unrouted: AckStatus,
-    ) -> Result<(), Closed> {
+    pub async fn dead_letter(&mut self, failures: Vec<Failure<E>>, unrouted: AckStatus) -> Result<(), Closed> {
         if failures.is_empty() {
             return Ok(());
         }
@@ -406,10 +400,7 @@ pub struct RetryConfig {
     #[serde(default = "RetryConfig::default_attempts")]
     pub attempts: u32,
     /// Wait before the first retry; doubles on each further one.
-    #[serde(
-        default = "RetryConfig::default_initial_backoff",
-        with = "crate::duration"
-    )]
+    #[serde(default = "RetryConfig::default_initial_backoff", with = "crate::duration")]
     #[schemars(with = "String")]
     pub initial_backoff: std::time::Duration,
     /// The longest wait between two attempts.
@@ -506,11 +497,7 @@ async fn write_with_retry<E: Event>(
                 match item {
                     None => {}
                     Some(item) if item.retryable && can_retry => keep.push(envelope),
-                    Some(item) => give_up.push(Failure::new(
-                        envelope,
-                        "item_rejected",
-                        item.message.clone(),
-                    )),
+                    Some(item) => give_up.push(Failure::new(envelope, "item_rejected", item.message.clone())),
                 }
             }
             outputs.dead_letter(give_up, AckStatus::Failed).await?;

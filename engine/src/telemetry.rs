@@ -14,11 +14,7 @@ use crate::topology::Readiness;
 
 /// Bind `address` and serve until the process ends. Binding happens before
 /// this returns, so a taken port is reported at start, not later.
-pub async fn serve(
-    address: &str,
-    metrics: PrometheusHandle,
-    readiness: Readiness,
-) -> std::io::Result<SocketAddr> {
+pub async fn serve(address: &str, metrics: PrometheusHandle, readiness: Readiness) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     let bound = listener.local_addr()?;
     let upkeep = metrics.clone();
@@ -44,13 +40,20 @@ pub async fn serve(
             get(move || {
                 let ready = readiness.is_ready();
                 async move {
-                    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+                    let status = if ready {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
                     (status, Json(serde_json::json!({ "ready": ready }))).into_response()
                 }
             }),
         )
         .fallback(|| async {
-            (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": "not found", "endpoints": ["/metrics", "/health", "/ready"] })))
+            (
+                StatusCode::NOT_FOUND,
+                Json(serde_json::json!({ "error": "not found", "endpoints": ["/metrics", "/health", "/ready"] })),
+            )
         });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {

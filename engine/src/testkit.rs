@@ -21,9 +21,7 @@ use serde::Deserialize;
 use crate::ack::{AckStatus, AckToken};
 use crate::event::{DeadLetter, Envelope, Event, Kinds, DEAD_LETTER_KIND};
 use crate::registry::{BuildContext, ListenAddress, Registry, StageConfig};
-use crate::stage::{
-    Emit, FunctionTransform, Shape, Sink, SinkError, Source, SourceContext, Stage, StageError,
-};
+use crate::stage::{Emit, FunctionTransform, Shape, Sink, SinkError, Source, SourceContext, Stage, StageError};
 
 /// What a function transform did with a list of inputs.
 #[derive(Debug)]
@@ -45,10 +43,7 @@ pub fn run_transform<E: Event>(
     let (events, failures) = emit.into_parts();
     Transformed {
         events: events.into_iter().map(|e| e.event).collect(),
-        rejected: failures
-            .into_iter()
-            .map(|f| (f.reason, f.error, f.event))
-            .collect(),
+        rejected: failures.into_iter().map(|f| (f.reason, f.error, f.event)).collect(),
     }
 }
 
@@ -85,12 +80,7 @@ pub fn assert_stage_metrics(rendered: &str, pipeline: &str, stage: &str, shape: 
 pub fn counter_value(rendered: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
     rendered
         .lines()
-        .filter(|line| {
-            line.starts_with(metric)
-                && labels
-                    .iter()
-                    .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
-        })
+        .filter(|line| line.starts_with(metric) && labels.iter().all(|(k, v)| line.contains(&format!("{k}=\"{v}\""))))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -225,15 +215,11 @@ impl Source<TestEvent> for Counter {
             while batch.len() < self.batch && self.count.is_none_or(|c| next as u64 <= c) {
                 let probe = self.probe.clone();
                 let n = next;
-                let token = AckToken::with_callback(move |status| {
-                    probe.acks.lock().unwrap().push((n, status))
-                });
+                let token = AckToken::with_callback(move |status| probe.acks.lock().unwrap().push((n, status)));
                 batch.push(Envelope::new(TestEvent::Number(n), token));
                 next += 1;
             }
-            self.probe
-                .emitted
-                .fetch_add(batch.len() as u64, Ordering::SeqCst);
+            self.probe.emitted.fetch_add(batch.len() as u64, Ordering::SeqCst);
             cx.outputs.send(batch).await?;
             if !self.pause.is_zero() {
                 tokio::select! {

@@ -21,8 +21,7 @@ use crate::metrics::StageLabels;
 use crate::registry::{BuildContext, Resources};
 use crate::spec::PipelineSpec;
 use crate::stage::{
-    self, Input, Output, Outputs, Shutdown, SourceContext, Stage, StageError, DEFAULT_OUTPUT,
-    ERROR_OUTPUT,
+    self, Input, Output, Outputs, Shutdown, SourceContext, Stage, StageError, DEFAULT_OUTPUT, ERROR_OUTPUT,
 };
 
 /// A pipeline whose stages are running.
@@ -53,10 +52,7 @@ impl RunningPipeline {
             };
             if let Err(e) = result {
                 first_error.get_or_insert_with(|| {
-                    StageError::new(format!(
-                        "stage `{name}` of pipeline `{}` failed: {e}",
-                        self.name
-                    ))
+                    StageError::new(format!("stage `{name}` of pipeline `{}` failed: {e}", self.name))
                 });
             }
         }
@@ -108,12 +104,11 @@ impl Readiness {
 pub async fn start<E: Event>(spec: PipelineSpec<E>) -> Result<RunningPipeline, StageError> {
     let mut resources = Resources::default();
     for resource in &spec.resources {
-        let opened = resource.config.build().await.map_err(|e| {
-            StageError::new(format!(
-                "resource `{}` ({}): {e}",
-                resource.name, resource.kind
-            ))
-        })?;
+        let opened = resource
+            .config
+            .build()
+            .await
+            .map_err(|e| StageError::new(format!("resource `{}` ({}): {e}", resource.name, resource.kind)))?;
         resources.insert(resource.name.clone(), opened);
     }
 
@@ -151,12 +146,11 @@ pub async fn start<E: Event>(spec: PipelineSpec<E>) -> Result<RunningPipeline, S
             stage: stage.name.clone(),
             resources: resources.clone(),
         };
-        let built = stage.config.build(&cx).await.map_err(|e| {
-            StageError::new(format!(
-                "cannot build stage `{}` ({}): {e}",
-                stage.name, stage.kind
-            ))
-        })?;
+        let built = stage
+            .config
+            .build(&cx)
+            .await
+            .map_err(|e| StageError::new(format!("cannot build stage `{}` ({}): {e}", stage.name, stage.kind)))?;
         let outputs = Outputs {
             default: Output::new(
                 consumers
@@ -172,35 +166,28 @@ pub async fn start<E: Event>(spec: PipelineSpec<E>) -> Result<RunningPipeline, S
             ),
             labels: labels.clone(),
         };
-        let input = receivers
-            .remove(&stage.name)
-            .map(|rx| Input::new(rx, &labels));
+        let input = receivers.remove(&stage.name).map(|rx| Input::new(rx, &labels));
         let timer = labels.processing();
-        let future: std::pin::Pin<
-            Box<dyn std::future::Future<Output = Result<(), StageError>> + Send>,
-        > = match (built, input) {
-            (Stage::Source(source), None) => {
-                let cx = SourceContext {
-                    outputs,
-                    shutdown: shutdown.clone(),
-                    labels,
-                };
-                Box::pin(source.run(cx))
-            }
-            (Stage::Function(f), Some(input)) => {
-                Box::pin(stage::run_function(f, input, outputs, timer))
-            }
-            (Stage::Task(t), Some(input)) => Box::pin(t.run(input, outputs)),
-            (Stage::Sink(s), Some(input)) => {
-                Box::pin(stage::run_sink(s, input, outputs, stage.retry, timer))
-            }
-            _ => {
-                return Err(StageError::new(format!(
-                    "stage `{}` built into a different shape than it declared",
-                    stage.name
-                )))
-            }
-        };
+        let future: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StageError>> + Send>> =
+            match (built, input) {
+                (Stage::Source(source), None) => {
+                    let cx = SourceContext {
+                        outputs,
+                        shutdown: shutdown.clone(),
+                        labels,
+                    };
+                    Box::pin(source.run(cx))
+                }
+                (Stage::Function(f), Some(input)) => Box::pin(stage::run_function(f, input, outputs, timer)),
+                (Stage::Task(t), Some(input)) => Box::pin(t.run(input, outputs)),
+                (Stage::Sink(s), Some(input)) => Box::pin(stage::run_sink(s, input, outputs, stage.retry, timer)),
+                _ => {
+                    return Err(StageError::new(format!(
+                        "stage `{}` built into a different shape than it declared",
+                        stage.name
+                    )))
+                }
+            };
         let name = stage.name.clone();
         let pipeline = spec.name.clone();
         let on_failure = shutdown_tx.clone();

@@ -6,9 +6,7 @@ use std::time::Duration;
 use fxflow_engine::channel::{bounded, BufferConfig, WhenFull};
 use fxflow_engine::metrics::{install_recorder, StageLabels};
 use fxflow_engine::spec::load_str;
-use fxflow_engine::testkit::{
-    assert_stage_metrics, counter_value, probe, test_registry, TestEvent,
-};
+use fxflow_engine::testkit::{assert_stage_metrics, counter_value, probe, test_registry, TestEvent};
 use fxflow_engine::{AckStatus, AckToken, Envelope, PipelineSpec, Shape};
 
 fn pipeline(text: &str) -> PipelineSpec<TestEvent> {
@@ -37,15 +35,8 @@ async fn source_hears_its_ack_only_after_every_sink_finished() {
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        probe("acks-fast").stored().len(),
-        15,
-        "the fast sink has everything"
-    );
-    assert!(
-        probe("acks-slow").stored().len() < 15,
-        "the slow sink is still writing"
-    );
+    assert_eq!(probe("acks-fast").stored().len(), 15, "the fast sink has everything");
+    assert!(probe("acks-slow").stored().len() < 15, "the slow sink is still writing");
     assert!(
         probe("acks-src").acks().is_empty(),
         "no input is finalized while a sink still holds it"
@@ -53,12 +44,7 @@ async fn source_hears_its_ack_only_after_every_sink_finished() {
     running.wait().await.unwrap();
     assert_eq!(probe("acks-slow").stored().len(), 15);
     let acks = probe("acks-src").acks();
-    assert_eq!(
-        acks,
-        (1..=5)
-            .map(|n| (n, AckStatus::Delivered))
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(acks, (1..=5).map(|n| (n, AckStatus::Delivered)).collect::<Vec<_>>());
 }
 
 #[tokio::test]
@@ -73,10 +59,7 @@ async fn a_failing_sink_without_error_output_never_delivers() {
     .await;
     assert_eq!(probe("fail-good").stored().len(), 3);
     assert!(
-        probe("fail-src")
-            .acks()
-            .iter()
-            .all(|(_, s)| *s == AckStatus::Failed),
+        probe("fail-src").acks().iter().all(|(_, s)| *s == AckStatus::Failed),
         "{:?}",
         probe("fail-src").acks()
     );
@@ -98,10 +81,7 @@ async fn a_failing_sink_with_an_error_output_delivers_dead_letters() {
     assert!(
         matches!(&dead[0], TestEvent::DeadLetter { stage, reason: "write_failed", event: Some(e), .. } if stage == "bad" && **e == TestEvent::Number(1))
     );
-    assert!(probe("dlq-src")
-        .acks()
-        .iter()
-        .all(|(_, s)| *s == AckStatus::Delivered));
+    assert!(probe("dlq-src").acks().iter().all(|(_, s)| *s == AckStatus::Delivered));
 }
 
 #[tokio::test]
@@ -117,11 +97,7 @@ async fn rejected_events_are_counted_and_dead_lettered() {
     )
     .await;
     assert_eq!(probe("reject-out").stored().len(), 18);
-    assert_eq!(
-        probe("reject-dead").stored().len(),
-        2,
-        "7 and 14 are rejected"
-    );
+    assert_eq!(probe("reject-dead").stored().len(), 2, "7 and 14 are rejected");
     let rendered = handle.render();
     let errors = counter_value(
         &rendered,
@@ -136,21 +112,13 @@ async fn rejected_events_are_counted_and_dead_lettered() {
     let received = counter_value(
         &rendered,
         "fxflow_stage_received_events_total",
-        &[
-            ("pipeline", "reject"),
-            ("stage", "double"),
-            ("kind", "Number"),
-        ],
+        &[("pipeline", "reject"), ("stage", "double"), ("kind", "Number")],
     );
     assert_eq!(received, 20.0);
     let sent = counter_value(
         &rendered,
         "fxflow_stage_sent_events_total",
-        &[
-            ("pipeline", "reject"),
-            ("stage", "double"),
-            ("kind", "Number"),
-        ],
+        &[("pipeline", "reject"), ("stage", "double"), ("kind", "Number")],
     );
     assert_eq!(sent, 18.0);
     for (stage, shape) in [
@@ -214,9 +182,7 @@ async fn drop_newest_drops_counts_and_finalizes() {
     ])
     .await
     .unwrap();
-    tx.send(vec![Envelope::new(TestEvent::Number(3), token)])
-        .await
-        .unwrap();
+    tx.send(vec![Envelope::new(TestEvent::Number(3), token)]).await.unwrap();
     assert_eq!(
         ack.wait().await,
         AckStatus::Rejected,

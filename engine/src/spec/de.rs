@@ -151,9 +151,7 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
             Value::Tuple {
                 name: Some(name),
                 items,
-            } if name.text == "Some" && items.len() == 1 => {
-                visitor.visit_some(self.child(&items[0]))
-            }
+            } if name.text == "Some" && items.len() == 1 => visitor.visit_some(self.child(&items[0])),
             Value::Tuple { items, .. } => visitor.visit_seq(Seq {
                 items: items.iter(),
                 span,
@@ -169,9 +167,7 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
 
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         match self.node.value {
-            Value::Bool(b) => visitor
-                .visit_bool(b)
-                .map_err(|e: DeError| e.at(self.node.span)),
+            Value::Bool(b) => visitor.visit_bool(b).map_err(|e: DeError| e.at(self.node.span)),
             _ => Err(self.mismatch("`true` or `false`")),
         }
     }
@@ -193,17 +189,13 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
 
     fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         let value = self.parse_float()?;
-        visitor
-            .visit_f64(value)
-            .map_err(|e: DeError| e.at(self.node.span))
+        visitor.visit_f64(value).map_err(|e: DeError| e.at(self.node.span))
     }
 
     fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         match &self.node.value {
             Value::Char(c) => visitor.visit_char(*c),
-            Value::String(s) if s.chars().count() == 1 => {
-                visitor.visit_char(s.chars().next().unwrap_or_default())
-            }
+            Value::String(s) if s.chars().count() == 1 => visitor.visit_char(s.chars().next().unwrap_or_default()),
             _ => Err(self.mismatch("a character")),
         }
         .map_err(|e: DeError| e.at(self.node.span))
@@ -242,9 +234,7 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
             Value::Tuple {
                 name: Some(name),
                 items,
-            } if name.text == "Some" && items.len() == 1 => {
-                visitor.visit_some(self.child(&items[0]))
-            }
+            } if name.text == "Some" && items.len() == 1 => visitor.visit_some(self.child(&items[0])),
             // Like RON's `implicit_some`: a bare value where an option is wanted means `Some`.
             _ => visitor.visit_some(self),
         }
@@ -253,18 +243,12 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
 
     fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         match &self.node.value {
-            Value::Unit => visitor
-                .visit_unit()
-                .map_err(|e: DeError| e.at(self.node.span)),
+            Value::Unit => visitor.visit_unit().map_err(|e: DeError| e.at(self.node.span)),
             _ => Err(self.mismatch("`()`")),
         }
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value, DeError> {
         match &self.node.value {
             Value::Ident(found) if found == name => visitor.visit_unit(),
             Value::Unit => visitor.visit_unit(),
@@ -273,18 +257,12 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
         .map_err(|e: DeError| e.at(self.node.span))
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value, DeError> {
         match &self.node.value {
             Value::Tuple {
                 name: Some(found),
                 items,
-            } if found.text == name && items.len() == 1 => {
-                visitor.visit_newtype_struct(self.child(&items[0]))
-            }
+            } if found.text == name && items.len() == 1 => visitor.visit_newtype_struct(self.child(&items[0])),
             _ => visitor.visit_newtype_struct(self),
         }
         .map_err(|e: DeError| e.at(self.node.span))
@@ -297,20 +275,13 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
                 items: items.iter(),
                 span,
             }),
-            Value::Unit => visitor.visit_seq(Seq {
-                items: [].iter(),
-                span,
-            }),
+            Value::Unit => visitor.visit_seq(Seq { items: [].iter(), span }),
             _ => Err(self.mismatch("a list `[...]`")),
         }
         .map_err(|e| e.at(span))
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(
-        self,
-        _len: usize,
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
+    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
         self.deserialize_seq(visitor)
     }
 
@@ -388,9 +359,7 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
             },
             _ => return Err(self.mismatch("a variant such as `Name` or `Name(...)`")),
         };
-        visitor
-            .visit_enum(access)
-            .map_err(|e: DeError| e.at(self.node.span))
+        visitor.visit_enum(access).map_err(|e: DeError| e.at(self.node.span))
     }
 
     fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
@@ -414,10 +383,7 @@ struct Seq<'a> {
 impl<'de, 'a> de::SeqAccess<'de> for Seq<'a> {
     type Error = DeError;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(
-        &mut self,
-        seed: T,
-    ) -> Result<Option<T::Value>, DeError> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
         match self.items.next() {
             Some(node) => seed
                 .deserialize(NodeDeserializer::new(node))
@@ -441,10 +407,7 @@ struct MapEntries<'a> {
 impl<'de, 'a> de::MapAccess<'de> for MapEntries<'a> {
     type Error = DeError;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
         match self.entries.next() {
             Some((key, value)) => {
                 self.value = Some(value);
@@ -485,17 +448,13 @@ impl<'a> Fields<'a> {
 impl<'de, 'a> de::MapAccess<'de> for Fields<'a> {
     type Error = DeError;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
         for (name, value) in self.fields.by_ref() {
             if self.skip.contains(&name.text.as_str()) {
                 continue;
             }
             self.value = Some(value);
-            let key: de::value::StrDeserializer<'_, DeError> =
-                name.text.as_str().into_deserializer();
+            let key: de::value::StrDeserializer<'_, DeError> = name.text.as_str().into_deserializer();
             return seed.deserialize(key).map(Some).map_err(|e| e.at(name.span));
         }
         Ok(None)
@@ -564,10 +523,7 @@ impl<'de, 'a> de::VariantAccess<'de> for Enum<'a> {
                 .deserialize(NodeDeserializer::new(item))
                 .map_err(|e| e.at(item.span)),
             Enum::Tuple { name, .. } | Enum::Struct { name, .. } => Err(DeError {
-                message: format!(
-                    "`{}` takes exactly one value: `{}(value)`",
-                    name.text, name.text
-                ),
+                message: format!("`{}` takes exactly one value: `{}(value)`", name.text, name.text),
                 span: Some(name.span),
             }),
             Enum::Unit { name, span } => Err(DeError {
@@ -600,29 +556,16 @@ impl<'de, 'a> de::VariantAccess<'de> for Enum<'a> {
         visitor: V,
     ) -> Result<V::Value, DeError> {
         match self {
-            Enum::Struct { fields, span, .. } => visitor
-                .visit_map(Fields::new(fields, &[]))
-                .map_err(|e| e.at(span)),
-            Enum::Tuple {
-                items: [], span, ..
-            } => visitor
-                .visit_map(Fields::new(&[], &[]))
-                .map_err(|e| e.at(span)),
+            Enum::Struct { fields, span, .. } => visitor.visit_map(Fields::new(fields, &[])).map_err(|e| e.at(span)),
+            Enum::Tuple { items: [], span, .. } => visitor.visit_map(Fields::new(&[], &[])).map_err(|e| e.at(span)),
             Enum::Tuple { name, .. } => Err(DeError {
-                message: format!(
-                    "`{}` takes named fields: `{}(field: value, ...)`",
-                    name.text, name.text
-                ),
+                message: format!("`{}` takes named fields: `{}(field: value, ...)`", name.text, name.text),
                 span: Some(name.span),
             }),
-            Enum::Unit { name, span } => {
-                visitor
-                    .visit_map(Fields::new(&[], &[]))
-                    .map_err(|e| DeError {
-                        message: format!("`{name}(...)`: {}", e.message),
-                        span: Some(span),
-                    })
-            }
+            Enum::Unit { name, span } => visitor.visit_map(Fields::new(&[], &[])).map_err(|e| DeError {
+                message: format!("`{name}(...)`: {}", e.message),
+                span: Some(span),
+            }),
         }
     }
 }
@@ -675,8 +618,7 @@ mod tests {
         );
         let b: Buffer = de("Buffer(capacity: 3, note: Some(\"y\"))").unwrap();
         assert_eq!(b.note.as_deref(), Some("y"));
-        let c: Vec<Condition> =
-            de("[Above(1.10), Window(percent: 2.5, window: \"1h\"), Never]").unwrap();
+        let c: Vec<Condition> = de("[Above(1.10), Window(percent: 2.5, window: \"1h\"), Never]").unwrap();
         assert_eq!(
             c[0],
             Condition::Above("1.10".into()),
@@ -696,11 +638,7 @@ mod tests {
     fn errors_carry_the_span_of_the_culprit() {
         let text = "(capacity: 10, when_fool: block)";
         let err = de::<Buffer>(text).unwrap_err();
-        assert!(
-            err.message.contains("unknown field `when_fool`"),
-            "{}",
-            err.message
-        );
+        assert!(err.message.contains("unknown field `when_fool`"), "{}", err.message);
         assert_eq!(err.span.unwrap().start, text.find("when_fool").unwrap());
 
         let text = "(capacity: \"ten\")";

@@ -106,8 +106,7 @@ pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Inter
             None => (inner, None),
         };
         let original = Span::new(at, at + close + 1);
-        let valid_name =
-            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let valid_name = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         let value = if !valid_name {
             malformed.push(BadReference {
                 span: original,
@@ -184,10 +183,7 @@ mod tests {
         let z_out = r.text.find("z:").unwrap();
         assert_eq!(r.map.original_offset(z_out), text.find("z:").unwrap());
         let inside_value = r.text.find("db.internal").unwrap() + 3;
-        assert_eq!(
-            r.map.original_offset(inside_value),
-            text.find("${HOST}").unwrap()
-        );
+        assert_eq!(r.map.original_offset(inside_value), text.find("${HOST}").unwrap());
     }
 
     #[test]

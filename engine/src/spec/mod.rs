@@ -146,10 +146,7 @@ const ENGINE_STAGE_FIELDS: &[&str] = &["inputs", "buffer", "retry"];
 const TOP_LEVEL_FIELDS: &[&str] = &["name", "telemetry", "resources", "stages"];
 
 /// Read and validate a pipeline file, with `${VAR}` taken from the process environment.
-pub fn load_file<E: Event>(
-    path: &Path,
-    registry: &Registry<E>,
-) -> Result<PipelineSpec<E>, Diagnostics> {
+pub fn load_file<E: Event>(path: &Path, registry: &Registry<E>) -> Result<PipelineSpec<E>, Diagnostics> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         Diagnostics(vec![Diagnostic {
@@ -181,10 +178,7 @@ pub fn load_str<E: Event>(
         cx.report_original(
             missing.span,
             format!("environment variable `{}` is not set", missing.name),
-            Some(format!(
-                "set it, or give a default: ${{{}:-value}}",
-                missing.name
-            )),
+            Some(format!("set it, or give a default: ${{{}:-value}}", missing.name)),
         );
     }
     for bad in &interpolated.malformed {
@@ -293,18 +287,11 @@ impl Checker<'_> {
         self.position(self.map.original_offset(span.start))
     }
 
-    fn pipeline<E: Event>(
-        &mut self,
-        root: &Node,
-        registry: &Registry<E>,
-    ) -> Option<PipelineSpec<E>> {
+    fn pipeline<E: Event>(&mut self, root: &Node, registry: &Registry<E>) -> Option<PipelineSpec<E>> {
         let Value::Struct { fields, .. } = &root.value else {
             self.report(
                 root.span,
-                format!(
-                    "a pipeline file holds `Pipeline(...)`, found {}",
-                    root.value.describe()
-                ),
+                format!("a pipeline file holds `Pipeline(...)`, found {}", root.value.describe()),
                 Some("start from pipelines/local.ron".into()),
             );
             return None;
@@ -321,17 +308,10 @@ impl Checker<'_> {
             }
             if !TOP_LEVEL_FIELDS.contains(&field.text.as_str()) {
                 let hint = match closest(&field.text, TOP_LEVEL_FIELDS.iter().copied()) {
-                    Some(near) => format!(
-                        "did you mean `{near}`? A pipeline has {}",
-                        TOP_LEVEL_FIELDS.join(", ")
-                    ),
+                    Some(near) => format!("did you mean `{near}`? A pipeline has {}", TOP_LEVEL_FIELDS.join(", ")),
                     None => format!("a pipeline has {}", TOP_LEVEL_FIELDS.join(", ")),
                 };
-                self.report(
-                    field.span,
-                    format!("unknown field `{}`", field.text),
-                    Some(hint),
-                );
+                self.report(field.span, format!("unknown field `{}`", field.text), Some(hint));
             }
         }
         let name = match root.field("name") {
@@ -356,11 +336,11 @@ impl Checker<'_> {
             }
         };
         let mut addresses = Vec::new();
-        let telemetry = root.field("telemetry").and_then(|(_, node)| {
-            match de::from_node::<TelemetryConfig>(node) {
+        let telemetry = root
+            .field("telemetry")
+            .and_then(|(_, node)| match de::from_node::<TelemetryConfig>(node) {
                 Ok(t) => {
-                    let (line, column) =
-                        self.line_col(node.field("address").map_or(node.span, |(_, v)| v.span));
+                    let (line, column) = self.line_col(node.field("address").map_or(node.span, |(_, v)| v.span));
                     addresses.push(BoundAddress {
                         address: t.address.clone(),
                         owner: format!("the telemetry server of `{name}`"),
@@ -378,16 +358,13 @@ impl Checker<'_> {
                     );
                     None
                 }
-            }
-        });
+            });
         let resources = match root.field("resources") {
             Some((_, node)) => self.resources(node, registry),
             None => Vec::new(),
         };
-        let resource_kinds: HashMap<&str, &str> = resources
-            .iter()
-            .map(|r| (r.name.as_str(), r.kind.as_str()))
-            .collect();
+        let resource_kinds: HashMap<&str, &str> =
+            resources.iter().map(|r| (r.name.as_str(), r.kind.as_str())).collect();
         let stages = match root.field("stages") {
             Some((_, node)) => self.stages(node, registry, &resource_kinds, &mut addresses),
             None => {
@@ -434,17 +411,20 @@ impl Checker<'_> {
             };
             if let Some(first) = seen.get(name) {
                 let (line, col) = self.line_col(*first);
-                self.report(key.span, format!("duplicate name `{name}`"), Some(format!("`{name}` is first defined at line {line}, column {col}; names must be unique")));
+                self.report(
+                    key.span,
+                    format!("duplicate name `{name}`"),
+                    Some(format!(
+                        "`{name}` is first defined at line {line}, column {col}; names must be unique"
+                    )),
+                );
                 continue;
             }
             if name.is_empty() || name.contains(['.', ' ']) {
                 self.report(
                     key.span,
                     format!("`{name}` is not a valid name"),
-                    Some(
-                        "use letters, digits, `-` and `_`; `.` separates a stage from its output"
-                            .into(),
-                    ),
+                    Some("use letters, digits, `-` and `_`; `.` separates a stage from its output".into()),
                 );
                 continue;
             }
@@ -457,20 +437,14 @@ impl Checker<'_> {
     /// The kind name of `Kind(...)` or `Kind`.
     fn kind_of<'n>(&mut self, node: &'n Node, what: &str) -> Option<(&'n str, Span)> {
         match &node.value {
-            Value::Struct {
-                name: Some(kind), ..
+            Value::Struct { name: Some(kind), .. } | Value::Tuple { name: Some(kind), .. } => {
+                Some((&kind.text, kind.span))
             }
-            | Value::Tuple {
-                name: Some(kind), ..
-            } => Some((&kind.text, kind.span)),
             Value::Ident(kind) => Some((kind, node.span)),
             other => {
                 self.report(
                     node.span,
-                    format!(
-                        "expected a {what} kind such as `Kind(...)`, found {}",
-                        other.describe()
-                    ),
+                    format!("expected a {what} kind such as `Kind(...)`, found {}", other.describe()),
                     None,
                 );
                 None
@@ -478,19 +452,10 @@ impl Checker<'_> {
         }
     }
 
-    fn unknown_kind<'k>(
-        &mut self,
-        kind: &str,
-        span: Span,
-        what: &str,
-        known: impl Iterator<Item = &'k str> + Clone,
-    ) {
+    fn unknown_kind<'k>(&mut self, kind: &str, span: Span, what: &str, known: impl Iterator<Item = &'k str> + Clone) {
         let list: Vec<&str> = known.clone().collect();
         let hint = match closest(kind, known) {
-            Some(near) => format!(
-                "did you mean `{near}`? Known {what} kinds: {}",
-                list.join(", ")
-            ),
+            Some(near) => format!("did you mean `{near}`? Known {what} kinds: {}", list.join(", ")),
             None => format!("known {what} kinds: {}", list.join(", ")),
         };
         self.report(span, format!("unknown {what} kind `{kind}`"), Some(hint));
@@ -568,16 +533,9 @@ impl Checker<'_> {
                     None => {
                         let hint = match closest(&used.name, resource_kinds.keys().copied()) {
                             Some(near) => format!("did you mean `{near}`?"),
-                            None => format!(
-                                "declare it under `resources`: \"{}\": {}(...)",
-                                used.name, used.kind
-                            ),
+                            None => format!("declare it under `resources`: \"{}\": {}(...)", used.name, used.kind),
                         };
-                        self.report(
-                            span,
-                            format!("no resource named `{}`", used.name),
-                            Some(hint),
-                        );
+                        self.report(span, format!("no resource named `{}`", used.name), Some(hint));
                     }
                     Some(kind) if *kind != used.kind => self.report(
                         span,
@@ -611,7 +569,11 @@ impl Checker<'_> {
             let buffer = match value.field("buffer") {
                 None => BufferConfig::default(),
                 Some((_, node)) => de::from_node(node).unwrap_or_else(|e| {
-                    self.report(e.span.unwrap_or(node.span), e.message, Some("buffer: (capacity: 4096, when_full: block) — when_full is block or drop_newest".into()));
+                    self.report(
+                        e.span.unwrap_or(node.span),
+                        e.message,
+                        Some("buffer: (capacity: 4096, when_full: block) — when_full is block or drop_newest".into()),
+                    );
                     BufferConfig::default()
                 }),
             };
@@ -633,7 +595,11 @@ impl Checker<'_> {
                         );
                     }
                     de::from_node(node).unwrap_or_else(|e| {
-                        self.report(e.span.unwrap_or(node.span), e.message, Some("retry: (attempts: 5, initial_backoff: \"100ms\", max_backoff: \"10s\")".into()));
+                        self.report(
+                            e.span.unwrap_or(node.span),
+                            e.message,
+                            Some("retry: (attempts: 5, initial_backoff: \"100ms\", max_backoff: \"10s\")".into()),
+                        );
                         RetryConfig::default()
                     })
                 }
@@ -724,10 +690,7 @@ impl Checker<'_> {
             let Some(text) = item.as_str() else {
                 self.report(
                     item.span,
-                    format!(
-                        "inputs are stage names in quotes, found {}",
-                        item.value.describe()
-                    ),
+                    format!("inputs are stage names in quotes, found {}", item.value.describe()),
                     None,
                 );
                 continue;
@@ -740,7 +703,13 @@ impl Checker<'_> {
                 DEFAULT_OUTPUT => DEFAULT_OUTPUT,
                 ERROR_OUTPUT => ERROR_OUTPUT,
                 other => {
-                    self.report(item.span, format!("`{stage}` has no output `{other}`"), Some(format!("use \"{stage}\" for its events or \"{stage}.errors\" for its dead letters")));
+                    self.report(
+                        item.span,
+                        format!("`{stage}` has no output `{other}`"),
+                        Some(format!(
+                            "use \"{stage}\" for its events or \"{stage}.errors\" for its dead letters"
+                        )),
+                    );
                     continue;
                 }
             };
@@ -775,18 +744,11 @@ impl Checker<'_> {
     }
 
     /// Edge checks (shape, kinds) and cycles.
-    fn graph<E: Event>(
-        &mut self,
-        stages: &[StageSpec<E>],
-        input_spans: &BTreeMap<String, Vec<Span>>,
-    ) {
-        let by_name: HashMap<&str, &StageSpec<E>> =
-            stages.iter().map(|s| (s.name.as_str(), s)).collect();
+    fn graph<E: Event>(&mut self, stages: &[StageSpec<E>], input_spans: &BTreeMap<String, Vec<Span>>) {
+        let by_name: HashMap<&str, &StageSpec<E>> = stages.iter().map(|s| (s.name.as_str(), s)).collect();
+        let mut resolved = HashMap::new();
         for stage in stages {
-            let spans = input_spans
-                .get(&stage.name)
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
+            let spans = input_spans.get(&stage.name).map(Vec::as_slice).unwrap_or(&[]);
             let accepts = stage.config.accepts();
             for (input, span) in stage.inputs.iter().zip(spans) {
                 // A stage whose own config failed to parse is already reported.
@@ -799,14 +761,11 @@ impl Checker<'_> {
                     self.report(
                         *span,
                         format!("`{}` is a sink and has no output", input.stage),
-                        Some(format!(
-                            "a sink's failures are available as \"{}.errors\"",
-                            input.stage
-                        )),
+                        Some(format!("a sink's failures are available as \"{}.errors\"", input.stage)),
                     );
                     continue;
                 } else {
-                    upstream.config.emits()
+                    output_kinds(upstream, &by_name, &mut resolved, &mut Vec::new())
                 };
                 match emitted.not_accepted_by(&accepts) {
                     Some(rejected) if rejected.is_empty() => {}
@@ -817,8 +776,14 @@ impl Checker<'_> {
                         };
                         self.report(
                             *span,
-                            format!("kind mismatch: `{input}` emits {emitted}, but `{}` ({}) accepts only {accepts}", stage.name, stage.kind),
-                            Some(format!("{what} cannot flow into `{}`; connect it to a stage that emits {accepts}", stage.name)),
+                            format!(
+                                "kind mismatch: `{input}` emits {emitted}, but `{}` ({}) accepts only {accepts}",
+                                stage.name, stage.kind
+                            ),
+                            Some(format!(
+                                "{what} cannot flow into `{}`; connect it to a stage that emits {accepts}",
+                                stage.name
+                            )),
                         );
                     }
                 }
@@ -831,11 +796,7 @@ impl Checker<'_> {
             Active,
             Done,
         }
-        let index: HashMap<&str, usize> = stages
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.name.as_str(), i))
-            .collect();
+        let index: HashMap<&str, usize> = stages.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
         let mut marks = vec![Mark::New; stages.len()];
         fn visit<E: Event>(
             i: usize,
@@ -870,11 +831,7 @@ impl Checker<'_> {
             }
         }
         for (stage, input, cycle) in found {
-            let mut names: Vec<&str> = cycle
-                .iter()
-                .rev()
-                .map(|&i| stages[i].name.as_str())
-                .collect();
+            let mut names: Vec<&str> = cycle.iter().rev().map(|&i| stages[i].name.as_str()).collect();
             names.push(names[0]);
             let span = input_spans
                 .get(&stages[stage].name)
@@ -888,6 +845,36 @@ impl Checker<'_> {
             );
         }
     }
+}
+
+/// What a stage's default output can carry, given what its inputs deliver
+/// (resolved upstream first; a cycle, reported elsewhere, falls back to the declared kinds).
+fn output_kinds<'a, E: Event>(
+    stage: &'a StageSpec<E>,
+    by_name: &HashMap<&str, &'a StageSpec<E>>,
+    resolved: &mut HashMap<&'a str, Kinds>,
+    visiting: &mut Vec<&'a str>,
+) -> Kinds {
+    if let Some(kinds) = resolved.get(stage.name.as_str()) {
+        return kinds.clone();
+    }
+    if stage.shape() == Shape::Source || visiting.contains(&stage.name.as_str()) {
+        return stage.config.emits();
+    }
+    visiting.push(&stage.name);
+    let mut arriving = Kinds::none();
+    for input in &stage.inputs {
+        let kinds = match by_name.get(input.stage.as_str()) {
+            _ if input.output == ERROR_OUTPUT => Kinds::only(&[DEAD_LETTER_KIND]),
+            Some(upstream) => output_kinds(upstream, by_name, resolved, visiting),
+            None => Kinds::Any,
+        };
+        arriving = arriving.union(&kinds);
+    }
+    visiting.pop();
+    let kinds = stage.config.emits_given(&arriving);
+    resolved.insert(&stage.name, kinds.clone());
+    kinds
 }
 
 fn stage_hint(message: &str, kind: &str) -> Option<String> {

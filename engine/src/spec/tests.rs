@@ -122,9 +122,7 @@ fn two_stages_cannot_bind_one_address() {
     );
     assert_eq!(errors.len(), 1);
     assert!(
-        errors[0].contains(
-            "listens on `127.0.0.1:9000`, which the telemetry server of `p` already uses"
-        ),
+        errors[0].contains("listens on `127.0.0.1:9000`, which the telemetry server of `p` already uses"),
         "{errors:?}"
     );
 }
@@ -138,8 +136,7 @@ fn syntax_errors_have_positions() {
 #[test]
 fn positions_survive_interpolation() {
     // The value of ${PORT} is longer than the reference; the error after it must still point at the original column.
-    let errors =
-        errors(r#"Pipeline(name: "${PORT:-a-long-default-value}", stages: { "a": Nope() })"#);
+    let errors = errors(r#"Pipeline(name: "${PORT:-a-long-default-value}", stages: { "a": Nope() })"#);
     assert_eq!(errors, vec!["1:64 unknown stage kind `Nope`"]);
 }
 

@@ -84,10 +84,7 @@ impl Node {
     /// The named field of a struct node, if this is a struct and has it.
     pub fn field(&self, name: &str) -> Option<(&Name, &Node)> {
         match &self.value {
-            Value::Struct { fields, .. } => fields
-                .iter()
-                .find(|(k, _)| k.text == name)
-                .map(|(k, v)| (k, v)),
+            Value::Struct { fields, .. } => fields.iter().find(|(k, _)| k.text == name).map(|(k, v)| (k, v)),
             _ => None,
         }
     }
@@ -227,10 +224,7 @@ impl<'a> Parser<'a> {
                 Ok(())
             }
             Some(c) => Err(self.error_here(format!("expected `{want}`, found `{c}`"), hint)),
-            None => Err(self.error_here(
-                format!("expected `{want}`, found the end of the file"),
-                hint,
-            )),
+            None => Err(self.error_here(format!("expected `{want}`, found the end of the file"), hint)),
         }
     }
 
@@ -252,9 +246,7 @@ impl<'a> Parser<'a> {
         };
         let value = match c {
             '"' => Value::String(self.string()?),
-            'r' if self.rest().starts_with("r\"") || self.rest().starts_with("r#") => {
-                Value::String(self.raw_string()?)
-            }
+            'r' if self.rest().starts_with("r\"") || self.rest().starts_with("r#") => Value::String(self.raw_string()?),
             '\'' => Value::Char(self.char_literal()?),
             '[' => {
                 self.bump();
@@ -317,9 +309,7 @@ impl<'a> Parser<'a> {
                 if !p.at_field() {
                     return Err(p.error_here(
                         "expected a field `name: value`",
-                        Some(
-                            "inside `Kind(...)` every entry is `field: value`, separated by commas",
-                        ),
+                        Some("inside `Kind(...)` every entry is `field: value`, separated by commas"),
                     ));
                 }
                 let key = p.ident();
@@ -342,12 +332,7 @@ impl<'a> Parser<'a> {
             .take_while(|(i, c)| c.is_alphanumeric() || *c == '_' || (*i == 0 && c.is_alphabetic()))
             .map(|(_, c)| c.len_utf8())
             .sum();
-        if len == 0
-            || !rest
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_alphabetic() || c == '_')
-        {
+        if len == 0 || !rest.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_') {
             return false;
         }
         let after = rest[len..].trim_start();
@@ -437,9 +422,7 @@ impl<'a> Parser<'a> {
             || digits == "NaN"
             || (digits.starts_with("0x")
                 && digits.len() > 2
-                && digits[2..]
-                    .chars()
-                    .all(|c| c.is_ascii_hexdigit() || c == '_'))
+                && digits[2..].chars().all(|c| c.is_ascii_hexdigit() || c == '_'))
             || is_decimal_literal(digits);
         if !valid {
             return Err(self.error_at(
@@ -474,11 +457,7 @@ impl<'a> Parser<'a> {
     fn escape(&mut self, string_start: usize) -> Result<char, SyntaxError> {
         let at = self.pos;
         let Some(c) = self.bump() else {
-            return Err(self.error_at(
-                Span::new(string_start, string_start + 1),
-                "unterminated string",
-                None,
-            ));
+            return Err(self.error_at(Span::new(string_start, string_start + 1), "unterminated string", None));
         };
         Ok(match c {
             'n' => '\n',
@@ -544,9 +523,7 @@ impl<'a> Parser<'a> {
                 self.pos += end + terminator.len();
                 Ok(text)
             }
-            None => {
-                Err(self.error_at(Span::new(start, start + 1), "unterminated raw string", None))
-            }
+            None => Err(self.error_at(Span::new(start, start + 1), "unterminated raw string", None)),
         }
     }
 
@@ -556,13 +533,7 @@ impl<'a> Parser<'a> {
         let c = match self.bump() {
             Some('\\') => self.escape(start)?,
             Some(c) => c,
-            None => {
-                return Err(self.error_at(
-                    Span::new(start, start + 1),
-                    "unterminated character",
-                    None,
-                ))
-            }
+            None => return Err(self.error_at(Span::new(start, start + 1), "unterminated character", None)),
         };
         if self.bump() != Some('\'') {
             return Err(self.error_at(
@@ -585,9 +556,8 @@ fn is_decimal_literal(s: &str) -> bool {
     let int = parts.next().unwrap_or("");
     let frac = parts.next();
     let digits = |p: &str| p.chars().all(|c| c.is_ascii_digit());
-    let mantissa_ok = digits(int)
-        && frac.is_none_or(digits)
-        && (!int.is_empty() || frac.is_some_and(|f| !f.is_empty()));
+    let mantissa_ok =
+        digits(int) && frac.is_none_or(digits) && (!int.is_empty() || frac.is_some_and(|f| !f.is_empty()));
     let exponent_ok = exponent.is_none_or(|e| {
         let e = e.trim_start_matches(['-', '+']);
         !e.is_empty() && digits(e)

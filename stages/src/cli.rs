@@ -1,0 +1,255 @@
+//! The `fxflow` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use fxflow_engine::spec::{check_together, load_file, Diagnostics};
+use fxflow_engine::{graph, metrics, telemetry, PipelineSpec, Readiness, Registry};
+
+use crate::fx::FxEvent;
+
+/// fxflow — FX rate monitoring on a small typed stream-processing engine.
+///
+/// Pipelines are RON files: sources, transforms and sinks joined by their
+/// `inputs`. Start with `fxflow run pipelines/local.ron`.
+#[derive(Debug, Parser)]
+#[command(name = "fxflow", version, propagate_version = true)]
+pub struct Cli {
+    /// Log format on standard error (the level comes from RUST_LOG, default `info`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one or more pipelines in this process until their sources end or
+    /// SIGINT/SIGTERM arrives (then drain in-flight events and exit).
+    Run {
+        /// Pipeline files; each one runs as its own pipeline.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// How long to wait for in-flight events to drain after a signal.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        grace: Duration,
+    },
+    /// Check pipeline files without connecting to anything; prints every
+    /// problem as FILE:LINE:COL and exits non-zero if there is one.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print a pipeline's stages and edges as a graph.
+    Graph {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
+    /// Print the reference of every stage kind and its fields (Markdown).
+    Docs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Mermaid,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    fxflow_engine::duration::parse(text)
+}
+
+/// Exit codes: 0 success, 1 a pipeline failed while running, 2 invalid pipeline files.
+const EXIT_FAILED: u8 = 1;
+const EXIT_INVALID: u8 = 2;
+
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// Load every file, then check them together; all problems or all specs.
+fn load_all(files: &[PathBuf], registry: &Registry<FxEvent>) -> Result<Vec<PipelineSpec<FxEvent>>, Diagnostics> {
+    let mut specs = Vec::new();
+    let mut problems = Diagnostics::default();
+    for file in files {
+        match load_file(file, registry) {
+            Ok(spec) => specs.push(spec),
+            Err(d) => problems.0.extend(d.0),
+        }
+    }
+    problems.0.extend(check_together(&specs).0);
+    if problems.0.is_empty() {
+        Ok(specs)
+    } else {
+        Err(problems)
+    }
+}
+
+fn report(problems: &Diagnostics) {
+    eprintln!("{problems}");
+    let n = problems.0.len();
+    eprintln!("{n} error{} found; nothing was started.", if n == 1 { "" } else { "s" });
+}
+
+pub fn main_with(cli: Cli) -> ExitCode {
+    let registry = crate::registry();
+    match cli.command {
+        Command::Validate { files } => match load_all(&files, &registry) {
+            Ok(specs) => {
+                for spec in &specs {
+                    println!(
+                        "{}: ok — pipeline `{}`, {} stages",
+                        spec.file,
+                        spec.name,
+                        spec.stages.len()
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                report(&problems);
+                ExitCode::from(EXIT_INVALID)
+            }
+        },
+        Command::Graph { file, format } => match load_all(std::slice::from_ref(&file), &registry) {
+            Ok(specs) => {
+                let spec = &specs[0];
+                print!(
+                    "{}",
+                    match format {
+                        GraphFormat::Dot => graph::to_dot(spec),
+                        GraphFormat::Mermaid => graph::to_mermaid(spec),
+                    }
+                );
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                report(&problems);
+                ExitCode::from(EXIT_INVALID)
+            }
+        },
+        Command::Docs => {
+            print!("{}", fxflow_engine::docs::reference(&registry, REFERENCE_INTRO));
+            ExitCode::SUCCESS
+        }
+        Command::Run { files, grace } => {
+            let specs = match load_all(&files, &registry) {
+                Ok(specs) => specs,
+                Err(problems) => {
+                    report(&problems);
+                    return ExitCode::from(EXIT_INVALID);
+                }
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::from(EXIT_FAILED);
+                }
+            };
+            match runtime.block_on(run(specs, grace)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "Stopped with an error.");
+                    eprintln!("error: {e}");
+                    ExitCode::from(EXIT_FAILED)
+                }
+            }
+        }
+    }
+}
+
+/// Intro of the generated stage reference (PIPELINES.md).
+pub const REFERENCE_INTRO: &str =
+    "A pipeline file is `Pipeline(name: ..., telemetry: (address: ...), resources: {...}, stages: {...})`. \
+Each stage is `\"name\": Kind(field: value, ...)`. Every stage except a source lists `inputs`: \
+the names of upstream stages, or `\"stage.errors\"` for a stage's dead letters. \
+`${VAR}` and `${VAR:-default}` are replaced from the environment before parsing.";
+
+async fn run(specs: Vec<PipelineSpec<FxEvent>>, grace: Duration) -> Result<(), String> {
+    let handle = metrics::install_recorder();
+    let readiness = Readiness::default();
+    for spec in &specs {
+        if let Some(t) = &spec.telemetry {
+            telemetry::serve(&t.address, handle.clone(), readiness.clone())
+                .await
+                .map_err(|e| format!("pipeline `{}`: cannot listen on {}: {e}", spec.name, t.address))?;
+        }
+    }
+    let mut running = Vec::new();
+    for spec in specs {
+        running.push(fxflow_engine::start(spec).await.map_err(|e| e.to_string())?);
+    }
+    readiness.set(true);
+    let handles: Vec<_> = running.iter().map(|p| p.shutdown_handle()).collect();
+    let mut all = Box::pin(async move {
+        let mut first_error = None;
+        for pipeline in running {
+            if let Err(e) = pipeline.wait().await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error
+    });
+    let result = tokio::select! {
+        error = &mut all => error,
+        signal = shutdown_signal() => {
+            tracing::info!(signal, "Shutting down: sources stopped, draining in-flight events.");
+            handles.iter().for_each(|h| h.shutdown());
+            tokio::select! {
+                error = tokio::time::timeout(grace, &mut all) => match error {
+                    Ok(error) => error,
+                    Err(_) => return Err(format!("in-flight events did not drain within {grace:?}")),
+                },
+                signal = shutdown_signal() => return Err(format!("{signal} again: stopped without draining")),
+            }
+        }
+    };
+    readiness.set(false);
+    match result {
+        None => {
+            tracing::info!("All pipelines finished.");
+            Ok(())
+        }
+        Some(e) => Err(e.to_string()),
+    }
+}
+
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return "SIGINT";
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}

@@ -1,0 +1,113 @@
+//! Alert rules and fired alerts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::pair::Pair;
+
+/// When a rule's condition holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum Condition {
+    /// True while the price is above the threshold (a state: true at creation fires at once).
+    Above(#[schemars(with = "String")] Decimal),
+    /// True while the price is below the threshold.
+    Below(#[schemars(with = "String")] Decimal),
+    /// The previous sample was below the threshold and this one is at or above it.
+    CrossingUp(#[schemars(with = "String")] Decimal),
+    /// The previous sample was above the threshold and this one is at or below it.
+    CrossingDown(#[schemars(with = "String")] Decimal),
+    /// The price moved by at least `percent` (negative: fell by at least) within `window`.
+    PctChange {
+        #[schemars(with = "String")]
+        percent: Decimal,
+        #[serde(with = "fxflow_engine::duration")]
+        #[schemars(with = "String")]
+        window: Duration,
+    },
+}
+
+impl Condition {
+    /// Human text, e.g. `above 1.1200`.
+    pub fn describe(&self) -> String {
+        match self {
+            Condition::Above(t) => format!("above {t}"),
+            Condition::Below(t) => format!("below {t}"),
+            Condition::CrossingUp(t) => format!("crossing up {t}"),
+            Condition::CrossingDown(t) => format!("crossing down {t}"),
+            Condition::PctChange { percent, window } => {
+                format!(
+                    "change of {percent}% within {}",
+                    fxflow_engine::duration::format(window)
+                )
+            }
+        }
+    }
+}
+
+/// How often a rule fires.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum Trigger {
+    /// Fire the first time the condition holds, then retire the rule.
+    #[default]
+    Once,
+    /// Fire each time the condition holds again, but not within `cooldown` of
+    /// the last firing, and only after the price went back past the threshold
+    /// by `rearm` (hysteresis: a price hovering at the threshold fires once).
+    Every {
+        #[serde(default, with = "fxflow_engine::duration")]
+        #[schemars(with = "String")]
+        cooldown: Duration,
+        /// In price units (percentage points for `PctChange`).
+        #[serde(default)]
+        #[schemars(with = "String")]
+        rearm: Decimal,
+    },
+}
+
+/// Which side of a quote a rule watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PriceField {
+    #[default]
+    Mid,
+    Bid,
+    Ask,
+}
+
+/// A user's alert rule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRule {
+    /// Unique id; firings name it.
+    pub id: String,
+    pub pair: Pair,
+    pub condition: Condition,
+    #[serde(default)]
+    pub trigger: Trigger,
+    #[serde(default)]
+    pub price: PriceField,
+    /// The rule never fires for a sample stamped at or after this instant (RFC 3339).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub expires: Option<DateTime<Utc>>,
+}
+
+/// One firing of a rule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertFired {
+    pub rule_id: Arc<str>,
+    pub pair: Pair,
+    /// The condition, in words.
+    pub condition: Arc<str>,
+    /// The price that fired it.
+    pub value: Decimal,
+    /// The previous sample's price (for `PctChange`: the price at the start of the window).
+    pub previous: Option<Decimal>,
+    /// The sample's time.
+    pub ts: DateTime<Utc>,
+    pub source: Arc<str>,
+}

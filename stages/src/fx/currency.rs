@@ -1,0 +1,133 @@
+//! ISO 4217 currency codes and the market-convention priority.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A currency, by its three-letter ISO 4217 code. `Copy`, three bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Currency([u8; 3]);
+
+/// Active ISO 4217 codes plus the historic ones that appear in the ECB history
+/// (CYP, EEK, HRK, LTL, LVL, MTL, ROL, SIT, SKK, TRL). Sorted for binary search.
+const KNOWN: &[&str] = &[
+    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN", "BHD", "BIF",
+    "BMD", "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF", "CHF", "CLP", "CNY", "COP", "CRC",
+    "CUP", "CVE", "CYP", "CZK", "DJF", "DKK", "DOP", "DZD", "EEK", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP",
+    "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL", "HRK", "HTG", "HUF", "IDR", "ILS", "INR", "IQD",
+    "IRR", "ISK", "JMD", "JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP",
+    "LKR", "LRD", "LSL", "LTL", "LVL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MTL", "MUR",
+    "MVR", "MWK", "MXN", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK", "PHP",
+    "PKR", "PLN", "PYG", "QAR", "ROL", "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP",
+    "SIT", "SKK", "SLE", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS", "TMT", "TND", "TOP", "TRL",
+    "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "UYU", "UZS", "VES", "VND", "VUV", "WST", "XAF", "XAG", "XAU",
+    "XCD", "XOF", "XPD", "XPF", "XPT", "YER", "ZAR", "ZMW", "ZWG",
+];
+
+/// Market-convention priority: a pair's base is the currency that comes first here.
+pub const PRIORITY: [&str; 8] = ["EUR", "GBP", "AUD", "NZD", "USD", "CAD", "CHF", "JPY"];
+
+/// The eight majors the default pipelines monitor, in priority order.
+pub fn majors() -> Vec<Currency> {
+    PRIORITY.iter().map(|c| Currency::from_code(c)).collect()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an ISO 4217 currency code (three letters such as EUR, USD, JPY)")]
+pub struct UnknownCurrency(pub String);
+
+impl Currency {
+    pub const EUR: Currency = Currency(*b"EUR");
+    pub const USD: Currency = Currency(*b"USD");
+    pub const JPY: Currency = Currency(*b"JPY");
+
+    fn from_code(code: &str) -> Currency {
+        let b = code.as_bytes();
+        Currency([b[0], b[1], b[2]])
+    }
+
+    /// Parse a code; case-insensitive, must be a known ISO 4217 code.
+    pub fn parse(code: &str) -> Result<Currency, UnknownCurrency> {
+        let upper = code.trim().to_ascii_uppercase();
+        if upper.len() == 3 && KNOWN.binary_search(&upper.as_str()).is_ok() {
+            Ok(Currency::from_code(&upper))
+        } else {
+            Err(UnknownCurrency(code.to_owned()))
+        }
+    }
+
+    pub fn code(&self) -> &str {
+        // Only ever built from ASCII codes.
+        std::str::from_utf8(&self.0).unwrap_or("???")
+    }
+
+    /// Position in the convention list (0 = EUR), or `None` for other currencies.
+    pub fn priority(self) -> Option<usize> {
+        PRIORITY.iter().position(|c| c.as_bytes() == self.0)
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl fmt::Debug for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl FromStr for Currency {
+    type Err = UnknownCurrency;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Currency::parse(s)
+    }
+}
+
+impl Serialize for Currency {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.code())
+    }
+}
+
+impl<'de> Deserialize<'de> for Currency {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Currency::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl schemars::JsonSchema for Currency {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Currency".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "description": "ISO 4217 code, e.g. \"EUR\"", "pattern": "^[A-Z]{3}$" })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_list_is_sorted_for_binary_search() {
+        assert!(KNOWN.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn parses_codes() {
+        assert_eq!(Currency::parse("eur").unwrap(), Currency::EUR);
+        assert_eq!(Currency::parse("CYP").unwrap().code(), "CYP");
+        assert!(Currency::parse("EURO").is_err());
+        assert!(Currency::parse("XXY").is_err());
+        assert_eq!(Currency::EUR.priority(), Some(0));
+        assert_eq!(Currency::JPY.priority(), Some(7));
+        assert_eq!(Currency::parse("SEK").unwrap().priority(), None);
+    }
+}

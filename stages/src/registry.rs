@@ -1,0 +1,25 @@
+//! Every stage kind of the FX system, by the name pipeline files use.
+//! A new stage is one file plus one line here.
+
+use fxflow_engine::Registry;
+
+use crate::fx::FxEvent;
+use crate::{sinks, sources, transforms};
+
+/// The standard registry. Crates with stages of their own add to it (see `examples/`).
+pub fn registry() -> Registry<FxEvent> {
+    let mut registry = Registry::new();
+    registry
+        // sources
+        .stage::<sources::replay::ReplayConfig>("Replay")
+        .stage::<sources::synthetic::SyntheticConfig>("Synthetic")
+        // transforms
+        .stage::<transforms::enrich::EnrichConfig>("Enrich")
+        .stage::<transforms::cross_rate::CrossRateConfig>("CrossRate")
+        .stage::<transforms::alert::AlertConfig>("Alert")
+        // sinks
+        .stage::<sinks::stdout::StdoutConfig>("Stdout")
+        .stage::<sinks::jsonl_file::JsonlFileConfig>("JsonlFile")
+        .stage::<sinks::null::NullConfig>("Null");
+    registry
+}

@@ -1,0 +1,6 @@
+//! Sinks: one stage kind per file.
+
+pub mod format;
+pub mod jsonl_file;
+pub mod null;
+pub mod stdout;

@@ -1,0 +1,4 @@
+//! Sources: one stage kind per file.
+
+pub mod replay;
+pub mod synthetic;

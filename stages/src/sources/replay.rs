@@ -1,0 +1,309 @@
+//! `Replay`: the ECB reference-rate history (`eurofxref-hist.csv`) as quote snapshots.
+//!
+//! One snapshot per business day, base EUR, mid-only quotes (bid = ask), oldest
+//! day first. The file is read and parsed when the stage is built, so a
+//! missing or unreadable file stops the pipeline at start; a malformed row is
+//! sent to the error output with its text and the replay goes on.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use fxflow_engine::{
+    async_trait, BuildContext, ConfigProblem, Envelope, Failure, Kinds, Shape, Source, SourceContext, Stage,
+    StageConfig, StageError,
+};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+use crate::fx::{kind, Currency, FxEvent, Pair, Quote, QuoteSnapshot};
+
+/// Replays the ECB euro reference-rate history (eurofxref-hist.csv) as one
+/// quote snapshot per day, oldest first.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayConfig {
+    /// Path of the CSV file (relative to the working directory).
+    #[serde(default = "default_path")]
+    #[schemars(with = "String")]
+    pub path: PathBuf,
+    /// First day to replay (inclusive), `"YYYY-MM-DD"`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub from: Option<NaiveDate>,
+    /// Last day to replay (inclusive), `"YYYY-MM-DD"`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub to: Option<NaiveDate>,
+    /// Currencies to include besides EUR (default: the majors GBP AUD NZD USD CAD CHF JPY).
+    #[serde(default)]
+    pub currencies: Option<Vec<Currency>>,
+    /// How fast to replay.
+    #[serde(default)]
+    pub speed: ReplaySpeed,
+    /// The `source` name stamped on quotes.
+    #[serde(default = "default_source")]
+    pub source: String,
+}
+
+/// Replay pace.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+pub enum ReplaySpeed {
+    /// No waiting: as fast as the pipeline takes it.
+    #[default]
+    AsFastAsPossible,
+    /// One day of history every interval, e.g. `PerDay("100ms")`.
+    PerDay(
+        #[serde(with = "fxflow_engine::duration")]
+        #[schemars(with = "String")]
+        Duration,
+    ),
+}
+
+fn default_path() -> PathBuf {
+    PathBuf::from("examples/data/ecb-eurofxref-hist.csv")
+}
+
+fn default_source() -> String {
+    "ecb".into()
+}
+
+#[async_trait]
+impl StageConfig<FxEvent> for ReplayConfig {
+    fn shape(&self) -> Shape {
+        Shape::Source
+    }
+
+    fn emits(&self) -> Kinds {
+        Kinds::only(&[kind::QUOTE_SNAPSHOT])
+    }
+
+    fn check(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        if let (Some(from), Some(to)) = (self.from, self.to) {
+            if from > to {
+                problems.push(ConfigProblem::field(
+                    "to",
+                    format!("`to` ({to}) is before `from` ({from})"),
+                ));
+            }
+        }
+        if self.speed == ReplaySpeed::PerDay(Duration::ZERO) {
+            problems.push(
+                ConfigProblem::field("speed", "`PerDay` needs an interval longer than zero")
+                    .with_hint("use `speed: AsFastAsPossible` for no waiting"),
+            );
+        }
+        if self.currencies.as_ref().is_some_and(|c| c.is_empty()) {
+            problems.push(ConfigProblem::field("currencies", "at least one currency is needed"));
+        }
+        problems
+    }
+
+    async fn build(&self, _cx: &BuildContext) -> Result<Stage<FxEvent>, StageError> {
+        let text = tokio::fs::read_to_string(&self.path)
+            .await
+            .map_err(|e| StageError::new(format!("cannot read {}: {e}", self.path.display())))?;
+        let currencies = self.currencies.clone().unwrap_or_else(|| crate::fx::currency::majors());
+        let history = parse_history(&text, &currencies, self.from, self.to, &self.source)
+            .map_err(|e| StageError::new(format!("{}: {e}", self.path.display())))?;
+        tracing::info!(path = %self.path.display(), days = history.days.len(), bad_rows = history.bad_rows.len(), "History loaded.");
+        Ok(Stage::Source(Box::new(Replay {
+            history,
+            speed: self.speed,
+        })))
+    }
+}
+
+/// Parsed history: snapshots oldest first, plus rows that could not be read.
+#[derive(Debug, Default)]
+pub struct History {
+    pub days: Vec<QuoteSnapshot>,
+    /// `(line number, row text, error)`.
+    pub bad_rows: Vec<(usize, String, String)>,
+}
+
+/// Parse eurofxref-hist.csv. `N/A` and empty cells are missing quotes; EUR
+/// itself needs no column. Fails only if the header is unusable.
+pub fn parse_history(
+    text: &str,
+    currencies: &[Currency],
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+    source: &str,
+) -> Result<History, String> {
+    let mut lines = text.lines().enumerate();
+    let (_, header) = lines.next().ok_or("the file is empty")?;
+    let columns: Vec<&str> = header.trim_end_matches(',').split(',').map(str::trim).collect();
+    if columns.first().copied() != Some("Date") {
+        return Err(format!("the header must start with `Date`, found `{header}`"));
+    }
+    // (column index, pair EUR/X) for every wanted currency other than EUR.
+    let mut wanted = Vec::new();
+    for currency in currencies.iter().filter(|c| **c != Currency::EUR) {
+        let index = columns
+            .iter()
+            .position(|c| *c == currency.code())
+            .ok_or_else(|| format!("no column for {currency}; the file has {}", columns[1..].join(" ")))?;
+        wanted.push((index, Pair::market(Currency::EUR, *currency)));
+    }
+    let source: Arc<str> = Arc::from(source);
+    let mut history = History::default();
+    for (number, line) in lines {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse_row(line, &wanted, &source) {
+            Ok(snapshot) => {
+                let day = snapshot.ts.date_naive();
+                if from.is_some_and(|f| day < f) || to.is_some_and(|t| day > t) {
+                    continue;
+                }
+                history.days.push(snapshot);
+            }
+            Err(e) => history.bad_rows.push((number + 1, line.to_owned(), e)),
+        }
+    }
+    // The file is newest first; replay runs forward in time.
+    history.days.sort_by_key(|s| s.ts);
+    Ok(history)
+}
+
+fn parse_row(line: &str, wanted: &[(usize, Pair)], source: &Arc<str>) -> Result<QuoteSnapshot, String> {
+    let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+    let date = NaiveDate::parse_from_str(cells[0], "%Y-%m-%d").map_err(|e| format!("bad date `{}`: {e}", cells[0]))?;
+    let ts: DateTime<Utc> = date.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
+    let mut quotes = Vec::with_capacity(wanted.len());
+    for (index, pair) in wanted {
+        let cell = cells.get(*index).copied().unwrap_or("");
+        if cell.is_empty() || cell == "N/A" {
+            continue;
+        }
+        let rate: Decimal = cell.parse().map_err(|_| format!("{pair}: `{cell}` is not a number"))?;
+        if rate <= Decimal::ZERO {
+            return Err(format!("{pair}: rate {rate} is not positive"));
+        }
+        quotes.push(Quote {
+            pair: *pair,
+            bid: rate,
+            ask: rate,
+            ts,
+            source: source.clone(),
+            enrichment: None,
+        });
+    }
+    Ok(QuoteSnapshot {
+        source: source.clone(),
+        ts,
+        base: Currency::EUR,
+        quotes,
+    })
+}
+
+struct Replay {
+    history: History,
+    speed: ReplaySpeed,
+}
+
+/// Snapshots per batch when replaying as fast as possible.
+const BATCH: usize = 256;
+
+#[async_trait]
+impl Source<FxEvent> for Replay {
+    async fn run(self: Box<Self>, mut cx: SourceContext<FxEvent>) -> Result<(), StageError> {
+        let Replay { history, speed } = *self;
+        let failures = history
+            .bad_rows
+            .into_iter()
+            .map(|(number, row, error)| Failure {
+                event: None,
+                raw: Some(row.into_bytes()),
+                reason: "malformed_row",
+                error: format!("line {number}: {error}"),
+                ack: Default::default(),
+            })
+            .collect();
+        cx.outputs
+            .dead_letter(failures, fxflow_engine::AckStatus::Rejected)
+            .await?;
+        let mut days = history
+            .days
+            .into_iter()
+            .map(|s| Envelope::unacked(FxEvent::QuoteSnapshot(s)));
+        match speed {
+            ReplaySpeed::AsFastAsPossible => loop {
+                if cx.shutdown.is_triggered() {
+                    break;
+                }
+                let batch: Vec<_> = days.by_ref().take(BATCH).collect();
+                if batch.is_empty() {
+                    break;
+                }
+                cx.outputs.send(batch).await?;
+            },
+            ReplaySpeed::PerDay(interval) => {
+                let mut tick = tokio::time::interval(interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                for day in days {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = cx.shutdown.wait() => break,
+                    }
+                    cx.outputs.send(vec![day]).await?;
+                }
+            }
+        }
+        tracing::info!(stage = %cx.labels.stage, "Replay finished.");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rust_decimal_macros::dec;
+
+    use super::*;
+
+    const SAMPLE: &str = "Date,USD,JPY,BGN,GBP,CHF,\n\
+        2026-10-30,1.1172,175.68,N/A,0.8338,0.9194,\n\
+        2026-10-29,1.113,175.92,N/A,0.83578,0.9222,\n\
+        2026-10-28,1.1133,oops,N/A,0.83785,0.9247,\n\
+        1999-01-04,1.1789,133.73,N/A,0.7111,N/A,\n";
+
+    fn currencies(codes: &[&str]) -> Vec<Currency> {
+        codes.iter().map(|c| c.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn parses_oldest_first_with_missing_cells_and_bad_rows() {
+        let h = parse_history(
+            SAMPLE,
+            &currencies(&["EUR", "USD", "JPY", "GBP", "CHF"]),
+            None,
+            None,
+            "ecb",
+        )
+        .unwrap();
+        assert_eq!(h.days.len(), 3);
+        assert_eq!(h.days[0].ts.date_naive().to_string(), "1999-01-04");
+        assert_eq!(h.days[0].quotes.len(), 3, "CHF is N/A on the first day");
+        let last = &h.days[2];
+        assert_eq!(last.base, Currency::EUR);
+        assert_eq!(last.quotes[1].pair.to_string(), "EUR/JPY");
+        assert_eq!(last.quotes[1].bid, dec!(175.68));
+        assert_eq!(last.quotes[1].bid, last.quotes[1].ask, "mid-only");
+        assert_eq!(h.bad_rows.len(), 1);
+        assert_eq!(h.bad_rows[0].0, 4);
+        assert!(h.bad_rows[0].2.contains("`oops` is not a number"));
+    }
+
+    #[test]
+    fn date_range_and_unknown_columns() {
+        let from = NaiveDate::from_ymd_opt(2026, 10, 29);
+        let h = parse_history(SAMPLE, &currencies(&["USD"]), from, None, "ecb").unwrap();
+        assert_eq!(h.days.len(), 2);
+        let err = parse_history(SAMPLE, &currencies(&["NZD"]), None, None, "ecb").unwrap_err();
+        assert!(err.contains("no column for NZD"));
+    }
+}

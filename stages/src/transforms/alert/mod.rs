@@ -1,0 +1,172 @@
+//! `Alert`: checks every price sample against the alert rules and emits firings.
+//!
+//! Task-shaped: besides the event stream it keeps a timer that sweeps out
+//! rules whose expiry has passed on the wall clock. Firing decisions use the
+//! sample's own timestamp (cooldown, expiry), so a replay behaves exactly as
+//! live data did. The indexing that keeps a tick cheap with a million rules
+//! is in [`rules`].
+
+pub mod rules;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use fxflow_engine::{
+    async_trait, AckStatus, BuildContext, ConfigProblem, Envelope, Failure, Input, Kinds, Outputs, Shape, Stage,
+    StageConfig, StageError, TaskTransform,
+};
+use metrics::counter;
+use serde::Deserialize;
+
+use crate::fx::{kind, AlertRule, FxEvent};
+use rules::{RuleBook, Sample};
+
+/// Checks quotes and cross rates against alert rules (`Above`, `Below`,
+/// `CrossingUp`, `CrossingDown`, `PctChange`) and emits an `AlertFired` for
+/// each firing.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertConfig {
+    /// The rules, e.g. `(id: "eurusd-1.12", pair: "EUR/USD", condition: Above(1.12), trigger: Every(cooldown: "1h", rearm: 0.002))`.
+    #[serde(default)]
+    pub rules: Vec<AlertRule>,
+    /// How often rules whose `expires` has passed (wall clock) are dropped.
+    #[serde(default = "default_sweep", with = "fxflow_engine::duration")]
+    #[schemars(with = "String")]
+    pub expiry_sweep: Duration,
+}
+
+fn default_sweep() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// The metric counting firings, labelled by pipeline, stage and pair.
+pub const ALERTS_FIRED: &str = "fxflow_alerts_fired_total";
+
+#[async_trait]
+impl StageConfig<FxEvent> for AlertConfig {
+    fn shape(&self) -> Shape {
+        Shape::Transform
+    }
+
+    fn accepts(&self) -> Kinds {
+        Kinds::only(&[kind::CROSS_RATE, kind::QUOTE])
+    }
+
+    fn emits(&self) -> Kinds {
+        Kinds::only(&[kind::ALERT_FIRED])
+    }
+
+    fn check(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        let mut seen = HashSet::new();
+        for rule in &self.rules {
+            if !seen.insert(rule.id.as_str()) {
+                problems.push(
+                    ConfigProblem::field("rules", format!("rule id `{}` is used twice", rule.id))
+                        .with_hint("rule ids must be unique"),
+                );
+            }
+            if let Err(e) = rules::validate(rule) {
+                problems.push(ConfigProblem::field("rules", format!("rule `{}`: {e}", rule.id)));
+            }
+        }
+        if self.expiry_sweep.is_zero() {
+            problems.push(ConfigProblem::field("expiry_sweep", "must be longer than zero"));
+        }
+        problems
+    }
+
+    async fn build(&self, _cx: &BuildContext) -> Result<Stage<FxEvent>, StageError> {
+        let mut book = RuleBook::new();
+        for rule in &self.rules {
+            book.add(rule).map_err(StageError::new)?;
+        }
+        Ok(Stage::Task(Box::new(Alert {
+            book,
+            sweep: self.expiry_sweep,
+        })))
+    }
+}
+
+struct Alert {
+    book: RuleBook,
+    sweep: Duration,
+}
+
+impl Alert {
+    /// Evaluate a batch: firings inherit the ack token of the sample that fired them.
+    fn batch(&mut self, batch: Vec<Envelope<FxEvent>>) -> (Vec<Envelope<FxEvent>>, Vec<Failure<FxEvent>>) {
+        let mut fired = Vec::new();
+        let mut failures = Vec::new();
+        for envelope in batch {
+            let sample = match &envelope.event {
+                FxEvent::CrossRate(c) => Sample {
+                    pair: c.pair,
+                    bid: c.bid,
+                    ask: c.ask,
+                    ts: c.ts,
+                    source: &c.source,
+                },
+                FxEvent::Quote(q) => Sample {
+                    pair: q.pair,
+                    bid: q.bid,
+                    ask: q.ask,
+                    ts: q.ts,
+                    source: &q.source,
+                },
+                _ => {
+                    failures.push(Failure::new(
+                        envelope,
+                        "unexpected_kind",
+                        "Alert takes quotes and cross rates",
+                    ));
+                    continue;
+                }
+            };
+            for firing in self.book.on_sample(sample) {
+                fired.push(Envelope::new(FxEvent::AlertFired(firing), envelope.ack.clone()));
+            }
+        }
+        (fired, failures)
+    }
+}
+
+#[async_trait]
+impl TaskTransform<FxEvent> for Alert {
+    async fn run(
+        mut self: Box<Self>,
+        mut input: Input<FxEvent>,
+        mut outputs: Outputs<FxEvent>,
+    ) -> Result<(), StageError> {
+        let timer = outputs.labels.processing();
+        let mut sweep = tokio::time::interval(self.sweep);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                batch = input.next() => {
+                    let Some(batch) = batch else { break };
+                    let started = Instant::now();
+                    let (fired, failures) = self.batch(batch);
+                    timer.record(started.elapsed());
+                    for f in &fired {
+                        if let FxEvent::AlertFired(a) = &f.event {
+                            tracing::debug!(rule = %a.rule_id, pair = %a.pair, value = %a.value, ts = %a.ts, "Alert fired.");
+                            counter!(ALERTS_FIRED, "pipeline" => outputs.labels.pipeline.clone(), "stage" => outputs.labels.stage.clone(), "pair" => a.pair.to_string()).increment(1);
+                        }
+                    }
+                    outputs.dead_letter(failures, AckStatus::Rejected).await?;
+                    outputs.send(fired).await?;
+                }
+                _ = sweep.tick() => {
+                    let expired = self.book.expire(Utc::now());
+                    if expired > 0 {
+                        tracing::info!(stage = %outputs.labels.stage, expired, "Expired alert rules removed.");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
