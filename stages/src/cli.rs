@@ -108,8 +108,14 @@ fn report(problems: &Diagnostics) {
     eprintln!("{n} error{} found; nothing was started.", if n == 1 { "" } else { "s" });
 }
 
+/// Run the command with the standard stage registry.
 pub fn main_with(cli: Cli) -> ExitCode {
-    let registry = crate::registry();
+    main_with_registry(cli, crate::registry())
+}
+
+/// Run the command with any registry: crates that add stage kinds reuse the
+/// whole CLI this way (see `examples/`).
+pub fn main_with_registry(cli: Cli, registry: Registry<FxEvent>) -> ExitCode {
     match cli.command {
         Command::Validate { files } => match load_all(&files, &registry) {
             Ok(specs) => {

@@ -1,6 +1,8 @@
 //! Alert rules and fired alerts.
 
 use std::sync::Arc;
+
+use super::source::SourceName;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -109,5 +111,5 @@ pub struct AlertFired {
     pub previous: Option<Decimal>,
     /// The sample's time.
     pub ts: DateTime<Utc>,
-    pub source: Arc<str>,
+    pub source: SourceName,
 }

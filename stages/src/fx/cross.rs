@@ -10,7 +10,7 @@
 //! there is one rounding (rust_decimal's 28 significant digits), never an
 //! inversion of an already rounded result.
 
-use std::sync::Arc;
+use super::source::SourceName;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -26,7 +26,7 @@ pub struct CrossRate {
     pub bid: Decimal,
     pub ask: Decimal,
     pub ts: DateTime<Utc>,
-    pub source: Arc<str>,
+    pub source: SourceName,
     /// The common currency of the legs; for a pair that involves it, the quote itself.
     pub via: Currency,
 }
@@ -68,17 +68,59 @@ fn div(a: Decimal, b: Decimal) -> Result<Decimal, CrossError> {
     a.checked_div(b).ok_or(CrossError::Overflow)
 }
 
-/// Evaluate `f(bid side, ask side)` once when both legs are mid-only (bid = ask),
-/// since then both sides are the same number.
-fn two_sided(
-    mid_only: bool,
-    f: impl Fn(bool) -> Result<Decimal, CrossError>,
-) -> Result<(Decimal, Decimal), CrossError> {
-    let bid = f(true)?;
-    if mid_only {
+/// One currency's quote against the common currency C, as a triangulation side.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Side {
+    /// True when quoted as `X/C`, false when quoted as `C/X`.
+    pub quoted_first: bool,
+    pub bid: Decimal,
+    pub ask: Decimal,
+}
+
+impl Side {
+    /// The side of `currency` in `leg`, which must pair it with the common currency.
+    pub fn of(currency: Currency, leg: &Leg) -> Side {
+        Side {
+            quoted_first: leg.pair.base == currency,
+            bid: leg.bid,
+            ask: leg.ask,
+        }
+    }
+
+    /// Bid and ask are the same number written the same way (a mid-only provider).
+    /// Comparing the representation is exact and much cheaper than a numeric compare.
+    fn mid_only(&self) -> bool {
+        self.bid.serialize() == self.ask.serialize()
+    }
+
+    fn get(&self, bid: bool) -> Decimal {
+        if bid {
+            self.bid
+        } else {
+            self.ask
+        }
+    }
+}
+
+/// X/Y from the sides of X and Y against a common currency C — the four cases
+/// of the module docs. When both sides are mid-only the two results are the
+/// same number and it is computed once.
+pub fn triangulate(x: &Side, y: &Side) -> Result<(Decimal, Decimal), CrossError> {
+    let compute = |bid: bool| match (x.quoted_first, y.quoted_first) {
+        // X/C and C/Y
+        (true, false) => mul(x.get(bid), y.get(bid)),
+        // X/C and Y/C
+        (true, true) => div(x.get(bid), y.get(!bid)),
+        // C/X and C/Y
+        (false, false) => div(y.get(bid), x.get(!bid)),
+        // C/X and Y/C: X/Y = 1 / (C/X · Y/C)
+        (false, true) => div(Decimal::ONE, mul(x.get(!bid), y.get(!bid))?),
+    };
+    let bid = compute(true)?;
+    if x.mid_only() && y.mid_only() {
         return Ok((bid, bid));
     }
-    Ok((bid, f(false)?))
+    Ok((bid, compute(false)?))
 }
 
 /// The bid and ask of `target` from two legs that share one currency.
@@ -88,9 +130,9 @@ pub fn cross(a: &Leg, b: &Leg, target: Pair) -> Result<(Decimal, Decimal), Cross
         .find(|c| b.pair.involves(*c))
         .ok_or(CrossError::NoCommonCurrency(a.pair, b.pair))?;
     // Name the legs after the target: `x` holds target.base, `y` holds target.quote.
-    let (x, y) = if a.pair.involves(target.base) && b.pair.involves(target.quote) {
+    let (x, y) = if a.pair.other(common) == Some(target.base) && b.pair.other(common) == Some(target.quote) {
         (a, b)
-    } else if b.pair.involves(target.base) && a.pair.involves(target.quote) {
+    } else if b.pair.other(common) == Some(target.base) && a.pair.other(common) == Some(target.quote) {
         (b, a)
     } else {
         return Err(CrossError::WrongTarget {
@@ -99,25 +141,7 @@ pub fn cross(a: &Leg, b: &Leg, target: Pair) -> Result<(Decimal, Decimal), Cross
             b: b.pair,
         });
     };
-    if x.pair.other(common) != Some(target.base) || y.pair.other(common) != Some(target.quote) {
-        return Err(CrossError::WrongTarget {
-            target,
-            a: a.pair,
-            b: b.pair,
-        });
-    }
-    let mid_only = x.bid == x.ask && y.bid == y.ask;
-    let side = |leg: &Leg, bid: bool| if bid { leg.bid } else { leg.ask };
-    match (x.pair.base == target.base, y.pair.base == common) {
-        // X/C and C/Y
-        (true, true) => two_sided(mid_only, |bid| mul(side(x, bid), side(y, bid))),
-        // X/C and Y/C
-        (true, false) => two_sided(mid_only, |bid| div(side(x, bid), side(y, !bid))),
-        // C/X and C/Y
-        (false, true) => two_sided(mid_only, |bid| div(side(y, bid), side(x, !bid))),
-        // C/X and Y/C: X/Y = 1 / (C/X · Y/C)
-        (false, false) => two_sided(mid_only, |bid| div(Decimal::ONE, mul(side(x, !bid), side(y, !bid))?)),
-    }
+    triangulate(&Side::of(target.base, x), &Side::of(target.quote, y))
 }
 
 /// The bid and ask of `target` from a single quote of the same two currencies.

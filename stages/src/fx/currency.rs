@@ -64,7 +64,22 @@ impl Currency {
 
     /// Position in the convention list (0 = EUR), or `None` for other currencies.
     pub fn priority(self) -> Option<usize> {
-        PRIORITY.iter().position(|c| c.as_bytes() == self.0)
+        match &self.0 {
+            b"EUR" => Some(0),
+            b"GBP" => Some(1),
+            b"AUD" => Some(2),
+            b"NZD" => Some(3),
+            b"USD" => Some(4),
+            b"CAD" => Some(5),
+            b"CHF" => Some(6),
+            b"JPY" => Some(7),
+            _ => None,
+        }
+    }
+
+    /// Sort key of market convention: listed currencies by priority, then the rest alphabetically.
+    pub fn convention_rank(self) -> (usize, Currency) {
+        (self.priority().unwrap_or(usize::MAX), self)
     }
 }
 
@@ -118,6 +133,13 @@ mod tests {
     #[test]
     fn known_list_is_sorted_for_binary_search() {
         assert!(KNOWN.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn priority_follows_the_list() {
+        for (i, code) in PRIORITY.iter().enumerate() {
+            assert_eq!(Currency::parse(code).unwrap().priority(), Some(i));
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod currency;
 pub mod event;
 pub mod pair;
 pub mod quote;
+pub mod source;
 
 pub use alert::{AlertFired, AlertRule, Condition, PriceField, Trigger};
 pub use cross::{CrossRate, Leg};
@@ -13,3 +14,4 @@ pub use currency::Currency;
 pub use event::{kind, DeadLetterRecord, FxEvent};
 pub use pair::Pair;
 pub use quote::{Enrichment, Quote, QuoteSnapshot};
+pub use source::SourceName;

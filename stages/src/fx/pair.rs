@@ -1,6 +1,5 @@
 //! Currency pairs, oriented by market convention.
 
-use std::cmp::Ordering;
 use std::fmt;
 use std::str::FromStr;
 
@@ -31,12 +30,7 @@ pub enum PairError {
 /// unlisted one; two unlisted currencies are ordered alphabetically (a stable
 /// choice — no convention is universal there).
 fn base_first(a: Currency, b: Currency) -> bool {
-    match (a.priority(), b.priority()) {
-        (Some(pa), Some(pb)) => pa < pb,
-        (Some(_), None) => true,
-        (None, Some(_)) => false,
-        (None, None) => a.cmp(&b) == Ordering::Less,
-    }
+    a.convention_rank() < b.convention_rank()
 }
 
 impl Pair {

@@ -1,6 +1,6 @@
 //! Quotes and snapshots, in exact decimals.
 
-use std::sync::Arc;
+use super::source::SourceName;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -17,7 +17,7 @@ pub struct Quote {
     pub bid: Decimal,
     pub ask: Decimal,
     pub ts: DateTime<Utc>,
-    pub source: Arc<str>,
+    pub source: SourceName,
     /// Filled in by the `Enrich` stage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enrichment: Option<Enrichment>,
@@ -55,7 +55,7 @@ impl Quote {
             bid,
             ask,
             ts: self.ts,
-            source: self.source.clone(),
+            source: self.source,
             enrichment: None,
         })
     }
@@ -77,7 +77,7 @@ pub fn invert(bid: Decimal, ask: Decimal) -> Option<(Decimal, Decimal)> {
 /// currency. Cross rates need the whole snapshot, so it travels as one event.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QuoteSnapshot {
-    pub source: Arc<str>,
+    pub source: SourceName,
     pub ts: DateTime<Utc>,
     pub base: Currency,
     pub quotes: Vec<Quote>,

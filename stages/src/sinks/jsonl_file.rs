@@ -62,12 +62,10 @@ impl Sink<FxEvent> for JsonlFile {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use rust_decimal_macros::dec;
 
     use super::*;
-    use crate::fx::{CrossRate, Currency};
+    use crate::fx::{CrossRate, Currency, SourceName};
 
     #[tokio::test]
     async fn appends_json_lines_that_read_back_exactly() {
@@ -84,7 +82,7 @@ mod tests {
             bid: dec!(175.68) / dec!(0.8338),
             ask: dec!(175.68) / dec!(0.8338),
             ts: "2026-10-30T00:00:00Z".parse().unwrap(),
-            source: Arc::from("ecb"),
+            source: SourceName::intern("ecb").unwrap(),
             via: Currency::EUR,
         });
         for _ in 0..2 {

@@ -6,7 +6,6 @@
 //! sent to the error output with its text and the replay goes on.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -17,7 +16,7 @@ use fxflow_engine::{
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use crate::fx::{kind, Currency, FxEvent, Pair, Quote, QuoteSnapshot};
+use crate::fx::{kind, Currency, FxEvent, Pair, Quote, QuoteSnapshot, SourceName};
 
 /// Replays the ECB euro reference-rate history (eurofxref-hist.csv) as one
 /// quote snapshot per day, oldest first.
@@ -105,7 +104,7 @@ impl StageConfig<FxEvent> for ReplayConfig {
         let text = tokio::fs::read_to_string(&self.path)
             .await
             .map_err(|e| StageError::new(format!("cannot read {}: {e}", self.path.display())))?;
-        let currencies = self.currencies.clone().unwrap_or_else(|| crate::fx::currency::majors());
+        let currencies = self.currencies.clone().unwrap_or_else(crate::fx::currency::majors);
         let history = parse_history(&text, &currencies, self.from, self.to, &self.source)
             .map_err(|e| StageError::new(format!("{}: {e}", self.path.display())))?;
         tracing::info!(path = %self.path.display(), days = history.days.len(), bad_rows = history.bad_rows.len(), "History loaded.");
@@ -148,13 +147,13 @@ pub fn parse_history(
             .ok_or_else(|| format!("no column for {currency}; the file has {}", columns[1..].join(" ")))?;
         wanted.push((index, Pair::market(Currency::EUR, *currency)));
     }
-    let source: Arc<str> = Arc::from(source);
+    let source = SourceName::intern(source).map_err(|e| e.to_string())?;
     let mut history = History::default();
     for (number, line) in lines {
         if line.trim().is_empty() {
             continue;
         }
-        match parse_row(line, &wanted, &source) {
+        match parse_row(line, &wanted, source) {
             Ok(snapshot) => {
                 let day = snapshot.ts.date_naive();
                 if from.is_some_and(|f| day < f) || to.is_some_and(|t| day > t) {
@@ -170,7 +169,7 @@ pub fn parse_history(
     Ok(history)
 }
 
-fn parse_row(line: &str, wanted: &[(usize, Pair)], source: &Arc<str>) -> Result<QuoteSnapshot, String> {
+fn parse_row(line: &str, wanted: &[(usize, Pair)], source: SourceName) -> Result<QuoteSnapshot, String> {
     let cells: Vec<&str> = line.split(',').map(str::trim).collect();
     let date = NaiveDate::parse_from_str(cells[0], "%Y-%m-%d").map_err(|e| format!("bad date `{}`: {e}", cells[0]))?;
     let ts: DateTime<Utc> = date.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
@@ -189,12 +188,12 @@ fn parse_row(line: &str, wanted: &[(usize, Pair)], source: &Arc<str>) -> Result<
             bid: rate,
             ask: rate,
             ts,
-            source: source.clone(),
+            source,
             enrichment: None,
         });
     }
     Ok(QuoteSnapshot {
-        source: source.clone(),
+        source,
         ts,
         base: Currency::EUR,
         quotes,

@@ -7,7 +7,6 @@
 //! the mid. The same seed and start time give the same snapshots.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -18,7 +17,8 @@ use fxflow_engine::{
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use crate::fx::{kind, Currency, FxEvent, Pair, Quote, QuoteSnapshot};
+use crate::fx::source::TooManySources;
+use crate::fx::{kind, Currency, FxEvent, Pair, Quote, QuoteSnapshot, SourceName};
 
 /// Generates quote snapshots by a seeded geometric random walk around start rates.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -139,7 +139,7 @@ impl StageConfig<FxEvent> for SyntheticConfig {
     }
 
     async fn build(&self, _cx: &BuildContext) -> Result<Stage<FxEvent>, StageError> {
-        let walk = RandomWalk::new(self);
+        let walk = RandomWalk::new(self).map_err(StageError::new)?;
         Ok(Stage::Source(Box::new(Synthetic {
             walk,
             rate: self.rate,
@@ -182,29 +182,29 @@ pub struct RandomWalk {
     /// σ in basis points / (10_000 · 65_536): multiply by the scaled normal.
     step_scale: Decimal,
     spread_pips: Decimal,
-    source: Arc<str>,
+    source: SourceName,
     ts: DateTime<Utc>,
     step: chrono::Duration,
 }
 
 impl RandomWalk {
-    pub fn new(config: &SyntheticConfig) -> Self {
+    pub fn new(config: &SyntheticConfig) -> Result<Self, TooManySources> {
         let start = config.start.clone().unwrap_or_else(default_start);
         let step = if config.rate == 0 {
             chrono::Duration::milliseconds(1)
         } else {
             chrono::Duration::nanoseconds(1_000_000_000 / config.rate as i64)
         };
-        RandomWalk {
+        Ok(RandomWalk {
             rng: SplitMix64(config.seed),
             base: config.base,
             mids: start.into_iter().collect(),
             step_scale: config.volatility_bp / Decimal::new(655_360_000, 0),
             spread_pips: config.spread_pips,
-            source: Arc::from(config.source.as_str()),
+            source: SourceName::intern(&config.source)?,
             ts: config.start_time.unwrap_or_else(Utc::now),
             step,
-        }
+        })
     }
 
     /// The next snapshot.
@@ -226,13 +226,13 @@ impl RandomWalk {
                     bid: *mid - half_spread,
                     ask: *mid + half_spread,
                     ts,
-                    source: self.source.clone(),
+                    source: self.source,
                     enrichment: None,
                 }
             })
             .collect();
         QuoteSnapshot {
-            source: self.source.clone(),
+            source: self.source,
             ts,
             base: self.base,
             quotes,
@@ -301,9 +301,9 @@ mod tests {
 
     #[test]
     fn deterministic_for_a_seed() {
-        let mut a = RandomWalk::new(&config(7));
-        let mut b = RandomWalk::new(&config(7));
-        let mut c = RandomWalk::new(&config(8));
+        let mut a = RandomWalk::new(&config(7)).unwrap();
+        let mut b = RandomWalk::new(&config(7)).unwrap();
+        let mut c = RandomWalk::new(&config(8)).unwrap();
         let (sa, sb, sc): (Vec<_>, Vec<_>, Vec<_>) = (
             (0..50).map(|_| a.step()).collect(),
             (0..50).map(|_| b.step()).collect(),
@@ -316,7 +316,7 @@ mod tests {
 
     #[test]
     fn walks_with_the_configured_spread_and_volatility() {
-        let mut walk = RandomWalk::new(&config(1));
+        let mut walk = RandomWalk::new(&config(1)).unwrap();
         let first = walk.step();
         assert_eq!(first.quotes.len(), 7);
         for q in &first.quotes {

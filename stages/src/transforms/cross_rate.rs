@@ -14,7 +14,8 @@ use fxflow_engine::{
 use rayon::prelude::*;
 use serde::Deserialize;
 
-use crate::fx::cross::{cross, orient, CrossError, Leg};
+use crate::fx::cross::{triangulate, CrossError, Leg, Side};
+use crate::fx::quote::invert;
 use crate::fx::{kind, CrossRate, Currency, FxEvent, Pair, QuoteSnapshot};
 
 /// Computes every cross rate among a snapshot's currencies (8 currencies → 28
@@ -91,17 +92,18 @@ impl CrossRates {
     pub fn compute(&self, snapshot: &QuoteSnapshot) -> (Vec<CrossRate>, Vec<Skipped>) {
         let base = snapshot.base;
         let mut skipped = Vec::new();
-        // legs[i] = the quote linking currencies[i] to the base (None for the base itself).
-        let mut currencies: Vec<(Currency, Option<Leg>)> = Vec::with_capacity(snapshot.quotes.len() + 1);
+        // Each wanted currency with its side against the base (None for the base itself).
+        let mut currencies: Vec<(Currency, Option<Side>)> = Vec::with_capacity(snapshot.quotes.len() + 1);
         if self.wanted(base) {
             currencies.push((base, None));
         }
         for quote in &snapshot.quotes {
             let Some(other) = quote.pair.other(base) else {
+                let error = format!("{} does not involve the snapshot base {base}", quote.pair);
                 skipped.push(Skipped {
                     pair: quote.pair,
                     reason: "not_in_base",
-                    error: format!("{} does not involve the snapshot base {base}", quote.pair),
+                    error,
                 });
                 continue;
             };
@@ -109,38 +111,45 @@ impl CrossRates {
                 continue;
             }
             if currencies.iter().any(|(c, _)| *c == other) {
+                let error = format!("{other} is quoted twice in one snapshot");
                 skipped.push(Skipped {
                     pair: quote.pair,
                     reason: "repeated_currency",
-                    error: format!("{other} is quoted twice in one snapshot"),
+                    error,
                 });
                 continue;
             }
-            currencies.push((
-                other,
-                Some(Leg {
-                    pair: quote.pair,
-                    bid: quote.bid,
-                    ask: quote.ask,
-                }),
-            ));
+            let leg = Leg {
+                pair: quote.pair,
+                bid: quote.bid,
+                ask: quote.ask,
+            };
+            currencies.push((other, Some(Side::of(other, &leg))));
         }
-        currencies.sort_by_key(|(c, _)| (c.priority().unwrap_or(usize::MAX), *c));
+        // Sorted by convention, every pair (i < j) is `currencies[i] / currencies[j]`.
+        currencies.sort_unstable_by_key(|(c, _)| c.convention_rank());
         let n = currencies.len();
-        let one = |i: usize, j: usize| self.one(snapshot, base, &currencies[i], &currencies[j]);
-        let rows: Vec<Result<CrossRate, Skipped>> = if n > self.parallel_above {
-            (0..n)
+        let mut crosses = Vec::with_capacity(n * n.saturating_sub(1) / 2);
+        if n > self.parallel_above {
+            let rows: Vec<(Vec<CrossRate>, Vec<Skipped>)> = (0..n)
                 .into_par_iter()
-                .flat_map_iter(|i| (i + 1..n).map(move |j| one(i, j)))
-                .collect()
+                .map(|i| {
+                    let mut row = (Vec::with_capacity(n - i), Vec::new());
+                    for j in i + 1..n {
+                        self.push_one(snapshot, &currencies[i], &currencies[j], &mut row.0, &mut row.1);
+                    }
+                    row
+                })
+                .collect();
+            for (row, errors) in rows {
+                crosses.extend(row);
+                skipped.extend(errors);
+            }
         } else {
-            (0..n).flat_map(|i| (i + 1..n).map(move |j| one(i, j))).collect()
-        };
-        let mut crosses = Vec::with_capacity(rows.len());
-        for result in rows {
-            match result {
-                Ok(c) => crosses.push(c),
-                Err(s) => skipped.push(s),
+            for i in 0..n {
+                for j in i + 1..n {
+                    self.push_one(snapshot, &currencies[i], &currencies[j], &mut crosses, &mut skipped);
+                }
             }
         }
         (crosses, skipped)
@@ -150,30 +159,41 @@ impl CrossRates {
         self.only.as_ref().is_none_or(|only| only.contains(&currency))
     }
 
-    fn one(
+    /// The cross `x/y` (already in convention order).
+    fn push_one(
         &self,
         snapshot: &QuoteSnapshot,
-        base: Currency,
-        a: &(Currency, Option<Leg>),
-        b: &(Currency, Option<Leg>),
-    ) -> Result<CrossRate, Skipped> {
-        let target = Pair::market(a.0, b.0);
-        let result: Result<_, CrossError> = match (&a.1, &b.1) {
-            (None, Some(leg)) | (Some(leg), None) => orient(leg, target),
-            (Some(x), Some(y)) => cross(x, y, target),
-            (None, None) => unreachable!("only the base has no leg"),
+        x: &(Currency, Option<Side>),
+        y: &(Currency, Option<Side>),
+        crosses: &mut Vec<CrossRate>,
+        skipped: &mut Vec<Skipped>,
+    ) {
+        let pair = Pair { base: x.0, quote: y.0 };
+        // A pair with the base currency C is its own quote, inverted when quoted the other way round.
+        let direct = |side: &Side, as_quoted: bool| {
+            if as_quoted {
+                Ok((side.bid, side.ask))
+            } else {
+                invert(side.bid, side.ask).ok_or(CrossError::Zero)
+            }
+        };
+        let result = match (&x.1, &y.1) {
+            (None, Some(side)) => direct(side, !side.quoted_first),
+            (Some(side), None) => direct(side, side.quoted_first),
+            (Some(sx), Some(sy)) => triangulate(sx, sy),
+            (None, None) => unreachable!("only the base has no side"),
         };
         match result {
-            Ok((bid, ask)) => Ok(CrossRate {
-                pair: target,
+            Ok((bid, ask)) => crosses.push(CrossRate {
+                pair,
                 bid,
                 ask,
                 ts: snapshot.ts,
-                source: snapshot.source.clone(),
-                via: base,
+                source: snapshot.source,
+                via: snapshot.base,
             }),
-            Err(e) => Err(Skipped {
-                pair: target,
+            Err(e) => skipped.push(Skipped {
+                pair,
                 reason: "cross_failed",
                 error: e.to_string(),
             }),
@@ -212,19 +232,18 @@ impl FunctionTransform<FxEvent> for CrossRates {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use rust_decimal::Decimal;
     use rust_decimal_macros::dec;
 
     use super::*;
-    use crate::fx::Quote;
+    use crate::fx::{Quote, SourceName};
 
     fn snapshot(base: &str, quotes: &[(&str, Decimal, Decimal)]) -> QuoteSnapshot {
         let ts = "2026-10-30T00:00:00Z".parse().unwrap();
-        let source: Arc<str> = Arc::from("test");
+        let source = SourceName::intern("test").unwrap();
         QuoteSnapshot {
-            source: source.clone(),
+            source,
             ts,
             base: base.parse().unwrap(),
             quotes: quotes
@@ -234,7 +253,7 @@ mod tests {
                     bid: *bid,
                     ask: *ask,
                     ts,
-                    source: source.clone(),
+                    source,
                     enrichment: None,
                 })
                 .collect(),

@@ -8,7 +8,6 @@
 //! judged exactly like live data.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -16,7 +15,7 @@ use fxflow_engine::{async_trait, BuildContext, Emit, FunctionTransform, Kinds, S
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use crate::fx::{kind, Enrichment, FxEvent, Pair, Quote, QuoteSnapshot};
+use crate::fx::{kind, Enrichment, FxEvent, Pair, Quote, QuoteSnapshot, SourceName};
 
 /// Validates quotes (positive, bid ≤ ask, fresh, not repeated), orients them by
 /// market convention and attaches the change against the previous quote and
@@ -65,10 +64,13 @@ pub mod reason {
     pub const EMPTY_SNAPSHOT: &str = "empty_snapshot";
 }
 
+/// A rejected quote, the reason (metric label) and the message.
+type Rejection = (Quote, &'static str, String);
+
 pub struct Enrich {
     max_age: Option<chrono::Duration>,
     /// Last accepted (timestamp, mid) per (pair, source).
-    last: HashMap<(Pair, Arc<str>), (DateTime<Utc>, Decimal)>,
+    last: HashMap<(Pair, SourceName), (DateTime<Utc>, Decimal)>,
 }
 
 impl Enrich {
@@ -80,17 +82,17 @@ impl Enrich {
     }
 
     /// Check and enrich one quote against `now` (its snapshot's time).
-    fn check(&mut self, quote: Quote, now: DateTime<Utc>) -> Result<Quote, (Quote, &'static str, String)> {
+    fn check(&mut self, quote: Quote, now: DateTime<Utc>) -> Result<Quote, Box<Rejection>> {
         if quote.bid <= Decimal::ZERO || quote.ask <= Decimal::ZERO {
             let msg = format!(
                 "{}: bid {} / ask {} must both be positive",
                 quote.pair, quote.bid, quote.ask
             );
-            return Err((quote, reason::NON_POSITIVE, msg));
+            return Err(Box::new((quote, reason::NON_POSITIVE, msg)));
         }
         if quote.bid > quote.ask {
             let msg = format!("{}: bid {} is above ask {}", quote.pair, quote.bid, quote.ask);
-            return Err((quote, reason::CROSSED, msg));
+            return Err(Box::new((quote, reason::CROSSED, msg)));
         }
         if let Some(max_age) = self.max_age {
             if quote.ts + max_age < now {
@@ -100,7 +102,7 @@ impl Enrich {
                     quote.ts,
                     fxflow_engine::duration::format(&max_age.to_std().unwrap_or_default())
                 );
-                return Err((quote, reason::STALE, msg));
+                return Err(Box::new((quote, reason::STALE, msg)));
             }
         }
         let mut quote = if quote.pair.is_market_convention() {
@@ -109,22 +111,28 @@ impl Enrich {
             // Positive sides checked above, so the inverse exists.
             match quote.inverse() {
                 Some(inverse) => inverse,
-                None => return Err((quote, reason::NON_POSITIVE, "cannot invert a zero price".into())),
+                None => {
+                    return Err(Box::new((
+                        quote,
+                        reason::NON_POSITIVE,
+                        "cannot invert a zero price".into(),
+                    )))
+                }
             }
         };
         let mid = quote.mid();
-        let key = (quote.pair, quote.source.clone());
+        let key = (quote.pair, quote.source);
         let change = match self.last.get(&key) {
             Some((ts, _)) if *ts == quote.ts => {
                 let msg = format!(
                     "{}: a quote for {} from {} was already accepted",
                     quote.pair, quote.ts, quote.source
                 );
-                return Err((quote, reason::DUPLICATE, msg));
+                return Err(Box::new((quote, reason::DUPLICATE, msg)));
             }
             Some((ts, _)) if *ts > quote.ts => {
                 let msg = format!("{}: quote from {} arrived after one from {ts}", quote.pair, quote.ts);
-                return Err((quote, reason::OUT_OF_ORDER, msg));
+                return Err(Box::new((quote, reason::OUT_OF_ORDER, msg)));
             }
             Some((_, previous)) => Some(mid - previous),
             None => None,
@@ -146,7 +154,10 @@ impl Enrich {
         for quote in quotes {
             match self.check(quote, ts) {
                 Ok(quote) => valid.push(quote),
-                Err((quote, why, msg)) => emit.reject(FxEvent::Quote(quote), why, msg),
+                Err(rejected) => {
+                    let (quote, why, msg) = *rejected;
+                    emit.reject(FxEvent::Quote(quote), why, msg)
+                }
             }
         }
         if !valid.is_empty() {
@@ -168,7 +179,10 @@ impl FunctionTransform<FxEvent> for Enrich {
                 let now = quote.ts;
                 match self.check(quote, now) {
                     Ok(quote) => emit.push(FxEvent::Quote(quote)),
-                    Err((quote, why, msg)) => emit.reject(FxEvent::Quote(quote), why, msg),
+                    Err(rejected) => {
+                        let (quote, why, msg) = *rejected;
+                        emit.reject(FxEvent::Quote(quote), why, msg)
+                    }
                 }
             }
             other => emit.reject(other, "unexpected_kind", "Enrich takes quotes and snapshots"),
@@ -190,14 +204,14 @@ mod tests {
             bid,
             ask,
             ts: ts.parse().unwrap(),
-            source: Arc::from("test"),
+            source: SourceName::intern("test").unwrap(),
             enrichment: None,
         }
     }
 
     fn snapshot(ts: &str, quotes: Vec<Quote>) -> FxEvent {
         FxEvent::QuoteSnapshot(QuoteSnapshot {
-            source: Arc::from("test"),
+            source: SourceName::intern("test").unwrap(),
             ts: ts.parse().unwrap(),
             base: Currency::USD,
             quotes,

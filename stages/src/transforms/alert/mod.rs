@@ -107,14 +107,14 @@ impl Alert {
                     bid: c.bid,
                     ask: c.ask,
                     ts: c.ts,
-                    source: &c.source,
+                    source: c.source,
                 },
                 FxEvent::Quote(q) => Sample {
                     pair: q.pair,
                     bid: q.bid,
                     ask: q.ask,
                     ts: q.ts,
-                    source: &q.source,
+                    source: q.source,
                 },
                 _ => {
                     failures.push(Failure::new(

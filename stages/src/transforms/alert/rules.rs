@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use crate::fx::quote::mid;
-use crate::fx::{AlertFired, AlertRule, Condition, Pair, PriceField, Trigger};
+use crate::fx::{AlertFired, AlertRule, Condition, Pair, PriceField, SourceName, Trigger};
 
 type RuleId = usize;
 
@@ -153,12 +153,12 @@ impl Book {
 
 /// A price sample: one quote or cross rate.
 #[derive(Debug, Clone, Copy)]
-pub struct Sample<'a> {
+pub struct Sample {
     pub pair: Pair,
     pub bid: Decimal,
     pub ask: Decimal,
     pub ts: DateTime<Utc>,
-    pub source: &'a Arc<str>,
+    pub source: SourceName,
 }
 
 /// Every rule, indexed per (pair, price field).
@@ -290,13 +290,13 @@ impl RuleBook {
         if !holds {
             return Ok(Vec::new());
         }
-        let source: Arc<str> = Arc::from("rule-created");
+        let source = SourceName::intern("rule-created").expect("one fixed name");
         // The rule fires against the last sample: its price is both value and previous.
         let mut fired = Vec::new();
         let book = self.book_mut(rule.pair, rule.price);
         let index = book.armed_index(&kind).expect("threshold kinds have an index");
         index_remove(index, kind.threshold(), slot);
-        self.fire_or_keep(slot, price, Some(price), ts, &source, &mut fired);
+        self.fire_or_keep(slot, price, Some(price), ts, source, &mut fired);
         Ok(fired)
     }
 
@@ -344,7 +344,7 @@ impl RuleBook {
     }
 
     /// Evaluate one price sample; returns the firings.
-    pub fn on_sample(&mut self, sample: Sample<'_>) -> Vec<AlertFired> {
+    pub fn on_sample(&mut self, sample: Sample) -> Vec<AlertFired> {
         let mut fired = Vec::new();
         let Some(books) = self.books.get(&sample.pair) else {
             return fired;
@@ -371,7 +371,7 @@ impl RuleBook {
         field: PriceField,
         price: Decimal,
         ts: DateTime<Utc>,
-        source: &Arc<str>,
+        source: SourceName,
         fired: &mut Vec<AlertFired>,
     ) {
         let book = self.book_mut(pair, field);
@@ -435,7 +435,7 @@ impl RuleBook {
         price: Decimal,
         previous: Option<Decimal>,
         ts: DateTime<Utc>,
-        source: &Arc<str>,
+        source: SourceName,
         fired: &mut Vec<AlertFired>,
     ) {
         let Some(rule) = self.rules[slot].as_mut() else {
@@ -462,7 +462,7 @@ impl RuleBook {
             value: price,
             previous,
             ts,
-            source: source.clone(),
+            source,
         });
         if rule.once {
             let id = rule.id.clone();
@@ -483,7 +483,7 @@ impl RuleBook {
         slot: RuleId,
         price: Decimal,
         ts: DateTime<Utc>,
-        source: &Arc<str>,
+        source: SourceName,
         fired: &mut Vec<AlertFired>,
     ) {
         let Some(rule) = self.rules[slot].as_ref() else {
@@ -537,7 +537,7 @@ impl RuleBook {
             value: price,
             previous: Some(reference),
             ts,
-            source: source.clone(),
+            source,
         });
         if rule.once {
             let id = rule.id.clone();
@@ -594,7 +594,7 @@ mod tests {
 
     /// Feed mids at one-second steps; returns the ids fired at each step.
     fn feed(book: &mut RuleBook, prices: &[Decimal]) -> Vec<Vec<String>> {
-        let source: Arc<str> = Arc::from("t");
+        let source = SourceName::intern("t").unwrap();
         let t0: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
         prices
             .iter()
@@ -605,7 +605,7 @@ mod tests {
                     bid: *p,
                     ask: *p,
                     ts: t0 + chrono::Duration::seconds(i as i64),
-                    source: &source,
+                    source,
                 };
                 let mut ids: Vec<String> = book.on_sample(sample).iter().map(|f| f.rule_id.to_string()).collect();
                 ids.sort();
