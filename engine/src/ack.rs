@@ -116,6 +116,18 @@ impl AckToken {
     }
 }
 
+impl Drop for AckToken {
+    /// A copy dropped while its thread unwinds from a panic belonged to a stage
+    /// that crashed holding it: that input was not delivered.
+    fn drop(&mut self) {
+        if let Some(shared) = &self.0 {
+            if std::thread::panicking() {
+                shared.status.fetch_max(AckStatus::Failed as u8, Ordering::AcqRel);
+            }
+        }
+    }
+}
+
 /// Resolves to the input's final status. If the process shuts down with the
 /// input still in flight, the token's clones are dropped and it resolves then.
 pub struct AckReceiver(oneshot::Receiver<AckStatus>);

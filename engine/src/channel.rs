@@ -129,10 +129,19 @@ impl<E: Event> Sender<E> {
         }
         let n = self.shared.permits_for(batch.len());
         let permit = match self.when_full {
-            WhenFull::Block => self.shared.permits.acquire_many(n).await.map_err(|_| Closed)?,
+            WhenFull::Block => match self.shared.permits.acquire_many(n).await {
+                Ok(permit) => permit,
+                Err(_) => {
+                    batch.iter().for_each(|e| e.ack.mark(AckStatus::Failed));
+                    return Err(Closed);
+                }
+            },
             WhenFull::DropNewest => match self.shared.permits.try_acquire_many(n) {
                 Ok(permit) => permit,
-                Err(tokio::sync::TryAcquireError::Closed) => return Err(Closed),
+                Err(tokio::sync::TryAcquireError::Closed) => {
+                    batch.iter().for_each(|e| e.ack.mark(AckStatus::Failed));
+                    return Err(Closed);
+                }
                 Err(tokio::sync::TryAcquireError::NoPermits) => {
                     self.labels.discarded("buffer_full", batch.len() as u64);
                     for envelope in &batch {
@@ -143,7 +152,11 @@ impl<E: Event> Sender<E> {
             },
         };
         permit.forget();
-        self.tx.send(batch).map_err(|_| Closed)?;
+        if let Err(unsent) = self.tx.send(batch) {
+            // Never delivered: the source must not treat these as done.
+            unsent.0.iter().for_each(|e| e.ack.mark(AckStatus::Failed));
+            return Err(Closed);
+        }
         self.shared.report();
         Ok(())
     }
@@ -183,5 +196,17 @@ impl<E> Receiver<E> {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl<E> Drop for Receiver<E> {
+    /// A stage that stopped must not leave its producers waiting for room forever.
+    fn drop(&mut self) {
+        self.shared.permits.close();
+        // Events still queued for a stage that stopped early will never be handled.
+        self.rx.close();
+        while let Ok(batch) = self.rx.try_recv() {
+            batch.iter().for_each(|e| e.ack.mark(AckStatus::Failed));
+        }
     }
 }

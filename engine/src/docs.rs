@@ -12,6 +12,9 @@ use crate::event::Event;
 use crate::registry::Registry;
 
 fn type_name(schema: &Value) -> String {
+    if let Some(format @ ("duration" | "decimal")) = schema.get("format").and_then(Value::as_str) {
+        return format.to_owned();
+    }
     if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
         return format!("`{}`", reference.rsplit('/').next().unwrap_or(reference));
     }
@@ -147,8 +150,20 @@ pub fn reference<E: Event>(registry: &Registry<E>, intro: &str) -> String {
     out.push_str("## Fields every stage has\n\n");
     out.push_str("| field | applies to | default | description |\n|---|---|---|---|\n");
     out.push_str("| `inputs` | transforms, sinks | required | Upstream stages: `\"name\"` for a stage's events, `\"name.errors\"` for its dead letters. |\n");
-    out.push_str("| `buffer` | transforms, sinks | `(capacity: 4096, when_full: block)` | Events that may wait in front of the stage. `when_full`: `block` (backpressure) or `drop_newest` (drop and count). |\n");
-    out.push_str("| `retry` | sinks | `(attempts: 5, initial_backoff: \"100ms\", max_backoff: \"10s\")` | Retries of a failed write, with doubling backoff, before the events go to the error output (or are marked failed). |\n\n");
+    let buffer = crate::BufferConfig::default();
+    let retry = crate::RetryConfig::default();
+    let _ = writeln!(
+        out,
+        "| `buffer` | transforms, sinks | `(capacity: {}, when_full: block)` | Events that may wait in front of the stage. `when_full`: `block` (backpressure) or `drop_newest` (drop and count). |",
+        buffer.capacity
+    );
+    let _ = writeln!(
+        out,
+        "| `retry` | sinks | `(attempts: {}, initial_backoff: \"{}\", max_backoff: \"{}\")` | Retries of a failed write, with doubling backoff, before the events go to the error output (or are marked failed). |\n",
+        retry.attempts,
+        crate::duration::format(&retry.initial_backoff),
+        crate::duration::format(&retry.max_backoff)
+    );
     out.push_str("Durations are text: `\"250ms\"`, `\"30s\"`, `\"5m\"`, `\"2h\"`, `\"7d\"`. Decimal numbers are read from their text, never through a float.\n\n");
     out.push_str("## Stage kinds\n\n");
     for kind in registry.stage_kinds() {

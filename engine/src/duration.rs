@@ -48,6 +48,16 @@ pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S:
     serializer.serialize_str(&format(duration))
 }
 
+/// JSON schema of a duration field: `#[schemars(schema_with = "fxflow_engine::duration::schema")]`.
+pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "string", "format": "duration", "examples": ["250ms", "30s", "5m", "2h", "7d"] })
+}
+
+/// JSON schema of an optional duration field.
+pub fn option_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": ["string", "null"], "format": "duration" })
+}
+
 /// For `Option<Duration>` fields.
 pub mod option {
     use super::*;

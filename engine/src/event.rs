@@ -14,7 +14,7 @@ pub const DEAD_LETTER_KIND: &str = "DeadLetter";
 
 /// An application's event type.
 pub trait Event: Clone + Send + Sync + fmt::Debug + 'static {
-    /// The payload's kind name, e.g. `"Quote"`. Must be one of the names the
+    /// The payload's kind name, e.g. `"Order"`. Must be one of the names the
     /// emitting stage declared in [`crate::StageConfig::emits`].
     fn kind(&self) -> &'static str;
 

@@ -1,6 +1,6 @@
 //! The stage and resource registry: kind names → config types.
 //!
-//! The application registers each stage kind once (`registry.stage::<CrossRateConfig>("CrossRate")`);
+//! The application registers each stage kind once (`registry.stage::<FilterConfig>("Filter")`);
 //! the registry erases the config types so the engine can parse, check, build
 //! and document any pipeline without knowing them. A crate that adds stages
 //! (see `examples/`) takes the standard registry and registers more.
@@ -184,7 +184,7 @@ impl<E: Event> Registry<E> {
         Self::default()
     }
 
-    /// Register a stage kind under the name pipeline files use (`CrossRate`).
+    /// Register a stage kind under the name pipeline files use (`Filter`).
     pub fn stage<C>(&mut self, kind: &'static str) -> &mut Self
     where
         C: StageConfig<E> + DeserializeOwned + schemars::JsonSchema,
@@ -277,9 +277,9 @@ mod tests {
 
     #[test]
     fn suggests_close_names() {
-        let kinds = ["CrossRate", "Enrich", "Replay", "Stdout"];
-        assert_eq!(closest("CrosRate", kinds), Some("CrossRate"));
-        assert_eq!(closest("crossrate", kinds), Some("CrossRate"));
+        let kinds = ["Aggregate", "Filter", "Remap", "Stdout"];
+        assert_eq!(closest("Agregate", kinds), Some("Aggregate"));
+        assert_eq!(closest("filter", kinds), Some("Filter"));
         assert_eq!(closest("Kafka", kinds), None);
     }
 }

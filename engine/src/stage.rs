@@ -223,11 +223,17 @@ impl<E: Event> Input<E> {
 pub struct Output<E> {
     targets: Vec<Sender<E>>,
     sent: KindCounters,
+    /// Counts events emitted where nobody listens (an output no stage lists as input).
+    unconnected: Option<StageLabels>,
 }
 
 impl<E: Event> Output<E> {
-    pub(crate) fn new(targets: Vec<Sender<E>>, sent: KindCounters) -> Self {
-        Self { targets, sent }
+    pub(crate) fn new(targets: Vec<Sender<E>>, sent: KindCounters, labels: &StageLabels) -> Self {
+        Self {
+            targets,
+            sent,
+            unconnected: Some(labels.clone()),
+        }
     }
 
     pub fn is_connected(&self) -> bool {
@@ -236,7 +242,13 @@ impl<E: Event> Output<E> {
 
     /// Send a batch to every consumer (fan-out clones it for all but the last).
     pub async fn send(&mut self, batch: Vec<Envelope<E>>) -> Result<(), Closed> {
-        if batch.is_empty() || self.targets.is_empty() {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if self.targets.is_empty() {
+            if let Some(labels) = &self.unconnected {
+                labels.discarded("unconnected_output", batch.len() as u64);
+            }
             return Ok(());
         }
         self.sent.add_batch(batch.iter().map(|e| e.event.kind()));
@@ -401,11 +413,11 @@ pub struct RetryConfig {
     pub attempts: u32,
     /// Wait before the first retry; doubles on each further one.
     #[serde(default = "RetryConfig::default_initial_backoff", with = "crate::duration")]
-    #[schemars(with = "String")]
+    #[schemars(schema_with = "crate::duration::schema")]
     pub initial_backoff: std::time::Duration,
     /// The longest wait between two attempts.
     #[serde(default = "RetryConfig::default_max_backoff", with = "crate::duration")]
-    #[schemars(with = "String")]
+    #[schemars(schema_with = "crate::duration::schema")]
     pub max_backoff: std::time::Duration,
 }
 

@@ -236,12 +236,21 @@ impl Source<TestEvent> for Counter {
 /// Transform: doubles numbers; rejects anything else.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DoubleConfig {}
+pub struct DoubleConfig {
+    /// Panic on this number (to test how the engine handles a crashing stage).
+    #[serde(default)]
+    pub panic_on: Option<i64>,
+}
 
-struct Double;
+struct Double {
+    panic_on: Option<i64>,
+}
 
 impl FunctionTransform<TestEvent> for Double {
     fn transform(&mut self, event: TestEvent, emit: &mut Emit<TestEvent>) {
+        if let (TestEvent::Number(n), Some(p)) = (&event, self.panic_on) {
+            assert!(*n != p, "Double was told to panic on {p}");
+        }
         match event {
             TestEvent::Number(n) if n % 7 == 0 => emit.reject(
                 TestEvent::Number(n),
@@ -266,7 +275,9 @@ impl StageConfig<TestEvent> for DoubleConfig {
         Kinds::only(&["Number"])
     }
     async fn build(&self, _cx: &BuildContext) -> Result<Stage<TestEvent>, StageError> {
-        Ok(Stage::Function(Box::new(Double)))
+        Ok(Stage::Function(Box::new(Double {
+            panic_on: self.panic_on,
+        })))
     }
 }
 
@@ -336,6 +347,9 @@ impl StageConfig<TestEvent> for RepeatConfig {
 #[serde(deny_unknown_fields)]
 pub struct CollectConfig {
     pub probe: String,
+    /// Fail at build time (to test that a pipeline that cannot start leaves nothing running).
+    #[serde(default)]
+    pub fail_build: bool,
     #[serde(default)]
     pub delay_ms: u64,
     #[serde(default)]
@@ -372,6 +386,9 @@ impl StageConfig<TestEvent> for CollectConfig {
         Shape::Sink
     }
     async fn build(&self, _cx: &BuildContext) -> Result<Stage<TestEvent>, StageError> {
+        if self.fail_build {
+            return Err(StageError::new("told to fail at build"));
+        }
         Ok(Stage::Sink(Box::new(Collect {
             probe: probe(&self.probe),
             delay: Duration::from_millis(self.delay_ms),

@@ -101,6 +101,9 @@ impl Readiness {
 }
 
 /// Open resources, build every stage, wire the channels and start the tasks.
+///
+/// Every stage is built before any task starts, so a stage that fails to build
+/// (a file it cannot open) leaves nothing running behind it.
 pub async fn start<E: Event>(spec: PipelineSpec<E>) -> Result<RunningPipeline, StageError> {
     let mut resources = Resources::default();
     for resource in &spec.resources {
@@ -110,6 +113,20 @@ pub async fn start<E: Event>(spec: PipelineSpec<E>) -> Result<RunningPipeline, S
             .await
             .map_err(|e| StageError::new(format!("resource `{}` ({}): {e}", resource.name, resource.kind)))?;
         resources.insert(resource.name.clone(), opened);
+    }
+    let mut built = Vec::with_capacity(spec.stages.len());
+    for stage in &spec.stages {
+        let cx = BuildContext {
+            pipeline: spec.name.clone(),
+            stage: stage.name.clone(),
+            resources: resources.clone(),
+        };
+        let runtime = stage
+            .config
+            .build(&cx)
+            .await
+            .map_err(|e| StageError::new(format!("cannot build stage `{}` ({}): {e}", stage.name, stage.kind)))?;
+        built.push(runtime);
     }
 
     let (shutdown_tx, shutdown) = Shutdown::new();
@@ -139,37 +156,24 @@ pub async fn start<E: Event>(spec: PipelineSpec<E>) -> Result<RunningPipeline, S
     drop(senders);
 
     let mut tasks = Vec::new();
-    for stage in &spec.stages {
+    for (stage, runtime) in spec.stages.iter().zip(built) {
         let labels = StageLabels::new(&spec.name, &stage.name);
-        let cx = BuildContext {
-            pipeline: spec.name.clone(),
-            stage: stage.name.clone(),
-            resources: resources.clone(),
+        let mut output = |name: &'static str| {
+            let targets = consumers.remove(&(stage.name.as_str(), name)).unwrap_or_default();
+            if targets.is_empty() && name == DEFAULT_OUTPUT && stage.shape() == crate::Shape::Transform {
+                tracing::warn!(pipeline = %spec.name, stage = %stage.name, "No stage reads this stage's output; its events are discarded and counted.");
+            }
+            Output::new(targets, labels.sent(name), &labels)
         };
-        let built = stage
-            .config
-            .build(&cx)
-            .await
-            .map_err(|e| StageError::new(format!("cannot build stage `{}` ({}): {e}", stage.name, stage.kind)))?;
         let outputs = Outputs {
-            default: Output::new(
-                consumers
-                    .remove(&(stage.name.as_str(), DEFAULT_OUTPUT))
-                    .unwrap_or_default(),
-                labels.sent(DEFAULT_OUTPUT),
-            ),
-            errors: Output::new(
-                consumers
-                    .remove(&(stage.name.as_str(), ERROR_OUTPUT))
-                    .unwrap_or_default(),
-                labels.sent(ERROR_OUTPUT),
-            ),
+            default: output(DEFAULT_OUTPUT),
+            errors: output(ERROR_OUTPUT),
             labels: labels.clone(),
         };
         let input = receivers.remove(&stage.name).map(|rx| Input::new(rx, &labels));
         let timer = labels.processing();
         let future: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StageError>> + Send>> =
-            match (built, input) {
+            match (runtime, input) {
                 (Stage::Source(source), None) => {
                     let cx = SourceContext {
                         outputs,
@@ -190,15 +194,19 @@ pub async fn start<E: Event>(spec: PipelineSpec<E>) -> Result<RunningPipeline, S
             };
         let name = stage.name.clone();
         let pipeline = spec.name.clone();
-        let on_failure = shutdown_tx.clone();
+        let guard = StopOnFailure {
+            shutdown: shutdown_tx.clone(),
+            finished: false,
+        };
         let handle = tokio::spawn(async move {
+            let mut guard = guard;
             let result = future.await;
             match &result {
-                Ok(()) => tracing::debug!(%pipeline, stage = %name, "Stage finished."),
-                Err(e) => {
-                    tracing::error!(%pipeline, stage = %name, error = %e, "Stage failed; stopping the pipeline.");
-                    let _ = on_failure.send(true);
+                Ok(()) => {
+                    guard.finished = true;
+                    tracing::debug!(%pipeline, stage = %name, "Stage finished.");
                 }
+                Err(e) => tracing::error!(%pipeline, stage = %name, error = %e, "Stage failed; stopping the pipeline."),
             }
             result
         });
@@ -210,4 +218,19 @@ pub async fn start<E: Event>(spec: PipelineSpec<E>) -> Result<RunningPipeline, S
         shutdown: shutdown_tx,
         tasks,
     })
+}
+
+/// Stops the pipeline's sources when a stage task ends without success —
+/// by an error or by a panic (the guard is dropped while unwinding).
+struct StopOnFailure {
+    shutdown: Arc<watch::Sender<bool>>,
+    finished: bool,
+}
+
+impl Drop for StopOnFailure {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.shutdown.send(true);
+        }
+    }
 }

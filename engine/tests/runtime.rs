@@ -240,3 +240,47 @@ async fn fan_in_merges_every_input() {
     .await;
     assert_eq!(probe("fanin-out").stored().len(), 17);
 }
+
+#[tokio::test]
+async fn a_crashing_stage_stops_the_pipeline_and_nothing_hangs() {
+    // An endless source into a stage that panics on its fifth event, with a tiny
+    // buffer so the source is blocked on a full channel when the crash happens.
+    let running = fxflow_engine::start(pipeline(
+        r#"Pipeline(name: "crash", stages: {
+            "src": Counter(probe: "crash-src", batch: 1),
+            "double": Double(inputs: ["src"], panic_on: 5, buffer: (capacity: 1)),
+            "out": Collect(inputs: ["double"], probe: "crash-out"),
+        })"#,
+    ))
+    .await
+    .unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(20), running.wait())
+        .await
+        .expect("the pipeline ends by itself");
+    let error = result.unwrap_err().to_string();
+    assert!(error.contains("panicked"), "{error}");
+    let acks = probe("crash-src").acks();
+    assert!(
+        acks.iter().any(|(_, s)| *s == AckStatus::Failed),
+        "events lost in the crash are not reported delivered: {acks:?}"
+    );
+    assert!(probe("crash-out").stored().len() < 5);
+}
+
+#[tokio::test]
+async fn a_stage_that_cannot_be_built_leaves_nothing_running() {
+    let spec = pipeline(
+        r#"Pipeline(name: "nobuild", stages: {
+            "src": Counter(probe: "nobuild-src"),
+            "out": Collect(inputs: ["src"], probe: "nobuild-out", fail_build: true),
+        })"#,
+    );
+    let error = fxflow_engine::start(spec).await.err().expect("the build fails");
+    assert!(error.to_string().contains("cannot build stage `out`"), "{error}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        probe("nobuild-src").emitted.load(Ordering::SeqCst),
+        0,
+        "the source never started"
+    );
+}

@@ -205,10 +205,22 @@ async fn run(specs: Vec<PipelineSpec<FxEvent>>, grace: Duration) -> Result<(), S
     }
     readiness.set(true);
     let handles: Vec<_> = running.iter().map(|p| p.shutdown_handle()).collect();
+    // Wait for every pipeline; the first failure stops the others too.
+    let mut waiting = tokio::task::JoinSet::new();
+    for pipeline in running {
+        waiting.spawn(pipeline.wait());
+    }
+    let stop_all = handles.clone();
     let mut all = Box::pin(async move {
         let mut first_error = None;
-        for pipeline in running {
-            if let Err(e) = pipeline.wait().await {
+        while let Some(joined) = waiting.join_next().await {
+            let result = joined
+                .map_err(|e| fxflow_engine::StageError::new(format!("pipeline task: {e}")))
+                .and_then(|r| r);
+            if let Err(e) = result {
+                if first_error.is_none() {
+                    stop_all.iter().for_each(|h| h.shutdown());
+                }
                 first_error.get_or_insert(e);
             }
         }

@@ -72,8 +72,9 @@ pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Inter
     let mut missing = Vec::new();
     let mut malformed = Vec::new();
     let mut pos = 0;
-    while let Some(found) = text[pos..].find('$') {
-        let at = pos + found;
+    let mut scan = Scanner::default();
+    while let Some(found) = next_reference(text, pos, &mut scan) {
+        let at = found;
         out.push_str(&text[pos..at]);
         let rest = &text[at..];
         if rest.starts_with("$${") {
@@ -84,11 +85,6 @@ pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Inter
                 output: Span::new(output_start, out.len()),
             });
             pos = at + 3;
-            continue;
-        }
-        if !rest.starts_with("${") {
-            out.push('$');
-            pos = at + 1;
             continue;
         }
         let Some(close) = rest.find('}') else {
@@ -140,6 +136,7 @@ pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Inter
             output: Span::new(output_start, out.len()),
         });
         pos = at + close + 1;
+        scan.resume_at(pos);
     }
     out.push_str(&text[pos..]);
     Interpolated {
@@ -148,6 +145,61 @@ pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Inter
         missing,
         malformed,
     }
+}
+
+/// Where the scanner is: references count in code and strings, not in comments.
+#[derive(Default)]
+struct Scanner {
+    at: usize,
+    in_string: bool,
+}
+
+impl Scanner {
+    fn resume_at(&mut self, at: usize) {
+        self.at = at;
+    }
+}
+
+/// The byte offset of the next `${` or `$${` outside comments, at or after `from`.
+fn next_reference(text: &str, from: usize, scan: &mut Scanner) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut i = scan.at.max(from);
+    while i < bytes.len() {
+        let rest = &bytes[i..];
+        if scan.in_string {
+            match rest[0] {
+                b'\\' => i += 2,
+                b'"' => {
+                    scan.in_string = false;
+                    i += 1;
+                }
+                b'$' if rest.starts_with(b"${") || rest.starts_with(b"$${") => {
+                    scan.at = i;
+                    return Some(i);
+                }
+                _ => i += 1,
+            }
+            continue;
+        }
+        if rest.starts_with(b"//") {
+            i += rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len());
+        } else if rest.starts_with(b"/*") {
+            i += 2 + rest[2..]
+                .windows(2)
+                .position(|w| w == b"*/")
+                .map_or(rest.len(), |p| p + 2);
+        } else if rest[0] == b'"' {
+            scan.in_string = true;
+            i += 1;
+        } else if rest.starts_with(b"${") || rest.starts_with(b"$${") {
+            scan.at = i;
+            return Some(i);
+        } else {
+            i += 1;
+        }
+    }
+    scan.at = bytes.len();
+    None
 }
 
 #[cfg(test)]
@@ -190,6 +242,17 @@ mod tests {
     fn malformed_references() {
         let r = interpolate("a: \"${BAD NAME}\", b: \"${OPEN", env);
         assert_eq!(r.malformed.len(), 2);
+    }
+
+    #[test]
+    fn comments_are_not_interpolated_but_strings_and_code_are() {
+        let text = "// ${IN_COMMENT}\n/* ${ALSO} */ a: \"http://${HOST}/x\", b: ${PORT:-1}";
+        let r = interpolate(text, env);
+        assert!(r.missing.is_empty(), "{:?}", r.missing);
+        assert_eq!(
+            r.text,
+            "// ${IN_COMMENT}\n/* ${ALSO} */ a: \"http://db.internal/x\", b: 1"
+        );
     }
 
     #[test]

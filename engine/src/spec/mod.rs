@@ -292,7 +292,7 @@ impl Checker<'_> {
             self.report(
                 root.span,
                 format!("a pipeline file holds `Pipeline(...)`, found {}", root.value.describe()),
-                Some("start from pipelines/local.ron".into()),
+                Some("a pipeline file is `Pipeline(name: \"...\", stages: { ... })`".into()),
             );
             return None;
         };
@@ -520,6 +520,23 @@ impl Checker<'_> {
             };
             let shape = config.shape();
             let field_span = |field: &str| value.field(field).map(|(k, _)| k.span);
+            // serde checks the kind's own fields for repeats; the engine's fields are ours to check.
+            if let Value::Struct { fields, .. } = &value.value {
+                for engine_field in ENGINE_STAGE_FIELDS {
+                    let mut spans = fields
+                        .iter()
+                        .filter(|(k, _)| k.text == *engine_field)
+                        .map(|(k, _)| k.span);
+                    if let (Some(first), Some(again)) = (spans.next(), spans.next()) {
+                        let (line, col) = self.line_col(first);
+                        self.report(
+                            again,
+                            format!("`{engine_field}` is set twice"),
+                            Some(format!("first set at line {line}, column {col}")),
+                        );
+                    }
+                }
+            }
             for problem in config.check() {
                 let span = problem
                     .field
@@ -631,7 +648,7 @@ impl Checker<'_> {
             self.report(
                 node.span,
                 "the pipeline has no source, so nothing will ever flow",
-                Some("add a source stage such as Replay(...) or Synthetic(...)".into()),
+                Some("add a source stage; `fxflow docs` lists the kinds".into()),
             );
         }
         stages

@@ -141,6 +141,17 @@ fn positions_survive_interpolation() {
 }
 
 #[test]
+fn engine_fields_set_twice_are_reported() {
+    let errors = errors(
+        r#"Pipeline(name: "p", stages: {
+    "src": Counter(probe: "x"),
+    "out": Collect(inputs: ["src"], probe: "x", inputs: ["src"]),
+})"#,
+    );
+    assert_eq!(errors, vec!["3:49 `inputs` is set twice"]);
+}
+
+#[test]
 fn top_level_mistakes() {
     let errors = errors(r#"Pipeline(nme: "p", stages: [])"#);
     assert_eq!(errors.len(), 3, "{errors:?}");

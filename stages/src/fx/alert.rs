@@ -15,19 +15,19 @@ use super::pair::Pair;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Condition {
     /// True while the price is above the threshold (a state: true at creation fires at once).
-    Above(#[schemars(with = "String")] Decimal),
+    Above(#[schemars(schema_with = "crate::fx::decimal_schema")] Decimal),
     /// True while the price is below the threshold.
-    Below(#[schemars(with = "String")] Decimal),
+    Below(#[schemars(schema_with = "crate::fx::decimal_schema")] Decimal),
     /// The previous sample was below the threshold and this one is at or above it.
-    CrossingUp(#[schemars(with = "String")] Decimal),
+    CrossingUp(#[schemars(schema_with = "crate::fx::decimal_schema")] Decimal),
     /// The previous sample was above the threshold and this one is at or below it.
-    CrossingDown(#[schemars(with = "String")] Decimal),
+    CrossingDown(#[schemars(schema_with = "crate::fx::decimal_schema")] Decimal),
     /// The price moved by at least `percent` (negative: fell by at least) within `window`.
     PctChange {
-        #[schemars(with = "String")]
+        #[schemars(schema_with = "crate::fx::decimal_schema")]
         percent: Decimal,
         #[serde(with = "fxflow_engine::duration")]
-        #[schemars(with = "String")]
+        #[schemars(schema_with = "fxflow_engine::duration::schema")]
         window: Duration,
     },
 }
@@ -61,11 +61,11 @@ pub enum Trigger {
     /// by `rearm` (hysteresis: a price hovering at the threshold fires once).
     Every {
         #[serde(default, with = "fxflow_engine::duration")]
-        #[schemars(with = "String")]
+        #[schemars(schema_with = "fxflow_engine::duration::schema")]
         cooldown: Duration,
         /// In price units (percentage points for `PctChange`).
         #[serde(default)]
-        #[schemars(with = "String")]
+        #[schemars(schema_with = "crate::fx::decimal_schema")]
         rearm: Decimal,
     },
 }

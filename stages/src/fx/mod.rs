@@ -15,3 +15,9 @@ pub use event::{kind, DeadLetterRecord, FxEvent};
 pub use pair::Pair;
 pub use quote::{Enrichment, Quote, QuoteSnapshot};
 pub use source::SourceName;
+
+/// JSON schema of an exact decimal config field, written as a RON number
+/// (`1.10`) or string (`"1.10"`): `#[schemars(schema_with = "crate::fx::decimal_schema")]`.
+pub fn decimal_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": ["number", "string"], "format": "decimal" })
+}

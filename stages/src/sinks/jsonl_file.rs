@@ -38,8 +38,14 @@ impl StageConfig<FxEvent> for JsonlFileConfig {
             .open(&self.path)
             .await
             .map_err(|e| StageError::new(format!("cannot open {}: {e}", self.path.display())))?;
+        let len = file
+            .metadata()
+            .await
+            .map_err(|e| StageError::new(format!("cannot stat {}: {e}", self.path.display())))?
+            .len();
         Ok(Stage::Sink(Box::new(JsonlFile {
             file,
+            len,
             buffer: Vec::new(),
         })))
     }
@@ -47,6 +53,9 @@ impl StageConfig<FxEvent> for JsonlFileConfig {
 
 struct JsonlFile {
     file: tokio::fs::File,
+    /// Length after the last acknowledged batch: a failed write is cut back to it,
+    /// so the retry leaves no partial or doubled batch behind.
+    len: u64,
     buffer: Vec<u8>,
 }
 
@@ -55,8 +64,17 @@ impl Sink<FxEvent> for JsonlFile {
     async fn write(&mut self, batch: &[Envelope<FxEvent>]) -> Result<(), SinkError> {
         self.buffer.clear();
         render(batch, Format::Json, &mut self.buffer).map_err(SinkError::fatal)?;
-        self.file.write_all(&self.buffer).await.map_err(SinkError::retryable)?;
-        self.file.sync_data().await.map_err(SinkError::retryable)
+        let written = async {
+            self.file.write_all(&self.buffer).await?;
+            self.file.sync_data().await
+        };
+        if let Err(e) = written.await {
+            // Best effort: if even this fails, the retry may duplicate lines (at-least-once).
+            let _ = self.file.set_len(self.len).await;
+            return Err(SinkError::retryable(e));
+        }
+        self.len += self.buffer.len() as u64;
+        Ok(())
     }
 }
 

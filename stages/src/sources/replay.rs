@@ -55,7 +55,7 @@ pub enum ReplaySpeed {
     /// One day of history every interval, e.g. `PerDay("100ms")`.
     PerDay(
         #[serde(with = "fxflow_engine::duration")]
-        #[schemars(with = "String")]
+        #[schemars(schema_with = "fxflow_engine::duration::schema")]
         Duration,
     ),
 }

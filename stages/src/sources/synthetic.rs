@@ -33,11 +33,11 @@ pub struct SyntheticConfig {
     pub start: Option<BTreeMap<Pair, Decimal>>,
     /// Standard deviation of one step, in basis points of the price.
     #[serde(default = "default_volatility")]
-    #[schemars(with = "String")]
+    #[schemars(schema_with = "crate::fx::decimal_schema")]
     pub volatility_bp: Decimal,
     /// Bid/ask spread in pips.
     #[serde(default = "default_spread")]
-    #[schemars(with = "String")]
+    #[schemars(schema_with = "crate::fx::decimal_schema")]
     pub spread_pips: Decimal,
     /// Snapshots per second; 0 means as fast as the pipeline takes them.
     #[serde(default = "default_rate")]

@@ -75,10 +75,12 @@ pub struct CrossRates {
     parallel_above: usize,
 }
 
-/// A quote that could not take part in triangulation.
+/// A quote, or a cross, that could not be produced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Skipped {
     pub pair: Pair,
+    /// The offending quote's index in the snapshot, when one quote is to blame.
+    pub quote: Option<usize>,
     pub reason: &'static str,
     pub error: String,
 }
@@ -97,11 +99,12 @@ impl CrossRates {
         if self.wanted(base) {
             currencies.push((base, None));
         }
-        for quote in &snapshot.quotes {
+        for (index, quote) in snapshot.quotes.iter().enumerate() {
             let Some(other) = quote.pair.other(base) else {
                 let error = format!("{} does not involve the snapshot base {base}", quote.pair);
                 skipped.push(Skipped {
                     pair: quote.pair,
+                    quote: Some(index),
                     reason: "not_in_base",
                     error,
                 });
@@ -114,6 +117,7 @@ impl CrossRates {
                 let error = format!("{other} is quoted twice in one snapshot");
                 skipped.push(Skipped {
                     pair: quote.pair,
+                    quote: Some(index),
                     reason: "repeated_currency",
                     error,
                 });
@@ -194,6 +198,7 @@ impl CrossRates {
             }),
             Err(e) => skipped.push(Skipped {
                 pair,
+                quote: None,
                 reason: "cross_failed",
                 error: e.to_string(),
             }),
@@ -211,21 +216,21 @@ impl FunctionTransform<FxEvent> for CrossRates {
         for c in crosses {
             emit.push(FxEvent::CrossRate(c));
         }
+        // A quote to blame goes to the error output itself; crosses that failed
+        // for other reasons (overflow, a zero leg) send the snapshot once, with every error.
+        let mut failed_crosses = Vec::new();
         for s in skipped {
-            // The offending quote goes to the error output; the other crosses still flow.
-            if let Some(quote) = snapshot
-                .quotes
-                .iter()
-                .find(|q| q.pair == s.pair || q.pair == s.pair.inverse())
-            {
-                emit.reject(FxEvent::Quote(quote.clone()), s.reason, s.error);
-            } else {
-                emit.reject(
-                    FxEvent::QuoteSnapshot(snapshot.clone()),
-                    s.reason,
-                    format!("{}: {}", s.pair, s.error),
-                );
+            match s.quote.and_then(|i| snapshot.quotes.get(i)) {
+                Some(quote) => emit.reject(FxEvent::Quote(quote.clone()), s.reason, s.error),
+                None => failed_crosses.push(format!("{}: {}", s.pair, s.error)),
             }
+        }
+        if !failed_crosses.is_empty() {
+            emit.reject(
+                FxEvent::QuoteSnapshot(snapshot),
+                "cross_failed",
+                failed_crosses.join("; "),
+            );
         }
     }
 }
@@ -355,6 +360,29 @@ mod tests {
             assert_eq!(seq.len(), n * (n - 1) / 2, "{n} currencies");
             assert_eq!(seq, par);
         }
+    }
+
+    #[test]
+    fn a_repeated_currency_rejects_the_repeat() {
+        let s = snapshot(
+            "USD",
+            &[("USD/JPY", dec!(150), dec!(150)), ("USD/JPY", dec!(151), dec!(151))],
+        );
+        let mut stage = CrossRates::new(None, 32);
+        let out = fxflow_engine::testkit::run_transform(&mut stage, [FxEvent::QuoteSnapshot(s)]);
+        let FxEvent::CrossRate(usdjpy) = &out.events[0] else {
+            panic!()
+        };
+        assert_eq!(usdjpy.bid, dec!(150), "the first quote is used");
+        assert_eq!(out.rejected.len(), 1);
+        let (reason, _, Some(FxEvent::Quote(q))) = &out.rejected[0] else {
+            panic!("a quote")
+        };
+        assert_eq!(
+            (*reason, q.bid),
+            ("repeated_currency", dec!(151)),
+            "the repeat is the one rejected"
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub struct EnrichConfig {
     /// Reject a quote older than its snapshot by more than this (e.g. `"5m"`).
     /// Unset: no staleness check.
     #[serde(default, with = "fxflow_engine::duration::option")]
-    #[schemars(with = "Option<String>")]
+    #[schemars(schema_with = "fxflow_engine::duration::option_schema")]
     pub max_age: Option<Duration>,
 }
 
@@ -144,6 +144,14 @@ impl Enrich {
     }
 
     fn snapshot(&mut self, snapshot: QuoteSnapshot, emit: &mut Emit<FxEvent>) {
+        if snapshot.quotes.is_empty() {
+            emit.reject(
+                FxEvent::QuoteSnapshot(snapshot),
+                reason::EMPTY_SNAPSHOT,
+                "the snapshot holds no quotes",
+            );
+            return;
+        }
         let QuoteSnapshot {
             source,
             ts,

@@ -1,9 +1,9 @@
 //! `Alert`: checks every price sample against the alert rules and emits firings.
 //!
 //! Task-shaped: besides the event stream it keeps a timer that sweeps out
-//! rules whose expiry has passed on the wall clock. Firing decisions use the
-//! sample's own timestamp (cooldown, expiry), so a replay behaves exactly as
-//! live data did. The indexing that keeps a tick cheap with a million rules
+//! rules whose expiry lies behind the newest sample seen. All time is the
+//! data's own (cooldown, expiry, the sweep), so a replay of 2024 behaves
+//! exactly as live data did then. The indexing that keeps a tick cheap with a million rules
 //! is in [`rules`].
 
 pub mod rules;
@@ -11,7 +11,6 @@ pub mod rules;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use fxflow_engine::{
     async_trait, AckStatus, BuildContext, ConfigProblem, Envelope, Failure, Input, Kinds, Outputs, Shape, Stage,
     StageConfig, StageError, TaskTransform,
@@ -31,9 +30,10 @@ pub struct AlertConfig {
     /// The rules, e.g. `(id: "eurusd-1.12", pair: "EUR/USD", condition: Above(1.12), trigger: Every(cooldown: "1h", rearm: 0.002))`.
     #[serde(default)]
     pub rules: Vec<AlertRule>,
-    /// How often rules whose `expires` has passed (wall clock) are dropped.
+    /// How often rules whose `expires` lies behind the newest sample are dropped
+    /// (a rule never fires past its expiry either way; the sweep frees memory).
     #[serde(default = "default_sweep", with = "fxflow_engine::duration")]
-    #[schemars(with = "String")]
+    #[schemars(schema_with = "fxflow_engine::duration::schema")]
     pub expiry_sweep: Duration,
 }
 
@@ -86,6 +86,7 @@ impl StageConfig<FxEvent> for AlertConfig {
         Ok(Stage::Task(Box::new(Alert {
             book,
             sweep: self.expiry_sweep,
+            now: None,
         })))
     }
 }
@@ -93,6 +94,8 @@ impl StageConfig<FxEvent> for AlertConfig {
 struct Alert {
     book: RuleBook,
     sweep: Duration,
+    /// The newest sample time seen: the stage's clock.
+    now: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Alert {
@@ -125,6 +128,7 @@ impl Alert {
                     continue;
                 }
             };
+            self.now = self.now.max(Some(sample.ts));
             for firing in self.book.on_sample(sample) {
                 fired.push(Envelope::new(FxEvent::AlertFired(firing), envelope.ack.clone()));
             }
@@ -141,7 +145,7 @@ impl TaskTransform<FxEvent> for Alert {
         mut outputs: Outputs<FxEvent>,
     ) -> Result<(), StageError> {
         let timer = outputs.labels.processing();
-        let mut sweep = tokio::time::interval(self.sweep);
+        let mut sweep = tokio::time::interval_at(tokio::time::Instant::now() + self.sweep, self.sweep);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -160,7 +164,8 @@ impl TaskTransform<FxEvent> for Alert {
                     outputs.send(fired).await?;
                 }
                 _ = sweep.tick() => {
-                    let expired = self.book.expire(Utc::now());
+                    let Some(now) = self.now else { continue };
+                    let expired = self.book.expire(now);
                     if expired > 0 {
                         tracing::info!(stage = %outputs.labels.stage, expired, "Expired alert rules removed.");
                     }

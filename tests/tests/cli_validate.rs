@@ -1,0 +1,131 @@
+//! A user's story: "I broke my pipeline file; fxflow tells me every mistake and where."
+
+use fxflow_tests::fxflow;
+
+const FIVE_MISTAKES: &str = r#"// Five different mistakes.
+Pipeline(
+    name: "broken",
+    stages: {
+        "ecb": Replay(path: "examples/data/ecb-eurofxref-hist.csv", speed: AsFastAsPossible),
+        "validate": Enrich(inputs: ["ecbb"]),
+        "crosses": CrossRate(inputs: ["ecb"], paralel_above: 8),
+        "alerts": Alert(inputs: ["ecb"]),
+        "print": Stdot(inputs: ["alerts"]),
+        "file": JsonlFile(inputs: ["crosses"], path: "${FXFLOW_TEST_SURELY_UNSET}/x.jsonl"),
+    },
+)
+"#;
+
+/// Line and column (1-based, in characters) of the first `needle` on the line containing `anchor`.
+fn position(text: &str, anchor: &str, needle: &str) -> String {
+    let (number, line) = text
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains(anchor))
+        .expect("anchor present");
+    let column = line[..line.find(needle).expect("needle on the line")].chars().count() + 1;
+    format!(":{}:{column}: error: ", number + 1)
+}
+
+#[test]
+fn a_file_with_five_mistakes_gets_five_located_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broken.ron");
+    std::fs::write(&file, FIVE_MISTAKES).unwrap();
+    let output = fxflow(&["validate", file.to_str().unwrap()]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "invalid files exit 2");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let path = file.display().to_string();
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with(&path)).collect();
+    let t = FIVE_MISTAKES;
+    let expect = [
+        position(t, "\"crosses\": CrossRate", "paralel_above") + "unknown field `paralel_above`",
+        position(t, "\"validate\"", "\"ecbb\"") + "unknown input `ecbb`",
+        position(t, "\"alerts\": Alert", "\"ecb\"")
+            + "kind mismatch: `ecb` emits QuoteSnapshot, but `alerts` (Alert) accepts only CrossRate, Quote",
+        position(t, "\"print\"", "Stdot") + "unknown stage kind `Stdot`",
+        position(t, "\"file\"", "${") + "environment variable `FXFLOW_TEST_SURELY_UNSET` is not set",
+    ];
+    for want in &expect {
+        assert!(
+            errors.iter().any(|e| e.starts_with(&format!("{path}{want}"))),
+            "missing `{want}` in:\n{stderr}"
+        );
+    }
+    assert_eq!(errors.len(), 5, "exactly five errors:\n{stderr}");
+    assert!(stderr.contains("hint: did you mean \"ecb\"?"), "hints help: {stderr}");
+    assert!(stderr.contains("hint: did you mean `Stdout`?"), "{stderr}");
+    assert!(stderr.contains("5 errors found; nothing was started."), "{stderr}");
+}
+
+#[test]
+fn a_syntax_error_points_at_the_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("syntax.ron");
+    std::fs::write(&file, "Pipeline(\n    name: \"x\"\n    stages: {},\n)\n").unwrap();
+    let output = fxflow(&["validate", file.to_str().unwrap()]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("{}:3:5: error: expected `,` or `)`", file.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn shipped_pipelines_are_valid() {
+    let output = fxflow(&[
+        "validate",
+        "pipelines/local.ron",
+        "examples/pipelines/../../pipelines/local.ron",
+    ])
+    .output()
+    .unwrap();
+    // The same file twice in one process binds one telemetry address twice: that is an error.
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("listens on `127.0.0.1:9598`"));
+
+    let output = fxflow(&["validate", "pipelines/local.ron"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("pipelines/local.ron: ok — pipeline `local`, 7 stages"));
+}
+
+#[test]
+fn graph_prints_dot_and_mermaid() {
+    let output = fxflow(&["graph", "pipelines/local.ron"]).output().unwrap();
+    assert!(output.status.success());
+    let dot = String::from_utf8_lossy(&output.stdout);
+    assert!(dot.starts_with("digraph \"local\" {"), "{dot}");
+    assert!(dot.contains("\"ecb\" -> \"validate\";"));
+    assert!(dot.contains("\"validate\" -> \"dead-letters\" [style=dashed, label=\"errors\"];"));
+    let output = fxflow(&["graph", "--format", "mermaid", "pipelines/local.ron"])
+        .output()
+        .unwrap();
+    let mermaid = String::from_utf8_lossy(&output.stdout);
+    assert!(mermaid.starts_with("flowchart LR"));
+    assert!(mermaid.contains("crosses --> alerts"));
+}
+
+#[test]
+fn docs_are_the_checked_in_reference() {
+    let output = fxflow(&["docs"]).output().unwrap();
+    assert!(output.status.success());
+    let generated = String::from_utf8_lossy(&output.stdout);
+    let checked_in = std::fs::read_to_string(fxflow_tests::workspace().join("PIPELINES.md")).unwrap();
+    assert!(
+        generated == checked_in,
+        "PIPELINES.md is out of date: run `cargo run -- docs > PIPELINES.md`"
+    );
+    for kind in [
+        "Replay",
+        "Synthetic",
+        "Enrich",
+        "CrossRate",
+        "Alert",
+        "Stdout",
+        "JsonlFile",
+        "Null",
+    ] {
+        assert!(generated.contains(&format!("### `{kind}`")), "{kind} is documented");
+    }
+}
