@@ -142,6 +142,16 @@ fn definitions(out: &mut String, schema: &Value) {
     }
 }
 
+/// One kind: heading, description, its fields, and the types they use.
+fn kind_section(out: &mut String, kind: &str, schema: &Value) {
+    let _ = writeln!(out, "### `{kind}`\n");
+    if let Some(description) = schema.get("description").and_then(Value::as_str) {
+        let _ = writeln!(out, "{}\n", one_line(description));
+    }
+    fields_table(out, schema);
+    definitions(out, schema);
+}
+
 /// Markdown reference of every stage and resource kind in `registry`.
 pub fn reference<E: Event>(registry: &Registry<E>, intro: &str) -> String {
     let mut out = String::new();
@@ -167,31 +177,17 @@ pub fn reference<E: Event>(registry: &Registry<E>, intro: &str) -> String {
     out.push_str("Durations are text: `\"250ms\"`, `\"30s\"`, `\"5m\"`, `\"2h\"`, `\"7d\"`. Decimal numbers are read from their text, never through a float.\n\n");
     out.push_str("## Stage kinds\n\n");
     for kind in registry.stage_kinds() {
-        let Some(schema) = registry.stage_schema(kind) else {
-            continue;
-        };
-        let schema = schema.as_value();
-        let _ = writeln!(out, "### `{kind}`\n");
-        if let Some(description) = schema.get("description").and_then(Value::as_str) {
-            let _ = writeln!(out, "{}\n", one_line(description));
+        if let Some(schema) = registry.stage_schema(kind) {
+            kind_section(&mut out, kind, schema.as_value());
         }
-        fields_table(&mut out, schema);
-        definitions(&mut out, schema);
     }
     let resource_kinds: Vec<_> = registry.resource_kinds().collect();
     if !resource_kinds.is_empty() {
         out.push_str("## Resource kinds\n\n");
         for kind in resource_kinds {
-            let Some(schema) = registry.resource_schema(kind) else {
-                continue;
-            };
-            let schema = schema.as_value();
-            let _ = writeln!(out, "### `{kind}`\n");
-            if let Some(description) = schema.get("description").and_then(Value::as_str) {
-                let _ = writeln!(out, "{}\n", one_line(description));
+            if let Some(schema) = registry.resource_schema(kind) {
+                kind_section(&mut out, kind, schema.as_value());
             }
-            fields_table(&mut out, schema);
-            definitions(&mut out, schema);
         }
     }
     out

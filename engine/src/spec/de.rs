@@ -93,6 +93,20 @@ impl<'a> NodeDeserializer<'a> {
         })
     }
 
+    /// Maps and structs read alike: `{ "key": value }`, `(field: value)`, or `()` for "all defaults".
+    fn map_like<'de, V: Visitor<'de>>(self, visitor: V, expected: &str) -> Result<V::Value, DeError> {
+        match &self.node.value {
+            Value::Map(entries) => visitor.visit_map(MapEntries {
+                entries: entries.iter(),
+                value: None,
+            }),
+            Value::Struct { fields, .. } => visitor.visit_map(Fields::new(fields, self.skip)),
+            Value::Unit => visitor.visit_map(Fields::new(&[], self.skip)),
+            _ => Err(self.mismatch(expected)),
+        }
+        .map_err(|e: DeError| e.at(self.node.span))
+    }
+
     fn parse_float(&self) -> Result<f64, DeError> {
         let text = self.number_text("a number")?;
         text.parse::<f64>().map_err(|_| DeError {
@@ -295,19 +309,7 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        match &self.node.value {
-            Value::Map(entries) => visitor.visit_map(MapEntries {
-                entries: entries.iter(),
-                value: None,
-            }),
-            Value::Struct { fields, .. } => visitor.visit_map(Fields::new(fields, self.skip)),
-            Value::Unit => visitor.visit_map(MapEntries {
-                entries: [].iter(),
-                value: None,
-            }),
-            _ => Err(self.mismatch("a map `{...}`")),
-        }
-        .map_err(|e: DeError| e.at(self.node.span))
+        self.map_like(visitor, "a map `{...}`")
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -316,18 +318,9 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
         _fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, DeError> {
-        match &self.node.value {
-            // A written struct name is documentation for the reader (`Rule(...)`); it is
-            // not checked against Rust type names, which users never see.
-            Value::Struct { fields, .. } => visitor.visit_map(Fields::new(fields, self.skip)),
-            Value::Map(entries) => visitor.visit_map(MapEntries {
-                entries: entries.iter(),
-                value: None,
-            }),
-            Value::Unit => visitor.visit_map(Fields::new(&[], self.skip)),
-            _ => Err(self.mismatch("a struct `(field: value, ...)`")),
-        }
-        .map_err(|e: DeError| e.at(self.node.span))
+        // A written struct name is documentation for the reader (`Rule(...)`); it is
+        // not checked against Rust type names, which users never see.
+        self.map_like(visitor, "a struct `(field: value, ...)`")
     }
 
     fn deserialize_enum<V: Visitor<'de>>(

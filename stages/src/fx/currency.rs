@@ -6,8 +6,14 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A currency, by its three-letter ISO 4217 code. `Copy`, three bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Currency([u8; 3]);
+
+impl std::hash::Hash for Currency {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u32(u32::from_le_bytes([self.0[0], self.0[1], self.0[2], 0]))
+    }
+}
 
 /// Active ISO 4217 codes plus the historic ones that appear in the ECB history
 /// (CYP, EEK, HRK, LTL, LVL, MTL, ROL, SIT, SKK, TRL). Sorted for binary search.

@@ -4,6 +4,7 @@ pub mod alert;
 pub mod cross;
 pub mod currency;
 pub mod event;
+pub mod fast_hash;
 pub mod pair;
 pub mod quote;
 pub mod source;

@@ -105,13 +105,80 @@ impl StageConfig<FxEvent> for ReplayConfig {
             .await
             .map_err(|e| StageError::new(format!("cannot read {}: {e}", self.path.display())))?;
         let currencies = self.currencies.clone().unwrap_or_else(crate::fx::currency::majors);
-        let history = parse_history(&text, &currencies, self.from, self.to, &self.source)
+        let file = EcbFile::new(text, &currencies, self.from, self.to, &self.source)
             .map_err(|e| StageError::new(format!("{}: {e}", self.path.display())))?;
-        tracing::info!(path = %self.path.display(), days = history.days.len(), bad_rows = history.bad_rows.len(), "History loaded.");
         Ok(Stage::Source(Box::new(Replay {
-            history,
+            file,
             speed: self.speed,
         })))
+    }
+}
+
+/// A loaded eurofxref-hist.csv whose header has been checked. Rows are parsed
+/// as they are replayed, so parsing overlaps with the stages downstream.
+pub struct EcbFile {
+    text: String,
+    /// (column index, pair EUR/X) for every wanted currency other than EUR.
+    wanted: Vec<(usize, Pair)>,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+    source: SourceName,
+}
+
+/// A row that could not be read: (line number, text, error).
+pub type BadRow = (usize, String, String);
+
+impl EcbFile {
+    /// Check the header and find the wanted currencies' columns.
+    pub fn new(
+        text: String,
+        currencies: &[Currency],
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+        source: &str,
+    ) -> Result<EcbFile, String> {
+        let header = text.lines().next().ok_or("the file is empty")?;
+        let columns: Vec<&str> = header.trim_end_matches(',').split(',').map(str::trim).collect();
+        if columns.first().copied() != Some("Date") {
+            return Err(format!("the header must start with `Date`, found `{header}`"));
+        }
+        let mut wanted = Vec::new();
+        for currency in currencies.iter().filter(|c| **c != Currency::EUR) {
+            let index = columns
+                .iter()
+                .position(|c| *c == currency.code())
+                .ok_or_else(|| format!("no column for {currency}; the file has {}", columns[1..].join(" ")))?;
+            wanted.push((index, Pair::market(Currency::EUR, *currency)));
+        }
+        let source = SourceName::intern(source).map_err(|e| e.to_string())?;
+        Ok(EcbFile {
+            text,
+            wanted,
+            from,
+            to,
+            source,
+        })
+    }
+
+    /// Days in the date range, oldest first (the file is newest first), each a
+    /// snapshot or the row that could not be read.
+    pub fn days(&self) -> impl Iterator<Item = Result<QuoteSnapshot, BadRow>> + '_ {
+        self.text
+            .lines()
+            .enumerate()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .filter(|(_, line)| !line.trim().is_empty())
+            .filter_map(move |(number, line)| match parse_row(line, &self.wanted, self.source) {
+                Ok(snapshot) => {
+                    let day = snapshot.ts.date_naive();
+                    let outside = self.from.is_some_and(|f| day < f) || self.to.is_some_and(|t| day > t);
+                    (!outside).then_some(Ok(snapshot))
+                }
+                Err(e) => Some(Err((number + 1, line.to_owned(), e))),
+            })
     }
 }
 
@@ -119,12 +186,11 @@ impl StageConfig<FxEvent> for ReplayConfig {
 #[derive(Debug, Default)]
 pub struct History {
     pub days: Vec<QuoteSnapshot>,
-    /// `(line number, row text, error)`.
-    pub bad_rows: Vec<(usize, String, String)>,
+    pub bad_rows: Vec<BadRow>,
 }
 
-/// Parse eurofxref-hist.csv. `N/A` and empty cells are missing quotes; EUR
-/// itself needs no column. Fails only if the header is unusable.
+/// Parse a whole eurofxref-hist.csv at once. `N/A` and empty cells are missing
+/// quotes; EUR itself needs no column. Fails only if the header is unusable.
 pub fn parse_history(
     text: &str,
     currencies: &[Currency],
@@ -132,50 +198,24 @@ pub fn parse_history(
     to: Option<NaiveDate>,
     source: &str,
 ) -> Result<History, String> {
-    let mut lines = text.lines().enumerate();
-    let (_, header) = lines.next().ok_or("the file is empty")?;
-    let columns: Vec<&str> = header.trim_end_matches(',').split(',').map(str::trim).collect();
-    if columns.first().copied() != Some("Date") {
-        return Err(format!("the header must start with `Date`, found `{header}`"));
-    }
-    // (column index, pair EUR/X) for every wanted currency other than EUR.
-    let mut wanted = Vec::new();
-    for currency in currencies.iter().filter(|c| **c != Currency::EUR) {
-        let index = columns
-            .iter()
-            .position(|c| *c == currency.code())
-            .ok_or_else(|| format!("no column for {currency}; the file has {}", columns[1..].join(" ")))?;
-        wanted.push((index, Pair::market(Currency::EUR, *currency)));
-    }
-    let source = SourceName::intern(source).map_err(|e| e.to_string())?;
+    let file = EcbFile::new(text.to_owned(), currencies, from, to, source)?;
     let mut history = History::default();
-    for (number, line) in lines {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match parse_row(line, &wanted, source) {
-            Ok(snapshot) => {
-                let day = snapshot.ts.date_naive();
-                if from.is_some_and(|f| day < f) || to.is_some_and(|t| day > t) {
-                    continue;
-                }
-                history.days.push(snapshot);
-            }
-            Err(e) => history.bad_rows.push((number + 1, line.to_owned(), e)),
+    for day in file.days() {
+        match day {
+            Ok(snapshot) => history.days.push(snapshot),
+            Err(bad) => history.bad_rows.push(bad),
         }
     }
-    // The file is newest first; replay runs forward in time.
-    history.days.sort_by_key(|s| s.ts);
     Ok(history)
 }
 
 fn parse_row(line: &str, wanted: &[(usize, Pair)], source: SourceName) -> Result<QuoteSnapshot, String> {
-    let cells: Vec<&str> = line.split(',').map(str::trim).collect();
-    let date = NaiveDate::parse_from_str(cells[0], "%Y-%m-%d").map_err(|e| format!("bad date `{}`: {e}", cells[0]))?;
+    let cells: Vec<&str> = line.split(',').collect();
+    let date = parse_date(cells[0].trim()).ok_or_else(|| format!("bad date `{}`, expected YYYY-MM-DD", cells[0]))?;
     let ts: DateTime<Utc> = date.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
     let mut quotes = Vec::with_capacity(wanted.len());
     for (index, pair) in wanted {
-        let cell = cells.get(*index).copied().unwrap_or("");
+        let cell = cells.get(*index).copied().unwrap_or("").trim();
         if cell.is_empty() || cell == "N/A" {
             continue;
         }
@@ -200,60 +240,79 @@ fn parse_row(line: &str, wanted: &[(usize, Pair)], source: SourceName) -> Result
     })
 }
 
+/// `YYYY-MM-DD`, without chrono's general format machinery (one call per replayed day).
+fn parse_date(text: &str) -> Option<NaiveDate> {
+    let b = text.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| text.get(range)?.parse::<u32>().ok();
+    NaiveDate::from_ymd_opt(number(0..4)? as i32, number(5..7)?, number(8..10)?)
+}
+
 struct Replay {
-    history: History,
+    file: EcbFile,
     speed: ReplaySpeed,
 }
 
 /// Snapshots per batch when replaying as fast as possible.
 const BATCH: usize = 256;
 
+fn bad_row((number, row, error): BadRow) -> Failure<FxEvent> {
+    Failure {
+        event: None,
+        raw: Some(row.into_bytes()),
+        reason: "malformed_row",
+        error: format!("line {number}: {error}"),
+        ack: Default::default(),
+    }
+}
+
 #[async_trait]
 impl Source<FxEvent> for Replay {
     async fn run(self: Box<Self>, mut cx: SourceContext<FxEvent>) -> Result<(), StageError> {
-        let Replay { history, speed } = *self;
-        let failures = history
-            .bad_rows
-            .into_iter()
-            .map(|(number, row, error)| Failure {
-                event: None,
-                raw: Some(row.into_bytes()),
-                reason: "malformed_row",
-                error: format!("line {number}: {error}"),
-                ack: Default::default(),
-            })
-            .collect();
-        cx.outputs
-            .dead_letter(failures, fxflow_engine::AckStatus::Rejected)
-            .await?;
-        let mut days = history
-            .days
-            .into_iter()
-            .map(|s| Envelope::unacked(FxEvent::QuoteSnapshot(s)));
-        match speed {
-            ReplaySpeed::AsFastAsPossible => loop {
-                if cx.shutdown.is_triggered() {
-                    break;
-                }
-                let batch: Vec<_> = days.by_ref().take(BATCH).collect();
-                if batch.is_empty() {
-                    break;
-                }
-                cx.outputs.send(batch).await?;
-            },
+        let Replay { file, speed } = *self;
+        let mut days = file.days();
+        let mut replayed = 0usize;
+        let mut bad = 0usize;
+        let mut tick = match speed {
+            ReplaySpeed::AsFastAsPossible => None,
             ReplaySpeed::PerDay(interval) => {
                 let mut tick = tokio::time::interval(interval);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                for day in days {
-                    tokio::select! {
-                        _ = tick.tick() => {}
-                        _ = cx.shutdown.wait() => break,
-                    }
-                    cx.outputs.send(vec![day]).await?;
+                Some(tick)
+            }
+        };
+        let per_send = if tick.is_some() { 1 } else { BATCH };
+        while !cx.shutdown.is_triggered() {
+            let mut batch = Vec::with_capacity(per_send);
+            let mut failures = Vec::new();
+            for day in days.by_ref() {
+                match day {
+                    Ok(snapshot) => batch.push(Envelope::unacked(FxEvent::QuoteSnapshot(snapshot))),
+                    Err(row) => failures.push(bad_row(row)),
+                }
+                if batch.len() == per_send {
+                    break;
                 }
             }
+            bad += failures.len();
+            cx.outputs
+                .dead_letter(failures, fxflow_engine::AckStatus::Rejected)
+                .await?;
+            if batch.is_empty() {
+                break;
+            }
+            if let Some(tick) = tick.as_mut() {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = cx.shutdown.wait() => break,
+                }
+            }
+            replayed += batch.len();
+            cx.outputs.send(batch).await?;
         }
-        tracing::info!(stage = %cx.labels.stage, "Replay finished.");
+        tracing::info!(stage = %cx.labels.stage, days = replayed, bad_rows = bad, "Replay finished.");
         Ok(())
     }
 }
@@ -295,6 +354,14 @@ mod tests {
         assert_eq!(h.bad_rows.len(), 1);
         assert_eq!(h.bad_rows[0].0, 4);
         assert!(h.bad_rows[0].2.contains("`oops` is not a number"));
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(parse_date("2026-10-30"), NaiveDate::from_ymd_opt(2026, 10, 30));
+        for bad in ["2026-13-01", "2026-02-30", "26-10-30", "2026/10/30", "2026-1-030", ""] {
+            assert_eq!(parse_date(bad), None, "{bad}");
+        }
     }
 
     #[test]

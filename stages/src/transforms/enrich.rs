@@ -7,7 +7,7 @@
 //! the data's own (quote and snapshot timestamps), so a replay of 1999 is
 //! judged exactly like live data.
 
-use std::collections::HashMap;
+use crate::fx::fast_hash::FastMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -70,14 +70,14 @@ type Rejection = (Quote, &'static str, String);
 pub struct Enrich {
     max_age: Option<chrono::Duration>,
     /// Last accepted (timestamp, mid) per (pair, source).
-    last: HashMap<(Pair, SourceName), (DateTime<Utc>, Decimal)>,
+    last: FastMap<(Pair, SourceName), (DateTime<Utc>, Decimal)>,
 }
 
 impl Enrich {
     pub fn new(max_age: Option<Duration>) -> Self {
         Enrich {
             max_age: max_age.map(|d| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)),
-            last: HashMap::new(),
+            last: FastMap::default(),
         }
     }
 

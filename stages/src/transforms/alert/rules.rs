@@ -22,6 +22,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
+use crate::fx::fast_hash::FastMap;
 use crate::fx::quote::mid;
 use crate::fx::{AlertFired, AlertRule, Condition, Pair, PriceField, SourceName, Trigger};
 
@@ -167,7 +168,7 @@ pub struct RuleBook {
     rules: Vec<Option<Rule>>,
     free: Vec<RuleId>,
     by_id: HashMap<Arc<str>, RuleId>,
-    books: HashMap<Pair, [Option<Box<Book>>; 3]>,
+    books: FastMap<Pair, [Option<Box<Book>>; 3]>,
     expiries: BTreeMap<DateTime<Utc>, Vec<RuleId>>,
 }
 
