@@ -35,8 +35,8 @@ fn default_parallel_above() -> usize {
     DEFAULT_PARALLEL_ABOVE
 }
 
-/// Measured on 2 cores (BENCHMARKS.md): sequential wins up to this many currencies (24: 26 µs vs 35 µs; 32: 50 µs vs 43 µs).
-pub const DEFAULT_PARALLEL_ABOVE: usize = 24;
+/// Measured on 2 cores (BENCHMARKS.md): sequential wins up to about this many currencies (at 32 the two are even, at 40 rayon saves ~20%).
+pub const DEFAULT_PARALLEL_ABOVE: usize = 32;
 
 #[async_trait]
 impl StageConfig<FxEvent> for CrossRateConfig {
