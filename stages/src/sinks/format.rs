@@ -5,7 +5,10 @@ use std::io::Write;
 use fxflow_engine::Envelope;
 use serde::{Deserialize, Serialize};
 
-use crate::fx::FxEvent;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+use crate::fx::{FxEvent, Pair};
 
 /// Output encoding of a text sink.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -30,27 +33,36 @@ pub fn render(batch: &[Envelope<FxEvent>], format: Format, out: &mut Vec<u8>) ->
     Ok(())
 }
 
+/// `2026-10-30 00:00:00 GBP/JPY bid 210.698 ask 210.698 (note)`, prices at the pair's display precision.
+fn price_line(
+    out: &mut Vec<u8>,
+    ts: DateTime<Utc>,
+    pair: Pair,
+    bid: Decimal,
+    ask: Decimal,
+    note: std::fmt::Arguments<'_>,
+) -> std::io::Result<()> {
+    write!(
+        out,
+        "{} {:<7} bid {} ask {} ({note})",
+        ts.format("%Y-%m-%d %H:%M:%S"),
+        pair.to_string(),
+        pair.format_price(bid),
+        pair.format_price(ask)
+    )
+}
+
 fn text_line(event: &FxEvent, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
     let result = match event {
-        FxEvent::CrossRate(c) => write!(
+        FxEvent::CrossRate(c) => price_line(
             out,
-            "{} {:<7} bid {} ask {} (via {}, {})",
-            c.ts.format("%Y-%m-%d %H:%M:%S"),
-            c.pair.to_string(),
-            c.pair.format_price(c.bid),
-            c.pair.format_price(c.ask),
-            c.via,
-            c.source
+            c.ts,
+            c.pair,
+            c.bid,
+            c.ask,
+            format_args!("via {}, {}", c.via, c.source),
         ),
-        FxEvent::Quote(q) => write!(
-            out,
-            "{} {:<7} bid {} ask {} ({})",
-            q.ts.format("%Y-%m-%d %H:%M:%S"),
-            q.pair.to_string(),
-            q.pair.format_price(q.bid),
-            q.pair.format_price(q.ask),
-            q.source
-        ),
+        FxEvent::Quote(q) => price_line(out, q.ts, q.pair, q.bid, q.ask, format_args!("{}", q.source)),
         FxEvent::AlertFired(a) => {
             let previous = a.previous.map_or_else(|| "none".to_owned(), |p| a.pair.format_price(p));
             write!(
@@ -80,4 +92,47 @@ fn text_line(event: &FxEvent, out: &mut Vec<u8>) -> Result<(), serde_json::Error
         }
     };
     result.map_err(serde_json::Error::io)
+}
+
+#[cfg(test)]
+mod tests {
+    use rust_decimal_macros::dec;
+
+    use super::*;
+    use crate::fx::{AlertFired, CrossRate, Currency, SourceName};
+
+    #[test]
+    fn text_lines_use_display_precision() {
+        let ts = "2026-10-30T00:00:00Z".parse().unwrap();
+        let source = SourceName::intern("ecb").unwrap();
+        let cross = FxEvent::CrossRate(CrossRate {
+            pair: "GBP/JPY".parse().unwrap(),
+            bid: dec!(175.68) / dec!(0.8338),
+            ask: dec!(175.68) / dec!(0.8338),
+            ts,
+            source,
+            via: Currency::EUR,
+        });
+        let alert = FxEvent::AlertFired(AlertFired {
+            rule_id: "r1".into(),
+            pair: "EUR/USD".parse().unwrap(),
+            condition: "above 1.1".into(),
+            value: dec!(1.1172),
+            previous: None,
+            ts,
+            source,
+        });
+        let mut out = Vec::new();
+        render(
+            &[Envelope::unacked(cross), Envelope::unacked(alert)],
+            Format::Text,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "2026-10-30 00:00:00 GBP/JPY bid 210.698 ask 210.698 (via EUR, ecb)\n\
+             2026-10-30 00:00:00 ALERT r1 EUR/USD above 1.1: 1.11720 (previous none)\n"
+        );
+    }
 }
