@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod fx;
 pub mod registry;
+pub mod resources;
 pub mod sinks;
 pub mod sources;
 pub mod transforms;

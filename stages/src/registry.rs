@@ -4,7 +4,7 @@
 use fxflow_engine::Registry;
 
 use crate::fx::FxEvent;
-use crate::{sinks, sources, transforms};
+use crate::{resources, sinks, sources, transforms};
 
 /// The standard registry. Crates with stages of their own add to it (see `examples/`).
 pub fn registry() -> Registry<FxEvent> {
@@ -20,6 +20,9 @@ pub fn registry() -> Registry<FxEvent> {
         // sinks
         .stage::<sinks::stdout::StdoutConfig>("Stdout")
         .stage::<sinks::jsonl_file::JsonlFileConfig>("JsonlFile")
-        .stage::<sinks::null::NullConfig>("Null");
+        .stage::<sinks::null::NullConfig>("Null")
+        .stage::<sinks::redis::RedisConfig>("Redis")
+        // resources
+        .resource::<resources::redis::RedisResourceConfig>(resources::redis::KIND);
     registry
 }

@@ -1,11 +1,15 @@
 //! The FX application's event type.
 
+use chrono::{DateTime, Utc};
 use fxflow_engine::{DeadLetter, Event, DEAD_LETTER_KIND};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::alert::AlertFired;
 use super::cross::CrossRate;
+use super::pair::Pair;
 use super::quote::{Quote, QuoteSnapshot};
+use super::source::SourceName;
 
 /// Kind names, used in `accepts`/`emits` declarations.
 pub mod kind {
@@ -38,6 +42,45 @@ pub struct DeadLetterRecord {
     /// Undecodable input, as (lossy) text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<String>,
+}
+
+/// The two-sided price a quote or a cross rate carries.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Price {
+    pub pair: Pair,
+    pub bid: Decimal,
+    pub ask: Decimal,
+    pub ts: DateTime<Utc>,
+    pub source: SourceName,
+}
+
+impl Price {
+    pub fn mid(&self) -> Decimal {
+        super::quote::mid(self.bid, self.ask)
+    }
+}
+
+impl FxEvent {
+    /// The price of a quote or cross rate; `None` for other kinds.
+    pub fn price(&self) -> Option<Price> {
+        match self {
+            FxEvent::Quote(q) => Some(Price {
+                pair: q.pair,
+                bid: q.bid,
+                ask: q.ask,
+                ts: q.ts,
+                source: q.source,
+            }),
+            FxEvent::CrossRate(c) => Some(Price {
+                pair: c.pair,
+                bid: c.bid,
+                ask: c.ask,
+                ts: c.ts,
+                source: c.source,
+            }),
+            _ => None,
+        }
+    }
 }
 
 impl Event for FxEvent {

@@ -12,7 +12,7 @@ pub mod source;
 pub use alert::{AlertFired, AlertRule, Condition, PriceField, Trigger};
 pub use cross::{CrossRate, Leg};
 pub use currency::Currency;
-pub use event::{kind, DeadLetterRecord, FxEvent};
+pub use event::{kind, DeadLetterRecord, FxEvent, Price};
 pub use pair::Pair;
 pub use quote::{Enrichment, Quote, QuoteSnapshot};
 pub use source::SourceName;

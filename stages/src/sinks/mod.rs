@@ -3,4 +3,5 @@
 pub mod format;
 pub mod jsonl_file;
 pub mod null;
+pub mod redis;
 pub mod stdout;

@@ -19,7 +19,7 @@ use metrics::counter;
 use serde::Deserialize;
 
 use crate::fx::{kind, AlertRule, FxEvent};
-use rules::{RuleBook, Sample};
+use rules::RuleBook;
 
 /// Checks quotes and cross rates against alert rules (`Above`, `Below`,
 /// `CrossingUp`, `CrossingDown`, `PctChange`) and emits an `AlertFired` for
@@ -104,32 +104,16 @@ impl Alert {
         let mut fired = Vec::new();
         let mut failures = Vec::new();
         for envelope in batch {
-            let sample = match &envelope.event {
-                FxEvent::CrossRate(c) => Sample {
-                    pair: c.pair,
-                    bid: c.bid,
-                    ask: c.ask,
-                    ts: c.ts,
-                    source: c.source,
-                },
-                FxEvent::Quote(q) => Sample {
-                    pair: q.pair,
-                    bid: q.bid,
-                    ask: q.ask,
-                    ts: q.ts,
-                    source: q.source,
-                },
-                _ => {
-                    failures.push(Failure::new(
-                        envelope,
-                        "unexpected_kind",
-                        "Alert takes quotes and cross rates",
-                    ));
-                    continue;
-                }
+            let Some(price) = envelope.event.price() else {
+                failures.push(Failure::new(
+                    envelope,
+                    "unexpected_kind",
+                    "Alert takes quotes and cross rates",
+                ));
+                continue;
             };
-            self.now = self.now.max(Some(sample.ts));
-            for firing in self.book.on_sample(sample) {
+            self.now = self.now.max(Some(price.ts));
+            for firing in self.book.on_sample(price) {
                 fired.push(Envelope::new(FxEvent::AlertFired(firing), envelope.ack.clone()));
             }
         }

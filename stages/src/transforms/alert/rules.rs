@@ -24,7 +24,7 @@ use rust_decimal::Decimal;
 
 use crate::fx::fast_hash::FastMap;
 use crate::fx::quote::mid;
-use crate::fx::{AlertFired, AlertRule, Condition, Pair, PriceField, SourceName, Trigger};
+use crate::fx::{AlertFired, AlertRule, Condition, Pair, Price, PriceField, SourceName, Trigger};
 
 type RuleId = usize;
 
@@ -153,14 +153,7 @@ impl Book {
 }
 
 /// A price sample: one quote or cross rate.
-#[derive(Debug, Clone, Copy)]
-pub struct Sample {
-    pub pair: Pair,
-    pub bid: Decimal,
-    pub ask: Decimal,
-    pub ts: DateTime<Utc>,
-    pub source: SourceName,
-}
+pub type Sample = Price;
 
 /// Every rule, indexed per (pair, price field).
 #[derive(Debug, Default)]

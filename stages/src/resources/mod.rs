@@ -1,0 +1,3 @@
+//! Resources: named connections shared by stages (`resources: { "cache": Redis(...) }`).
+
+pub mod redis;
