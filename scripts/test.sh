@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every fxflow test on a fresh machine of our kind: starts the services the
-# tests talk to (PostgreSQL, Redis) when they are not running, then `cargo test`.
+# tests talk to (PostgreSQL with database `test`, Redis), installing them if missing,
+# then `cargo test`.
 # Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,8 +24,33 @@ ensure_redis() {
     say "Redis did not come up"; exit 1
 }
 
-if command -v pg_ctlcluster >/dev/null 2>&1; then ensure_postgres; else say "PostgreSQL is not installed (no test needs it yet)"; fi
-if command -v redis-server >/dev/null 2>&1; then ensure_redis; else say "Redis is not installed (no test needs it yet)"; fi
+install_missing() {
+    # Fresh machines of our kind ship both services; elsewhere, install them from Debian's packages.
+    local missing=()
+    command -v pg_ctlcluster >/dev/null 2>&1 || missing+=(postgresql)
+    command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+    [ ${#missing[@]} -eq 0 ] && return
+    say "Installing ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+        # Tests connect as postgres over loopback without a password, to the database `test`.
+        local hba; hba=$(ls /etc/postgresql/*/main/pg_hba.conf | head -n1)
+        sed -i 's/^\(host.*127.0.0.1\/32\s*\)\S*$/\1trust/; s/^\(host.*::1\/128\s*\)\S*$/\1trust/' "$hba"
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main restart || true
+    fi
+}
+
+ensure_test_database() {
+    if ! psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'test'" | grep -q 1; then
+        say "Creating database test"
+        psql -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE test" >/dev/null
+    fi
+}
+
+install_missing
+ensure_postgres
+ensure_test_database
+ensure_redis
 
 say "cargo test --workspace"
 cargo test --workspace --locked "$@"

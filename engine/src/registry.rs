@@ -107,6 +107,12 @@ pub trait ResourceConfig: Send + Sync + fmt::Debug + 'static {
 
     /// Open the resource. Stages fetch it with [`Resources::get`].
     async fn build(&self) -> Result<Arc<dyn Any + Send + Sync>, StageError>;
+
+    /// Bring the resource's schema up to date (`fxflow migrate`). Returns `false`
+    /// for kinds that have nothing to migrate.
+    async fn migrate(&self) -> Result<bool, StageError> {
+        Ok(false)
+    }
 }
 
 /// Resources opened for one pipeline, by name.

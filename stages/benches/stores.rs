@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use fxflow_engine::Sink;
 use fxflow_engine::{BuildContext, Envelope, ResourceConfig, Resources, Stage, StageConfig};
 use fxflow_stages::fx::{CrossRate, Currency, FxEvent, Pair, SourceName};
 use fxflow_stages::resources::redis::RedisResourceConfig;
@@ -96,5 +97,76 @@ fn redis_sink(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, redis_sink);
+/// Distinct EUR/USD crosses starting at millisecond `from` (every row is new to the table).
+fn rows(n: usize, from: i64) -> Vec<Envelope<FxEvent>> {
+    let t0: chrono::DateTime<chrono::Utc> = "2026-10-01T00:00:00Z".parse().unwrap();
+    let source = SourceName::intern("bench").unwrap();
+    let pair: Pair = "EUR/USD".parse().unwrap();
+    (0..n)
+        .map(|i| {
+            let bid = Decimal::new(11_000 + (i % 1000) as i64, 4);
+            let ts = t0 + chrono::Duration::milliseconds(from + i as i64);
+            Envelope::unacked(FxEvent::CrossRate(CrossRate {
+                pair,
+                bid,
+                ask: bid + Decimal::new(2, 4),
+                ts,
+                source,
+                via: Currency::USD,
+            }))
+        })
+        .collect()
+}
+
+fn postgres_sink(c: &mut Criterion) {
+    use fxflow_stages::resources::postgres::{migrate, PostgresResourceConfig};
+    use fxflow_stages::sinks::postgres::PostgresSink;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let schema = format!("fxbench_{}", std::process::id());
+    let admin = PostgresResourceConfig {
+        url: "postgres://postgres@127.0.0.1:5432/test".into(),
+        schema: None,
+        pool: Default::default(),
+    };
+    let config = PostgresResourceConfig {
+        schema: Some(schema.clone()),
+        ..admin.clone()
+    };
+    let pool = runtime.block_on(async {
+        let admin = admin.connect().await.expect("PostgreSQL on 127.0.0.1:5432");
+        for sql in [
+            format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+            format!("CREATE SCHEMA {schema}"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&admin).await.unwrap();
+        }
+        let pool = config.connect().await.unwrap();
+        migrate(&pool).await.unwrap();
+        pool
+    });
+    let mut sink = PostgresSink::new(pool);
+    let mut next = 0i64;
+    let mut group = c.benchmark_group("postgres_sink");
+    group.measurement_time(Duration::from_secs(8));
+    group.sample_size(20);
+    for size in [1usize, 100, 1000, 5000] {
+        group.throughput(Throughput::Elements(size as u64));
+        group.bench_function(BenchmarkId::new("rows", size), |b| {
+            b.iter_batched(
+                || {
+                    next += size as i64;
+                    rows(size, next)
+                },
+                |batch| runtime.block_on(sink.write(&batch)).unwrap(),
+                criterion::BatchSize::LargeInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, redis_sink, postgres_sink);
 criterion_main!(benches);

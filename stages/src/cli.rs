@@ -56,6 +56,14 @@ pub enum Command {
     },
     /// Print the reference of every stage kind and its fields (Markdown).
     Docs,
+    /// Apply pending database migrations of a resource declared in a pipeline file.
+    Migrate {
+        /// The pipeline file that declares the resource.
+        file: PathBuf,
+        /// The resource's name in that file's `resources`.
+        #[arg(long)]
+        resource: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -154,6 +162,52 @@ pub fn main_with_registry(cli: Cli, registry: Registry<FxEvent>) -> ExitCode {
         Command::Docs => {
             print!("{}", fxflow_engine::docs::reference(&registry, REFERENCE_INTRO));
             ExitCode::SUCCESS
+        }
+        Command::Migrate { file, resource } => {
+            let specs = match load_all(std::slice::from_ref(&file), &registry) {
+                Ok(specs) => specs,
+                Err(problems) => {
+                    report(&problems);
+                    return ExitCode::from(EXIT_INVALID);
+                }
+            };
+            let Some(found) = specs[0].resources.iter().find(|r| r.name == resource) else {
+                let names: Vec<&str> = specs[0].resources.iter().map(|r| r.name.as_str()).collect();
+                eprintln!(
+                    "error: {} declares no resource `{resource}` (it has: {})",
+                    file.display(),
+                    names.join(", ")
+                );
+                return ExitCode::from(EXIT_INVALID);
+            };
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::from(EXIT_FAILED);
+                }
+            };
+            match runtime.block_on(found.config.migrate()) {
+                Ok(true) => {
+                    println!(
+                        "{}: resource `{resource}` ({}) is up to date",
+                        file.display(),
+                        found.kind
+                    );
+                    ExitCode::SUCCESS
+                }
+                Ok(false) => {
+                    eprintln!(
+                        "error: resource `{resource}` is a {}, which has no migrations",
+                        found.kind
+                    );
+                    ExitCode::from(EXIT_INVALID)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(EXIT_FAILED)
+                }
+            }
         }
         Command::Run { files, grace } => {
             let specs = match load_all(&files, &registry) {

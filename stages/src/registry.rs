@@ -21,8 +21,10 @@ pub fn registry() -> Registry<FxEvent> {
         .stage::<sinks::stdout::StdoutConfig>("Stdout")
         .stage::<sinks::jsonl_file::JsonlFileConfig>("JsonlFile")
         .stage::<sinks::null::NullConfig>("Null")
+        .stage::<sinks::postgres::PostgresConfig>("Postgres")
         .stage::<sinks::redis::RedisConfig>("Redis")
         // resources
+        .resource::<resources::postgres::PostgresResourceConfig>(resources::postgres::KIND)
         .resource::<resources::redis::RedisResourceConfig>(resources::redis::KIND);
     registry
 }

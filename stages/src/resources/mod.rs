@@ -1,3 +1,4 @@
 //! Resources: named connections shared by stages (`resources: { "cache": Redis(...) }`).
 
+pub mod postgres;
 pub mod redis;

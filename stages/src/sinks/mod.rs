@@ -3,5 +3,6 @@
 pub mod format;
 pub mod jsonl_file;
 pub mod null;
+pub mod postgres;
 pub mod redis;
 pub mod stdout;
