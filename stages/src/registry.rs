@@ -23,8 +23,10 @@ pub fn registry() -> Registry<FxEvent> {
         .stage::<sinks::null::NullConfig>("Null")
         .stage::<sinks::postgres::PostgresConfig>("Postgres")
         .stage::<sinks::redis::RedisConfig>("Redis")
+        .stage::<sinks::sqlite::SqliteConfig>("Sqlite")
         // resources
         .resource::<resources::postgres::PostgresResourceConfig>(resources::postgres::KIND)
-        .resource::<resources::redis::RedisResourceConfig>(resources::redis::KIND);
+        .resource::<resources::redis::RedisResourceConfig>(resources::redis::KIND)
+        .resource::<resources::sqlite::SqliteResourceConfig>(resources::sqlite::KIND);
     registry
 }

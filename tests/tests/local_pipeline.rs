@@ -89,25 +89,45 @@ fn the_local_pipeline_prints_crosses_and_alerts_serves_metrics_and_drains_on_ctr
         crosses > 28 && crosses % 28 == 0,
         "whole days of 28 crosses were printed: {crosses}"
     );
-    let history = std::fs::read_to_string(out.path().join("history.jsonl")).unwrap();
-    let stored_crosses = history.lines().filter(|l| l.contains("\"kind\":\"CrossRate\"")).count();
-    let stored_alerts = history
-        .lines()
-        .filter(|l| l.contains("\"kind\":\"AlertFired\""))
-        .count();
+    let (stored_crosses, stored_alerts, first_bid) = stored(&out.path().join("fx.db"));
     assert_eq!(
         (stored_crosses, stored_alerts),
-        (crosses, alerts),
+        (crosses as i64, alerts as i64),
         "both sinks got every event before exit"
     );
-    let first: serde_json::Value = serde_json::from_str(history.lines().next().unwrap()).unwrap();
-    assert_eq!(first["source"], "ecb");
     assert!(
-        first["bid"].is_string(),
-        "decimals are written as exact strings: {first}"
+        first_bid.contains('.') && first_bid.chars().all(|c| c.is_ascii_digit() || c == '.'),
+        "decimals stored as exact text: {first_bid}"
     );
     let dead = std::fs::read_to_string(out.path().join("dead-letters.jsonl")).unwrap_or_default();
     assert_eq!(dead, "", "clean ECB history produces no dead letters");
+}
+
+/// (crosses, alerts, one bid) in the SQLite history the pipeline wrote.
+fn stored(db: &std::path::Path) -> (i64, i64, String) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let crosses: i64 = sqlx::query_scalar("SELECT count(*) FROM fx_rates WHERE kind = 'cross'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        let alerts: i64 = sqlx::query_scalar("SELECT count(*) FROM fx_alert_history")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        let bid: String = sqlx::query_scalar("SELECT bid FROM fx_rates ORDER BY ts LIMIT 1")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        (crosses, alerts, bid)
+    })
 }
 
 #[test]

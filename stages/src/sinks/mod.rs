@@ -5,4 +5,5 @@ pub mod jsonl_file;
 pub mod null;
 pub mod postgres;
 pub mod redis;
+pub mod sqlite;
 pub mod stdout;
