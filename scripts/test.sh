@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every fxflow test on a fresh machine of our kind: starts the services the
-# tests talk to (PostgreSQL with database `test`, Redis), installing them if missing,
+# tests talk to (PostgreSQL with database `test`, Redis, the noida-db Elasticsearch
+# stand-in), installing them if missing,
 # then `cargo test`.
 # Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
@@ -47,7 +48,18 @@ ensure_test_database() {
     fi
 }
 
+ensure_noida() {
+    # The Elasticsearch stand-in of the sink's tests (real Elasticsearch cannot run here).
+    export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+    if command -v noida-db >/dev/null 2>&1; then return; fi
+    say "Installing noida-db (Elasticsearch stand-in for tests)"
+    python3 -m pip install --quiet --disable-pip-version-check noida-db==0.2.3
+    if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+    command -v noida-db >/dev/null 2>&1 || { say "noida-db is not on PATH after installing it"; exit 1; }
+}
+
 install_missing
+ensure_noida
 ensure_postgres
 ensure_test_database
 ensure_redis

@@ -21,10 +21,12 @@ pub fn registry() -> Registry<FxEvent> {
         .stage::<sinks::stdout::StdoutConfig>("Stdout")
         .stage::<sinks::jsonl_file::JsonlFileConfig>("JsonlFile")
         .stage::<sinks::null::NullConfig>("Null")
+        .stage::<sinks::elasticsearch::ElasticsearchConfig>("Elasticsearch")
         .stage::<sinks::postgres::PostgresConfig>("Postgres")
         .stage::<sinks::redis::RedisConfig>("Redis")
         .stage::<sinks::sqlite::SqliteConfig>("Sqlite")
         // resources
+        .resource::<resources::elasticsearch::ElasticsearchResourceConfig>(resources::elasticsearch::KIND)
         .resource::<resources::postgres::PostgresResourceConfig>(resources::postgres::KIND)
         .resource::<resources::redis::RedisResourceConfig>(resources::redis::KIND)
         .resource::<resources::sqlite::SqliteResourceConfig>(resources::sqlite::KIND);

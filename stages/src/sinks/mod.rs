@@ -1,5 +1,6 @@
 //! Sinks: one stage kind per file.
 
+pub mod elasticsearch;
 pub mod format;
 pub mod jsonl_file;
 pub mod null;

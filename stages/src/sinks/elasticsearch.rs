@@ -1,0 +1,316 @@
+//! `Elasticsearch`: rates and alert firings indexed for Kibana.
+//!
+//! On start the stage installs index templates (pair/source keywords, `ts`
+//! date, prices as `double`, alert fields). Each batch goes out as `_bulk`
+//! requests bounded by event count and bytes; every document's `_id` is its
+//! natural key (pair|ts|source, or rule|ts|source), so a redelivered batch
+//! overwrites instead of duplicating. The bulk response is read item by item:
+//! an item refused with 429 or 5xx is retried, any other refusal (a mapping
+//! conflict) goes to the error output with Elasticsearch's reason; nothing is
+//! acknowledged before its own item succeeded. Prices are written as JSON
+//! numbers with their exact decimal digits (never via a float on our side).
+
+use std::fmt::Write;
+
+use elasticsearch::indices::IndicesPutIndexTemplateParts;
+use elasticsearch::{BulkParts, Elasticsearch};
+use fxflow_engine::{
+    async_trait, BuildContext, ConfigProblem, Envelope, ItemError, Kinds, ResourceUse, Shape, Sink, SinkError, Stage,
+    StageConfig, StageError,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::fx::{kind, FxEvent};
+use crate::resources::elasticsearch::KIND as ELASTICSEARCH;
+
+/// Indexes quotes and cross rates into `index`, alert firings into
+/// `alerts_index`, with idempotent document ids and index templates installed on start.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ElasticsearchConfig {
+    /// Name of an `Elasticsearch` resource.
+    pub resource: String,
+    /// Index of quotes and cross rates.
+    #[serde(default = "default_index")]
+    pub index: String,
+    /// Index of alert firings.
+    #[serde(default = "default_alerts_index")]
+    pub alerts_index: String,
+    /// Install the index templates on start.
+    #[serde(default = "yes")]
+    pub install_templates: bool,
+    /// Most events in one `_bulk` request.
+    #[serde(default = "default_max_events")]
+    pub max_events: usize,
+    /// Most bytes in one `_bulk` request.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
+}
+
+fn default_index() -> String {
+    "fx-rates".into()
+}
+fn default_alerts_index() -> String {
+    "fx-alerts".into()
+}
+fn yes() -> bool {
+    true
+}
+fn default_max_events() -> usize {
+    2000
+}
+fn default_max_bytes() -> usize {
+    5 * 1024 * 1024
+}
+
+#[async_trait]
+impl StageConfig<FxEvent> for ElasticsearchConfig {
+    fn shape(&self) -> Shape {
+        Shape::Sink
+    }
+
+    fn accepts(&self) -> Kinds {
+        Kinds::only(&[kind::QUOTE, kind::CROSS_RATE, kind::ALERT_FIRED])
+    }
+
+    fn resources(&self) -> Vec<ResourceUse> {
+        vec![ResourceUse {
+            field: "resource",
+            name: self.resource.clone(),
+            kind: ELASTICSEARCH,
+        }]
+    }
+
+    fn check(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        if self.max_events == 0 {
+            problems.push(ConfigProblem::field("max_events", "must be at least 1"));
+        }
+        if self.max_bytes < 1024 {
+            problems.push(ConfigProblem::field("max_bytes", "must be at least 1024"));
+        }
+        if self.index == self.alerts_index {
+            problems.push(ConfigProblem::field("alerts_index", "must differ from `index`"));
+        }
+        for (field, index) in [("index", &self.index), ("alerts_index", &self.alerts_index)] {
+            if index.is_empty()
+                || index
+                    .chars()
+                    .any(|c| c.is_ascii_uppercase() || " \"*\\<|,>/?".contains(c))
+            {
+                problems.push(ConfigProblem::field(
+                    field,
+                    format!("`{index}` is not a valid index name (lowercase, no spaces or \\/*?\"<>|,)"),
+                ));
+            }
+        }
+        problems
+    }
+
+    async fn build(&self, cx: &BuildContext) -> Result<Stage<FxEvent>, StageError> {
+        let client = cx.resources.get::<Elasticsearch>(&self.resource)?;
+        let sink = ElasticsearchSink {
+            client: (*client).clone(),
+            index: self.index.clone(),
+            alerts_index: self.alerts_index.clone(),
+            max_events: self.max_events,
+            max_bytes: self.max_bytes,
+        };
+        if self.install_templates {
+            sink.install_templates().await?;
+        }
+        Ok(Stage::Sink(Box::new(sink)))
+    }
+}
+
+pub struct ElasticsearchSink {
+    client: Elasticsearch,
+    index: String,
+    alerts_index: String,
+    max_events: usize,
+    max_bytes: usize,
+}
+
+impl ElasticsearchSink {
+    /// One template per index, matching that exact name (wildcards would let `fx-rates*`
+    /// also claim `fx-rates-alerts`, which Elasticsearch refuses at equal priority).
+    async fn install_templates(&self) -> Result<(), StageError> {
+        let rates = json!({
+            "index_patterns": [self.index],
+            "template": { "mappings": { "properties": {
+                "pair": { "type": "keyword" }, "base": { "type": "keyword" }, "quote": { "type": "keyword" },
+                "source": { "type": "keyword" }, "kind": { "type": "keyword" }, "ts": { "type": "date" },
+                "bid": { "type": "double" }, "ask": { "type": "double" }, "mid": { "type": "double" }
+            }}}
+        });
+        let alerts = json!({
+            "index_patterns": [self.alerts_index],
+            "template": { "mappings": { "properties": {
+                "rule_id": { "type": "keyword" }, "pair": { "type": "keyword" }, "condition": { "type": "keyword" },
+                "source": { "type": "keyword" }, "fired_at": { "type": "date" },
+                "value": { "type": "double" }, "previous": { "type": "double" }
+            }}}
+        });
+        for (name, body) in [
+            (format!("fxflow-{}", self.index), rates),
+            (format!("fxflow-{}", self.alerts_index), alerts),
+        ] {
+            let response = self
+                .client
+                .indices()
+                .put_index_template(IndicesPutIndexTemplateParts::Name(&name))
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| StageError::new(format!("cannot install index template {name}: {e}")))?;
+            if !response.status_code().is_success() {
+                let status = response.status_code();
+                let text = response.text().await.unwrap_or_default();
+                return Err(StageError::new(format!(
+                    "index template {name} refused ({status}): {text}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn lines(&self, event: &FxEvent) -> Option<(String, String)> {
+        lines(&self.index, &self.alerts_index, event)
+    }
+}
+
+/// The bulk action and document lines of `event` as `config` would send them.
+pub fn document_lines(config: &ElasticsearchConfig, event: &FxEvent) -> Option<(String, String)> {
+    lines(&config.index, &config.alerts_index, event)
+}
+
+/// The bulk action and document lines of one event (exact decimal digits as JSON numbers).
+fn lines(index: &str, alerts_index: &str, event: &FxEvent) -> Option<(String, String)> {
+    let quoted = |text: &str| Value::String(text.to_owned()).to_string();
+    if let Some(p) = event.price() {
+        let ts = p.ts.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let id = format!("{}|{ts}|{}", p.pair, p.source);
+        let kind = if matches!(event, FxEvent::Quote(_)) {
+            "quote"
+        } else {
+            "cross"
+        };
+        let action = format!(r#"{{"index":{{"_index":{},"_id":{}}}}}"#, quoted(index), quoted(&id));
+        let mut doc = String::with_capacity(200);
+        let _ = write!(
+            doc,
+            r#"{{"pair":{},"base":"{}","quote":"{}","source":{},"kind":"{kind}","ts":"{ts}","bid":{},"ask":{},"mid":{}}}"#,
+            quoted(&p.pair.to_string()),
+            p.pair.base,
+            p.pair.quote,
+            quoted(p.source.as_str()),
+            p.bid,
+            p.ask,
+            p.mid()
+        );
+        return Some((action, doc));
+    }
+    let FxEvent::AlertFired(a) = event else { return None };
+    let ts = a.ts.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let id = format!("{}|{ts}|{}", a.rule_id, a.source);
+    let action = format!(
+        r#"{{"index":{{"_index":{},"_id":{}}}}}"#,
+        quoted(alerts_index),
+        quoted(&id)
+    );
+    let previous = a.previous.map_or_else(|| "null".to_owned(), |p| p.to_string());
+    let doc = format!(
+        r#"{{"rule_id":{},"pair":{},"condition":{},"source":{},"fired_at":"{ts}","value":{},"previous":{previous}}}"#,
+        quoted(&a.rule_id),
+        quoted(&a.pair.to_string()),
+        quoted(&a.condition),
+        quoted(a.source.as_str()),
+        a.value
+    );
+    Some((action, doc))
+}
+
+impl ElasticsearchSink {
+    /// Send one `_bulk` request; return the failed items as (position in `indexes`, error).
+    async fn bulk(&self, body: Vec<String>, indexes: &[usize]) -> Result<Vec<ItemError>, SinkError> {
+        let response = self
+            .client
+            .bulk(BulkParts::None)
+            .body(body)
+            .send()
+            .await
+            .map_err(SinkError::retryable)?;
+        let status = response.status_code();
+        if status.as_u16() == 429 || status.is_server_error() {
+            return Err(SinkError::retryable(format!("bulk request refused: {status}")));
+        }
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            return Err(SinkError::fatal(format!("bulk request refused ({status}): {text}")));
+        }
+        let reply: Value = response.json().await.map_err(SinkError::retryable)?;
+        let mut failed = Vec::new();
+        if reply["errors"].as_bool() == Some(true) {
+            let items = reply["items"].as_array().cloned().unwrap_or_default();
+            for (position, item) in items.iter().enumerate() {
+                let result = item
+                    .as_object()
+                    .and_then(|o| o.values().next())
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let code = result["status"].as_u64().unwrap_or(0);
+                if (200..300).contains(&code) {
+                    continue;
+                }
+                let reason = result["error"]["reason"].as_str().unwrap_or("unknown error");
+                let kind = result["error"]["type"].as_str().unwrap_or("error");
+                failed.push(ItemError {
+                    index: indexes[position],
+                    message: format!("{kind} ({code}): {reason}"),
+                    retryable: code == 429 || code >= 500,
+                });
+            }
+        }
+        Ok(failed)
+    }
+}
+
+#[async_trait]
+impl Sink<FxEvent> for ElasticsearchSink {
+    async fn write(&mut self, batch: &[Envelope<FxEvent>]) -> Result<(), SinkError> {
+        let mut failed = Vec::new();
+        let mut body = Vec::new();
+        let mut indexes = Vec::new();
+        let mut bytes = 0;
+        for (i, envelope) in batch.iter().enumerate() {
+            let Some((action, doc)) = self.lines(&envelope.event) else {
+                continue;
+            };
+            if !indexes.is_empty()
+                && (indexes.len() >= self.max_events || bytes + action.len() + doc.len() > self.max_bytes)
+            {
+                failed.extend(
+                    self.bulk(std::mem::take(&mut body), &std::mem::take(&mut indexes))
+                        .await?,
+                );
+                bytes = 0;
+            }
+            bytes += action.len() + doc.len() + 2;
+            body.push(action);
+            body.push(doc);
+            indexes.push(i);
+        }
+        if !indexes.is_empty() {
+            failed.extend(self.bulk(body, &indexes).await?);
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(SinkError::items(
+                format!("{} of {} documents refused", failed.len(), batch.len()),
+                failed,
+            ))
+        }
+    }
+}

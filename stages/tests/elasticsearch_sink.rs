@@ -1,0 +1,252 @@
+//! STAND-IN TESTS: real Elasticsearch cannot be installed on these machines, so the sink is
+//! tested against `noida-db` (PyPI), a local server that speaks the ES 8 REST API: index
+//! templates, `_bulk` with per-item errors, `_count`, `_search`. scripts/test.sh installs it.
+//! One difference matters here: the stand-in re-serializes `_source` through a float, so the
+//! exact-digit check reads our request body instead (real Elasticsearch keeps `_source` as sent).
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fxflow_engine::{Envelope, Stage, StageConfig};
+use fxflow_stages::fx::{CrossRate, Currency, FxEvent, SourceName};
+use fxflow_stages::sinks::elasticsearch::ElasticsearchConfig;
+use rust_decimal::Decimal;
+use serde_json::Value;
+use support::{run, unique, CSV};
+
+/// A noida-db Elasticsearch stand-in on a free port, with its own data directory.
+struct StandIn {
+    port: u16,
+    child: Child,
+    _data: tempfile::TempDir,
+}
+
+impl StandIn {
+    fn start() -> StandIn {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let data = tempfile::tempdir().unwrap();
+        let child = Command::new("noida-db")
+            .args([
+                "start",
+                "--only",
+                "elasticsearch",
+                "--host",
+                "127.0.0.1",
+                "--elasticsearch-port",
+                &port.to_string(),
+            ])
+            .arg("--data-dir")
+            .arg(data.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("noida-db is installed (scripts/test.sh installs it)");
+        // Built first, so a failed start still kills the process (Drop).
+        let stand_in = StandIn {
+            port,
+            child,
+            _data: data,
+        };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return stand_in;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("noida-db did not start on port {port}");
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        http("GET", &format!("{}{path}", self.url()), None).await
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A tiny HTTP/1.1 client (the tests need three calls; no extra dependency).
+async fn http(method: &str, url: &str, body: Option<&str>) -> Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap();
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let body = body.unwrap_or("");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, payload) = response.split_once("\r\n\r\n").unwrap();
+    let payload = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(payload)
+    } else {
+        payload.to_owned()
+    };
+    serde_json::from_str(&payload).unwrap_or(Value::Null)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+    out
+}
+
+const PIPELINE: &str = r#"Pipeline(name: "${NAME}",
+    resources: { "es": Elasticsearch(url: "${URL}") },
+    stages: {
+        "ecb": Replay(path: "${CSV}", from: "2026-09-01", to: "2026-10-30"),
+        "enrich": Enrich(inputs: ["ecb"]),
+        "cross": CrossRate(inputs: ["enrich"]),
+        "alerts": Alert(inputs: ["cross"], rules: [(id: "up", pair: "EUR/USD", condition: Above(1.10))]),
+        "es": Elasticsearch(inputs: ["cross", "alerts"], resource: "es", index: "${INDEX}", alerts_index: "${INDEX}-alerts", max_events: 300),
+        "dead": JsonlFile(inputs: ["es.errors"], path: "${OUT}/dead.jsonl"),
+    })"#;
+
+#[tokio::test]
+async fn a_replay_indexed_twice_leaves_one_document_per_pair_day_and_source() {
+    let es = StandIn::start();
+    let index = unique("rates").to_lowercase().replace('_', "-");
+    let out = tempfile::tempdir().unwrap();
+    let vars = [
+        ("NAME", "es-replay".to_owned()),
+        ("URL", es.url()),
+        ("CSV", CSV.to_owned()),
+        ("INDEX", index.clone()),
+        ("OUT", out.path().display().to_string()),
+    ];
+    run(PIPELINE, &vars).await;
+    run(PIPELINE, &vars).await;
+    let template = es.get(&format!("/_index_template/fxflow-{index}")).await;
+    assert_eq!(
+        template["index_templates"][0]["index_template"]["template"]["mappings"]["properties"]["pair"]["type"],
+        "keyword"
+    );
+    http("POST", &format!("{}/{index}/_refresh", es.url()), None).await;
+    http("POST", &format!("{}/{index}-alerts/_refresh", es.url()), None).await;
+    let count = es.get(&format!("/{index}/_count")).await;
+    assert_eq!(
+        count["count"],
+        44 * 28,
+        "ids are natural keys: the second run overwrote, not added"
+    );
+    let alerts = es.get(&format!("/{index}-alerts/_count")).await;
+    assert_eq!(alerts["count"], 1);
+    let query = r#"{"query":{"term":{"pair":"GBP/JPY"}},"size":100}"#;
+    let hits = http("POST", &format!("{}/{index}/_search", es.url()), Some(query)).await;
+    assert_eq!(hits["hits"]["total"]["value"], 44);
+    assert_eq!(std::fs::read_to_string(out.path().join("dead.jsonl")).unwrap(), "");
+}
+
+fn crosses(n: usize) -> Vec<Envelope<FxEvent>> {
+    let t0: chrono::DateTime<chrono::Utc> = "2026-10-30T00:00:00Z".parse().unwrap();
+    (0..n)
+        .map(|i| {
+            let bid = Decimal::new(17568, 2) / Decimal::new(8338, 4);
+            Envelope::unacked(FxEvent::CrossRate(CrossRate {
+                pair: "GBP/JPY".parse().unwrap(),
+                bid,
+                ask: bid,
+                ts: t0 + chrono::Duration::seconds(i as i64),
+                source: SourceName::intern("es-test").unwrap(),
+                via: Currency::EUR,
+            }))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn documents_a_mapping_refuses_are_reported_each_with_the_reason() {
+    let es = StandIn::start();
+    let index = unique("bad").to_lowercase().replace('_', "-");
+    // An index made elsewhere whose mapping cannot take our prices.
+    let created = http(
+        "PUT",
+        &format!("{}/{index}", es.url()),
+        Some(r#"{"mappings":{"properties":{"bid":{"type":"boolean"}}}}"#),
+    )
+    .await;
+    assert_eq!(created["acknowledged"], true);
+    let mut resources = fxflow_engine::Resources::default();
+    let resource = fxflow_stages::resources::elasticsearch::ElasticsearchResourceConfig {
+        url: es.url(),
+        auth: None,
+    };
+    resources.insert("es".into(), std::sync::Arc::new(resource.client().unwrap()));
+    let cx = fxflow_engine::BuildContext {
+        pipeline: "t".into(),
+        stage: "es".into(),
+        resources,
+    };
+    let config = ElasticsearchConfig {
+        resource: "es".into(),
+        index: index.clone(),
+        alerts_index: format!("{index}-alerts"),
+        install_templates: false,
+        max_events: 2,
+        max_bytes: 1 << 20,
+    };
+    let Stage::Sink(mut sink) = config.build(&cx).await.unwrap() else {
+        panic!("a sink")
+    };
+    let error = sink.write(&crosses(5)).await.unwrap_err();
+    assert_eq!(
+        error.items.iter().map(|i| i.index).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4],
+        "every item, across 3 bulk requests"
+    );
+    assert!(
+        error.items.iter().all(|i| !i.retryable),
+        "a mapping conflict is not retried"
+    );
+    assert!(
+        error.items[0].message.contains("(400)") && error.items[0].message.contains("bid"),
+        "{}",
+        error.items[0].message
+    );
+}
+
+#[tokio::test]
+async fn prices_are_sent_with_every_decimal_digit() {
+    // What goes over the wire, checked on our side (the stand-in's _source goes through a float).
+    let config = ElasticsearchConfig {
+        resource: "es".into(),
+        index: "fx-rates".into(),
+        alerts_index: "fx-alerts".into(),
+        install_templates: false,
+        max_events: 10,
+        max_bytes: 1 << 20,
+    };
+    let doc = fxflow_stages::sinks::elasticsearch::document_lines(&config, &crosses(1)[0].event).unwrap();
+    let exact = (Decimal::new(17568, 2) / Decimal::new(8338, 4)).to_string();
+    assert!(
+        doc.0.contains(r#""_id":"GBP/JPY|2026-10-30T00:00:00.000000Z|es-test""#),
+        "{}",
+        doc.0
+    );
+    assert!(doc.1.contains(&format!(r#""bid":{exact}"#)), "{}", doc.1);
+    let parsed: Value = serde_json::from_str(&doc.1).expect("valid JSON");
+    assert_eq!(parsed["pair"], "GBP/JPY");
+}
