@@ -1,0 +1,102 @@
+//! History-query latency on a large `fx_rates` (storage issue): p50/p99 of the API's query
+//! shapes for one pair over 30 days of 1-second data, on a table of ≥ 50 M rows.
+//!
+//! Run: `cargo bench -p fxflow-stages --bench history` (needs PostgreSQL on 127.0.0.1:5432;
+//! the first run generates the rows into schema `fxbench_history`, ~8 GB, and keeps them).
+
+use std::time::{Duration, Instant};
+
+use fxflow_stages::resources::postgres::{migrate, PostgresResourceConfig};
+use sqlx::PgPool;
+
+const SCHEMA: &str = "fxbench_history";
+const PAIRS: [&str; 28] = [
+    "EUR/USD", "EUR/GBP", "EUR/AUD", "EUR/NZD", "EUR/CAD", "EUR/CHF", "EUR/JPY", "GBP/AUD", "GBP/NZD", "GBP/USD",
+    "GBP/CAD", "GBP/CHF", "GBP/JPY", "AUD/NZD", "AUD/USD", "AUD/CAD", "AUD/CHF", "AUD/JPY", "NZD/USD", "NZD/CAD",
+    "NZD/CHF", "NZD/JPY", "USD/CAD", "USD/CHF", "USD/JPY", "CAD/CHF", "CAD/JPY", "CHF/JPY",
+];
+
+async fn generate(pool: &PgPool) {
+    migrate(pool).await.unwrap();
+    for month in ["2026-09-01", "2026-10-01"] {
+        let (y, m) = (&month[0..4], &month[5..7]);
+        let next = if m == "09" { "2026-10-01" } else { "2026-11-01" };
+        let sql = format!("CREATE TABLE IF NOT EXISTS fx_rates_y{y}m{m} PARTITION OF fx_rates FOR VALUES FROM ('{month}') TO ('{next}')");
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pool).await.unwrap();
+    }
+    // EUR/USD: 31 days of 1-second data (the queried pair); the 27 others: 21 days each
+    // (51.7 M rows). Seconds already there are skipped, so a rerun only tops up.
+    for (i, pair) in PAIRS.iter().enumerate() {
+        let days = if i == 0 { 31 } else { 21 };
+        let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM fx_rates WHERE pair = $1").bind(pair).fetch_one(pool).await.unwrap();
+        let started = Instant::now();
+        let sql = format!(
+            "INSERT INTO fx_rates (pair, ts, source, kind, bid, ask, mid) \
+             SELECT '{pair}', timestamptz '2026-09-15 00:00:00+00' + s * interval '1 second', 'bench', 'cross', \
+                    b, b + 0.0002, b + 0.0001 \
+             FROM (SELECT s, round((1.1 + 0.01 * sin(s / 5000.0))::numeric, 6) AS b \
+                   FROM generate_series({existing}, {days} * 86400 - 1) AS s) g \
+             ON CONFLICT DO NOTHING"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pool).await.unwrap();
+        eprintln!("generated {pair}: {days} days in {:.1?}", started.elapsed());
+    }
+    sqlx::query("ANALYZE fx_rates").execute(pool).await.unwrap();
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+async fn measure(pool: &PgPool, label: &str, sql: &'static str, runs: usize) {
+    let mut times = Vec::with_capacity(runs);
+    let mut rows = 0;
+    for i in 0..runs {
+        // Windows start at different hours so no two runs read the same first page.
+        let start = chrono::DateTime::parse_from_rfc3339("2026-09-15T00:00:00Z").unwrap() + chrono::Duration::minutes((i % 1440) as i64);
+        let end = start + chrono::Duration::days(30);
+        let started = Instant::now();
+        let result = sqlx::query(sql).bind("EUR/USD").bind(start).bind(end).fetch_all(pool).await.unwrap();
+        times.push(started.elapsed());
+        rows = result.len();
+    }
+    times.sort();
+    println!(
+        "{label}: {runs} runs, {rows} rows each — p50 {:.2?}, p99 {:.2?}, max {:.2?}",
+        percentile(&times, 0.50),
+        percentile(&times, 0.99),
+        times[times.len() - 1]
+    );
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let admin = PostgresResourceConfig { url: "postgres://postgres@127.0.0.1:5432/test".into(), schema: None, pool: Default::default() };
+        let admin_pool = admin.connect().await.expect("PostgreSQL on 127.0.0.1:5432");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))).execute(&admin_pool).await.unwrap();
+        let pool = PostgresResourceConfig { schema: Some(SCHEMA.into()), ..admin }.connect().await.unwrap();
+        migrate(&pool).await.unwrap();
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM fx_rates").fetch_one(&pool).await.unwrap();
+        if total < 50_000_000 {
+            generate(&pool).await;
+        }
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM fx_rates").fetch_one(&pool).await.unwrap();
+        println!("fx_rates holds {total} rows");
+        measure(
+            &pool,
+            "first page (1,000 rows) of EUR/USD over 30 days",
+            "SELECT ts, bid, ask FROM fx_rates WHERE pair = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT 1000",
+            1000,
+        )
+        .await;
+        measure(
+            &pool,
+            "hourly bars (open/high/low/close of mid) of EUR/USD over 30 days",
+            "SELECT date_bin('1 hour', ts, $2) AS hour, (array_agg(mid ORDER BY ts))[1], max(mid), min(mid), \
+             (array_agg(mid ORDER BY ts DESC))[1] FROM fx_rates WHERE pair = $1 AND ts >= $2 AND ts < $3 GROUP BY hour ORDER BY hour",
+            10,
+        )
+        .await;
+    });
+}
