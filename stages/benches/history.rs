@@ -28,7 +28,11 @@ async fn generate(pool: &PgPool) {
     // (51.7 M rows). Seconds already there are skipped, so a rerun only tops up.
     for (i, pair) in PAIRS.iter().enumerate() {
         let days = if i == 0 { 31 } else { 21 };
-        let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM fx_rates WHERE pair = $1").bind(pair).fetch_one(pool).await.unwrap();
+        let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM fx_rates WHERE pair = $1")
+            .bind(pair)
+            .fetch_one(pool)
+            .await
+            .unwrap();
         let started = Instant::now();
         let sql = format!(
             "INSERT INTO fx_rates (pair, ts, source, kind, bid, ask, mid) \
@@ -44,8 +48,9 @@ async fn generate(pool: &PgPool) {
     sqlx::query("ANALYZE fx_rates").execute(pool).await.unwrap();
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+/// The `per_mille`/1000 quantile of sorted samples (nearest rank).
+fn percentile(sorted: &[Duration], per_mille: usize) -> Duration {
+    sorted[(sorted.len() * per_mille).div_ceil(1000).clamp(1, sorted.len()) - 1]
 }
 
 async fn measure(pool: &PgPool, label: &str, sql: &'static str, runs: usize) {
@@ -53,24 +58,34 @@ async fn measure(pool: &PgPool, label: &str, sql: &'static str, runs: usize) {
     let mut rows = 0;
     for i in 0..runs {
         // Windows start at different hours so no two runs read the same first page.
-        let start = chrono::DateTime::parse_from_rfc3339("2026-09-15T00:00:00Z").unwrap() + chrono::Duration::minutes((i % 1440) as i64);
+        let start = chrono::DateTime::parse_from_rfc3339("2026-09-15T00:00:00Z").unwrap()
+            + chrono::Duration::minutes((i % 1440) as i64);
         let end = start + chrono::Duration::days(30);
         let started = Instant::now();
-        let result = sqlx::query(sql).bind("EUR/USD").bind(start).bind(end).fetch_all(pool).await.unwrap();
+        let result = sqlx::query(sql)
+            .bind("EUR/USD")
+            .bind(start)
+            .bind(end)
+            .fetch_all(pool)
+            .await
+            .unwrap();
         times.push(started.elapsed());
         rows = result.len();
     }
     times.sort();
     println!(
         "{label}: {runs} runs, {rows} rows each — p50 {:.2?}, p99 {:.2?}, max {:.2?}",
-        percentile(&times, 0.50),
-        percentile(&times, 0.99),
+        percentile(&times, 500),
+        percentile(&times, 990),
         times[times.len() - 1]
     );
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let admin = PostgresResourceConfig { url: "postgres://postgres@127.0.0.1:5432/test".into(), schema: None, pool: Default::default() };
         let admin_pool = admin.connect().await.expect("PostgreSQL on 127.0.0.1:5432");
