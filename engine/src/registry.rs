@@ -57,6 +57,17 @@ pub struct ResourceUse {
     pub kind: &'static str,
 }
 
+impl ResourceUse {
+    /// The resource named `name`, of kind `kind`, set in the stage's `field`.
+    pub fn new(field: &'static str, name: &str, kind: &'static str) -> Self {
+        ResourceUse {
+            field,
+            name: name.to_owned(),
+            kind,
+        }
+    }
+}
+
 /// A stage kind's settings, as parsed from the pipeline file.
 #[async_trait]
 pub trait StageConfig<E: Event>: Send + Sync + fmt::Debug + 'static {

@@ -18,6 +18,8 @@ pub mod kind {
     pub const CROSS_RATE: &str = "CrossRate";
     pub const ALERT_FIRED: &str = "AlertFired";
     pub const DEAD_LETTER: &str = fxflow_engine::DEAD_LETTER_KIND;
+    /// What the history stores take: prices and alert firings.
+    pub const HISTORY: &[&str] = &[QUOTE, CROSS_RATE, ALERT_FIRED];
 }
 
 /// Every payload that flows through FX pipelines. Serialized with a `kind` tag.

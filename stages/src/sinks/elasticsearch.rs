@@ -71,15 +71,11 @@ impl StageConfig<FxEvent> for ElasticsearchConfig {
     }
 
     fn accepts(&self) -> Kinds {
-        Kinds::only(&[kind::QUOTE, kind::CROSS_RATE, kind::ALERT_FIRED])
+        Kinds::only(kind::HISTORY)
     }
 
     fn resources(&self) -> Vec<ResourceUse> {
-        vec![ResourceUse {
-            field: "resource",
-            name: self.resource.clone(),
-            kind: ELASTICSEARCH,
-        }]
+        vec![ResourceUse::new("resource", &self.resource, ELASTICSEARCH)]
     }
 
     fn check(&self) -> Vec<ConfigProblem> {

@@ -43,15 +43,11 @@ impl StageConfig<FxEvent> for PostgresConfig {
     }
 
     fn accepts(&self) -> Kinds {
-        Kinds::only(&[kind::QUOTE, kind::CROSS_RATE, kind::ALERT_FIRED])
+        Kinds::only(kind::HISTORY)
     }
 
     fn resources(&self) -> Vec<ResourceUse> {
-        vec![ResourceUse {
-            field: "resource",
-            name: self.resource.clone(),
-            kind: POSTGRES,
-        }]
+        vec![ResourceUse::new("resource", &self.resource, POSTGRES)]
     }
 
     async fn build(&self, cx: &BuildContext) -> Result<Stage<FxEvent>, StageError> {

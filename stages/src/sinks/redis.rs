@@ -60,11 +60,7 @@ impl StageConfig<FxEvent> for RedisConfig {
     }
 
     fn resources(&self) -> Vec<ResourceUse> {
-        vec![ResourceUse {
-            field: "resource",
-            name: self.resource.clone(),
-            kind: REDIS,
-        }]
+        vec![ResourceUse::new("resource", &self.resource, REDIS)]
     }
 
     fn check(&self) -> Vec<ConfigProblem> {

@@ -39,15 +39,11 @@ impl StageConfig<FxEvent> for SqliteConfig {
     }
 
     fn accepts(&self) -> Kinds {
-        Kinds::only(&[kind::QUOTE, kind::CROSS_RATE, kind::ALERT_FIRED])
+        Kinds::only(kind::HISTORY)
     }
 
     fn resources(&self) -> Vec<ResourceUse> {
-        vec![ResourceUse {
-            field: "resource",
-            name: self.resource.clone(),
-            kind: SQLITE,
-        }]
+        vec![ResourceUse::new("resource", &self.resource, SQLITE)]
     }
 
     async fn build(&self, cx: &BuildContext) -> Result<Stage<FxEvent>, StageError> {
