@@ -11,6 +11,7 @@ pub fn registry() -> Registry<FxEvent> {
     let mut registry = Registry::new();
     registry
         // sources
+        .stage::<sources::http_poll::HttpPollConfig>("HttpPoll")
         .stage::<sources::replay::ReplayConfig>("Replay")
         .stage::<sources::synthetic::SyntheticConfig>("Synthetic")
         // transforms

@@ -1,4 +1,5 @@
 //! Sources: one stage kind per file.
 
+pub mod http_poll;
 pub mod replay;
 pub mod synthetic;
