@@ -13,6 +13,7 @@ pub mod docs;
 pub mod duration;
 pub mod event;
 pub mod graph;
+pub mod kafka;
 pub mod metrics;
 pub mod registry;
 pub mod spec;

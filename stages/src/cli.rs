@@ -64,6 +64,24 @@ pub enum Command {
         #[arg(long)]
         resource: String,
     },
+    /// Manage the Kafka topics the worker pipelines use.
+    Topics {
+        #[command(subcommand)]
+        action: TopicsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicsCommand {
+    /// Create the topics a `Kafka` resource declares (partitions and configs
+    /// from its `topics`), in every file given; existing topics are left alone.
+    Create {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The `Kafka` resource's name in the files' `resources`.
+        #[arg(long)]
+        resource: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -163,52 +181,10 @@ pub fn main_with_registry(cli: Cli, registry: Registry<FxEvent>) -> ExitCode {
             print!("{}", fxflow_engine::docs::reference(&registry, REFERENCE_INTRO));
             ExitCode::SUCCESS
         }
-        Command::Migrate { file, resource } => {
-            let specs = match load_all(std::slice::from_ref(&file), &registry) {
-                Ok(specs) => specs,
-                Err(problems) => {
-                    report(&problems);
-                    return ExitCode::from(EXIT_INVALID);
-                }
-            };
-            let Some(found) = specs[0].resources.iter().find(|r| r.name == resource) else {
-                let names: Vec<&str> = specs[0].resources.iter().map(|r| r.name.as_str()).collect();
-                eprintln!(
-                    "error: {} declares no resource `{resource}` (it has: {})",
-                    file.display(),
-                    names.join(", ")
-                );
-                return ExitCode::from(EXIT_INVALID);
-            };
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the runtime: {e}");
-                    return ExitCode::from(EXIT_FAILED);
-                }
-            };
-            match runtime.block_on(found.config.migrate()) {
-                Ok(true) => {
-                    println!(
-                        "{}: resource `{resource}` ({}) is up to date",
-                        file.display(),
-                        found.kind
-                    );
-                    ExitCode::SUCCESS
-                }
-                Ok(false) => {
-                    eprintln!(
-                        "error: resource `{resource}` is a {}, which has no migrations",
-                        found.kind
-                    );
-                    ExitCode::from(EXIT_INVALID)
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(EXIT_FAILED)
-                }
-            }
-        }
+        Command::Migrate { file, resource } => provision(&registry, std::slice::from_ref(&file), &resource, None),
+        Command::Topics {
+            action: TopicsCommand::Create { files, resource },
+        } => provision(&registry, &files, &resource, Some(fxflow_engine::kafka::RESOURCE_KIND)),
         Command::Run { files, grace } => {
             let specs = match load_all(&files, &registry) {
                 Ok(specs) => specs,
@@ -324,4 +300,61 @@ async fn shutdown_signal() -> &'static str {
         let _ = tokio::signal::ctrl_c().await;
         "Ctrl-C"
     }
+}
+
+/// Bring a named resource of each file up to date: database migrations, or a
+/// Kafka cluster's topics. `kind` restricts which resource kind is accepted.
+fn provision(registry: &Registry<FxEvent>, files: &[PathBuf], resource: &str, kind: Option<&str>) -> ExitCode {
+    let specs = match load_all(files, registry) {
+        Ok(specs) => specs,
+        Err(problems) => {
+            report(&problems);
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    for (file, spec) in files.iter().zip(&specs) {
+        let Some(found) = spec.resources.iter().find(|r| r.name == resource) else {
+            let names: Vec<&str> = spec.resources.iter().map(|r| r.name.as_str()).collect();
+            eprintln!(
+                "error: {} declares no resource `{resource}` (it has: {})",
+                file.display(),
+                names.join(", ")
+            );
+            return ExitCode::from(EXIT_INVALID);
+        };
+        if let Some(kind) = kind.filter(|k| *k != found.kind) {
+            eprintln!(
+                "error: resource `{resource}` in {} is a {}, not a {kind}",
+                file.display(),
+                found.kind
+            );
+            return ExitCode::from(EXIT_INVALID);
+        }
+        match runtime.block_on(found.config.migrate()) {
+            Ok(true) => println!(
+                "{}: resource `{resource}` ({}) is up to date",
+                file.display(),
+                found.kind
+            ),
+            Ok(false) => {
+                eprintln!(
+                    "error: resource `{resource}` is a {}, which has nothing to migrate",
+                    found.kind
+                );
+                return ExitCode::from(EXIT_INVALID);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_FAILED);
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }

@@ -1,7 +1,7 @@
 //! Every stage kind of the FX system, by the name pipeline files use.
 //! A new stage is one file plus one line here.
 
-use fxflow_engine::Registry;
+use fxflow_engine::{kafka, Registry};
 
 use crate::fx::FxEvent;
 use crate::{resources, sinks, sources, transforms};
@@ -14,6 +14,7 @@ pub fn registry() -> Registry<FxEvent> {
         .stage::<sources::http_poll::HttpPollConfig>("HttpPoll")
         .stage::<sources::replay::ReplayConfig>("Replay")
         .stage::<sources::synthetic::SyntheticConfig>("Synthetic")
+        .stage::<kafka::KafkaSourceConfig>("KafkaSource")
         // transforms
         .stage::<transforms::enrich::EnrichConfig>("Enrich")
         .stage::<transforms::cross_rate::CrossRateConfig>("CrossRate")
@@ -22,12 +23,14 @@ pub fn registry() -> Registry<FxEvent> {
         .stage::<sinks::stdout::StdoutConfig>("Stdout")
         .stage::<sinks::jsonl_file::JsonlFileConfig>("JsonlFile")
         .stage::<sinks::null::NullConfig>("Null")
+        .stage::<kafka::KafkaSinkConfig>("KafkaSink")
         .stage::<sinks::elasticsearch::ElasticsearchConfig>("Elasticsearch")
         .stage::<sinks::postgres::PostgresConfig>("Postgres")
         .stage::<sinks::redis::RedisConfig>("Redis")
         .stage::<sinks::sqlite::SqliteConfig>("Sqlite")
         // resources
         .resource::<resources::elasticsearch::ElasticsearchResourceConfig>(resources::elasticsearch::KIND)
+        .resource::<kafka::KafkaResourceConfig>(kafka::RESOURCE_KIND)
         .resource::<resources::postgres::PostgresResourceConfig>(resources::postgres::KIND)
         .resource::<resources::redis::RedisResourceConfig>(resources::redis::KIND)
         .resource::<resources::sqlite::SqliteResourceConfig>(resources::sqlite::KIND);

@@ -113,3 +113,14 @@ pub struct AlertFired {
     pub ts: DateTime<Utc>,
     pub source: SourceName,
 }
+
+/// A change to the alert rules: the rule as it now is, or `None` when deleted.
+/// Travels on the compacted `fx.alert-rules` topic keyed by rule id (a deletion
+/// is a tombstone there), so a worker that reads the topic from the start ends
+/// up with the current rule set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertRuleChange {
+    pub id: String,
+    #[serde(default)]
+    pub rule: Option<AlertRule>,
+}

@@ -1,11 +1,14 @@
 //! The FX application's event type.
 
 use chrono::{DateTime, Utc};
+use std::fmt::Write as _;
+
+use fxflow_engine::kafka::WireEvent;
 use fxflow_engine::{DeadLetter, Event, DEAD_LETTER_KIND};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::alert::AlertFired;
+use super::alert::{AlertFired, AlertRuleChange};
 use super::cross::CrossRate;
 use super::pair::Pair;
 use super::quote::{Quote, QuoteSnapshot};
@@ -17,6 +20,7 @@ pub mod kind {
     pub const QUOTE_SNAPSHOT: &str = "QuoteSnapshot";
     pub const CROSS_RATE: &str = "CrossRate";
     pub const ALERT_FIRED: &str = "AlertFired";
+    pub const ALERT_RULE_CHANGE: &str = "AlertRuleChange";
     pub const DEAD_LETTER: &str = fxflow_engine::DEAD_LETTER_KIND;
     /// What the history stores take: prices and alert firings.
     pub const HISTORY: &[&str] = &[QUOTE, CROSS_RATE, ALERT_FIRED];
@@ -30,6 +34,7 @@ pub enum FxEvent {
     QuoteSnapshot(QuoteSnapshot),
     CrossRate(CrossRate),
     AlertFired(AlertFired),
+    AlertRuleChange(AlertRuleChange),
     DeadLetter(DeadLetterRecord),
 }
 
@@ -92,6 +97,7 @@ impl Event for FxEvent {
             FxEvent::QuoteSnapshot(_) => kind::QUOTE_SNAPSHOT,
             FxEvent::CrossRate(_) => kind::CROSS_RATE,
             FxEvent::AlertFired(_) => kind::ALERT_FIRED,
+            FxEvent::AlertRuleChange(_) => kind::ALERT_RULE_CHANGE,
             FxEvent::DeadLetter(_) => DEAD_LETTER_KIND,
         }
     }
@@ -104,5 +110,48 @@ impl Event for FxEvent {
             event: letter.event,
             raw: letter.raw.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
         })
+    }
+}
+
+/// How FX events cross process boundaries (Kafka topics): JSON, keyed so that
+/// everything about one pair stays in order on one partition.
+impl WireEvent for FxEvent {
+    const KINDS: &'static [&'static str] = &[
+        kind::QUOTE,
+        kind::QUOTE_SNAPSHOT,
+        kind::CROSS_RATE,
+        kind::ALERT_FIRED,
+        kind::ALERT_RULE_CHANGE,
+        DEAD_LETTER_KIND,
+    ];
+
+    /// Rates and alerts by pair, snapshots by provider, rule changes by rule id.
+    fn write_key(&self, out: &mut String) -> bool {
+        match self {
+            FxEvent::Quote(q) => write!(out, "{}", q.pair).is_ok(),
+            FxEvent::CrossRate(c) => write!(out, "{}", c.pair).is_ok(),
+            FxEvent::AlertFired(a) => write!(out, "{}", a.pair).is_ok(),
+            FxEvent::QuoteSnapshot(s) => {
+                out.push_str(s.source.as_str());
+                true
+            }
+            FxEvent::AlertRuleChange(c) => {
+                out.push_str(&c.id);
+                true
+            }
+            FxEvent::DeadLetter(d) => {
+                out.push_str(&d.stage);
+                true
+            }
+        }
+    }
+
+    /// A tombstone on the rules changelog deletes the rule named by its key.
+    fn tombstone(key: &[u8]) -> Option<Self> {
+        let id = std::str::from_utf8(key).ok()?;
+        Some(FxEvent::AlertRuleChange(AlertRuleChange {
+            id: id.to_owned(),
+            rule: None,
+        }))
     }
 }

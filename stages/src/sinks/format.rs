@@ -75,6 +75,10 @@ fn text_line(event: &FxEvent, out: &mut Vec<u8>) -> Result<(), serde_json::Error
                 a.pair.format_price(a.value)
             )
         }
+        FxEvent::AlertRuleChange(c) => match &c.rule {
+            Some(rule) => write!(out, "RULE SET {} {} {}", c.id, rule.pair, rule.condition.describe()),
+            None => write!(out, "RULE DELETED {}", c.id),
+        },
         FxEvent::DeadLetter(d) => write!(out, "DEAD LETTER from {} ({}): {}", d.stage, d.reason, d.error),
         FxEvent::QuoteSnapshot(s) => {
             write!(

@@ -18,7 +18,7 @@ use fxflow_engine::{
 use metrics::counter;
 use serde::Deserialize;
 
-use crate::fx::{kind, AlertRule, FxEvent};
+use crate::fx::{kind, AlertFired, AlertRule, AlertRuleChange, FxEvent};
 use rules::RuleBook;
 
 /// Checks quotes and cross rates against alert rules (`Above`, `Below`,
@@ -51,7 +51,7 @@ impl StageConfig<FxEvent> for AlertConfig {
     }
 
     fn accepts(&self) -> Kinds {
-        Kinds::only(&[kind::CROSS_RATE, kind::QUOTE])
+        Kinds::only(&[kind::CROSS_RATE, kind::QUOTE, kind::ALERT_RULE_CHANGE])
     }
 
     fn emits(&self) -> Kinds {
@@ -99,16 +99,42 @@ struct Alert {
 }
 
 impl Alert {
+    /// Replace, add or delete a rule. A replaced rule starts afresh (armed, no cooldown).
+    fn apply(&mut self, change: &AlertRuleChange) -> Result<Vec<AlertFired>, String> {
+        let existed = self.book.remove(&change.id);
+        let Some(rule) = &change.rule else {
+            tracing::info!(rule = %change.id, existed, "Alert rule deleted.");
+            return Ok(Vec::new());
+        };
+        if rule.id != change.id {
+            return Err(format!("change for `{}` carries rule `{}`", change.id, rule.id));
+        }
+        let firings = self.book.add(rule).map_err(|e| e.to_string())?;
+        tracing::info!(rule = %rule.id, replaced = existed, "Alert rule set.");
+        Ok(firings)
+    }
+
     /// Evaluate a batch: firings inherit the ack token of the sample that fired them.
     fn batch(&mut self, batch: Vec<Envelope<FxEvent>>) -> (Vec<Envelope<FxEvent>>, Vec<Failure<FxEvent>>) {
         let mut fired = Vec::new();
         let mut failures = Vec::new();
         for envelope in batch {
+            if let FxEvent::AlertRuleChange(change) = &envelope.event {
+                match self.apply(change) {
+                    Ok(firings) => fired.extend(
+                        firings
+                            .into_iter()
+                            .map(|f| Envelope::new(FxEvent::AlertFired(f), envelope.ack.clone())),
+                    ),
+                    Err(e) => failures.push(Failure::new(envelope, "invalid_rule", e)),
+                }
+                continue;
+            }
             let Some(price) = envelope.event.price() else {
                 failures.push(Failure::new(
                     envelope,
                     "unexpected_kind",
-                    "Alert takes quotes and cross rates",
+                    "Alert takes quotes, cross rates and rule changes",
                 ));
                 continue;
             };

@@ -1,0 +1,212 @@
+//! How events are written to and read from topics.
+//!
+//! One interface, [`Codec`], so a binary format can be added beside JSON
+//! without touching the stages. JSON is the default because other consumers
+//! (a notebook, `kcat`, another team's service) can read it as is. Every
+//! message carries the format version first — `{"v":1,"kind":"CrossRate",...}` —
+//! so a reader refuses a newer layout instead of misreading it.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::event::Event;
+
+/// The layout version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// An application event that can cross process boundaries.
+pub trait WireEvent: Event + Serialize + DeserializeOwned {
+    /// Every kind name the application defines (what a Kafka source may declare in `kinds`).
+    const KINDS: &'static [&'static str];
+
+    /// The message key: events with one key land on one partition, in order.
+    /// Writes the key into `out` and returns `true`, or returns `false` for no key.
+    fn write_key(&self, out: &mut String) -> bool;
+
+    /// The event a keyed message without payload stands for (a tombstone in a
+    /// compacted topic: "this key was deleted"). `None`: such messages are errors.
+    fn tombstone(_key: &[u8]) -> Option<Self> {
+        None
+    }
+}
+
+/// Why a message could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("message has no format version field `v`")]
+    NoVersion,
+    #[error("format version {0} is not supported (this build reads version {FORMAT_VERSION})")]
+    Version(u64),
+    #[error("invalid message: {0}")]
+    Invalid(String),
+}
+
+/// A wire format, chosen per stage with `codec:` (default `Json`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
+pub enum Codec {
+    /// UTF-8 JSON objects with the version first: `{"v":1,"kind":...}`.
+    #[default]
+    Json,
+}
+
+impl Codec {
+    /// Encode `event` into `out` (cleared first).
+    pub fn encode<E: WireEvent>(&self, event: &E, out: &mut Vec<u8>) -> Result<(), String> {
+        match self {
+            Codec::Json => encode_json(event, out),
+        }
+    }
+
+    pub fn decode<E: WireEvent>(&self, bytes: &[u8]) -> Result<E, DecodeError> {
+        match self {
+            Codec::Json => decode_json(bytes),
+        }
+    }
+
+    /// The `content-type` header value messages carry.
+    pub fn content_type(&self) -> &'static str {
+        match self {
+            Codec::Json => "application/json",
+        }
+    }
+}
+
+fn encode_json<E: Serialize>(event: &E, out: &mut Vec<u8>) -> Result<(), String> {
+    out.clear();
+    out.extend_from_slice(b"{\"v\":");
+    out.extend_from_slice(FORMAT_VERSION.to_string().as_bytes());
+    let start = out.len();
+    serde_json::to_writer(&mut *out, event).map_err(|e| e.to_string())?;
+    // The event is an object `{...}`: its opening brace becomes the comma after the version.
+    match out.get(start..start + 2) {
+        Some(b"{}") => {
+            out.truncate(start);
+            out.push(b'}');
+        }
+        Some([b'{', _]) => out[start] = b',',
+        _ => return Err("event does not serialize as a JSON object".into()),
+    }
+    Ok(())
+}
+
+fn decode_json<E: DeserializeOwned>(bytes: &[u8]) -> Result<E, DecodeError> {
+    let version = match leading_version(bytes) {
+        Some(v) => v,
+        None => {
+            // Another writer may order fields differently: find `v` the slow way.
+            #[derive(serde::Deserialize)]
+            struct VersionOnly {
+                v: Option<u64>,
+            }
+            let found: VersionOnly = serde_json::from_slice(bytes).map_err(|e| DecodeError::Invalid(e.to_string()))?;
+            found.v.ok_or(DecodeError::NoVersion)?
+        }
+    };
+    if version != u64::from(FORMAT_VERSION) {
+        return Err(DecodeError::Version(version));
+    }
+    serde_json::from_slice(bytes).map_err(|e| DecodeError::Invalid(e.to_string()))
+}
+
+/// The version of a message we wrote ourselves (`{"v":N,`), without parsing the rest.
+fn leading_version(bytes: &[u8]) -> Option<u64> {
+    let rest = bytes.strip_prefix(b"{\"v\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 9 || !matches!(rest.get(digits), Some(b',') | Some(b'}')) {
+        return None;
+    }
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{DeadLetter, DEAD_LETTER_KIND};
+    use serde::Deserialize;
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(tag = "kind")]
+    enum Ev {
+        Price { pair: String, value: String },
+        Empty {},
+        Dead { error: String },
+    }
+
+    impl Event for Ev {
+        fn kind(&self) -> &'static str {
+            match self {
+                Ev::Price { .. } => "Price",
+                Ev::Empty {} => "Empty",
+                Ev::Dead { .. } => DEAD_LETTER_KIND,
+            }
+        }
+        fn dead_letter(letter: DeadLetter<Self>) -> Self {
+            Ev::Dead { error: letter.error }
+        }
+    }
+
+    impl WireEvent for Ev {
+        const KINDS: &'static [&'static str] = &["Price", "Empty", DEAD_LETTER_KIND];
+        fn write_key(&self, out: &mut String) -> bool {
+            match self {
+                Ev::Price { pair, .. } => {
+                    out.push_str(pair);
+                    true
+                }
+                _ => false,
+            }
+        }
+    }
+
+    fn price() -> Ev {
+        Ev::Price {
+            pair: "EUR/USD".into(),
+            value: "1.16170000000000000000000001".into(),
+        }
+    }
+
+    #[test]
+    fn version_comes_first_and_round_trips() {
+        let mut buf = Vec::new();
+        Codec::Json.encode(&price(), &mut buf).unwrap();
+        let text = std::str::from_utf8(&buf).unwrap();
+        assert_eq!(
+            text,
+            r#"{"v":1,"kind":"Price","pair":"EUR/USD","value":"1.16170000000000000000000001"}"#
+        );
+        assert_eq!(Codec::Json.decode::<Ev>(&buf).unwrap(), price());
+    }
+
+    #[test]
+    fn an_object_without_fields_still_encodes() {
+        let mut buf = Vec::new();
+        Codec::Json.encode(&Ev::Empty {}, &mut buf).unwrap();
+        assert_eq!(std::str::from_utf8(&buf).unwrap(), r#"{"v":1,"kind":"Empty"}"#);
+    }
+
+    #[test]
+    fn other_writers_may_order_fields_differently() {
+        let text = br#"{"kind":"Price","value":"2","pair":"USD/JPY","v":1}"#;
+        assert!(matches!(Codec::Json.decode::<Ev>(text).unwrap(), Ev::Price { .. }));
+    }
+
+    #[test]
+    fn refuses_unknown_versions_and_garbage() {
+        assert_eq!(
+            Codec::Json.decode::<Ev>(br#"{"v":2,"kind":"Price","pair":"x","value":"1"}"#),
+            Err(DecodeError::Version(2))
+        );
+        assert_eq!(
+            Codec::Json.decode::<Ev>(br#"{"kind":"Price","pair":"x","value":"1"}"#),
+            Err(DecodeError::NoVersion)
+        );
+        assert!(matches!(
+            Codec::Json.decode::<Ev>(b"\x00\x01not json"),
+            Err(DecodeError::Invalid(_))
+        ));
+        assert!(matches!(
+            Codec::Json.decode::<Ev>(br#"{"v":1,"kind":"Nope"}"#),
+            Err(DecodeError::Invalid(_))
+        ));
+    }
+}

@@ -1,0 +1,23 @@
+//! Kafka transport: the source and sink that join workers across processes.
+//!
+//! Workers are the same binary running different pipeline files; topics are the
+//! channels between them. The engine stays generic: an application opts in by
+//! implementing [`WireEvent`] for its event type (how an event is keyed and
+//! which kind names exist) and registering [`KafkaSourceConfig`],
+//! [`KafkaSinkConfig`] and [`KafkaResourceConfig`] under names of its choice.
+//!
+//! Delivery is at-least-once end to end: the source commits an offset only when
+//! every event derived from it and from all earlier offsets of its partition is
+//! finalized (see [`offsets`]); the sink acknowledges an event only on a
+//! successful delivery report from an idempotent, `acks=all` producer.
+
+pub mod codec;
+pub mod offsets;
+mod resource;
+mod sink;
+mod source;
+
+pub use codec::{Codec, DecodeError, WireEvent, FORMAT_VERSION};
+pub use resource::{KafkaResource, KafkaResourceConfig, TopicSpec, KIND as RESOURCE_KIND};
+pub use sink::{Compression, KafkaSinkConfig};
+pub use source::{KafkaSourceConfig, OffsetReset, CONSUMER_LAG};

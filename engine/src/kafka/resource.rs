@@ -1,0 +1,158 @@
+//! The `Kafka` resource: where the brokers are, client options every Kafka
+//! stage of the pipeline shares, and the topics the pipeline expects (created
+//! by `fxflow topics create` / `fxflow migrate`).
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::RDKafkaErrorCode;
+use serde::Deserialize;
+
+use crate::registry::{ConfigProblem, ResourceConfig};
+use crate::stage::StageError;
+
+/// The name the resource kind is registered under by convention.
+pub const KIND: &str = "Kafka";
+
+/// A Kafka cluster.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaResourceConfig {
+    /// Bootstrap brokers, comma-separated `host:port`.
+    pub brokers: String,
+    /// librdkafka client properties for every stage using this resource
+    /// (`"security.protocol": "SASL_SSL"`, `"session.timeout.ms": "10000"`); a
+    /// stage's own `options` win.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// Topics the workers use, created by `fxflow topics create --resource NAME FILE...`.
+    #[serde(default)]
+    pub topics: BTreeMap<String, TopicSpec>,
+}
+
+/// How a topic is created.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSpec {
+    /// Partitions: the most consumers of one group that can share the topic.
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    #[serde(default = "default_replication")]
+    pub replication: i32,
+    /// Topic configs, e.g. `"cleanup.policy": "compact"`, `"retention.ms": "604800000"`.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+fn default_partitions() -> i32 {
+    4
+}
+fn default_replication() -> i32 {
+    1
+}
+
+/// The opened resource: what stages need to make their clients.
+#[derive(Debug, Clone)]
+pub struct KafkaResource {
+    pub brokers: String,
+    pub options: BTreeMap<String, String>,
+    pub topics: BTreeMap<String, TopicSpec>,
+}
+
+impl KafkaResource {
+    /// A client config with the brokers, the resource's options, then `overrides`.
+    pub fn client_config<'a>(&self, overrides: impl IntoIterator<Item = (&'a str, &'a str)>) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.options {
+            config.set(k, v);
+        }
+        for (k, v) in overrides {
+            config.set(k, v);
+        }
+        config
+    }
+
+    /// Create the declared topics that do not exist yet. Returns the names created.
+    pub async fn create_topics(&self) -> Result<Vec<String>, StageError> {
+        if self.topics.is_empty() {
+            return Ok(Vec::new());
+        }
+        let admin: AdminClient<DefaultClientContext> = self
+            .client_config([])
+            .create()
+            .map_err(|e| StageError::new(format!("kafka admin client: {e}")))?;
+        let new_topics: Vec<NewTopic<'_>> = self
+            .topics
+            .iter()
+            .map(|(name, spec)| {
+                let mut topic = NewTopic::new(name, spec.partitions, TopicReplication::Fixed(spec.replication));
+                for (k, v) in &spec.config {
+                    topic = topic.set(k, v);
+                }
+                topic
+            })
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let results = admin
+            .create_topics(&new_topics, &options)
+            .await
+            .map_err(|e| StageError::new(format!("creating topics on {}: {e}", self.brokers)))?;
+        let mut created = Vec::new();
+        for result in results {
+            match result {
+                Ok(name) => created.push(name),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => return Err(StageError::new(format!("creating topic `{name}`: {code}"))),
+            }
+        }
+        Ok(created)
+    }
+}
+
+#[async_trait]
+impl ResourceConfig for KafkaResourceConfig {
+    fn check(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        if self.brokers.trim().is_empty() {
+            problems.push(
+                ConfigProblem::field("brokers", "no brokers given").with_hint("e.g. brokers: \"127.0.0.1:9092\""),
+            );
+        }
+        for (name, spec) in &self.topics {
+            if spec.partitions < 1 || spec.replication < 1 {
+                problems.push(ConfigProblem::field(
+                    "topics",
+                    format!("topic `{name}`: partitions and replication must be at least 1"),
+                ));
+            }
+        }
+        problems
+    }
+
+    async fn build(&self) -> Result<Arc<dyn Any + Send + Sync>, StageError> {
+        Ok(Arc::new(KafkaResource {
+            brokers: self.brokers.clone(),
+            options: self.options.clone(),
+            topics: self.topics.clone(),
+        }))
+    }
+
+    /// Kafka's "schema" is its topics: create the declared ones.
+    async fn migrate(&self) -> Result<bool, StageError> {
+        let resource = KafkaResource {
+            brokers: self.brokers.clone(),
+            options: self.options.clone(),
+            topics: self.topics.clone(),
+        };
+        let created = resource.create_topics().await?;
+        tracing::info!(brokers = %self.brokers, created = ?created, declared = self.topics.len(), "Topics ready.");
+        Ok(true)
+    }
+}

@@ -1,0 +1,249 @@
+//! The `KafkaSink` stage: writes events to a topic, acknowledging each only on
+//! its delivery report.
+//!
+//! The producer is idempotent with `acks=all`, so librdkafka's own retries
+//! neither lose nor duplicate nor reorder messages within a partition. A write
+//! enqueues the whole batch (librdkafka batches by `linger`), then waits for
+//! every delivery report; an event whose delivery failed after librdkafka's
+//! retries (`message.timeout.ms`) goes to the error output.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::future_producer::OwnedDeliveryResult;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use serde::Deserialize;
+
+use super::codec::{Codec, WireEvent};
+use super::resource::{KafkaResource, KIND as RESOURCE_KIND};
+use crate::event::{Envelope, Kinds};
+use crate::registry::{BuildContext, ConfigProblem, ResourceUse, StageConfig};
+use crate::stage::{ItemError, Shape, Sink, SinkError, Stage, StageError};
+
+/// Writes events to a Kafka topic (key from the event, so one key stays in order).
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    /// The `Kafka` resource to write to.
+    pub resource: String,
+    pub topic: String,
+    /// Key messages by the event's natural key (pair, provider, rule id) so
+    /// per-key order holds; `false` spreads unkeyed messages over partitions.
+    #[serde(default = "default_true")]
+    pub keyed: bool,
+    /// Batch compression (`None`, `Gzip`, `Snappy`, `Lz4`).
+    #[serde(default)]
+    pub compression: Compression,
+    /// How long librdkafka waits to fill a batch before sending it.
+    #[serde(default = "default_linger", with = "crate::duration")]
+    #[schemars(schema_with = "crate::duration::schema")]
+    pub linger: Duration,
+    /// How long librdkafka keeps retrying a message before it reports failure.
+    #[serde(default = "default_delivery_timeout", with = "crate::duration")]
+    #[schemars(schema_with = "crate::duration::schema")]
+    pub delivery_timeout: Duration,
+    /// The wire format (`Json`: `{"v":1,"kind":...}`).
+    #[serde(default)]
+    pub codec: Codec,
+    /// librdkafka producer properties, over the resource's.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+/// Message compression.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    #[default]
+    Lz4,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_linger() -> Duration {
+    Duration::from_millis(5)
+}
+fn default_delivery_timeout() -> Duration {
+    Duration::from_secs(120)
+}
+
+#[async_trait]
+impl<E: WireEvent> StageConfig<E> for KafkaSinkConfig {
+    fn shape(&self) -> Shape {
+        Shape::Sink
+    }
+
+    fn accepts(&self) -> Kinds {
+        Kinds::Any
+    }
+
+    fn check(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        if self.topic.trim().is_empty() {
+            problems.push(ConfigProblem::field("topic", "no topic given"));
+        }
+        if self.delivery_timeout < Duration::from_millis(1) {
+            problems.push(ConfigProblem::field("delivery_timeout", "must be at least 1ms"));
+        }
+        problems
+    }
+
+    fn resources(&self) -> Vec<ResourceUse> {
+        vec![ResourceUse::new("resource", &self.resource, RESOURCE_KIND)]
+    }
+
+    async fn build(&self, cx: &BuildContext) -> Result<Stage<E>, StageError> {
+        let kafka = cx.resources.get::<KafkaResource>(&self.resource)?;
+        let client_id = format!("{}.{}", cx.pipeline, cx.stage);
+        let linger = self.linger.as_millis().to_string();
+        let timeout = self.delivery_timeout.as_millis().to_string();
+        let compression = match self.compression {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+        };
+        let mut config = kafka.client_config([
+            ("client.id", client_id.as_str()),
+            ("acks", "all"),
+            ("enable.idempotence", "true"),
+            ("compression.type", compression),
+            ("linger.ms", linger.as_str()),
+            ("message.timeout.ms", timeout.as_str()),
+        ]);
+        for (k, v) in &self.options {
+            config.set(k, v);
+        }
+        let producer: FutureProducer = config
+            .create()
+            .map_err(|e| StageError::new(format!("kafka producer: {e}")))?;
+        Ok(Stage::Sink(Box::new(KafkaSink {
+            producer,
+            topic: self.topic.clone(),
+            keyed: self.keyed,
+            codec: self.codec,
+            payload: Vec::new(),
+            key: String::new(),
+        })))
+    }
+}
+
+struct KafkaSink {
+    producer: FutureProducer,
+    topic: String,
+    keyed: bool,
+    codec: Codec,
+    payload: Vec<u8>,
+    key: String,
+}
+
+impl KafkaSink {
+    fn headers(&self) -> OwnedHeaders {
+        OwnedHeaders::new().insert(Header {
+            key: "content-type",
+            value: Some(self.codec.content_type()),
+        })
+    }
+}
+
+#[async_trait]
+impl<E: WireEvent> Sink<E> for KafkaSink {
+    async fn write(&mut self, batch: &[Envelope<E>]) -> Result<(), SinkError> {
+        let mut deliveries: Vec<(usize, DeliveryFuture)> = Vec::with_capacity(batch.len());
+        let mut failed: Vec<ItemError> = Vec::new();
+        let mut waited = 0; // deliveries[..waited] already resolved into `failed`
+        for (index, envelope) in batch.iter().enumerate() {
+            if let Err(e) = self.codec.encode(&envelope.event, &mut self.payload) {
+                failed.push(ItemError {
+                    index,
+                    message: format!("cannot encode: {e}"),
+                    retryable: false,
+                });
+                continue;
+            }
+            self.key.clear();
+            let keyed = self.keyed && envelope.event.write_key(&mut self.key);
+            loop {
+                let mut record = FutureRecord::to(&self.topic)
+                    .payload(&self.payload[..])
+                    .headers(self.headers());
+                if keyed {
+                    record = record.key(self.key.as_str());
+                }
+                match self.producer.send_result(record) {
+                    Ok(delivery) => {
+                        deliveries.push((index, delivery));
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        // librdkafka's queue is full: wait for the oldest outstanding delivery, then retry.
+                        match deliveries.get_mut(waited) {
+                            Some((i, future)) => {
+                                let i = *i;
+                                settle(i, future.await, &mut failed);
+                                waited += 1;
+                            }
+                            None => tokio::time::sleep(Duration::from_millis(5)).await,
+                        }
+                    }
+                    Err((e, _)) => {
+                        failed.push(ItemError {
+                            index,
+                            message: format!("cannot enqueue: {e}"),
+                            retryable: true,
+                        });
+                        break;
+                    }
+                }
+            }
+        }
+        for (index, future) in deliveries.drain(..).skip(waited) {
+            settle(index, future.await, &mut failed);
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            failed.sort_by_key(|f| f.index);
+            Err(SinkError::items(
+                format!(
+                    "{} of {} messages not delivered to `{}`",
+                    failed.len(),
+                    batch.len(),
+                    self.topic
+                ),
+                failed,
+            ))
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(30)))
+            .await
+            .map_err(|e| SinkError::fatal(e.to_string()))?
+            .map_err(|e| SinkError::fatal(format!("flushing the producer: {e}")))
+    }
+}
+
+fn settle<C>(index: usize, outcome: Result<OwnedDeliveryResult, C>, failed: &mut Vec<ItemError>) {
+    match outcome {
+        Ok(Ok(_)) => {}
+        Ok(Err((e, _))) => failed.push(ItemError {
+            index,
+            // librdkafka already retried until `delivery_timeout`; more retries would reorder.
+            message: format!("delivery failed: {e}"),
+            retryable: false,
+        }),
+        Err(_) => failed.push(ItemError {
+            index,
+            message: "the producer was dropped before reporting delivery".into(),
+            retryable: true,
+        }),
+    }
+}

@@ -1,0 +1,619 @@
+//! The `KafkaSource` stage: reads topics, commits what is finished.
+//!
+//! A dedicated thread owns the consumer. It polls, decodes (so decoding runs
+//! beside the pipeline's tasks), and hands batches to the async side, which
+//! forwards them downstream. Each message gets an [`AckToken`] whose callback
+//! records the outcome in the [`OffsetTracker`]; the thread commits the
+//! finished prefix of every partition each `commit_interval`, on revoke and on
+//! shutdown. Rebalance callbacks run on that same thread, inside `poll`, so a
+//! revoke can block there until the partition's in-flight events settle
+//! (`drain_timeout`) and commit them before the partition is released — without
+//! stalling any tokio worker.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use metrics::gauge;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::codec::{Codec, WireEvent};
+use super::offsets::{OffsetTracker, TopicPartition};
+use super::resource::{KafkaResource, KIND as RESOURCE_KIND};
+use crate::ack::AckToken;
+use crate::event::{Envelope, Kinds};
+use crate::metrics::StageLabels;
+use crate::registry::{closest, BuildContext, ConfigProblem, ResourceUse, StageConfig};
+use crate::stage::{Failure, Shape, Source, SourceContext, Stage, StageError};
+use crate::AckStatus;
+
+/// Messages a partition still has to be read, per topic and partition (from librdkafka's statistics).
+pub const CONSUMER_LAG: &str = "fxflow_kafka_consumer_lag";
+
+/// Reads events from Kafka topics, at least once: offsets are committed only
+/// when every event derived from them is finalized downstream.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceConfig {
+    /// The `Kafka` resource to read from.
+    pub resource: String,
+    pub topics: Vec<String>,
+    /// Consumer group: workers running the same file with one group split the
+    /// partitions between them. Without a group the source reads every
+    /// partition from the beginning at each start and commits nothing — for a
+    /// compacted changelog every worker needs in full (alert rules).
+    #[serde(default)]
+    pub group: Option<String>,
+    /// The event kinds the topics carry (checked against the stages downstream;
+    /// a message of another kind goes to the error output).
+    pub kinds: Vec<String>,
+    /// Where a group with no committed offset starts.
+    #[serde(default)]
+    pub auto_offset_reset: OffsetReset,
+    /// How often finished offsets are committed.
+    #[serde(default = "default_commit_interval", with = "crate::duration")]
+    #[schemars(schema_with = "crate::duration::schema")]
+    pub commit_interval: Duration,
+    /// On rebalance or shutdown, how long to wait for in-flight events before
+    /// releasing partitions anyway (their offsets stay uncommitted: re-delivered).
+    #[serde(default = "default_drain_timeout", with = "crate::duration")]
+    #[schemars(schema_with = "crate::duration::schema")]
+    pub drain_timeout: Duration,
+    /// Most messages handed downstream as one batch.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+    /// The wire format (`Json`: `{"v":1,"kind":...}`).
+    #[serde(default)]
+    pub codec: Codec,
+    /// librdkafka consumer properties, over the resource's.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+/// Where to start without a committed offset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+pub enum OffsetReset {
+    /// The oldest message still in the topic.
+    #[default]
+    Earliest,
+    /// Only messages produced from now on.
+    Latest,
+}
+
+fn default_commit_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_batch() -> usize {
+    1024
+}
+
+impl KafkaSourceConfig {
+    fn kinds_of<E: WireEvent>(&self) -> Vec<&'static str> {
+        self.kinds
+            .iter()
+            .filter_map(|k| E::KINDS.iter().copied().find(|known| known == k))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl<E: WireEvent> StageConfig<E> for KafkaSourceConfig {
+    fn shape(&self) -> Shape {
+        Shape::Source
+    }
+
+    fn emits(&self) -> Kinds {
+        Kinds::Only(self.kinds_of::<E>())
+    }
+
+    fn check(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        if self.topics.is_empty() {
+            problems.push(ConfigProblem::field("topics", "no topics given"));
+        }
+        if self.kinds.is_empty() {
+            problems.push(
+                ConfigProblem::field("kinds", "no event kinds given")
+                    .with_hint(format!("the kinds are: {}", E::KINDS.join(", "))),
+            );
+        }
+        for kind in &self.kinds {
+            if !E::KINDS.contains(&kind.as_str()) {
+                let hint = match closest(kind, E::KINDS.iter().copied()) {
+                    Some(near) => format!("did you mean `{near}`?"),
+                    None => format!("the kinds are: {}", E::KINDS.join(", ")),
+                };
+                problems.push(ConfigProblem::field("kinds", format!("unknown event kind `{kind}`")).with_hint(hint));
+            }
+        }
+        if self.max_batch == 0 {
+            problems.push(ConfigProblem::field("max_batch", "must be at least 1"));
+        }
+        if self.commit_interval.is_zero() {
+            problems.push(ConfigProblem::field("commit_interval", "must be longer than zero"));
+        }
+        problems
+    }
+
+    fn resources(&self) -> Vec<ResourceUse> {
+        vec![ResourceUse::new("resource", &self.resource, RESOURCE_KIND)]
+    }
+
+    async fn build(&self, cx: &BuildContext) -> Result<Stage<E>, StageError> {
+        let kafka = cx.resources.get::<KafkaResource>(&self.resource)?;
+        let labels = StageLabels::new(&cx.pipeline, &cx.stage);
+        let shared = Arc::new(Shared {
+            tracker: Mutex::new(OffsetTracker::new()),
+            settled: Condvar::new(),
+            draining: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            revoked: Mutex::new(Vec::new()),
+            drain_timeout: self.drain_timeout,
+            labels: labels.clone(),
+        });
+        let client_id = format!("{}.{}", cx.pipeline, cx.stage);
+        let reset = match self.auto_offset_reset {
+            OffsetReset::Earliest => "earliest",
+            OffsetReset::Latest => "latest",
+        };
+        let mut config = kafka.client_config([
+            ("client.id", client_id.as_str()),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("enable.partition.eof", "false"),
+            ("auto.offset.reset", reset),
+            ("statistics.interval.ms", "2000"),
+            // Incremental rebalancing: when a worker joins or leaves, only the partitions that
+            // move pause (and are drained and committed); the rest keep flowing.
+            ("partition.assignment.strategy", "cooperative-sticky"),
+        ]);
+        match &self.group {
+            Some(group) => config.set("group.id", group),
+            // librdkafka needs a group id even to assign partitions by hand; this one never
+            // joins a group (no subscribe) and never commits.
+            None => config.set("group.id", format!("{client_id}.unmanaged")),
+        };
+        for (k, v) in &self.options {
+            config.set(k, v);
+        }
+        let consumer: BaseConsumer<ConsumerHooks> = config
+            .create_with_context(ConsumerHooks { shared: shared.clone() })
+            .map_err(|e| StageError::new(format!("kafka consumer: {e}")))?;
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        if self.group.is_some() {
+            consumer
+                .subscribe(&topics)
+                .map_err(|e| StageError::new(format!("subscribing to {topics:?}: {e}")))?;
+        } else {
+            assign_everything(&consumer, &shared, &topics)?;
+        }
+        Ok(Stage::Source(Box::new(KafkaSource::<E> {
+            consumer,
+            shared,
+            settings: Settings {
+                group: self.group.is_some(),
+                commit_interval: self.commit_interval,
+                max_batch: self.max_batch,
+                codec: self.codec,
+                kinds: self.kinds_of::<E>(),
+            },
+            _event: std::marker::PhantomData,
+        })))
+    }
+}
+
+/// Without a group: every partition of every topic, from the beginning.
+fn assign_everything(
+    consumer: &BaseConsumer<ConsumerHooks>,
+    shared: &Shared,
+    topics: &[&str],
+) -> Result<(), StageError> {
+    let mut list = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map_err(|e| StageError::new(format!("reading metadata of `{topic}`: {e}")))?;
+        for t in metadata.topics() {
+            if let Some(error) = t.error() {
+                return Err(StageError::new(format!(
+                    "topic `{topic}`: {:?}",
+                    rdkafka::error::RDKafkaErrorCode::from(error)
+                )));
+            }
+            for p in t.partitions() {
+                list.add_partition_offset(topic, p.id(), Offset::Beginning)
+                    .map_err(|e| StageError::new(e.to_string()))?;
+                shared.tracker().assign(TopicPartition::new(topic, p.id()));
+            }
+        }
+    }
+    consumer
+        .assign(&list)
+        .map_err(|e| StageError::new(format!("assigning partitions of {topics:?}: {e}")))
+}
+
+/// State shared by the poll thread, the rebalance hooks and the ack callbacks.
+struct Shared {
+    tracker: Mutex<OffsetTracker>,
+    /// Signalled when an offset settles while someone drains.
+    settled: Condvar,
+    draining: AtomicBool,
+    /// Bumped on every revoke; messages remember the generation they were polled in.
+    generation: AtomicU64,
+    /// Partitions revoked, with the generation the revoke started.
+    revoked: Mutex<Vec<(u64, TopicPartition)>>,
+    drain_timeout: Duration,
+    labels: StageLabels,
+}
+
+impl Shared {
+    fn tracker(&self) -> MutexGuard<'_, OffsetTracker> {
+        self.tracker.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn token(self: &Arc<Self>, tp: TopicPartition, epoch: u64, offset: i64) -> AckToken {
+        let shared = self.clone();
+        AckToken::with_callback(move |status| {
+            shared.tracker().finish(&tp, epoch, offset, status);
+            if shared.draining.load(Ordering::Acquire) {
+                shared.settled.notify_all();
+            }
+        })
+    }
+
+    /// Wait until the in-flight offsets of `tps` settle (or the drain timeout
+    /// passes); returns the positions to commit for them.
+    fn drain(&self, tps: &[TopicPartition]) -> Vec<(TopicPartition, i64)> {
+        let deadline = Instant::now() + self.drain_timeout;
+        self.draining.store(true, Ordering::Release);
+        let mut tracker = self.tracker();
+        loop {
+            let waiting = tracker.unsettled(tps);
+            if waiting == 0 {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                tracing::warn!(stage = %self.labels.stage, waiting, "Drain timed out; unfinished offsets stay uncommitted and will be re-delivered.");
+                self.labels.error("drain_timeout", 1);
+                break;
+            }
+            tracker = self
+                .settled
+                .wait_timeout(tracker, (deadline - now).min(Duration::from_millis(100)))
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
+        self.draining.store(false, Ordering::Release);
+        tracker
+            .to_commit()
+            .into_iter()
+            .filter(|(tp, _)| tps.contains(tp))
+            .collect()
+    }
+
+    fn commit<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, positions: Vec<(TopicPartition, i64)>) {
+        if positions.is_empty() {
+            return;
+        }
+        let mut list = TopicPartitionList::with_capacity(positions.len());
+        for (tp, offset) in &positions {
+            if let Err(e) = list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset)) {
+                tracing::warn!(error = %e, "Bad offset to commit.");
+                return;
+            }
+        }
+        match consumer.commit(&list, CommitMode::Sync) {
+            Ok(()) => self.tracker().committed(&positions),
+            Err(e) => {
+                self.labels.error("commit_failed", 1);
+                tracing::warn!(stage = %self.labels.stage, error = %e, "Offset commit failed; will retry.");
+            }
+        }
+    }
+}
+
+/// librdkafka's callbacks: statistics (consumer lag) and rebalances.
+struct ConsumerHooks {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for ConsumerHooks {
+    fn stats(&self, statistics: Statistics) {
+        let labels = &self.shared.labels;
+        for (topic, t) in statistics.topics {
+            for (partition, p) in t.partitions {
+                if partition < 0 || p.consumer_lag < 0 {
+                    continue; // the internal "unassigned" partition, or lag not known yet
+                }
+                gauge!(CONSUMER_LAG, "pipeline" => labels.pipeline.clone(), "stage" => labels.stage.clone(),
+                    "topic" => topic.clone(), "partition" => partition.to_string())
+                .set(p.consumer_lag as f64);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for ConsumerHooks {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let tps = partitions_of(list);
+            let generation = self.shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
+            self.shared
+                .revoked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(tps.iter().map(|tp| (generation, tp.clone())));
+            let positions = self.shared.drain(&tps);
+            tracing::info!(stage = %self.shared.labels.stage, partitions = tps.len(), commits = positions.len(), "Partitions revoked; committed what finished.");
+            self.shared.commit(consumer, positions);
+            let mut tracker = self.shared.tracker();
+            for tp in &tps {
+                tracker.revoke(tp);
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            let tps = partitions_of(list);
+            tracing::info!(stage = %self.shared.labels.stage, partitions = ?tps.iter().map(|tp| format!("{}[{}]", tp.topic, tp.partition)).collect::<Vec<_>>(), "Partitions assigned.");
+            let mut tracker = self.shared.tracker();
+            for tp in tps {
+                tracker.assign(tp);
+            }
+        }
+    }
+}
+
+fn partitions_of(list: &TopicPartitionList) -> Vec<TopicPartition> {
+    list.elements()
+        .iter()
+        .map(|e| TopicPartition::new(e.topic(), e.partition()))
+        .collect()
+}
+
+struct Settings {
+    group: bool,
+    commit_interval: Duration,
+    max_batch: usize,
+    codec: Codec,
+    kinds: Vec<&'static str>,
+}
+
+struct KafkaSource<E> {
+    consumer: BaseConsumer<ConsumerHooks>,
+    shared: Arc<Shared>,
+    settings: Settings,
+    _event: std::marker::PhantomData<fn() -> E>,
+}
+
+/// A message read but not yet handed downstream.
+struct Polled<E> {
+    tp: TopicPartition,
+    offset: i64,
+    generation: u64,
+    decoded: Result<E, Undecodable>,
+}
+
+struct Undecodable {
+    reason: &'static str,
+    error: String,
+    raw: Vec<u8>,
+}
+
+/// What crosses from the poll thread to the async side.
+enum Item<E> {
+    Event(Envelope<E>),
+    Failure(Failure<E>),
+}
+
+#[async_trait]
+impl<E: WireEvent> Source<E> for KafkaSource<E> {
+    async fn run(self: Box<Self>, cx: SourceContext<E>) -> Result<(), StageError> {
+        let SourceContext {
+            mut outputs, shutdown, ..
+        } = cx;
+        let (tx, mut rx) = mpsc::channel::<Vec<Item<E>>>(2);
+        let stop = Arc::new(AtomicBool::new(false));
+        let poller = {
+            let stop = stop.clone();
+            let name = format!("kafka-{}", self.shared.labels.stage);
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(move || (*self).poll_loop(tx, &stop))
+                .map_err(|e| StageError::new(format!("starting the consumer thread: {e}")))?
+        };
+        let mut stopping = false;
+        let mut result = Ok(());
+        loop {
+            tokio::select! {
+                batch = rx.recv() => {
+                    let Some(batch) = batch else { break };
+                    if let Err(e) = forward(&mut outputs, batch).await {
+                        result = Err(e);
+                        stop.store(true, Ordering::Release);
+                        break;
+                    }
+                }
+                _ = shutdown.wait(), if !stopping => {
+                    stopping = true;
+                    stop.store(true, Ordering::Release);
+                }
+            }
+        }
+        drop(rx);
+        match tokio::task::spawn_blocking(move || poller.join()).await {
+            Ok(Ok(())) => result,
+            _ => Err(StageError::new("the consumer thread panicked")),
+        }
+    }
+}
+
+async fn forward<E: WireEvent>(outputs: &mut crate::stage::Outputs<E>, batch: Vec<Item<E>>) -> Result<(), StageError> {
+    let mut events = Vec::with_capacity(batch.len());
+    let mut failures = Vec::new();
+    for item in batch {
+        match item {
+            Item::Event(envelope) => events.push(envelope),
+            Item::Failure(failure) => failures.push(failure),
+        }
+    }
+    // An unreadable message is finalized (dead-lettered or rejected) so its offset is committed
+    // and it is not retried forever.
+    outputs.dead_letter(failures, AckStatus::Rejected).await?;
+    outputs.send(events).await?;
+    Ok(())
+}
+
+impl<E: WireEvent> KafkaSource<E> {
+    fn poll_loop(self, tx: mpsc::Sender<Vec<Item<E>>>, stop: &AtomicBool) {
+        let mut pending: Vec<Polled<E>> = Vec::with_capacity(self.settings.max_batch);
+        let mut last_commit = Instant::now();
+        let mut topics: Vec<Arc<str>> = Vec::new();
+        let mut reported_blocked = Vec::new();
+        while !stop.load(Ordering::Acquire) {
+            let mut wait = Duration::from_millis(100);
+            while pending.len() < self.settings.max_batch {
+                match self.consumer.poll(wait) {
+                    None => break,
+                    Some(Err(e)) => {
+                        self.shared.labels.error("consume_failed", 1);
+                        tracing::warn!(stage = %self.shared.labels.stage, error = %e, "Kafka consumer error.");
+                        break;
+                    }
+                    Some(Ok(message)) => {
+                        wait = Duration::ZERO;
+                        pending.push(self.read(&message, &mut topics));
+                    }
+                }
+            }
+            if !pending.is_empty() {
+                let batch = self.hand_over(&mut pending);
+                if !batch.is_empty() && tx.blocking_send(batch).is_err() {
+                    break;
+                }
+            }
+            if self.settings.group && last_commit.elapsed() >= self.settings.commit_interval {
+                let positions = self.shared.tracker().to_commit();
+                self.shared.commit(&self.consumer, positions);
+                let blocked = self.shared.tracker().blocked();
+                for (tp, offset) in blocked.iter().filter(|b| !reported_blocked.contains(*b)) {
+                    tracing::error!(stage = %self.shared.labels.stage, topic = %tp.topic, partition = tp.partition, offset,
+                        "An input failed downstream without an error output; commits of this partition wait for a restart to re-deliver it.");
+                }
+                reported_blocked = blocked;
+                last_commit = Instant::now();
+            }
+        }
+        // Stop: let what is in flight finish, commit it, then leave the group (dropping the consumer).
+        drop(tx);
+        if self.settings.group {
+            let assigned = self.shared.tracker().assigned();
+            let positions = self.shared.drain(&assigned);
+            self.shared.commit(&self.consumer, positions);
+        }
+    }
+
+    fn read(&self, message: &BorrowedMessage<'_>, topics: &mut Vec<Arc<str>>) -> Polled<E> {
+        let topic = match topics.iter().find(|t| ***t == *message.topic()) {
+            Some(t) => t.clone(),
+            None => {
+                let t: Arc<str> = message.topic().into();
+                topics.push(t.clone());
+                t
+            }
+        };
+        let tp = TopicPartition {
+            topic,
+            partition: message.partition(),
+        };
+        let offset = message.offset();
+        let generation = self.shared.generation.load(Ordering::Acquire);
+        let at = || format!("{}[{}]@{}", tp.topic, tp.partition, offset);
+        let decoded = match message.payload() {
+            None => match message.key().and_then(E::tombstone) {
+                Some(event) => Ok(event),
+                None => Err(Undecodable {
+                    reason: "empty_payload",
+                    error: format!("{}: message without payload", at()),
+                    raw: message.key().unwrap_or_default().to_vec(),
+                }),
+            },
+            Some(bytes) => match self.settings.codec.decode::<E>(bytes) {
+                Ok(event) if self.settings.kinds.contains(&event.kind()) => Ok(event),
+                Ok(event) => Err(Undecodable {
+                    reason: "unexpected_kind",
+                    error: format!(
+                        "{}: a {} event, but this source declares {}",
+                        at(),
+                        event.kind(),
+                        self.settings.kinds.join(", ")
+                    ),
+                    raw: bytes.to_vec(),
+                }),
+                Err(e) => Err(Undecodable {
+                    reason: "decode_failed",
+                    error: format!("{}: {e}", at()),
+                    raw: bytes.to_vec(),
+                }),
+            },
+        };
+        Polled {
+            tp,
+            offset,
+            generation,
+            decoded,
+        }
+    }
+
+    /// Track the polled messages and attach their tokens. Messages polled
+    /// before a revoke of their partition are dropped: the partition's next
+    /// owner (maybe this worker again) reads them from the committed position.
+    fn hand_over(&self, pending: &mut Vec<Polled<E>>) -> Vec<Item<E>> {
+        let revoked = std::mem::take(&mut *self.shared.revoked.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut tracked = Vec::with_capacity(pending.len());
+        {
+            let mut tracker = self.shared.tracker();
+            for polled in pending.drain(..) {
+                let stale = revoked.iter().any(|(g, tp)| *g > polled.generation && *tp == polled.tp);
+                let epoch = if stale {
+                    None
+                } else {
+                    tracker.track(&polled.tp, polled.offset)
+                };
+                match epoch {
+                    Some(epoch) => tracked.push((polled, epoch)),
+                    None => self.shared.labels.discarded("partition_revoked", 1),
+                }
+            }
+        }
+        tracked
+            .into_iter()
+            .map(|(polled, epoch)| {
+                let ack = self.shared.token(polled.tp, epoch, polled.offset);
+                match polled.decoded {
+                    Ok(event) => Item::Event(Envelope::new(event, ack)),
+                    Err(bad) => Item::Failure(Failure {
+                        event: None,
+                        raw: Some(bad.raw),
+                        reason: bad.reason,
+                        error: bad.error,
+                        ack,
+                    }),
+                }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,341 @@
+//! Single-process tests of the Kafka source and sink against librdkafka's mock
+//! cluster (a real Kafka protocol implementation inside librdkafka; no broker
+//! process). Multi-process tests over a real broker are in `tests/`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use fxflow_engine::kafka::{Codec, WireEvent};
+use fxflow_engine::{
+    async_trait, BuildContext, Envelope, Registry, Shape, Sink, SinkError, Stage, StageConfig, StageError,
+};
+use fxflow_stages::fx::{FxEvent, Quote, SourceName};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use serde::Deserialize;
+
+/// Events a `Record` sink stored, by probe name.
+type Probe = Arc<Mutex<Vec<FxEvent>>>;
+
+fn recorded(name: &str) -> Probe {
+    static PROBES: OnceLock<Mutex<HashMap<String, Probe>>> = OnceLock::new();
+    PROBES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .entry(name.to_owned())
+        .or_default()
+        .clone()
+}
+
+/// A test sink: stores into a probe after `delay_ms` per event, or refuses everything with `fail: true`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct RecordConfig {
+    probe: String,
+    #[serde(default)]
+    delay_ms: u64,
+    #[serde(default)]
+    fail: bool,
+}
+
+struct Record {
+    events: Arc<Mutex<Vec<FxEvent>>>,
+    delay: Duration,
+    fail: bool,
+}
+
+#[async_trait]
+impl StageConfig<FxEvent> for RecordConfig {
+    fn shape(&self) -> Shape {
+        Shape::Sink
+    }
+    async fn build(&self, _cx: &BuildContext) -> Result<Stage<FxEvent>, StageError> {
+        Ok(Stage::Sink(Box::new(Record {
+            events: recorded(&self.probe),
+            delay: Duration::from_millis(self.delay_ms),
+            fail: self.fail,
+        })))
+    }
+}
+
+#[async_trait]
+impl Sink<FxEvent> for Record {
+    async fn write(&mut self, batch: &[Envelope<FxEvent>]) -> Result<(), SinkError> {
+        tokio::time::sleep(self.delay * batch.len() as u32).await;
+        if self.fail {
+            return Err(SinkError::fatal("this store refuses everything"));
+        }
+        self.events
+            .lock()
+            .unwrap()
+            .extend(batch.iter().map(|e| e.event.clone()));
+        Ok(())
+    }
+}
+
+fn registry() -> Registry<FxEvent> {
+    let mut registry = fxflow_stages::registry();
+    registry.stage::<RecordConfig>("Record");
+    registry
+}
+
+fn quote(i: u32) -> FxEvent {
+    FxEvent::Quote(Quote {
+        pair: if i.is_multiple_of(2) { "EUR/USD" } else { "USD/JPY" }.parse().unwrap(),
+        bid: rust_decimal::Decimal::new(11_000 + i as i64, 4),
+        ask: rust_decimal::Decimal::new(11_002 + i as i64, 4),
+        ts: chrono::DateTime::from_timestamp(1_700_000_000 + i as i64, 0).unwrap(),
+        source: SourceName::intern("test").unwrap(),
+        enrichment: None,
+    })
+}
+
+async fn produce(brokers: &str, topic: &str, messages: impl IntoIterator<Item = (Option<String>, Vec<u8>)>) {
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+    for (key, payload) in messages {
+        let mut record = FutureRecord::to(topic).payload(&payload);
+        if let Some(key) = &key {
+            record = record.key(key.as_str());
+        }
+        producer.send(record, Duration::from_secs(5)).await.unwrap();
+    }
+    producer.flush(Duration::from_secs(5)).unwrap();
+}
+
+fn encoded(event: &FxEvent) -> (Option<String>, Vec<u8>) {
+    let mut payload = Vec::new();
+    Codec::Json.encode(event, &mut payload).unwrap();
+    let mut key = String::new();
+    event.write_key(&mut key);
+    (Some(key), payload)
+}
+
+/// The group's committed offset per partition (`None` where nothing is committed).
+fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition(topic, p);
+    }
+    let offsets = consumer.committed_offsets(list, Duration::from_secs(5)).unwrap();
+    offsets
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        })
+        .collect()
+}
+
+fn pipeline(name: &str, brokers: &str, body: &str) -> fxflow_engine::PipelineSpec<FxEvent> {
+    let text = format!(
+        r#"Pipeline(
+            name: "{name}",
+            resources: {{ "kafka": Kafka(brokers: "{brokers}") }},
+            stages: {{ {body} }},
+        )"#
+    );
+    fxflow_engine::spec::load_str("test.ron", &text, &registry(), |_| None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    for _ in 0..300 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn mock() -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+    MockCluster::new(1).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_are_committed_only_after_the_sink_stored_the_events() {
+    let cluster = mock();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("in", 1, 1).unwrap();
+    produce(&brokers, "in", (0..50).map(|i| encoded(&quote(i)))).await;
+
+    // A sink that refuses everything and has no error output: nothing may be committed.
+    let source = r#""in": KafkaSource(resource: "kafka", topics: ["in"], group: "g", kinds: ["Quote"], commit_interval: "100ms",
+        options: {"session.timeout.ms": "6000", "heartbeat.interval.ms": "500"}),"#;
+    let refusing = pipeline(
+        "refusing",
+        &brokers,
+        &format!(r#"{source} "store": Record(inputs: ["in"], probe: "refused", fail: true, retry: (attempts: 0)),"#),
+    );
+    let running = fxflow_engine::start(refusing).await.unwrap();
+    // Wait until the source has read everything (the messages reached the sink and failed).
+    wait_for("the refusing run to read the topic", || {
+        let text = fxflow_engine::metrics::install_recorder().render();
+        fxflow_engine::testkit::counter_value(
+            &text,
+            "fxflow_stage_errors_total",
+            &[("pipeline", "refusing"), ("error_type", "write_failed")],
+        ) >= 50.0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // several commit intervals
+    running.stop(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(
+        committed(&brokers, "g", "in", 1),
+        vec![None],
+        "a failed input must not be committed"
+    );
+
+    // The same group with a working sink gets every message again, then commits them all.
+    let storing = pipeline(
+        "storing",
+        &brokers,
+        &format!(r#"{source} "store": Record(inputs: ["in"], probe: "stored"),"#),
+    );
+    let stored = recorded("stored");
+    let running = fxflow_engine::start(storing).await.unwrap();
+    wait_for("all 50 re-delivered", || stored.lock().unwrap().len() >= 50).await;
+    running.stop(Duration::from_secs(30)).await.unwrap();
+    let got = stored.lock().unwrap().clone();
+    assert_eq!(got, (0..50).map(quote).collect::<Vec<_>>(), "every event, in order");
+    assert_eq!(committed(&brokers, "g", "in", 1), vec![Some(50)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_messages_go_to_the_error_output_and_are_committed() {
+    let cluster = mock();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("in", 1, 1).unwrap();
+    let mut messages = vec![encoded(&quote(0))];
+    messages.push((None, b"{\"v\":1,\"kind\":\"Quote\",\"pair\":\"EUR/XXX\"}".to_vec()));
+    messages.push((None, b"\xff\xfe not json at all".to_vec()));
+    messages.push((None, b"{\"v\":7,\"kind\":\"Quote\"}".to_vec()));
+    let mut alert = Vec::new();
+    Codec::Json
+        .encode(
+            &FxEvent::AlertRuleChange(fxflow_stages::fx::AlertRuleChange {
+                id: "r".into(),
+                rule: None,
+            }),
+            &mut alert,
+        )
+        .unwrap();
+    messages.push((None, alert)); // decodes, but is not a declared kind
+    messages.push(encoded(&quote(1)));
+    produce(&brokers, "in", messages).await;
+
+    let spec = pipeline(
+        "dlq",
+        &brokers,
+        r#""in": KafkaSource(resource: "kafka", topics: ["in"], group: "d", kinds: ["Quote"], commit_interval: "100ms"),
+           "good": Record(inputs: ["in"], probe: "dlq-good"),
+           "bad": Record(inputs: ["in.errors"], probe: "dlq-bad"),"#,
+    );
+    let (good, bad) = (recorded("dlq-good"), recorded("dlq-bad"));
+    let running = fxflow_engine::start(spec).await.unwrap();
+    wait_for("2 good and 4 dead letters", || {
+        good.lock().unwrap().len() == 2 && bad.lock().unwrap().len() == 4
+    })
+    .await;
+    running.stop(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(*good.lock().unwrap(), vec![quote(0), quote(1)]);
+    let letters: Vec<_> = bad
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| match e {
+            FxEvent::DeadLetter(d) => d.clone(),
+            other => panic!("not a dead letter: {other:?}"),
+        })
+        .collect();
+    let reasons: Vec<&str> = letters.iter().map(|d| d.reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        ["decode_failed", "decode_failed", "decode_failed", "unexpected_kind"]
+    );
+    for (letter, offset) in letters.iter().zip(1..) {
+        assert_eq!(letter.stage, "in");
+        assert!(
+            letter.error.starts_with(&format!("in[0]@{offset}: ")),
+            "{}",
+            letter.error
+        );
+        assert!(letter.raw.is_some(), "the original bytes travel with the letter");
+    }
+    assert!(letters[0].raw.as_deref().unwrap().contains("EUR/XXX"));
+    assert!(letters[2].error.contains("version 7"), "{}", letters[2].error);
+    assert_eq!(
+        committed(&brokers, "d", "in", 1),
+        vec![Some(6)],
+        "bad messages are not retried forever"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_drains_and_commits_before_giving_partitions_up() {
+    let cluster = mock();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("in", 4, 1).unwrap();
+    let total = 400u32;
+    produce(
+        &brokers,
+        "in",
+        (0..total).map(|i| (Some(format!("k{i}")), encoded(&quote(i)).1)),
+    )
+    .await;
+
+    // Worker A starts alone with a slow sink, so events are in flight when B joins.
+    let body = |probe: &str| {
+        format!(
+            r#""in": KafkaSource(resource: "kafka", topics: ["in"], group: "r", kinds: ["Quote"], max_batch: 10,
+                   options: {{"session.timeout.ms": "6000", "heartbeat.interval.ms": "500"}}),
+               "store": Record(inputs: ["in"], probe: "{probe}", delay_ms: 20, buffer: (capacity: 10)),"#
+        )
+    };
+    let (a, b) = (recorded("rebalance-a"), recorded("rebalance-b"));
+    let worker_a = fxflow_engine::start(pipeline("a", &brokers, &body("rebalance-a")))
+        .await
+        .unwrap();
+    wait_for("A to start storing", || a.lock().unwrap().len() >= 20).await;
+    let worker_b = fxflow_engine::start(pipeline("b", &brokers, &body("rebalance-b")))
+        .await
+        .unwrap();
+    wait_for("A and B to store every event", || {
+        a.lock().unwrap().len() + b.lock().unwrap().len() >= total as usize
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // any duplicate would arrive by now
+    worker_a.stop(Duration::from_secs(30)).await.unwrap();
+    worker_b.stop(Duration::from_secs(30)).await.unwrap();
+
+    let (a, b) = (a.lock().unwrap().clone(), b.lock().unwrap().clone());
+    assert!(!b.is_empty(), "B took partitions over");
+    let mut all: Vec<String> = a.iter().chain(&b).map(|e| format!("{e:?}")).collect();
+    all.sort();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(
+        before,
+        all.len(),
+        "A committed what it finished before releasing: nothing stored twice"
+    );
+    assert_eq!(all.len(), total as usize);
+    let offsets: i64 = committed(&brokers, "r", "in", 4)
+        .into_iter()
+        .map(|o| o.unwrap_or(0))
+        .sum();
+    assert_eq!(offsets, total as i64, "every partition committed to its end");
+}
