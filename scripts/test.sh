@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every fxflow test on a fresh machine of our kind: starts the services the
 # tests talk to (PostgreSQL with database `test`, Redis, the noida-db Elasticsearch
-# stand-in), installing them if missing,
+# stand-in, the tansu Kafka-protocol broker), installing them if missing,
 # then `cargo test`.
 # Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
@@ -58,8 +58,21 @@ ensure_noida() {
     command -v noida-db >/dev/null 2>&1 || { say "noida-db is not on PATH after installing it"; exit 1; }
 }
 
+ensure_tansu() {
+    # The Kafka-protocol broker of the multi-process tests (no Docker here, so no Apache Kafka).
+    # The stock build has no storage engine; this feature set is the one verified with fxflow.
+    if [ -x "${TANSU:-$HOME/.cargo/bin/tansu}" ] && "${TANSU:-$HOME/.cargo/bin/tansu}" --version 2>/dev/null | grep -q "0.6.0"; then
+        export TANSU="${TANSU:-$HOME/.cargo/bin/tansu}"
+        return
+    fi
+    say "Installing tansu 0.6.0 (Kafka-protocol broker for tests; ~10-30 min on 2 cores, once)"
+    cargo install tansu --version 0.6.0 --locked --features dynostore,libsql,postgres
+    export TANSU="$HOME/.cargo/bin/tansu"
+}
+
 install_missing
 ensure_noida
+ensure_tansu
 ensure_postgres
 ensure_test_database
 ensure_redis

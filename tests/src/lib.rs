@@ -18,8 +18,14 @@ pub fn fxflow_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        // FXFLOW_PROFILE=release (benchmarks) builds and uses the optimised binary.
+        let release = std::env::var("FXFLOW_PROFILE").is_ok_and(|p| p == "release");
+        let mut args = vec!["build", "--quiet", "-p", "fxflow-stages", "--bin", "fxflow"];
+        if release {
+            args.push("--release");
+        }
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "fxflow-stages", "--bin", "fxflow"])
+            .args(&args)
             .current_dir(workspace())
             .status()
             .expect("cargo runs");
@@ -27,7 +33,7 @@ pub fn fxflow_bin() -> &'static Path {
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| workspace().join("target"));
-        target.join("debug").join("fxflow")
+        target.join(if release { "release" } else { "debug" }).join("fxflow")
     })
 }
 
@@ -82,5 +88,194 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
             "timed out after {timeout:?} waiting for {what}"
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The tansu binary (a Kafka-protocol broker; `scripts/test.sh` installs it).
+pub fn tansu_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("TANSU") {
+        return PathBuf::from(path);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let installed = home.join(".cargo/bin/tansu");
+    if installed.exists() {
+        installed
+    } else {
+        PathBuf::from("tansu")
+    }
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    wait_for(what, Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+    });
+}
+
+fn log_file(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("log file")
+}
+
+/// A real Kafka-protocol broker (tansu with its SQLite storage engine) in a
+/// directory of its own. Stopped with SIGKILL: tansu's SIGTERM shutdown
+/// corrupts its idempotent-producer state, and a crash is what we test anyway.
+pub struct Broker {
+    dir: PathBuf,
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl Broker {
+    pub fn start(dir: &Path) -> Broker {
+        let mut broker = Broker {
+            dir: dir.to_owned(),
+            port: free_port(),
+            child: None,
+        };
+        broker.restart();
+        broker
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Start (again) on the same port and data.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "broker already running");
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = self.dir.join("broker.log");
+        let child = Command::new(tansu_bin())
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(&self.dir)
+            .stdout(log_file(&log))
+            .stderr(log_file(&log))
+            .spawn()
+            .expect("tansu runs (scripts/test.sh installs it)");
+        self.child = Some(child);
+        wait_for_port(self.port, "the broker to listen");
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An `fxflow run FILE` worker process, restartable, with its logs kept.
+pub struct Worker {
+    pub name: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    child: Option<std::process::Child>,
+    pub starts: u32,
+}
+
+impl Worker {
+    pub fn start(name: &str, file: &Path, env: &[(&str, String)], dir: &Path) -> Worker {
+        let mut worker = Worker {
+            name: name.to_owned(),
+            args: vec![
+                "--log-format".into(),
+                "text".into(),
+                "run".into(),
+                file.display().to_string(),
+            ],
+            env: env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            log: dir.join(format!("{name}.log")),
+            child: None,
+            starts: 0,
+        };
+        worker.restart();
+        worker
+    }
+
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "worker {} already running", self.name);
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let mut command = fxflow(&args);
+        command
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn");
+        for (k, v) in &self.env {
+            command.env(k, v);
+        }
+        let child = command
+            .stdout(log_file(&self.log))
+            .stderr(log_file(&self.log))
+            .spawn()
+            .expect("fxflow runs");
+        self.child = Some(child);
+        self.starts += 1;
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM: drain and exit.
+    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        self.wait_child(&mut child, timeout)
+    }
+
+    /// Wait for the worker to end by itself (a finite source).
+    pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        self.wait_child(&mut child, timeout)
+    }
+
+    fn wait_child(&self, child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if start.elapsed() > timeout {
+                let _ = child.kill();
+                panic!(
+                    "worker {} did not finish within {timeout:?}; log:\n{}",
+                    self.name,
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => child.try_wait().expect("wait").is_none(),
+            None => false,
+        }
+    }
+
+    /// Everything every incarnation logged.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill9();
     }
 }

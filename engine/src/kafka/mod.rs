@@ -20,4 +20,4 @@ mod source;
 pub use codec::{Codec, DecodeError, WireEvent, FORMAT_VERSION};
 pub use resource::{KafkaResource, KafkaResourceConfig, TopicSpec, KIND as RESOURCE_KIND};
 pub use sink::{Compression, KafkaSinkConfig};
-pub use source::{KafkaSourceConfig, OffsetReset, CONSUMER_LAG};
+pub use source::{Assignment, KafkaSourceConfig, OffsetReset, CONSUMER_LAG};

@@ -52,6 +52,20 @@ pub struct KafkaSourceConfig {
     /// compacted changelog every worker needs in full (alert rules).
     #[serde(default)]
     pub group: Option<String>,
+    /// How partitions are shared out. `Subscribe` (default): the consumer group
+    /// protocol splits them between the workers of `group` and rebalances when
+    /// one joins or leaves. `AllPartitions`: this worker reads every partition
+    /// itself and commits under `group`, without joining it — for a single
+    /// worker per group, which then never waits for a rebalance (a restart
+    /// resumes at once from the committed offsets).
+    #[serde(default)]
+    pub assignment: Assignment,
+    /// Static group membership (`group.instance.id`): a worker restarted with
+    /// the same instance name takes its partitions back at once instead of
+    /// waiting for the group to notice the old process is gone. Give each
+    /// worker of a group its own name (e.g. from `${HOSTNAME}`); empty = none.
+    #[serde(default)]
+    pub instance: Option<String>,
     /// The event kinds the topics carry (checked against the stages downstream;
     /// a message of another kind goes to the error output).
     pub kinds: Vec<String>,
@@ -76,6 +90,16 @@ pub struct KafkaSourceConfig {
     /// librdkafka consumer properties, over the resource's.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+}
+
+/// How a source gets its partitions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+pub enum Assignment {
+    /// Join `group`; its members split the partitions.
+    #[default]
+    Subscribe,
+    /// Take every partition, resume from `group`'s committed offsets, never join the group.
+    AllPartitions,
 }
 
 /// Where to start without a committed offset.
@@ -184,6 +208,9 @@ impl<E: WireEvent> StageConfig<E> for KafkaSourceConfig {
             // joins a group (no subscribe) and never commits.
             None => config.set("group.id", format!("{client_id}.unmanaged")),
         };
+        if let Some(instance) = self.instance.as_deref().filter(|i| !i.is_empty()) {
+            config.set("group.instance.id", instance);
+        }
         for (k, v) in &self.options {
             config.set(k, v);
         }
@@ -191,12 +218,13 @@ impl<E: WireEvent> StageConfig<E> for KafkaSourceConfig {
             .create_with_context(ConsumerHooks { shared: shared.clone() })
             .map_err(|e| StageError::new(format!("kafka consumer: {e}")))?;
         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
-        if self.group.is_some() {
-            consumer
+        match (&self.group, self.assignment) {
+            (Some(_), Assignment::Subscribe) => consumer
                 .subscribe(&topics)
-                .map_err(|e| StageError::new(format!("subscribing to {topics:?}: {e}")))?;
-        } else {
-            assign_everything(&consumer, &shared, &topics)?;
+                .map_err(|e| StageError::new(format!("subscribing to {topics:?}: {e}")))?,
+            // Resume from the group's committed offsets (then `auto_offset_reset`).
+            (Some(_), Assignment::AllPartitions) => assign_everything(&consumer, &shared, &topics, Offset::Stored)?,
+            (None, _) => assign_everything(&consumer, &shared, &topics, Offset::Beginning)?,
         }
         Ok(Stage::Source(Box::new(KafkaSource::<E> {
             consumer,
@@ -213,11 +241,12 @@ impl<E: WireEvent> StageConfig<E> for KafkaSourceConfig {
     }
 }
 
-/// Without a group: every partition of every topic, from the beginning.
+/// Every partition of every topic, from `start`, without group membership.
 fn assign_everything(
     consumer: &BaseConsumer<ConsumerHooks>,
     shared: &Shared,
     topics: &[&str],
+    start: Offset,
 ) -> Result<(), StageError> {
     let mut list = TopicPartitionList::new();
     for topic in topics {
@@ -232,7 +261,7 @@ fn assign_everything(
                 )));
             }
             for p in t.partitions() {
-                list.add_partition_offset(topic, p.id(), Offset::Beginning)
+                list.add_partition_offset(topic, p.id(), start)
                     .map_err(|e| StageError::new(e.to_string()))?;
                 shared.tracker().assign(TopicPartition::new(topic, p.id()));
             }
