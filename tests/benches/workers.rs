@@ -9,7 +9,8 @@
 //! 2. Chain: ingest (synthetic, 4 providers, as fast as possible) → process →
 //!    alerts as three OS processes; snapshots/s, quotes/s and broker messages/s
 //!    until the alerts worker has read every cross.
-//! 3. Latency: ingest at 1,000 snapshots/s; alert rules at every pip around
+//! 3. Latency: ingest at `--rate` snapshots/s (default 200: 1,000/s is 29,000 broker
+//!    messages/s, above tansu's ceiling here); alert rules at every pip around
 //!    EUR/USD fire many times a second; p50/p99 of (arrival on fx.alerts −
 //!    the quote's own timestamp).
 
@@ -24,24 +25,48 @@ use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 const RATE_MESSAGE: &str = r#"{"v":1,"kind":"CrossRate","pair":"GBP/JPY","bid":"210.69800900000000000000000000","ask":"210.69800900000000000000000000","ts":"2026-10-30T00:00:00Z","source":"ecb","via":"EUR"}"#;
 
 fn main() {
+    // A fresh broker per phase: tansu 0.6's SQLite storage has failed ("UnableToSend") after a
+    // few hundred thousand messages in one run here.
+    println!("broker: tansu 0.6.0, SQLite storage, one fresh broker per phase");
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str, default: usize| {
+        args.iter()
+            .find_map(|a| a.strip_prefix(&format!("--{name}="))?.parse().ok())
+            .unwrap_or(default)
+    };
+    {
+        let (dir, broker) = fresh();
+        ceiling(&broker.address(), arg("ceiling", 60_000));
+        drop(dir);
+    }
+    {
+        let (dir, broker) = fresh();
+        chain(dir.path(), &broker.address(), arg("snapshots", 2_000));
+    }
+    {
+        let (dir, broker) = fresh();
+        latency(
+            dir.path(),
+            &broker.address(),
+            arg("rate", 200) as u32,
+            arg("seconds", 15),
+        );
+    }
+}
+
+fn fresh() -> (tempfile::TempDir, Broker) {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path());
-    let brokers = broker.address();
-    println!("broker: tansu 0.6.0, SQLite storage, {brokers}");
-    ceiling(&brokers, 200_000);
     let created = fxflow(&["topics", "create", "--resource", "kafka"])
         .args(["pipelines/ingest.ron", "pipelines/process.ron", "pipelines/alerts.ron"])
-        .env("KAFKA_BROKERS", &brokers)
+        .env("KAFKA_BROKERS", broker.address())
         .output()
         .unwrap();
     assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
-    chain(dir.path(), &brokers, 5_000);
-    latency(dir.path(), &brokers, 1_000, 20);
+    (dir, broker)
 }
 
 fn ceiling(brokers: &str, n: usize) {
-    let admin = fxflow(&["topics", "create", "--resource", "kafka"]);
-    drop(admin);
     let file = std::env::temp_dir().join(format!("ceiling-{}.ron", std::process::id()));
     std::fs::write(
         &file,
@@ -105,7 +130,9 @@ fn ceiling(brokers: &str, n: usize) {
 }
 
 fn metric(port: u16, line_start: &str) -> f64 {
-    let Ok((_, body)) = http_get(port, "/metrics") else { return 0.0 };
+    let Ok((_, body)) = http_get(port, "/metrics") else {
+        return 0.0;
+    };
     body.lines()
         .filter(|l| l.starts_with(line_start))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -117,6 +144,9 @@ fn env(brokers: &str, port: u16) -> Vec<(&'static str, String)> {
         ("KAFKA_BROKERS", brokers.to_owned()),
         ("FXFLOW_TELEMETRY", format!("127.0.0.1:{port}")),
         ("RUST_LOG", "warn".to_owned()),
+        // One worker per file, no group coordination: under load tansu 0.6 answers group
+        // requests too late and the groups keep rebalancing (ARCHITECTURE.md §10).
+        ("FXFLOW_ASSIGNMENT", "AllPartitions".to_owned()),
     ]
 }
 
@@ -125,7 +155,10 @@ fn synthetic_ingest(dir: &std::path::Path, brokers: &str, count: usize, rate: u3
         .iter()
         .enumerate()
         .map(|(i, name)| {
-            format!(r#""{name}": Synthetic(source: "{name}", seed: {i}, count: {}, rate: {rate}),"#, count / 4)
+            format!(
+                r#""{name}": Synthetic(source: "{name}", seed: {i}, count: {}, rate: {rate}),"#,
+                count / 4
+            )
         })
         .collect();
     let file = dir.join(format!("ingest-{rate}.ron"));
@@ -149,16 +182,20 @@ fn chain(dir: &std::path::Path, brokers: &str, snapshots: usize) {
     let mut process = Worker::start("process", &root.join("process.ron"), &env(brokers, pp), dir);
     let mut alerts = Worker::start("alerts", &root.join("alerts.ron"), &env(brokers, ap), dir);
     for port in [pp, ap] {
-        wait_for("workers up", Duration::from_secs(60), || http_get(port, "/ready").ok().filter(|r| r.0 == 200));
+        wait_for("workers up", Duration::from_secs(60), || {
+            http_get(port, "/ready").ok().filter(|r| r.0 == 200)
+        });
     }
     std::thread::sleep(Duration::from_secs(3)); // group assignment
     let ingest_file = synthetic_ingest(dir, brokers, snapshots, 0);
     let started = Instant::now();
     let mut ingest = Worker::start("ingest", &ingest_file, &env(brokers, ip), dir);
     let crosses = (snapshots / 4 * 4 * 28) as f64;
-    wait_for("the alerts worker to read every cross", Duration::from_secs(600), || {
-        (metric(ap, "fxflow_stage_sent_events_total{pipeline=\"alerts\",stage=\"rates\"") >= crosses).then_some(())
-    });
+    wait_for(
+        "the alerts worker to read every cross",
+        Duration::from_secs(600),
+        || (metric(ap, "fxflow_stage_sent_events_total{pipeline=\"alerts\",stage=\"rates\"") >= crosses).then_some(()),
+    );
     let elapsed = started.elapsed().as_secs_f64();
     let snaps = (snapshots / 4 * 4) as f64;
     println!(
@@ -179,8 +216,12 @@ fn latency(dir: &std::path::Path, brokers: &str, rate: u32, seconds: usize) {
         .flat_map(|t| {
             let t = format!("1.{:04}", t - 10_000);
             [
-                format!(r#"(id: "up-{t}", pair: "EUR/USD", condition: CrossingUp({t}), trigger: Every(rearm: 0.0001)),"#),
-                format!(r#"(id: "down-{t}", pair: "EUR/USD", condition: CrossingDown({t}), trigger: Every(rearm: 0.0001)),"#),
+                format!(
+                    r#"(id: "up-{t}", pair: "EUR/USD", condition: CrossingUp({t}), trigger: Every(rearm: 0.0001)),"#
+                ),
+                format!(
+                    r#"(id: "down-{t}", pair: "EUR/USD", condition: CrossingDown({t}), trigger: Every(rearm: 0.0001)),"#
+                ),
             ]
         })
         .collect();
@@ -214,7 +255,9 @@ fn latency(dir: &std::path::Path, brokers: &str, rate: u32, seconds: usize) {
     let mut process = Worker::start("process-latency", &root.join("process.ron"), &process_env, dir);
     let mut alerts = Worker::start("alerts-latency", &alerts_file, &env(brokers, ap), dir);
     for port in [pp, ap] {
-        wait_for("workers up", Duration::from_secs(60), || http_get(port, "/ready").ok().filter(|r| r.0 == 200));
+        wait_for("workers up", Duration::from_secs(60), || {
+            http_get(port, "/ready").ok().filter(|r| r.0 == 200)
+        });
     }
     // Let the groups settle and the probe get its partitions before the clock starts.
     let settle = Instant::now();
