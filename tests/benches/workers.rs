@@ -147,6 +147,10 @@ fn env(brokers: &str, port: u16) -> Vec<(&'static str, String)> {
         // One worker per file, no group coordination: under load tansu 0.6 answers group
         // requests too late and the groups keep rebalancing (ARCHITECTURE.md §10).
         ("FXFLOW_ASSIGNMENT", "AllPartitions".to_owned()),
+        (
+            "FXFLOW_LINGER",
+            std::env::var("FXFLOW_LINGER").unwrap_or_else(|_| "5ms".into()),
+        ),
     ]
 }
 
