@@ -169,10 +169,15 @@ pub fn reference<E: Event>(registry: &Registry<E>, intro: &str) -> String {
     );
     let _ = writeln!(
         out,
-        "| `retry` | sinks | `(attempts: {}, initial_backoff: \"{}\", max_backoff: \"{}\")` | Retries of a failed write, with doubling backoff, before the events go to the error output (or are marked failed). |\n",
+        "| `retry` | sinks | `(attempts: {}, initial_backoff: \"{}\", max_backoff: \"{}\")` | Retries of a failed write, with doubling backoff, before the events go to the error output (or are marked failed). |",
         retry.attempts,
         crate::duration::format(&retry.initial_backoff),
         crate::duration::format(&retry.max_backoff)
+    );
+    let _ = writeln!(
+        out,
+        "| `batch` | sinks | `(max_events: {}, max_wait: \"0ms\")` | Size of one write: what is waiting, up to `max_events`; with `max_wait` above zero, waits up to that long for a full batch first (fewer, larger writes for that much latency). |\n",
+        crate::BatchConfig::DEFAULT_MAX_EVENTS
     );
     out.push_str("Durations are text: `\"250ms\"`, `\"30s\"`, `\"5m\"`, `\"2h\"`, `\"7d\"`. Decimal numbers are read from their text, never through a float.\n\n");
     out.push_str("## Stage kinds\n\n");

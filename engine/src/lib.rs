@@ -30,8 +30,8 @@ pub use registry::{
 };
 pub use spec::{Diagnostic, Diagnostics, PipelineSpec};
 pub use stage::{
-    Emit, Failure, FunctionTransform, Input, ItemError, Outputs, RetryConfig, Shape, Shutdown, Sink, SinkError, Source,
-    SourceContext, Stage, StageError, TaskTransform, DEFAULT_OUTPUT, ERROR_OUTPUT,
+    BatchConfig, Emit, Failure, FunctionTransform, Input, ItemError, Outputs, RetryConfig, Shape, Shutdown, Sink,
+    SinkError, Source, SourceContext, Stage, StageError, TaskTransform, DEFAULT_OUTPUT, ERROR_OUTPUT,
 };
 pub use topology::{start, Readiness, RunningPipeline, ShutdownHandle};
 

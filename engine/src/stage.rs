@@ -443,28 +443,79 @@ impl Default for RetryConfig {
     }
 }
 
-/// Largest batch a sink is handed at once; more waiting events are left for the next write.
-const SINK_MAX_BATCH: usize = 8192;
+/// How a sink's writes are sized: a write takes what is waiting, up to
+/// `max_events`; with `max_wait` above zero it first waits up to that long
+/// for a full batch (fewer, larger writes — e.g. database transactions — at
+/// the cost of that much latency).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Most events in one write.
+    #[serde(default = "BatchConfig::default_max_events")]
+    pub max_events: usize,
+    /// How long a write may wait for `max_events` to arrive once its first event is there.
+    #[serde(default, with = "crate::duration")]
+    #[schemars(schema_with = "crate::duration::schema")]
+    pub max_wait: std::time::Duration,
+}
 
-/// Runs a sink: coalesce waiting batches, write, retry with backoff, then
-/// acknowledge (drop) what was stored and dead-letter what was not.
+impl BatchConfig {
+    pub const DEFAULT_MAX_EVENTS: usize = 8192;
+
+    fn default_max_events() -> usize {
+        Self::DEFAULT_MAX_EVENTS
+    }
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_events: Self::DEFAULT_MAX_EVENTS,
+            max_wait: std::time::Duration::ZERO,
+        }
+    }
+}
+
+/// Runs a sink: gather a batch (see [`BatchConfig`]), write, retry with backoff,
+/// then acknowledge (drop) what was stored and dead-letter what was not.
 pub(crate) async fn run_sink<E: Event>(
     mut sink: Box<dyn Sink<E>>,
     mut input: Input<E>,
     mut outputs: Outputs<E>,
     retry: RetryConfig,
+    batching: BatchConfig,
     timer: ProcessingTimer,
 ) -> Result<(), StageError> {
+    let max = batching.max_events.max(1);
     while let Some(mut batch) = input.next().await {
-        while batch.len() < SINK_MAX_BATCH {
-            match input.try_next() {
-                Some(more) => batch.extend(more),
-                None => break,
+        let deadline = tokio::time::Instant::now() + batching.max_wait;
+        loop {
+            while batch.len() < max {
+                match input.try_next() {
+                    Some(more) => batch.extend(more),
+                    None => break,
+                }
+            }
+            if batch.len() >= max || batching.max_wait.is_zero() {
+                break;
+            }
+            match tokio::time::timeout_at(deadline, input.next()).await {
+                Ok(Some(more)) => batch.extend(more),
+                Ok(None) | Err(_) => break, // input closed, or waited long enough
             }
         }
-        let started = Instant::now();
-        write_with_retry(sink.as_mut(), batch, &mut outputs, &retry).await?;
-        timer.record(started.elapsed());
+        // Upstream batches arrive whole, so the gathered batch may overshoot: write it in pieces.
+        while !batch.is_empty() {
+            let rest = if batch.len() > max {
+                batch.split_off(max)
+            } else {
+                Vec::new()
+            };
+            let started = Instant::now();
+            write_with_retry(sink.as_mut(), batch, &mut outputs, &retry).await?;
+            timer.record(started.elapsed());
+            batch = rest;
+        }
     }
     if let Err(error) = sink.flush().await {
         outputs.labels.error("flush_failed", 1);

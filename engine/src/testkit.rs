@@ -123,6 +123,8 @@ pub struct Probe {
     pub emitted: AtomicU64,
     pub acks: Mutex<Vec<(i64, AckStatus)>>,
     pub stored: Mutex<Vec<TestEvent>>,
+    /// The size of each write a sink received.
+    pub writes: Mutex<Vec<usize>>,
 }
 
 impl Probe {
@@ -168,8 +170,9 @@ pub fn test_registry() -> Registry<TestEvent> {
 pub struct CounterConfig {
     pub probe: String,
     pub count: Option<u64>,
+    /// Events per send (one batch downstream).
     #[serde(default = "one")]
-    pub batch: usize,
+    pub per_send: usize,
     #[serde(default)]
     pub pause_ms: u64,
 }
@@ -197,7 +200,7 @@ impl StageConfig<TestEvent> for CounterConfig {
         Ok(Stage::Source(Box::new(Counter {
             probe: probe(&self.probe),
             count: self.count,
-            batch: self.batch.max(1),
+            batch: self.per_send.max(1),
             pause: Duration::from_millis(self.pause_ms),
         })))
     }
@@ -371,6 +374,7 @@ impl Sink<TestEvent> for Collect {
         if self.fail {
             return Err(SinkError::fatal("this sink rejects everything"));
         }
+        self.probe.writes.lock().unwrap().push(batch.len());
         self.probe
             .stored
             .lock()

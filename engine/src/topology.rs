@@ -184,7 +184,9 @@ pub async fn start<E: Event>(spec: PipelineSpec<E>) -> Result<RunningPipeline, S
                 }
                 (Stage::Function(f), Some(input)) => Box::pin(stage::run_function(f, input, outputs, timer)),
                 (Stage::Task(t), Some(input)) => Box::pin(t.run(input, outputs)),
-                (Stage::Sink(s), Some(input)) => Box::pin(stage::run_sink(s, input, outputs, stage.retry, timer)),
+                (Stage::Sink(s), Some(input)) => {
+                    Box::pin(stage::run_sink(s, input, outputs, stage.retry, stage.batch, timer))
+                }
                 _ => {
                     return Err(StageError::new(format!(
                         "stage `{}` built into a different shape than it declared",

@@ -89,7 +89,7 @@ async fn rejected_events_are_counted_and_dead_lettered() {
     let handle = install_recorder();
     run_to_end(
         r#"Pipeline(name: "reject", stages: {
-            "src": Counter(probe: "reject-src", count: 20, batch: 4),
+            "src": Counter(probe: "reject-src", count: 20, per_send: 4),
             "double": Double(inputs: ["src"]),
             "out": Collect(inputs: ["double"], probe: "reject-out"),
             "dead": Collect(inputs: ["double.errors"], probe: "reject-dead"),
@@ -205,7 +205,7 @@ async fn shutdown_drains_everything_in_flight() {
     // shutdown comes, events sit in every channel. All must reach the sink.
     let running = fxflow_engine::start(pipeline(
         r#"Pipeline(name: "drain", stages: {
-            "src": Counter(probe: "drain-src", batch: 10),
+            "src": Counter(probe: "drain-src", per_send: 10),
             "repeat": Repeat(inputs: ["src"], times: 1, buffer: (capacity: 50)),
             "out": Collect(inputs: ["repeat"], probe: "drain-out", delay_ms: 5, buffer: (capacity: 50)),
         })"#,
@@ -247,7 +247,7 @@ async fn a_crashing_stage_stops_the_pipeline_and_nothing_hangs() {
     // buffer so the source is blocked on a full channel when the crash happens.
     let running = fxflow_engine::start(pipeline(
         r#"Pipeline(name: "crash", stages: {
-            "src": Counter(probe: "crash-src", batch: 1),
+            "src": Counter(probe: "crash-src", per_send: 1),
             "double": Double(inputs: ["src"], panic_on: 5, buffer: (capacity: 1)),
             "out": Collect(inputs: ["double"], probe: "crash-out"),
         })"#,
@@ -283,4 +283,47 @@ async fn a_stage_that_cannot_be_built_leaves_nothing_running() {
         0,
         "the source never started"
     );
+}
+
+#[tokio::test]
+async fn a_sink_waits_up_to_max_wait_to_fill_a_batch_of_max_events() {
+    // 10 events, one every 20 ms: the sink gathers 4, 4, then the last 2 when the input ends.
+    run_to_end(
+        r#"Pipeline(name: "batching", stages: {
+            "src": Counter(probe: "batching-src", count: 10, pause_ms: 20),
+            "out": Collect(inputs: ["src"], probe: "batching-out", batch: (max_events: 4, max_wait: "5s")),
+        })"#,
+    )
+    .await;
+    assert_eq!(*probe("batching-out").writes.lock().unwrap(), vec![4, 4, 2]);
+    assert_eq!(probe("batching-out").stored().len(), 10);
+}
+
+#[tokio::test]
+async fn without_max_wait_a_sink_writes_what_is_there_and_never_more_than_max_events() {
+    run_to_end(
+        r#"Pipeline(name: "eager", stages: {
+            "src": Counter(probe: "eager-src", count: 5, pause_ms: 20),
+            "out": Collect(inputs: ["src"], probe: "eager-out"),
+        })"#,
+    )
+    .await;
+    assert_eq!(
+        *probe("eager-out").writes.lock().unwrap(),
+        vec![1; 5],
+        "each event written as it arrives"
+    );
+    // Upstream batches of 5 are split to honour max_events: 3.
+    run_to_end(
+        r#"Pipeline(name: "split", stages: {
+            "src": Counter(probe: "split-src", count: 10, per_send: 5),
+            "out": Collect(inputs: ["src"], probe: "split-out", batch: (max_events: 3)),
+        })"#,
+    )
+    .await;
+    let writes = probe("split-out").writes.lock().unwrap().clone();
+    assert!(writes.iter().all(|&n| n <= 3), "{writes:?}");
+    assert_eq!(writes.iter().sum::<usize>(), 10);
+    let acks = probe("split-src").acks();
+    assert_eq!(acks, (1..=10).map(|n| (n, AckStatus::Delivered)).collect::<Vec<_>>());
 }

@@ -75,6 +75,7 @@ fn redis_sink(c: &mut Criterion) {
             key_prefix: "fxbench:".into(),
             ttl: Duration::from_secs(60),
             channel,
+            rules_prefix: "fxbench:rules:".into(),
         };
         let Stage::Sink(mut sink) = runtime.block_on(config.build(&cx)).unwrap() else {
             unreachable!("a sink")
@@ -120,7 +121,7 @@ fn rows(n: usize, from: i64) -> Vec<Envelope<FxEvent>> {
 
 fn postgres_sink(c: &mut Criterion) {
     use fxflow_stages::resources::postgres::{migrate, PostgresResourceConfig};
-    use fxflow_stages::sinks::postgres::PostgresSink;
+    use fxflow_stages::sinks::postgres;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -147,7 +148,7 @@ fn postgres_sink(c: &mut Criterion) {
         migrate(&pool).await.unwrap();
         pool
     });
-    let mut sink = PostgresSink::new(pool);
+    let mut sink = postgres::sink(pool);
     let mut next = 0i64;
     let mut group = c.benchmark_group("postgres_sink");
     group.measurement_time(Duration::from_secs(8));

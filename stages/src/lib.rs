@@ -11,6 +11,7 @@ pub mod registry;
 pub mod resources;
 pub mod sinks;
 pub mod sources;
+pub mod store;
 pub mod transforms;
 
 pub use registry::registry;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use fxflow_engine::{Envelope, Sink};
 use fxflow_stages::fx::{AlertFired, CrossRate, Currency, FxEvent, Pair, SourceName};
 use fxflow_stages::resources::postgres::migrate;
-use fxflow_stages::sinks::postgres::PostgresSink;
+use fxflow_stages::sinks::postgres;
 use rust_decimal::Decimal;
 use support::{fresh_schema, pool, run, CSV, POSTGRES};
 
@@ -86,7 +86,7 @@ async fn batches_of_any_size_are_stored_once() {
     let schema = fresh_schema("batches").await;
     let pool = pool(&schema).await;
     migrate(&pool).await.unwrap();
-    let mut sink = PostgresSink::new(pool.clone());
+    let mut sink = postgres::sink(pool.clone());
     for (size, offset) in [(1usize, 0i64), (999, 1), (1000, 1_000), (5000, 2_000)] {
         sink.write(&crosses(size, offset)).await.unwrap();
     }
@@ -106,7 +106,7 @@ async fn a_row_the_database_rejects_is_reported_alone_with_its_message() {
     let schema = fresh_schema("reject").await;
     let pool = pool(&schema).await;
     migrate(&pool).await.unwrap();
-    let mut sink = PostgresSink::new(pool.clone());
+    let mut sink = postgres::sink(pool.clone());
     let mut batch = crosses(5, 0);
     // PostgreSQL refuses NUL bytes in text.
     if let FxEvent::CrossRate(c) = &mut batch[2].event {
@@ -133,7 +133,7 @@ async fn alert_firings_are_stored_idempotently() {
     let schema = fresh_schema("alerts").await;
     let pool = pool(&schema).await;
     migrate(&pool).await.unwrap();
-    let mut sink = PostgresSink::new(pool.clone());
+    let mut sink = postgres::sink(pool.clone());
     let fired = |rule: &str, value: i64, previous: Option<Decimal>| {
         Envelope::unacked(FxEvent::AlertFired(AlertFired {
             rule_id: Arc::from(rule),

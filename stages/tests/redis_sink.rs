@@ -217,3 +217,77 @@ fn a_redis_sink_must_name_a_declared_redis_resource() {
     assert_eq!(err.0[0].hint.as_deref(), Some("did you mean `cache`?"));
     assert_eq!((err.0[0].line, err.0[0].column), (4, 53));
 }
+
+fn rule_change(id: &str, pair_and_threshold: Option<(&str, &str)>) -> fxflow_engine::Envelope<FxEvent> {
+    let rule = pair_and_threshold.map(|(pair, threshold)| {
+        serde_json::from_value(serde_json::json!({"id": id, "pair": pair, "condition": {"Above": threshold}})).unwrap()
+    });
+    fxflow_engine::Envelope::unacked(FxEvent::AlertRuleChange(fxflow_stages::fx::AlertRuleChange {
+        id: id.into(),
+        rule,
+    }))
+}
+
+#[tokio::test]
+async fn rule_changes_keep_a_cache_of_the_rules_of_each_pair() {
+    use fxflow_engine::{ResourceConfig, Stage, StageConfig};
+    let prefix = unique("rules");
+    let handle = fxflow_stages::resources::redis::RedisResourceConfig {
+        url: SHARED_REDIS.into(),
+    }
+    .build()
+    .await
+    .unwrap();
+    let mut resources = fxflow_engine::Resources::default();
+    resources.insert("cache".into(), handle);
+    let cx = fxflow_engine::BuildContext {
+        pipeline: "t".into(),
+        stage: "current".into(),
+        resources,
+    };
+    let config: fxflow_stages::sinks::redis::RedisConfig =
+        serde_json::from_value(serde_json::json!({"resource": "cache", "rules_prefix": prefix})).unwrap();
+    let Stage::Sink(mut sink) = config.build(&cx).await.unwrap() else {
+        panic!("a sink")
+    };
+    sink.write(&[
+        rule_change("a", Some(("EUR/USD", "1.10"))),
+        rule_change("b", Some(("EUR/USD", "1.20"))),
+        rule_change("c", Some(("GBP/USD", "1.30"))),
+    ])
+    .await
+    .unwrap();
+    // `a` moves to GBP/USD, `b` is deleted, `c` changes twice in one batch (the last wins).
+    let second = [
+        rule_change("a", Some(("GBP/USD", "1.25"))),
+        rule_change("b", None),
+        rule_change("c", Some(("GBP/USD", "1.31"))),
+        rule_change("c", Some(("GBP/USD", "1.32"))),
+    ];
+    sink.write(&second).await.unwrap();
+    sink.write(&second).await.unwrap(); // redelivered: same state
+
+    let client = redis::Client::open(SHARED_REDIS).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let eur_usd: HashMap<String, String> = redis.hgetall(format!("{prefix}EUR/USD")).await.unwrap();
+    assert!(eur_usd.is_empty(), "a moved away, b deleted: {eur_usd:?}");
+    let gbp_usd: HashMap<String, String> = redis.hgetall(format!("{prefix}GBP/USD")).await.unwrap();
+    let thresholds: HashMap<&str, serde_json::Value> = gbp_usd
+        .iter()
+        .map(|(id, json)| {
+            let rule: serde_json::Value = serde_json::from_str(json).unwrap();
+            assert_eq!(rule["id"], id.as_str());
+            (id.as_str(), rule["condition"]["Above"].clone())
+        })
+        .collect();
+    assert_eq!(thresholds.len(), 2, "{gbp_usd:?}");
+    assert_eq!(thresholds["a"], "1.25");
+    assert_eq!(thresholds["c"], "1.32");
+    let index: HashMap<String, String> = redis.hgetall(format!("{prefix}index")).await.unwrap();
+    assert_eq!(
+        index,
+        HashMap::from([("a".into(), "GBP/USD".into()), ("c".into(), "GBP/USD".into())])
+    );
+    let ttl: i64 = redis.ttl(format!("{prefix}GBP/USD")).await.unwrap();
+    assert_eq!(ttl, -1, "rules are state: no TTL");
+}

@@ -31,7 +31,12 @@ impl Cluster {
         let broker = Broker::start(dir.path());
         let cluster = Cluster { dir, broker };
         let output = fxflow(&["topics", "create", "--resource", "kafka"])
-            .args(["pipelines/ingest.ron", "pipelines/process.ron", "pipelines/alerts.ron"])
+            .args([
+                "pipelines/ingest.ron",
+                "pipelines/process.ron",
+                "pipelines/alerts.ron",
+                "pipelines/store.ron",
+            ])
             .env("KAFKA_BROKERS", cluster.broker.address())
             .output()
             .unwrap();
@@ -224,6 +229,115 @@ fn wait_until_collected(cluster: &Cluster, rates: usize, alerts: usize, workers:
     }
 }
 
+/// Write rule changes to `fx.alert-rules` as the API will: JSON with the format
+/// version, keyed by rule id; `None` is a tombstone (deleted).
+fn publish_rule_changes(brokers: &str, changes: &[(&str, Option<&str>)]) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    for (id, rule) in changes {
+        let payload = rule.map(|rule| format!(r#"{{"v":1,"kind":"AlertRuleChange","id":"{id}","rule":{rule}}}"#));
+        let mut record = BaseRecord::<str, String>::to("fx.alert-rules").key(id);
+        if let Some(payload) = &payload {
+            record = record.payload(payload);
+        }
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// The store worker's databases: a fresh PostgreSQL database and Redis database 7 (flushed).
+struct StoreDatabases {
+    url: String,
+    runtime: tokio::runtime::Runtime,
+}
+
+const REDIS_URL: &str = "redis://127.0.0.1:6379/7";
+
+impl StoreDatabases {
+    fn create() -> StoreDatabases {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let name = format!(
+            "fxtest_store_{}_{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_micros()
+        );
+        runtime.block_on(async {
+            use sqlx::Connection;
+            let mut admin = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres")
+                .await
+                .expect("PostgreSQL on 127.0.0.1:5432 (scripts/test.sh starts it)");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        });
+        let databases = StoreDatabases {
+            url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            runtime,
+        };
+        databases.redis(&["FLUSHDB"]);
+        databases
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![("DATABASE_URL", self.url.clone()), ("REDIS_URL", REDIS_URL.into())]
+    }
+
+    /// The first column of the first row, as text.
+    fn query(&self, sql: &'static str) -> Option<String> {
+        self.runtime.block_on(async {
+            use sqlx::Connection;
+            let mut connection = sqlx::PgConnection::connect(&self.url).await.ok()?;
+            sqlx::query_scalar::<_, Option<String>>(sql)
+                .fetch_one(&mut connection)
+                .await
+                .ok()
+                .flatten()
+        })
+    }
+
+    fn redis(&self, args: &[&str]) -> String {
+        let output = std::process::Command::new("redis-cli")
+            .args(["-u", REDIS_URL])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    }
+
+    /// Wait until the history holds `rates` rate rows and `alerts` firings, then
+    /// a little longer to see that no more arrive.
+    fn wait_for_rows(&self, rates: i64, alerts: i64, store: &Worker) {
+        let counts = || {
+            let count = |sql| self.query(sql).and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
+            (
+                count("SELECT count(*)::text FROM fx_rates"),
+                count("SELECT count(*)::text FROM fx_alert_history"),
+            )
+        };
+        let start = Instant::now();
+        while counts() < (rates, alerts) {
+            assert!(
+                start.elapsed() < WAIT,
+                "store: {:?} of ({rates}, {alerts}) rows\n{}",
+                counts(),
+                tail(&store.logs(), 40)
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(counts(), (rates, alerts), "one row per cross and per firing");
+    }
+}
+
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
@@ -241,8 +355,25 @@ fn ingest_process_and_alerts_workers_deliver_every_cross_and_alert_in_pair_order
     let (expected_rates, expected_alerts) = expected(cluster.dir.path(), from);
     assert!(expected_rates.len() > 5_000 && !expected_alerts.is_empty());
 
+    // Two rules through the compacted changelog: one stays (it never fires), one is deleted.
+    publish_rule_changes(
+        &cluster.broker.address(),
+        &[
+            (
+                "never",
+                Some(r#"{"id":"never","pair":"EUR/USD","condition":{"Above":"1000"}}"#),
+            ),
+            (
+                "dropped",
+                Some(r#"{"id":"dropped","pair":"GBP/USD","condition":{"Below":"0.01"}}"#),
+            ),
+            ("dropped", None),
+        ],
+    );
+    let store_db = StoreDatabases::create();
     let mut process = cluster.worker("process", &pipeline("process.ron"), &[]);
     let mut alerts = cluster.worker("alerts", &pipeline("alerts.ron"), &[]);
+    let mut store = cluster.worker("store", &pipeline("store.ron"), &store_db.env());
     let mut collect = cluster.collector();
     let mut ingest = cluster.worker(
         "ingest",
@@ -268,8 +399,33 @@ fn ingest_process_and_alerts_workers_deliver_every_cross_and_alert_in_pair_order
     assert_eq!(assert_same_set("alerts", &fired, &expected_alerts), 0);
     assert!(alerts.logs().contains("ALERT"), "the alerts worker prints firings");
 
+    // The store worker: one row per cross and per firing in PostgreSQL, the
+    // surviving rule in PostgreSQL and in Redis, the newest rate of each pair in Redis.
+    store_db.wait_for_rows(expected_rates.len() as i64, expected_alerts.len() as i64, &store);
+    assert_eq!(
+        store_db.query("SELECT string_agg(id || ' ' || pair, ',') FROM fx_alert_rules"),
+        Some("never EUR/USD".into())
+    );
+    assert_eq!(store_db.redis(&["HKEYS", "fx:rules:EUR/USD"]), "never");
+    assert_eq!(store_db.redis(&["HKEYS", "fx:rules:GBP/USD"]), "");
+    let newest_eur_usd = expected_rates
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["pair"] == "EUR/USD")
+        .map(|v| {
+            v["ts"]
+                .as_str()
+                .unwrap()
+                .parse::<chrono::DateTime<chrono::Utc>>()
+                .unwrap()
+        })
+        .max()
+        .unwrap();
+    let cached: chrono::DateTime<chrono::Utc> = store_db.redis(&["HGET", "fx:rate:EUR/USD", "ts"]).parse().unwrap();
+    assert_eq!(cached, newest_eur_usd, "Redis holds the newest EUR/USD rate");
+
     // Every worker drains and exits cleanly on SIGTERM.
-    for worker in [&mut process, &mut alerts, &mut collect] {
+    for worker in [&mut process, &mut alerts, &mut store, &mut collect] {
         let status = worker.terminate(Duration::from_secs(60));
         assert!(
             status.success(),

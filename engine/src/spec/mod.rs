@@ -16,7 +16,7 @@ use std::path::Path;
 use crate::channel::BufferConfig;
 use crate::event::{Event, Kinds, DEAD_LETTER_KIND};
 use crate::registry::{closest, Registry, ResourceConfig, StageConfig};
-use crate::stage::{RetryConfig, Shape, DEFAULT_OUTPUT, ERROR_OUTPUT};
+use crate::stage::{BatchConfig, RetryConfig, Shape, DEFAULT_OUTPUT, ERROR_OUTPUT};
 use value::{Node, Span, Value};
 
 /// One problem in a pipeline file.
@@ -89,6 +89,7 @@ pub struct StageSpec<E> {
     pub inputs: Vec<InputRef>,
     pub buffer: BufferConfig,
     pub retry: RetryConfig,
+    pub batch: BatchConfig,
     pub config: Box<dyn StageConfig<E>>,
 }
 
@@ -142,7 +143,7 @@ impl<E: Event> PipelineSpec<E> {
 }
 
 /// Fields of a stage that belong to the engine, not to the stage kind.
-const ENGINE_STAGE_FIELDS: &[&str] = &["inputs", "buffer", "retry"];
+const ENGINE_STAGE_FIELDS: &[&str] = &["inputs", "buffer", "retry", "batch"];
 const TOP_LEVEL_FIELDS: &[&str] = &["name", "telemetry", "resources", "stages"];
 
 /// Read and validate a pipeline file, with `${VAR}` taken from the process environment.
@@ -601,26 +602,27 @@ impl Checker<'_> {
                     None,
                 );
             }
-            let retry = match value.field("retry") {
-                None => RetryConfig::default(),
-                Some((key, node)) => {
-                    if shape != Shape::Sink {
-                        self.report(
-                            key.span,
-                            format!("`retry` applies to sinks; `{name}` is a {shape}"),
-                            Some("remove it".into()),
-                        );
-                    }
-                    de::from_node(node).unwrap_or_else(|e| {
-                        self.report(
-                            e.span.unwrap_or(node.span),
-                            e.message,
-                            Some("retry: (attempts: 5, initial_backoff: \"100ms\", max_backoff: \"10s\")".into()),
-                        );
-                        RetryConfig::default()
-                    })
-                }
-            };
+            let retry: RetryConfig = self.sink_field(
+                value,
+                "retry",
+                name,
+                shape,
+                "retry: (attempts: 5, initial_backoff: \"100ms\", max_backoff: \"10s\")",
+            );
+            let batch: BatchConfig = self.sink_field(
+                value,
+                "batch",
+                name,
+                shape,
+                "batch: (max_events: 5000, max_wait: \"100ms\")",
+            );
+            if batch.max_events == 0 {
+                self.report(
+                    value.field("batch").map_or(kind_span, |(_, v)| v.span),
+                    "batch max_events must be at least 1",
+                    None,
+                );
+            }
             let inputs = self.inputs(
                 name,
                 value,
@@ -636,6 +638,7 @@ impl Checker<'_> {
                 inputs,
                 buffer,
                 retry,
+                batch,
                 config,
             });
         }
@@ -652,6 +655,32 @@ impl Checker<'_> {
             );
         }
         stages
+    }
+
+    /// An engine field that only sinks take (`retry`, `batch`): its default when
+    /// absent, a problem (with `hint`) when malformed or on another shape.
+    fn sink_field<T: serde::de::DeserializeOwned + Default>(
+        &mut self,
+        value: &Node,
+        field: &str,
+        name: &str,
+        shape: Shape,
+        hint: &str,
+    ) -> T {
+        let Some((key, node)) = value.field(field) else {
+            return T::default();
+        };
+        if shape != Shape::Sink {
+            self.report(
+                key.span,
+                format!("`{field}` applies to sinks; `{name}` is a {shape}"),
+                Some("remove it".into()),
+            );
+        }
+        de::from_node(node).unwrap_or_else(|e| {
+            self.report(e.span.unwrap_or(node.span), e.message, Some(hint.into()));
+            T::default()
+        })
     }
 
     #[allow(clippy::too_many_arguments)]

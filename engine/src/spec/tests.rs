@@ -57,7 +57,7 @@ fn every_problem_is_reported_with_its_position() {
     assert_eq!(
         errors,
         vec![
-            "4:50 unknown field `colour`, expected one of `probe`, `count`, `batch`, `pause_ms`",
+            "4:50 unknown field `colour`, expected one of `probe`, `count`, `per_send`, `pause_ms`",
             "5:19 unknown stage kind `Dubble`",
             "6:33 unknown input `numbrs`",
             "7:9 duplicate name `text`",
@@ -182,4 +182,33 @@ proptest::proptest! {
             let _ = load(&mutated);
         }
     }
+}
+
+#[test]
+fn batch_is_a_sink_field_with_at_least_one_event() {
+    let errors = errors(
+        r#"Pipeline(name: "p", stages: {
+    "src": Counter(probe: "x"),
+    "d": Double(inputs: ["src"], batch: (max_events: 10)),
+    "out": Collect(inputs: ["d"], probe: "x", batch: (max_events: 0, max_wait: "10ms")),
+    "slow": Collect(inputs: ["d"], probe: "x", batch: (max_wait: "soon")),
+})"#,
+    );
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(errors[0].starts_with("3:34 `batch` applies to sinks"), "{errors:?}");
+    assert!(
+        errors[1].starts_with("4:54 batch max_events must be at least 1"),
+        "{errors:?}"
+    );
+    assert!(errors[2].starts_with("5:66 `soon` is not a duration"), "{errors:?}");
+    let spec = load(
+        r#"Pipeline(name: "p", stages: {
+    "src": Counter(probe: "x"),
+    "out": Collect(inputs: ["src"], probe: "x", batch: (max_events: 500, max_wait: "50ms")),
+})"#,
+    )
+    .unwrap();
+    let out = spec.stages.iter().find(|s| s.name == "out").unwrap();
+    assert_eq!(out.batch.max_events, 500);
+    assert_eq!(out.batch.max_wait, std::time::Duration::from_millis(50));
 }

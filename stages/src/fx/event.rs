@@ -24,6 +24,8 @@ pub mod kind {
     pub const DEAD_LETTER: &str = fxflow_engine::DEAD_LETTER_KIND;
     /// What the history stores take: prices and alert firings.
     pub const HISTORY: &[&str] = &[QUOTE, CROSS_RATE, ALERT_FIRED];
+    /// What the history store (`Postgres`, `Sqlite`) takes: the history plus rule changes.
+    pub const STORED: &[&str] = &[QUOTE, CROSS_RATE, ALERT_FIRED, ALERT_RULE_CHANGE];
 }
 
 /// Every payload that flows through FX pipelines. Serialized with a `kind` tag.

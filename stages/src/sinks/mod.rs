@@ -8,3 +8,4 @@ pub mod postgres;
 pub mod redis;
 pub mod sqlite;
 pub mod stdout;
+pub mod store;

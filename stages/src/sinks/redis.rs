@@ -1,4 +1,5 @@
-//! `Redis`: the current rate per pair as a hash with a TTL, plus a pub/sub feed of every update.
+//! `Redis`: the current rate per pair as a hash with a TTL, a pub/sub feed of
+//! every update, and a cache of the alert rules of each pair.
 //!
 //! Per batch, one pipelined round trip: for each pair its newest update
 //! (`HSET key bid ask mid ts source` + `PEXPIRE`), and — when `channel` is set —
@@ -8,6 +9,13 @@
 //! of an older event after a newer one (rare: only after a crash) shows the
 //! older price until the next update or the TTL, which live feeds bound to
 //! seconds.
+//!
+//! Rule changes (`AlertRuleChange`) keep one hash per pair, rule id → rule as
+//! JSON (`fx:rules:EUR/USD`), for readers that need "the rules of this pair"
+//! without a database query, plus an index hash rule id → pair
+//! (`fx:rules:index`), so a deletion — which names only the id — and a rule
+//! that moves to another pair remove it from the right hash. Each change is one
+//! small Lua script, atomic on the server; no TTL (rules are state, not quotes).
 
 use std::time::Duration;
 
@@ -21,6 +29,7 @@ use serde::Deserialize;
 use crate::fx::fast_hash::FastMap;
 use crate::fx::{kind, FxEvent, Pair, Price};
 use crate::resources::redis::{RedisHandle, KIND as REDIS};
+use crate::store::{last_rule_changes, rule_json};
 
 /// Keeps the current quote of each pair in Redis (a hash per pair with a TTL)
 /// and publishes every update on a pub/sub channel.
@@ -39,6 +48,14 @@ pub struct RedisConfig {
     /// Pub/sub channel that receives every update as JSON (unset: no publishing).
     #[serde(default)]
     pub channel: Option<String>,
+    /// Key prefix of the rule cache: `prefix + pair` holds the rules of a pair,
+    /// `prefix + "index"` the pair of each rule id.
+    #[serde(default = "default_rules_prefix")]
+    pub rules_prefix: String,
+}
+
+fn default_rules_prefix() -> String {
+    "fx:rules:".into()
 }
 
 fn default_prefix() -> String {
@@ -56,7 +73,7 @@ impl StageConfig<FxEvent> for RedisConfig {
     }
 
     fn accepts(&self) -> Kinds {
-        Kinds::only(&[kind::CROSS_RATE, kind::QUOTE])
+        Kinds::only(&[kind::CROSS_RATE, kind::QUOTE, kind::ALERT_RULE_CHANGE])
     }
 
     fn resources(&self) -> Vec<ResourceUse> {
@@ -77,6 +94,7 @@ impl StageConfig<FxEvent> for RedisConfig {
             key_prefix: self.key_prefix.clone(),
             ttl_ms: self.ttl.as_millis().min(i64::MAX as u128) as i64,
             channel: self.channel.clone(),
+            rules_prefix: self.rules_prefix.clone(),
         })))
     }
 }
@@ -89,7 +107,23 @@ struct RedisSink {
     key_prefix: String,
     ttl_ms: i64,
     channel: Option<String>,
+    rules_prefix: String,
 }
+
+/// One rule change, atomically: ARGV = prefix, id, pair ("" = delete), rule JSON.
+const RULE_CHANGE: &str = r#"
+local prefix, id, pair, rule = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local index = prefix .. 'index'
+local old = redis.call('HGET', index, id)
+if old and old ~= pair then redis.call('HDEL', prefix .. old, id) end
+if pair == '' then
+  redis.call('HDEL', index, id)
+else
+  redis.call('HSET', prefix .. pair, id, rule)
+  redis.call('HSET', index, id, pair)
+end
+return 0
+"#;
 
 /// Connection trouble is worth retrying; a command the server rejects is not.
 fn classify(error: redis::RedisError) -> SinkError {
@@ -126,6 +160,27 @@ impl Sink<FxEvent> for RedisSink {
                 next_pipe(&mut pipes, 1);
                 pipes.last_mut().expect("one pipe").publish(channel, json).ignore();
             }
+        }
+        let changes: Vec<&FxEvent> = batch
+            .iter()
+            .map(|e| &e.event)
+            .filter(|e| matches!(e, FxEvent::AlertRuleChange(_)))
+            .collect();
+        for (id, rule) in last_rule_changes(&changes) {
+            let (pair, json) = match rule {
+                Some(rule) => (rule.pair.to_string(), rule_json(id, rule).map_err(SinkError::fatal)?),
+                None => (String::new(), String::new()),
+            };
+            next_pipe(&mut pipes, 1);
+            let pipe = pipes.last_mut().expect("one pipe");
+            pipe.cmd("EVAL")
+                .arg(RULE_CHANGE)
+                .arg(0)
+                .arg(&self.rules_prefix)
+                .arg(id)
+                .arg(pair)
+                .arg(json)
+                .ignore();
         }
         for (pair, p) in newest {
             let key = format!("{}{pair}", self.key_prefix);

@@ -1,0 +1,363 @@
+//! [`HistoryStore`] on PostgreSQL (tables from `migrations/postgres`).
+//!
+//! Writes: one `INSERT … SELECT FROM UNNEST($1, $2, …)` per table — a single
+//! round trip whatever the batch size — with `ON CONFLICT DO NOTHING` on the
+//! natural keys; batches over 2,000 rows go in as concurrent transactions so
+//! PostgreSQL uses more than one core (each is idempotent, so retrying after a
+//! partial failure is safe). Monthly partitions of `fx_rates` are created
+//! before the first row of their month.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use sqlx::{PgPool, Row};
+
+use super::{
+    last_rule_changes, parse_pair, parse_rule, rule_json, AlertQuery, HistoryStore, PriceKind, RateQuery, StoreError,
+    StoredAlert, StoredRate,
+};
+use crate::fx::{AlertRule, FxEvent, Pair};
+
+/// Rows per transaction; larger batches are split and written concurrently.
+const ROWS_PER_TRANSACTION: usize = 2000;
+
+pub struct PostgresStore {
+    pool: PgPool,
+    /// Months whose `fx_rates` partition is known to exist.
+    partitions: Mutex<HashSet<(i32, u32)>>,
+}
+
+impl PostgresStore {
+    pub fn new(pool: PgPool) -> Self {
+        PostgresStore {
+            pool,
+            partitions: Mutex::new(HashSet::new()),
+        }
+    }
+}
+
+const INSERT_RATES: &str = "INSERT INTO fx_rates (pair, ts, source, kind, bid, ask, mid) \
+     SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::numeric[], $6::numeric[], $7::numeric[]) \
+     ON CONFLICT (pair, ts, source) DO NOTHING";
+
+const INSERT_ALERTS: &str = "INSERT INTO fx_alert_history (rule_id, pair, condition, value, previous, fired_at, source) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::numeric[], $5::numeric[], $6::timestamptz[], $7::text[]) \
+     ON CONFLICT (rule_id, fired_at, source) DO NOTHING";
+
+const UPSERT_RULES: &str = "INSERT INTO fx_alert_rules (id, pair, rule, expires_at) \
+     SELECT id, pair, rule::jsonb, expires_at FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS r(id, pair, rule, expires_at) \
+     ON CONFLICT (id) DO UPDATE SET pair = EXCLUDED.pair, rule = EXCLUDED.rule, expires_at = EXCLUDED.expires_at";
+
+const DELETE_RULES: &str = "DELETE FROM fx_alert_rules WHERE id = ANY($1::text[])";
+
+/// `fx_rates` columns of a batch, one vector per column (what `UNNEST` takes).
+#[derive(Default)]
+struct RateColumns {
+    pair: Vec<String>,
+    ts: Vec<DateTime<Utc>>,
+    source: Vec<String>,
+    kind: Vec<&'static str>,
+    bid: Vec<Decimal>,
+    ask: Vec<Decimal>,
+    mid: Vec<Decimal>,
+}
+
+/// `fx_alert_history` columns of a batch.
+#[derive(Default)]
+struct AlertColumns {
+    rule_id: Vec<String>,
+    pair: Vec<String>,
+    condition: Vec<String>,
+    value: Vec<Decimal>,
+    previous: Vec<Option<Decimal>>,
+    fired_at: Vec<DateTime<Utc>>,
+    source: Vec<String>,
+}
+
+/// `fx_alert_rules` changes of a batch.
+#[derive(Default)]
+struct RuleColumns {
+    id: Vec<String>,
+    pair: Vec<String>,
+    rule: Vec<String>,
+    expires_at: Vec<Option<DateTime<Utc>>>,
+    deleted: Vec<String>,
+}
+
+#[derive(Default)]
+struct Rows {
+    rates: RateColumns,
+    alerts: AlertColumns,
+    rules: RuleColumns,
+}
+
+impl Rows {
+    fn of(events: &[&FxEvent]) -> Result<Rows, StoreError> {
+        let mut rows = Rows::default();
+        for event in events {
+            if let Some(price) = event.price() {
+                let r = &mut rows.rates;
+                r.pair.push(price.pair.to_string());
+                r.ts.push(price.ts);
+                r.source.push(price.source.to_string());
+                r.kind.push(PriceKind::of(event).as_str());
+                r.bid.push(price.bid);
+                r.ask.push(price.ask);
+                r.mid.push(price.mid());
+            } else if let FxEvent::AlertFired(a) = event {
+                let r = &mut rows.alerts;
+                r.rule_id.push(a.rule_id.to_string());
+                r.pair.push(a.pair.to_string());
+                r.condition.push(a.condition.to_string());
+                r.value.push(a.value);
+                r.previous.push(a.previous);
+                r.fired_at.push(a.ts);
+                r.source.push(a.source.to_string());
+            }
+        }
+        for (id, rule) in last_rule_changes(events) {
+            let r = &mut rows.rules;
+            match rule {
+                Some(rule) => {
+                    r.id.push(id.to_owned());
+                    r.pair.push(rule.pair.to_string());
+                    r.rule.push(rule_json(id, rule)?);
+                    r.expires_at.push(rule.expires);
+                }
+                None => r.deleted.push(id.to_owned()),
+            }
+        }
+        Ok(rows)
+    }
+
+    async fn insert(self, executor: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+        let r = self.rates;
+        if !r.pair.is_empty() {
+            sqlx::query(INSERT_RATES)
+                .bind(r.pair)
+                .bind(r.ts)
+                .bind(r.source)
+                .bind(r.kind)
+                .bind(r.bid)
+                .bind(r.ask)
+                .bind(r.mid)
+                .execute(&mut *executor)
+                .await?;
+        }
+        let a = self.alerts;
+        if !a.rule_id.is_empty() {
+            sqlx::query(INSERT_ALERTS)
+                .bind(a.rule_id)
+                .bind(a.pair)
+                .bind(a.condition)
+                .bind(a.value)
+                .bind(a.previous)
+                .bind(a.fired_at)
+                .bind(a.source)
+                .execute(&mut *executor)
+                .await?;
+        }
+        let r = self.rules;
+        if !r.id.is_empty() {
+            sqlx::query(UPSERT_RULES)
+                .bind(r.id)
+                .bind(r.pair)
+                .bind(r.rule)
+                .bind(r.expires_at)
+                .execute(&mut *executor)
+                .await?;
+        }
+        if !r.deleted.is_empty() {
+            sqlx::query(DELETE_RULES)
+                .bind(r.deleted)
+                .execute(&mut *executor)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Connection-level trouble is worth retrying; anything the database says about the data is not.
+pub fn retryable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // 08: connection exception; 57P0x: server shutting down; 40001/40P01: serialization/deadlock; 53: resources.
+            code.starts_with("08")
+                || code.starts_with("57P0")
+                || code == "40001"
+                || code == "40P01"
+                || code.starts_with("53")
+        }
+        _ => false,
+    }
+}
+
+fn classify(error: sqlx::Error) -> StoreError {
+    StoreError {
+        retryable: retryable(&error),
+        message: error.to_string(),
+    }
+}
+
+fn first_of_month(year: i32, month: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(year, month, 1).expect("valid month")
+}
+
+impl PostgresStore {
+    /// Create the monthly partitions of `fx_rates` that `events` need (once per month per process).
+    async fn ensure_partitions(&self, events: &[&FxEvent]) -> Result<(), StoreError> {
+        let months: HashSet<(i32, u32)> = {
+            let known = self.partitions.lock().expect("partition cache");
+            events
+                .iter()
+                .filter_map(|e| e.price())
+                .map(|p| (p.ts.year(), p.ts.month()))
+                .filter(|m| !known.contains(m))
+                .collect()
+        };
+        for (year, month) in months {
+            let from = first_of_month(year, month);
+            let to = if month == 12 {
+                first_of_month(year + 1, 1)
+            } else {
+                first_of_month(year, month + 1)
+            };
+            let sql = format!(
+                "CREATE TABLE IF NOT EXISTS fx_rates_y{year:04}m{month:02} PARTITION OF fx_rates FOR VALUES FROM ('{from}') TO ('{to}')"
+            );
+            // Audited: only integers and dates formatted by us go into this DDL (identifiers cannot be bound).
+            if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&self.pool).await {
+                if retryable(&e) {
+                    return Err(classify(e));
+                }
+                // Another writer created it at the same moment, or rows of that month already sit
+                // in the default partition: either way inserts still succeed.
+                tracing::warn!(year, month, error = %e, "Could not create the month's partition; rows go to the default partition.");
+            }
+            self.partitions.lock().expect("partition cache").insert((year, month));
+        }
+        Ok(())
+    }
+}
+
+fn rate_row(row: &sqlx::postgres::PgRow) -> Result<StoredRate, StoreError> {
+    let pair: String = row.try_get("pair").map_err(classify)?;
+    let kind: String = row.try_get("kind").map_err(classify)?;
+    Ok(StoredRate {
+        pair: parse_pair(&pair)?,
+        ts: row.try_get("ts").map_err(classify)?,
+        source: row.try_get("source").map_err(classify)?,
+        kind: PriceKind::parse(&kind)?,
+        bid: row.try_get("bid").map_err(classify)?,
+        ask: row.try_get("ask").map_err(classify)?,
+        mid: row.try_get("mid").map_err(classify)?,
+    })
+}
+
+#[async_trait]
+impl HistoryStore for PostgresStore {
+    async fn write(&self, events: &[&FxEvent]) -> Result<(), StoreError> {
+        self.ensure_partitions(events).await?;
+        let mut in_flight = tokio::task::JoinSet::new();
+        for chunk in events.chunks(ROWS_PER_TRANSACTION) {
+            let rows = Rows::of(chunk)?;
+            let pool = self.pool.clone();
+            in_flight.spawn(async move {
+                let mut tx = pool.begin().await?;
+                rows.insert(&mut tx).await?;
+                tx.commit().await
+            });
+        }
+        let mut failure = None;
+        while let Some(done) = in_flight.join_next().await {
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failure = Some(classify(e)),
+                Err(e) => return Err(StoreError::retryable(e)),
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+
+    async fn rates(&self, q: &RateQuery) -> Result<Vec<StoredRate>, StoreError> {
+        // The primary key (pair, ts, source) serves both the range and the order.
+        let (after_ts, after_source) = q.after.clone().unzip();
+        let rows = sqlx::query(
+            "SELECT pair, ts, source, kind, bid, ask, mid FROM fx_rates \
+             WHERE pair = $1 AND ts >= $2 AND ts < $3 AND ($4::text IS NULL OR source = $4) \
+               AND ($5::timestamptz IS NULL OR (ts, source) > ($5, $6)) \
+             ORDER BY ts, source LIMIT $7",
+        )
+        .bind(q.pair.to_string())
+        .bind(q.from)
+        .bind(q.to)
+        .bind(q.source.as_deref())
+        .bind(after_ts)
+        .bind(after_source)
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter().map(rate_row).collect()
+    }
+
+    async fn latest_rate(&self, pair: Pair) -> Result<Option<StoredRate>, StoreError> {
+        let row = sqlx::query(
+            "SELECT pair, ts, source, kind, bid, ask, mid FROM fx_rates WHERE pair = $1 ORDER BY ts DESC, source DESC LIMIT 1",
+        )
+        .bind(pair.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        row.as_ref().map(rate_row).transpose()
+    }
+
+    async fn alerts(&self, q: &AlertQuery) -> Result<Vec<StoredAlert>, StoreError> {
+        // fired_at index for the time range; the primary key's rule_id prefix for one rule.
+        let rows = sqlx::query(
+            "SELECT rule_id, pair, condition, value, previous, fired_at, source FROM fx_alert_history \
+             WHERE fired_at >= $1 AND fired_at < $2 AND ($3::text IS NULL OR rule_id = $3) \
+               AND ($4::text IS NULL OR pair = $4) \
+             ORDER BY fired_at DESC, rule_id, source LIMIT $5",
+        )
+        .bind(q.from)
+        .bind(q.to)
+        .bind(q.rule_id.as_deref())
+        .bind(q.pair.map(|p| p.to_string()))
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter()
+            .map(|row| {
+                let pair: String = row.try_get("pair").map_err(classify)?;
+                Ok(StoredAlert {
+                    rule_id: row.try_get("rule_id").map_err(classify)?,
+                    pair: parse_pair(&pair)?,
+                    condition: row.try_get("condition").map_err(classify)?,
+                    value: row.try_get("value").map_err(classify)?,
+                    previous: row.try_get("previous").map_err(classify)?,
+                    fired_at: row.try_get("fired_at").map_err(classify)?,
+                    source: row.try_get("source").map_err(classify)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn rules(&self, pair: Option<Pair>) -> Result<Vec<AlertRule>, StoreError> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT rule::text FROM fx_alert_rules WHERE ($1::text IS NULL OR pair = $1) ORDER BY id",
+        )
+        .bind(pair.map(|p| p.to_string()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter().map(|json| parse_rule(json)).collect()
+    }
+}

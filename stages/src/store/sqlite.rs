@@ -1,0 +1,233 @@
+//! [`HistoryStore`] on SQLite (tables from `migrations/sqlite`), for the embedded default.
+//!
+//! One transaction per batch, one prepared `INSERT … ON CONFLICT DO NOTHING`
+//! per row: SQLite runs in-process, so a row costs microseconds, not a round
+//! trip. Decimals are stored as the text `rust_decimal` prints (exact) and
+//! timestamps as fixed-width RFC 3339 UTC, so text order is time order.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use rust_decimal::Decimal;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+use super::{
+    last_rule_changes, parse_pair, parse_rule, rule_json, AlertQuery, HistoryStore, PriceKind, RateQuery, StoreError,
+    StoredAlert, StoredRate,
+};
+use crate::fx::{AlertRule, FxEvent, Pair};
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub fn new(pool: SqlitePool) -> Self {
+        SqliteStore { pool }
+    }
+}
+
+const INSERT_RATE: &str = "INSERT INTO fx_rates (pair, ts, source, kind, bid, ask, mid) VALUES (?, ?, ?, ?, ?, ?, ?) \
+     ON CONFLICT (pair, ts, source) DO NOTHING";
+
+const INSERT_ALERT: &str =
+    "INSERT INTO fx_alert_history (rule_id, pair, condition, value, previous, fired_at, source) \
+     VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rule_id, fired_at, source) DO NOTHING";
+
+const UPSERT_RULE: &str = "INSERT INTO fx_alert_rules (id, pair, rule, expires_at) VALUES (?, ?, ?, ?) \
+     ON CONFLICT (id) DO UPDATE SET pair = excluded.pair, rule = excluded.rule, expires_at = excluded.expires_at";
+
+/// Timestamps as fixed-width RFC 3339 in UTC, so text order is time order.
+fn ts_text(ts: DateTime<Utc>) -> String {
+    ts.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+async fn insert(connection: &mut SqliteConnection, event: &FxEvent) -> Result<(), sqlx::Error> {
+    if let Some(p) = event.price() {
+        sqlx::query(INSERT_RATE)
+            .bind(p.pair.to_string())
+            .bind(ts_text(p.ts))
+            .bind(p.source.as_str())
+            .bind(PriceKind::of(event).as_str())
+            .bind(p.bid.to_string())
+            .bind(p.ask.to_string())
+            .bind(p.mid().to_string())
+            .execute(&mut *connection)
+            .await?;
+    } else if let FxEvent::AlertFired(a) = event {
+        sqlx::query(INSERT_ALERT)
+            .bind(a.rule_id.as_ref())
+            .bind(a.pair.to_string())
+            .bind(a.condition.as_ref())
+            .bind(a.value.to_string())
+            .bind(a.previous.map(|p| p.to_string()))
+            .bind(ts_text(a.ts))
+            .bind(a.source.as_str())
+            .execute(&mut *connection)
+            .await?;
+    }
+    Ok(())
+}
+
+/// SQLITE_BUSY / SQLITE_LOCKED and I/O trouble pass; constraint or type errors do not.
+fn retryable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("5" | "6" | "261" | "262" | "517")),
+        _ => false,
+    }
+}
+
+fn classify(error: sqlx::Error) -> StoreError {
+    StoreError {
+        retryable: retryable(&error),
+        message: error.to_string(),
+    }
+}
+
+fn text<'r>(row: &'r SqliteRow, column: &str) -> Result<&'r str, StoreError> {
+    row.try_get(column).map_err(classify)
+}
+
+fn decimal(row: &SqliteRow, column: &str) -> Result<Decimal, StoreError> {
+    let value = text(row, column)?;
+    Decimal::from_str(value).map_err(|e| StoreError::data(format!("stored {column} {value:?}: {e}")))
+}
+
+fn time(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>, StoreError> {
+    let value = text(row, column)?;
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::data(format!("stored {column} {value:?}: {e}")))
+}
+
+fn rate_row(row: &SqliteRow) -> Result<StoredRate, StoreError> {
+    Ok(StoredRate {
+        pair: parse_pair(text(row, "pair")?)?,
+        ts: time(row, "ts")?,
+        source: text(row, "source")?.to_owned(),
+        kind: PriceKind::parse(text(row, "kind")?)?,
+        bid: decimal(row, "bid")?,
+        ask: decimal(row, "ask")?,
+        mid: decimal(row, "mid")?,
+    })
+}
+
+#[async_trait]
+impl HistoryStore for SqliteStore {
+    async fn write(&self, events: &[&FxEvent]) -> Result<(), StoreError> {
+        let rules = last_rule_changes(events)
+            .into_iter()
+            .map(|(id, rule)| {
+                Ok((
+                    id,
+                    rule.map(|r| Ok::<_, StoreError>((r, rule_json(id, r)?))).transpose()?,
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        for event in events {
+            insert(&mut tx, event).await.map_err(classify)?;
+        }
+        for (id, rule) in rules {
+            let result = match rule {
+                Some((rule, json)) => {
+                    sqlx::query(UPSERT_RULE)
+                        .bind(id)
+                        .bind(rule.pair.to_string())
+                        .bind(json)
+                        .bind(rule.expires.map(ts_text))
+                        .execute(&mut *tx)
+                        .await
+                }
+                None => {
+                    sqlx::query("DELETE FROM fx_alert_rules WHERE id = ?")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                }
+            };
+            result.map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn rates(&self, q: &RateQuery) -> Result<Vec<StoredRate>, StoreError> {
+        // The primary key (pair, ts, source) serves both the range and the order.
+        let (after_ts, after_source) = q.after.clone().unzip();
+        let rows = sqlx::query(
+            "SELECT pair, ts, source, kind, bid, ask, mid FROM fx_rates \
+             WHERE pair = ?1 AND ts >= ?2 AND ts < ?3 AND (?4 IS NULL OR source = ?4) \
+               AND (?5 IS NULL OR (ts, source) > (?5, ?6)) \
+             ORDER BY ts, source LIMIT ?7",
+        )
+        .bind(q.pair.to_string())
+        .bind(ts_text(q.from))
+        .bind(ts_text(q.to))
+        .bind(q.source.as_deref())
+        .bind(after_ts.map(ts_text))
+        .bind(after_source)
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter().map(rate_row).collect()
+    }
+
+    async fn latest_rate(&self, pair: Pair) -> Result<Option<StoredRate>, StoreError> {
+        let row = sqlx::query(
+            "SELECT pair, ts, source, kind, bid, ask, mid FROM fx_rates WHERE pair = ? ORDER BY ts DESC, source DESC LIMIT 1",
+        )
+        .bind(pair.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        row.as_ref().map(rate_row).transpose()
+    }
+
+    async fn alerts(&self, q: &AlertQuery) -> Result<Vec<StoredAlert>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT rule_id, pair, condition, value, previous, fired_at, source FROM fx_alert_history \
+             WHERE fired_at >= ?1 AND fired_at < ?2 AND (?3 IS NULL OR rule_id = ?3) AND (?4 IS NULL OR pair = ?4) \
+             ORDER BY fired_at DESC, rule_id, source LIMIT ?5",
+        )
+        .bind(ts_text(q.from))
+        .bind(ts_text(q.to))
+        .bind(q.rule_id.as_deref())
+        .bind(q.pair.map(|p| p.to_string()))
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter()
+            .map(|row| {
+                let previous: Option<&str> = row.try_get("previous").map_err(classify)?;
+                Ok(StoredAlert {
+                    rule_id: text(row, "rule_id")?.to_owned(),
+                    pair: parse_pair(text(row, "pair")?)?,
+                    condition: text(row, "condition")?.to_owned(),
+                    value: decimal(row, "value")?,
+                    previous: previous
+                        .map(|p| {
+                            Decimal::from_str(p).map_err(|e| StoreError::data(format!("stored previous {p:?}: {e}")))
+                        })
+                        .transpose()?,
+                    fired_at: time(row, "fired_at")?,
+                    source: text(row, "source")?.to_owned(),
+                })
+            })
+            .collect()
+    }
+
+    async fn rules(&self, pair: Option<Pair>) -> Result<Vec<AlertRule>, StoreError> {
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT rule FROM fx_alert_rules WHERE (?1 IS NULL OR pair = ?1) ORDER BY id")
+                .bind(pair.map(|p| p.to_string()))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)?;
+        rows.iter().map(|json| parse_rule(json)).collect()
+    }
+}

@@ -1,0 +1,287 @@
+//! One contract, two databases: the same writes and reads through `HistoryStore`
+//! on the real PostgreSQL and on a SQLite file give the same answers, so the
+//! API and the sinks don't care which one runs.
+
+mod support;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use fxflow_stages::fx::{
+    AlertFired, AlertRule, AlertRuleChange, CrossRate, Currency, FxEvent, Pair, Quote, SourceName,
+};
+use fxflow_stages::resources::sqlite::SqliteResourceConfig;
+use fxflow_stages::store::postgres::PostgresStore;
+use fxflow_stages::store::sqlite::SqliteStore;
+use fxflow_stages::store::{AlertQuery, HistoryStore, PriceKind, RateQuery, StoredAlert, StoredRate};
+use rust_decimal::Decimal;
+use support::{fresh_schema, pool};
+
+fn t0() -> DateTime<Utc> {
+    "2026-10-31T23:59:58Z".parse().unwrap()
+}
+
+fn pair(text: &str) -> Pair {
+    text.parse().unwrap()
+}
+
+fn dec(text: &str) -> Decimal {
+    text.parse().unwrap()
+}
+
+fn rule(id: &str, pair: &str, threshold: &str) -> AlertRule {
+    serde_json::from_value(serde_json::json!({
+        "id": id, "pair": pair, "condition": {"Above": threshold},
+        "trigger": {"Every": {"cooldown": "1m", "rearm": "0.001"}},
+        "expires": "2027-01-01T00:00:00Z",
+    }))
+    .unwrap()
+}
+
+fn change(id: &str, rule: Option<AlertRule>) -> FxEvent {
+    FxEvent::AlertRuleChange(AlertRuleChange { id: id.into(), rule })
+}
+
+/// Quotes from two sources and crosses, across a month boundary, with a price
+/// that has more digits than a double holds; firings; rule changes.
+fn first_batch() -> Vec<FxEvent> {
+    let ecb = SourceName::intern("ecb").unwrap();
+    let oanda = SourceName::intern("oanda").unwrap();
+    let mut events = Vec::new();
+    for second in 0..6 {
+        let ts = t0() + Duration::seconds(second);
+        for source in [ecb, oanda] {
+            events.push(FxEvent::Quote(Quote {
+                pair: pair("EUR/USD"),
+                bid: dec("1.0850") + Decimal::new(second, 4),
+                ask: dec("1.0852") + Decimal::new(second, 4),
+                ts,
+                source,
+                enrichment: None,
+            }));
+        }
+        events.push(FxEvent::CrossRate(CrossRate {
+            pair: pair("GBP/JPY"),
+            bid: dec("199.12345678901234567890123456"),
+            ask: dec("199.22345678901234567890123456"),
+            ts,
+            source: ecb,
+            via: Currency::EUR,
+        }));
+    }
+    for (rule_id, second, previous) in [("up", 1, Some(dec("1.0850"))), ("up", 4, None), ("cable", 2, None)] {
+        events.push(FxEvent::AlertFired(AlertFired {
+            rule_id: Arc::from(rule_id),
+            pair: pair(if rule_id == "up" { "EUR/USD" } else { "GBP/USD" }),
+            condition: Arc::from("above 1.0850"),
+            value: dec("1.08510"),
+            previous,
+            ts: t0() + Duration::seconds(second),
+            source: ecb,
+        }));
+    }
+    events.push(change("up", Some(rule("up", "EUR/USD", "1.0850"))));
+    events.push(change("cable", Some(rule("cable", "GBP/USD", "1.30"))));
+    events.push(change("gone", Some(rule("gone", "EUR/USD", "1.20"))));
+    events
+}
+
+/// Later rule changes: one rule moves pair, one is deleted, one is set twice (the last wins).
+fn second_batch() -> Vec<FxEvent> {
+    vec![
+        change("cable", Some(rule("cable", "GBP/USD", "1.31"))),
+        change("gone", None),
+        change("up", Some(rule("up", "USD/JPY", "150"))),
+        change("cable", Some(rule("cable", "GBP/USD", "1.32"))),
+    ]
+}
+
+/// Everything the API will ask, as plain values to compare between databases.
+#[derive(Debug, PartialEq)]
+struct Answers {
+    all_eur_usd: Vec<StoredRate>,
+    pages: Vec<Vec<StoredRate>>,
+    oanda_only: Vec<StoredRate>,
+    november: Vec<StoredRate>,
+    latest_gbp_jpy: Option<StoredRate>,
+    latest_nzd_usd: Option<StoredRate>,
+    rule_up: Vec<StoredAlert>,
+    two_newest: Vec<StoredAlert>,
+    gbp_usd_alerts: Vec<StoredAlert>,
+    rules_before: Vec<AlertRule>,
+    rules_after: Vec<AlertRule>,
+    rules_usd_jpy: Vec<AlertRule>,
+}
+
+async fn exercise(store: &dyn HistoryStore) -> Answers {
+    let first = first_batch();
+    let refs: Vec<&FxEvent> = first.iter().collect();
+    store.write(&refs).await.unwrap();
+    store.write(&refs).await.unwrap(); // redelivered: nothing new
+    let rules_before = store.rules(None).await.unwrap();
+
+    let second = second_batch();
+    store.write(&second.iter().collect::<Vec<_>>()).await.unwrap();
+
+    let all = RateQuery {
+        pair: pair("EUR/USD"),
+        from: t0(),
+        to: t0() + Duration::seconds(60),
+        source: None,
+        after: None,
+        limit: 1000,
+    };
+    let all_eur_usd = store.rates(&all).await.unwrap();
+    let mut pages = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .rates(&RateQuery {
+                after: after.clone(),
+                limit: 5,
+                ..all.clone()
+            })
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some((last.ts, last.source.clone()));
+        pages.push(page);
+    }
+    let oanda_only = store
+        .rates(&RateQuery {
+            source: Some("oanda".into()),
+            ..all.clone()
+        })
+        .await
+        .unwrap();
+    let november = store
+        .rates(&RateQuery {
+            from: "2026-11-01T00:00:00Z".parse().unwrap(),
+            ..all.clone()
+        })
+        .await
+        .unwrap();
+    let alerts = AlertQuery {
+        rule_id: None,
+        pair: None,
+        from: t0(),
+        to: t0() + Duration::seconds(60),
+        limit: 100,
+    };
+    Answers {
+        all_eur_usd,
+        pages,
+        oanda_only,
+        november,
+        latest_gbp_jpy: store.latest_rate(pair("GBP/JPY")).await.unwrap(),
+        latest_nzd_usd: store.latest_rate(pair("NZD/USD")).await.unwrap(),
+        rule_up: store
+            .alerts(&AlertQuery {
+                rule_id: Some("up".into()),
+                ..alerts.clone()
+            })
+            .await
+            .unwrap(),
+        two_newest: store
+            .alerts(&AlertQuery {
+                limit: 2,
+                ..alerts.clone()
+            })
+            .await
+            .unwrap(),
+        gbp_usd_alerts: store
+            .alerts(&AlertQuery {
+                pair: Some(pair("GBP/USD")),
+                ..alerts.clone()
+            })
+            .await
+            .unwrap(),
+        rules_before,
+        rules_after: store.rules(None).await.unwrap(),
+        rules_usd_jpy: store.rules(Some(pair("USD/JPY"))).await.unwrap(),
+    }
+}
+
+fn check(answers: &Answers, database: &str) {
+    let a = answers;
+    assert_eq!(a.all_eur_usd.len(), 12, "{database}: 6 seconds × 2 sources, once each");
+    let keys: Vec<_> = a.all_eur_usd.iter().map(|r| (r.ts, r.source.as_str())).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted, "{database}: ordered by (ts, source)");
+    assert!(a.all_eur_usd.iter().all(|r| r.kind == PriceKind::Quote));
+    assert_eq!(a.all_eur_usd[2].bid, dec("1.0851"), "{database}");
+    assert_eq!(a.all_eur_usd[2].mid, dec("1.0852"), "{database}");
+    assert_eq!(
+        a.pages.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![5, 5, 2],
+        "{database}: keyset pages"
+    );
+    assert_eq!(a.pages.concat(), a.all_eur_usd, "{database}: pages add up to the whole");
+    assert_eq!(a.oanda_only.len(), 6, "{database}");
+    assert!(a.oanda_only.iter().all(|r| r.source == "oanda"));
+    assert_eq!(
+        a.november.len(),
+        8,
+        "{database}: from the month boundary on (4 seconds × 2 sources)"
+    );
+    let gbp_jpy = a.latest_gbp_jpy.as_ref().expect("a GBP/JPY price");
+    assert_eq!(gbp_jpy.ts, t0() + Duration::seconds(5), "{database}");
+    assert_eq!(gbp_jpy.kind, PriceKind::Cross);
+    assert_eq!(
+        gbp_jpy.bid.to_string(),
+        "199.12345678901234567890123456",
+        "{database}: every digit kept"
+    );
+    assert_eq!(a.latest_nzd_usd, None, "{database}");
+    assert_eq!(
+        a.rule_up.iter().map(|r| r.fired_at).collect::<Vec<_>>(),
+        vec![t0() + Duration::seconds(4), t0() + Duration::seconds(1)],
+        "{database}: newest first"
+    );
+    assert_eq!(a.rule_up[1].previous, Some(dec("1.0850")), "{database}");
+    assert_eq!(a.rule_up[0].previous, None, "{database}");
+    assert_eq!(a.two_newest.len(), 2, "{database}");
+    assert_eq!(a.two_newest[1].rule_id, "cable", "{database}");
+    assert_eq!(a.gbp_usd_alerts.len(), 1, "{database}");
+    assert_eq!(
+        a.rules_before.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        vec!["cable", "gone", "up"],
+        "{database}"
+    );
+    assert_eq!(
+        a.rules_before[2],
+        rule("up", "EUR/USD", "1.0850"),
+        "{database}: the rule round-trips"
+    );
+    assert_eq!(
+        a.rules_after,
+        vec![rule("cable", "GBP/USD", "1.32"), rule("up", "USD/JPY", "150")],
+        "{database}: deleted, moved, last change wins"
+    );
+    assert_eq!(a.rules_usd_jpy, vec![rule("up", "USD/JPY", "150")], "{database}");
+}
+
+#[tokio::test]
+async fn postgres_and_sqlite_answer_the_same() {
+    let schema = fresh_schema("contract").await;
+    let pg_pool = pool(&schema).await;
+    fxflow_stages::resources::postgres::migrate(&pg_pool).await.unwrap();
+    let postgres = PostgresStore::new(pg_pool);
+
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_pool = SqliteResourceConfig {
+        path: dir.path().join("fx.db"),
+    }
+    .connect()
+    .await
+    .unwrap();
+    fxflow_stages::resources::sqlite::migrate(&sqlite_pool).await.unwrap();
+    let sqlite = SqliteStore::new(sqlite_pool);
+
+    let from_postgres = exercise(&postgres).await;
+    check(&from_postgres, "PostgreSQL");
+    let from_sqlite = exercise(&sqlite).await;
+    check(&from_sqlite, "SQLite");
+    assert_eq!(from_postgres, from_sqlite);
+}
