@@ -339,3 +339,71 @@ async fn a_rebalance_drains_and_commits_before_giving_partitions_up() {
         .sum();
     assert_eq!(offsets, total as i64, "every partition committed to its end");
 }
+
+/// Every message of `topic` (one partition) as (key, payload, headers).
+fn read_all(brokers: &str, topic: &str, expected: usize) -> Vec<(Option<String>, String, Vec<(String, String)>)> {
+    use rdkafka::message::{Headers, Message};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "reader")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+    consumer.assign(&list).unwrap();
+    let mut messages = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while messages.len() < expected && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            (
+                                h.key.to_owned(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            messages.push((
+                m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                headers,
+            ));
+        }
+    }
+    messages
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sink_keys_messages_and_adds_a_content_type_header_only_when_asked() {
+    let cluster = mock();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("plain", 1, 1).unwrap();
+    cluster.create_topic("labelled", 1, 1).unwrap();
+    let spec = pipeline(
+        "sink-headers",
+        &brokers,
+        r#""walk": Synthetic(count: 3, seed: 1),
+           "plain": KafkaSink(inputs: ["walk"], resource: "kafka", topic: "plain"),
+           "labelled": KafkaSink(inputs: ["walk"], resource: "kafka", topic: "labelled", content_type_header: true),"#,
+    );
+    fxflow_engine::start(spec).await.unwrap().wait().await.unwrap();
+    let plain = read_all(&brokers, "plain", 3);
+    let labelled = read_all(&brokers, "labelled", 3);
+    assert_eq!(plain.len(), 3, "{plain:?}");
+    assert_eq!(labelled.len(), 3, "{labelled:?}");
+    for ((key, payload, headers), (_, labelled_payload, labelled_headers)) in plain.iter().zip(&labelled) {
+        assert_eq!(key.as_deref(), Some("synthetic"), "snapshots are keyed by provider");
+        assert!(payload.starts_with(r#"{"v":1,"kind":"QuoteSnapshot""#), "{payload}");
+        assert!(headers.is_empty(), "no header by default: {headers:?}");
+        assert_eq!(payload, labelled_payload);
+        assert_eq!(
+            labelled_headers,
+            &vec![("content-type".to_owned(), Codec::Json.content_type().to_owned())]
+        );
+    }
+}
