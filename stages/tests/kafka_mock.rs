@@ -340,8 +340,11 @@ async fn a_rebalance_drains_and_commits_before_giving_partitions_up() {
     assert_eq!(offsets, total as i64, "every partition committed to its end");
 }
 
-/// Every message of `topic` (one partition) as (key, payload, headers).
-fn read_all(brokers: &str, topic: &str, expected: usize) -> Vec<(Option<String>, String, Vec<(String, String)>)> {
+/// A message as (key, payload, headers).
+type Read = (Option<String>, String, Vec<(String, String)>);
+
+/// Every message of `topic` (one partition).
+fn read_all(brokers: &str, topic: &str, expected: usize) -> Vec<Read> {
     use rdkafka::message::{Headers, Message};
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)

@@ -34,22 +34,39 @@ fn main() {
             .find_map(|a| a.strip_prefix(&format!("--{name}="))?.parse().ok())
             .unwrap_or(default)
     };
-    {
+    // `--phases=ceiling,chain,latency` (default: all three, in that order).
+    let phases = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--phases="))
+        .unwrap_or("ceiling,chain,latency")
+        .to_owned();
+    let ceiling_rates = phases.contains("ceiling").then(|| {
         let (dir, broker) = fresh();
-        ceiling(&broker.address(), arg("ceiling", 60_000));
+        let rates = ceiling(&broker.address(), arg("ceiling", 60_000));
         drop(dir);
-    }
-    {
+        rates
+    });
+    if phases.contains("chain") {
         let (dir, broker) = fresh();
-        chain(dir.path(), &broker.address(), arg("snapshots", 2_000));
+        let chain_rate = chain(dir.path(), &broker.address(), arg("snapshots", 2_000));
+        if let Some((produce, consume)) = ceiling_rates {
+            // Every chain message is produced once and consumed once; so is every ceiling
+            // message, but in two separate runs: the broker's rate for both is 1/(1/P + 1/C).
+            let both = 1.0 / (1.0 / produce + 1.0 / consume);
+            println!(
+                "chain / ceiling: {chain_rate:.0} / {both:.0} messages produced and consumed per second = {:.0}%",
+                100.0 * chain_rate / both
+            );
+        }
     }
-    {
+    if phases.contains("latency") {
         let (dir, broker) = fresh();
         latency(
             dir.path(),
             &broker.address(),
             arg("rate", 200) as u32,
             arg("seconds", 15),
+            arg("rule-step", 10) as u32,
         );
     }
 }
@@ -66,7 +83,8 @@ fn fresh() -> (tempfile::TempDir, Broker) {
     (dir, broker)
 }
 
-fn ceiling(brokers: &str, n: usize) {
+/// Returns (produced, consumed) messages per second.
+fn ceiling(brokers: &str, n: usize) -> (f64, f64) {
     let file = std::env::temp_dir().join(format!("ceiling-{}.ron", std::process::id()));
     std::fs::write(
         &file,
@@ -121,12 +139,12 @@ fn ceiling(brokers: &str, n: usize) {
         }
     }
     let consume = first.map(|f| f.elapsed()).unwrap_or(started.elapsed());
+    let (produce, consume) = (n as f64 / produce.as_secs_f64(), read as f64 / consume.as_secs_f64());
     println!(
-        "ceiling, plain rdkafka, {n} messages of {} bytes: produce {:.0} msg/s, consume {:.0} msg/s ({read} read)",
+        "ceiling, plain rdkafka, {n} messages of {} bytes: produce {produce:.0} msg/s, consume {consume:.0} msg/s ({read} read)",
         RATE_MESSAGE.len(),
-        n as f64 / produce.as_secs_f64(),
-        read as f64 / consume.as_secs_f64()
     );
+    (produce, consume)
 }
 
 fn metric(port: u16, line_start: &str) -> f64 {
@@ -144,9 +162,11 @@ fn env(brokers: &str, port: u16) -> Vec<(&'static str, String)> {
         ("KAFKA_BROKERS", brokers.to_owned()),
         ("FXFLOW_TELEMETRY", format!("127.0.0.1:{port}")),
         ("RUST_LOG", "warn".to_owned()),
-        // One worker per file, no group coordination: under load tansu 0.6 answers group
-        // requests too late and the groups keep rebalancing (ARCHITECTURE.md §10).
-        ("FXFLOW_ASSIGNMENT", "AllPartitions".to_owned()),
+        // The pipelines' default (consumer groups); `FXFLOW_ASSIGNMENT=AllPartitions` to compare.
+        (
+            "FXFLOW_ASSIGNMENT",
+            std::env::var("FXFLOW_ASSIGNMENT").unwrap_or_else(|_| "Subscribe".into()),
+        ),
         (
             "FXFLOW_LINGER",
             std::env::var("FXFLOW_LINGER").unwrap_or_else(|_| "5ms".into()),
@@ -180,7 +200,8 @@ fn synthetic_ingest(dir: &std::path::Path, brokers: &str, count: usize, rate: u3
     file
 }
 
-fn chain(dir: &std::path::Path, brokers: &str, snapshots: usize) {
+/// Returns the messages produced (and consumed) per second: snapshots + crosses.
+fn chain(dir: &std::path::Path, brokers: &str, snapshots: usize) -> f64 {
     let root = fxflow_tests::workspace().join("pipelines");
     let (pp, ap, ip) = (free_port(), free_port(), free_port());
     let mut process = Worker::start("process", &root.join("process.ron"), &env(brokers, pp), dir);
@@ -212,11 +233,15 @@ fn chain(dir: &std::path::Path, brokers: &str, snapshots: usize) {
     let _ = ingest.wait(Duration::from_secs(60));
     process.kill9();
     alerts.kill9();
+    (snaps + crosses) / elapsed
 }
 
-fn latency(dir: &std::path::Path, brokers: &str, rate: u32, seconds: usize) {
-    // Rules every pip from 1.0900 to 1.1400 in both directions: a random walk crosses several per step.
+fn latency(dir: &std::path::Path, brokers: &str, rate: u32, seconds: usize, rule_step: u32) {
+    // Rules every `rule_step` pips from 1.0900 to 1.1400 in both directions: a random walk
+    // crosses one every few steps (every pip would publish ~50 alerts per snapshot and turn
+    // this into a broker-throughput run).
     let rules: Vec<String> = (10_900..=11_400)
+        .step_by(rule_step.max(1) as usize)
         .flat_map(|t| {
             let t = format!("1.{:04}", t - 10_000);
             [
@@ -237,7 +262,7 @@ fn latency(dir: &std::path::Path, brokers: &str, rate: u32, seconds: usize) {
                 resources: {{ "kafka": Kafka(brokers: "{brokers}") }},
                 stages: {{
                     "rates": KafkaSource(resource: "kafka", topics: ["fx.rates"], group: "latency-alerts", kinds: ["CrossRate"],
-                        auto_offset_reset: Latest),
+                        auto_offset_reset: Latest, fetch_wait: "${{KAFKA_FETCH_WAIT:-10ms}}"),
                     "alerts": Alert(inputs: ["rates"], rules: [{}]),
                     "publish": KafkaSink(inputs: ["alerts"], resource: "kafka", topic: "fx.alerts", linger: "1ms"),
                 }})"#,
@@ -248,6 +273,11 @@ fn latency(dir: &std::path::Path, brokers: &str, rate: u32, seconds: usize) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "latency-probe")
+        // The same as the workers' sources (KafkaSource `fetch_wait`), so the probe adds no more than a hop.
+        .set(
+            "fetch.wait.max.ms",
+            std::env::var("KAFKA_FETCH_WAIT").map_or("10".into(), |w| w.trim_end_matches("ms").to_owned()),
+        )
         .set("auto.offset.reset", "latest")
         .create()
         .unwrap();
