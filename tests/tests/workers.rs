@@ -496,7 +496,7 @@ fn two_process_workers_split_the_partitions_and_produce_each_cross_once() {
 }
 
 #[test]
-fn kill_9_of_the_process_worker_ten_times_during_a_replay_loses_nothing() {
+fn kill_9_of_the_process_worker_ten_times_and_the_store_worker_three_times_loses_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let cluster = Cluster::new();
     let from = "2024-06-01";
@@ -510,7 +510,15 @@ fn kill_9_of_the_process_worker_ten_times_during_a_replay_loses_nothing() {
         &pipeline("process.ron"),
         &[("FXFLOW_ASSIGNMENT", "AllPartitions".into())],
     );
-    let mut alerts = cluster.worker("alerts", &pipeline("alerts.ron"), &[]);
+    // The store worker dies too (3 times). Not the alerts worker: its rule state (PctChange
+    // windows, crossing history) is in memory, and a restart can miss a windowed firing
+    // (ARCHITECTURE.md §12).
+    let all_partitions = ("FXFLOW_ASSIGNMENT", "AllPartitions".to_owned());
+    let mut alerts = cluster.worker("alerts", &pipeline("alerts.ron"), &[all_partitions.clone()]);
+    let store_db = StoreDatabases::create();
+    let mut store_env = store_db.env();
+    store_env.push(all_partitions);
+    let mut store = cluster.worker("store", &pipeline("store.ron"), &store_env);
     let mut collect = cluster.collector();
     let mut ingest = cluster.worker(
         "ingest",
@@ -529,7 +537,7 @@ fn kill_9_of_the_process_worker_ten_times_during_a_replay_loses_nothing() {
     };
     let mut assignments = 0;
     let mut during_replay = 0;
-    for _ in 0..10 {
+    for round in 0..10 {
         // Each incarnation first takes its partitions over, then dies mid-stream.
         assignments = wait_for("the process worker to start", WAIT, || {
             let n = process.logs().matches("Pipeline started").count();
@@ -541,6 +549,10 @@ fn kill_9_of_the_process_worker_ten_times_during_a_replay_loses_nothing() {
         }
         process.kill9();
         process.restart();
+        if round % 4 == 1 {
+            store.kill9();
+            store.restart();
+        }
     }
     eprintln!("{during_replay} of 10 kills while the replay was still producing");
     assert!(ingest.wait(WAIT).success(), "{}", ingest.logs());
@@ -564,6 +576,18 @@ fn kill_9_of_the_process_worker_ten_times_during_a_replay_loses_nothing() {
         assert!(fired.contains(alert), "missing alert {alert}");
     }
     assert_eq!(process.starts, 11);
+    assert_eq!(store.starts, 4);
+    // The store worker, killed 3 times: exactly one row per cross (redelivery is idempotent)
+    // and one per firing the alerts worker published.
+    let firing_keys: HashSet<(String, String, String)> = fired
+        .iter()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let key = |f| field(&v, f).to_owned();
+            (key("rule_id"), key("ts"), key("source"))
+        })
+        .collect();
+    store_db.wait_for_rows(expected_rates.len() as i64, firing_keys.len() as i64, &store);
 }
 
 #[test]
