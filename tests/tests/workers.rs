@@ -514,7 +514,7 @@ fn kill_9_of_the_process_worker_ten_times_and_the_store_worker_three_times_loses
     // windows, crossing history) is in memory, and a restart can miss a windowed firing
     // (ARCHITECTURE.md §12).
     let all_partitions = ("FXFLOW_ASSIGNMENT", "AllPartitions".to_owned());
-    let mut alerts = cluster.worker("alerts", &pipeline("alerts.ron"), &[all_partitions.clone()]);
+    let mut alerts = cluster.worker("alerts", &pipeline("alerts.ron"), std::slice::from_ref(&all_partitions));
     let store_db = StoreDatabases::create();
     let mut store_env = store_db.env();
     store_env.push(all_partitions);
