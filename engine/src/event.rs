@@ -112,18 +112,39 @@ impl fmt::Display for Kinds {
 pub struct Envelope<E> {
     pub event: E,
     pub ack: AckToken,
+    /// Where a source read the event, when it reads from a replayable log
+    /// (Kafka). Stateful stages use it to know which inputs their restored
+    /// state already covers; derived events carry `None`.
+    pub origin: Option<Origin>,
 }
 
 impl<E> Envelope<E> {
     pub fn new(event: E, ack: AckToken) -> Self {
-        Self { event, ack }
+        Self {
+            event,
+            ack,
+            origin: None,
+        }
     }
 
     /// An event nobody waits for (synthetic data, tests).
     pub fn unacked(event: E) -> Self {
-        Self {
-            event,
-            ack: AckToken::none(),
-        }
+        Self::new(event, AckToken::none())
     }
+
+    pub fn with_origin(mut self, origin: Origin) -> Self {
+        self.origin = Some(origin);
+        self
+    }
+}
+
+/// A position in a partitioned log: the input an event was read from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Origin {
+    pub topic: std::sync::Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+    /// Bumped each time the reading worker is (re)assigned the partition: a
+    /// new epoch means another worker may have owned the partition meanwhile.
+    pub epoch: u64,
 }

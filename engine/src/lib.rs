@@ -24,7 +24,7 @@ pub mod topology;
 
 pub use ack::{AckReceiver, AckStatus, AckToken};
 pub use channel::{BufferConfig, WhenFull};
-pub use event::{DeadLetter, Envelope, Event, Kinds, DEAD_LETTER_KIND};
+pub use event::{DeadLetter, Envelope, Event, Kinds, Origin, DEAD_LETTER_KIND};
 pub use registry::{
     BuildContext, ConfigProblem, ListenAddress, Registry, ResourceConfig, ResourceUse, Resources, StageConfig,
 };

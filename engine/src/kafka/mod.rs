@@ -16,8 +16,10 @@ pub mod offsets;
 mod resource;
 mod sink;
 mod source;
+mod state;
 
 pub use codec::{Codec, DecodeError, WireEvent, FORMAT_VERSION};
 pub use resource::{KafkaResource, KafkaResourceConfig, TopicSpec, KIND as RESOURCE_KIND};
 pub use sink::{Compression, KafkaSinkConfig};
 pub use source::{Assignment, KafkaSourceConfig, OffsetReset, CONSUMER_LAG};
+pub use state::{StateTopic, StateTopicConfig};

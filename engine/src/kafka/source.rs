@@ -29,7 +29,7 @@ use super::codec::{Codec, WireEvent};
 use super::offsets::{OffsetTracker, TopicPartition};
 use super::resource::{KafkaResource, KIND as RESOURCE_KIND};
 use crate::ack::AckToken;
-use crate::event::{Envelope, Kinds};
+use crate::event::{Envelope, Kinds, Origin};
 use crate::metrics::StageLabels;
 use crate::registry::{closest, BuildContext, ConfigProblem, ResourceUse, StageConfig};
 use crate::stage::{Failure, Shape, Source, SourceContext, Stage, StageError};
@@ -645,9 +645,15 @@ impl<E: WireEvent> KafkaSource<E> {
         tracked
             .into_iter()
             .map(|(polled, epoch)| {
+                let origin = Origin {
+                    topic: polled.tp.topic.clone(),
+                    partition: polled.tp.partition,
+                    offset: polled.offset,
+                    epoch,
+                };
                 let ack = self.shared.token(polled.tp, epoch, polled.offset);
                 match polled.decoded {
-                    Ok(event) => Item::Event(Envelope::new(event, ack)),
+                    Ok(event) => Item::Event(Envelope::new(event, ack).with_origin(origin)),
                     Err(bad) => Item::Failure(Failure {
                         event: None,
                         raw: Some(bad.raw),

@@ -6,19 +6,22 @@
 //! exactly as live data did then. The indexing that keeps a tick cheap with a million rules
 //! is in [`rules`].
 
+pub mod checkpoint;
 pub mod rules;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use fxflow_engine::kafka::StateTopicConfig;
 use fxflow_engine::{
-    async_trait, AckStatus, BuildContext, ConfigProblem, Envelope, Failure, Input, Kinds, Outputs, Shape, Stage,
-    StageConfig, StageError, TaskTransform,
+    async_trait, AckStatus, BuildContext, ConfigProblem, Envelope, Failure, Input, Kinds, Outputs, ResourceUse, Shape,
+    Stage, StageConfig, StageError, TaskTransform,
 };
 use metrics::counter;
 use serde::Deserialize;
 
 use crate::fx::{kind, AlertFired, AlertRule, AlertRuleChange, FxEvent};
+use checkpoint::Checkpoints;
 use rules::RuleBook;
 
 /// Checks quotes and cross rates against alert rules (`Above`, `Below`,
@@ -35,6 +38,13 @@ pub struct AlertConfig {
     #[serde(default = "default_sweep", with = "fxflow_engine::duration")]
     #[schemars(schema_with = "fxflow_engine::duration::schema")]
     pub expiry_sweep: Duration,
+    /// Keep the rule state in a compacted Kafka topic, so that a restarted
+    /// worker, or one a rebalance hands pairs to, continues exactly: no missed
+    /// `PctChange` or crossing, no second firing of a `Once` rule, cooldowns
+    /// kept. Needs the samples to come from a `KafkaSource`. Without it the
+    /// state lives in memory only and a restart starts every rule afresh.
+    #[serde(default)]
+    pub state: Option<StateTopicConfig>,
 }
 
 fn default_sweep() -> Duration {
@@ -43,6 +53,10 @@ fn default_sweep() -> Duration {
 
 /// The metric counting firings, labelled by pipeline, stage and pair.
 pub const ALERTS_FIRED: &str = "fxflow_alerts_fired_total";
+
+/// Samples ignored because their source had already sent one as new or newer
+/// for the pair (re-deliveries after a crash upstream).
+pub const SAMPLES_REPEATED: &str = "fxflow_alert_samples_repeated_total";
 
 #[async_trait]
 impl StageConfig<FxEvent> for AlertConfig {
@@ -75,18 +89,30 @@ impl StageConfig<FxEvent> for AlertConfig {
         if self.expiry_sweep.is_zero() {
             problems.push(ConfigProblem::field("expiry_sweep", "must be longer than zero"));
         }
+        if let Some(state) = &self.state {
+            problems.extend(state.check("state"));
+        }
         problems
     }
 
-    async fn build(&self, _cx: &BuildContext) -> Result<Stage<FxEvent>, StageError> {
+    fn resources(&self) -> Vec<ResourceUse> {
+        self.state.iter().map(|s| s.resource_use("state")).collect()
+    }
+
+    async fn build(&self, cx: &BuildContext) -> Result<Stage<FxEvent>, StageError> {
         let mut book = RuleBook::new();
         for rule in &self.rules {
             book.add(rule).map_err(StageError::new)?;
         }
+        let checkpoints = match &self.state {
+            Some(state) => Some(Checkpoints::new(state.open(cx)?, state.interval)),
+            None => None,
+        };
         Ok(Stage::Task(Box::new(Alert {
             book,
             sweep: self.expiry_sweep,
             now: None,
+            checkpoints,
         })))
     }
 }
@@ -96,11 +122,17 @@ struct Alert {
     sweep: Duration,
     /// The newest sample time seen: the stage's clock.
     now: Option<chrono::DateTime<chrono::Utc>>,
+    checkpoints: Option<Checkpoints>,
 }
 
 impl Alert {
-    /// Replace, add or delete a rule. A replaced rule starts afresh (armed, no cooldown).
+    /// Replace, add or delete a rule. A replaced rule starts afresh (armed, no
+    /// cooldown); a change carrying the rule exactly as it is changes nothing
+    /// (re-delivered changes, and the changelog re-read at every start).
     fn apply(&mut self, change: &AlertRuleChange) -> Result<Vec<AlertFired>, String> {
+        if change.rule.as_ref().is_some_and(|rule| self.book.is_current(rule)) {
+            return Ok(Vec::new());
+        }
         let existed = self.book.remove(&change.id);
         let Some(rule) = &change.rule else {
             tracing::info!(rule = %change.id, existed, "Alert rule deleted.");
@@ -138,12 +170,51 @@ impl Alert {
                 ));
                 continue;
             };
+            let checkpoints = self.checkpoints.as_mut().zip(envelope.origin.as_ref());
+            if let Some((checkpoints, origin)) = checkpoints {
+                if checkpoints.covers(price.pair, origin) {
+                    continue; // re-delivered; the restored state already includes it
+                }
+            }
             self.now = self.now.max(Some(price.ts));
             for firing in self.book.on_sample(price) {
-                fired.push(Envelope::new(FxEvent::AlertFired(firing), envelope.ack.clone()));
+                let ack = match self.checkpoints.as_mut() {
+                    Some(checkpoints) => checkpoints.track(&firing, envelope.ack.clone()),
+                    None => envelope.ack.clone(),
+                };
+                fired.push(Envelope::new(FxEvent::AlertFired(firing), ack));
+            }
+            if let (Some(checkpoints), Some(origin)) = (self.checkpoints.as_mut(), envelope.origin.as_ref()) {
+                if self.book.knows(price.pair) {
+                    checkpoints.absorbed(price.pair, origin, &envelope.ack);
+                }
             }
         }
         (fired, failures)
+    }
+
+    /// Before a batch: restore the saved state of partitions read for the first
+    /// time, and emit again the firings their last saves had not seen delivered.
+    async fn restore_for(&mut self, batch: &[Envelope<FxEvent>]) -> Result<Vec<Envelope<FxEvent>>, StageError> {
+        let Some(checkpoints) = self.checkpoints.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let samples = batch
+            .iter()
+            .filter(|e| e.event.price().is_some())
+            .filter_map(|e| e.origin.as_ref().map(|o| (o, &e.ack)));
+        let fresh = checkpoints.newly_assigned(samples);
+        if fresh.is_empty() {
+            return Ok(Vec::new());
+        }
+        let replays = checkpoints.restore(&mut self.book, &fresh).await?;
+        Ok(replays
+            .into_iter()
+            .map(|(firing, input)| {
+                let ack = checkpoints.track(&firing, input);
+                Envelope::new(FxEvent::AlertFired(firing), ack)
+            })
+            .collect())
     }
 }
 
@@ -157,13 +228,28 @@ impl TaskTransform<FxEvent> for Alert {
         let timer = outputs.labels.processing();
         let mut sweep = tokio::time::interval_at(tokio::time::Instant::now() + self.sweep, self.sweep);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let save_every = self
+            .checkpoints
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |c| c.interval);
+        let mut save = tokio::time::interval(save_every);
+        save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 batch = input.next() => {
                     let Some(batch) = batch else { break };
+                    let replayed = self.restore_for(&batch).await?;
                     let started = Instant::now();
-                    let (fired, failures) = self.batch(batch);
+                    let (mut fired, failures) = self.batch(batch);
                     timer.record(started.elapsed());
+                    let repeats = self.book.take_repeats();
+                    if repeats > 0 {
+                        counter!(SAMPLES_REPEATED, "pipeline" => outputs.labels.pipeline.clone(), "stage" => outputs.labels.stage.clone()).increment(repeats);
+                    }
+                    if !replayed.is_empty() {
+                        tracing::info!(stage = %outputs.labels.stage, firings = replayed.len(), "Firings whose delivery was not confirmed before a restart are emitted again.");
+                        fired.splice(0..0, replayed);
+                    }
                     for f in &fired {
                         if let FxEvent::AlertFired(a) = &f.event {
                             tracing::debug!(rule = %a.rule_id, pair = %a.pair, value = %a.value, ts = %a.ts, "Alert fired.");
@@ -173,6 +259,11 @@ impl TaskTransform<FxEvent> for Alert {
                     outputs.dead_letter(failures, AckStatus::Rejected).await?;
                     outputs.send(fired).await?;
                 }
+                _ = save.tick(), if self.checkpoints.is_some() => {
+                    if let Some(checkpoints) = self.checkpoints.as_mut() {
+                        checkpoints.save(&self.book).await;
+                    }
+                }
                 _ = sweep.tick() => {
                     let Some(now) = self.now else { continue };
                     let expired = self.book.expire(now);
@@ -181,6 +272,9 @@ impl TaskTransform<FxEvent> for Alert {
                     }
                 }
             }
+        }
+        if let Some(checkpoints) = self.checkpoints.as_mut() {
+            checkpoints.save(&self.book).await;
         }
         Ok(())
     }

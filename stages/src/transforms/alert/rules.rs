@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 
 use crate::fx::fast_hash::FastMap;
 use crate::fx::quote::mid;
@@ -74,6 +75,8 @@ struct Rule {
     rearm: Decimal,
     expires: Option<DateTime<Utc>>,
     condition: Arc<str>,
+    /// The rule as JSON: restored state and retirements apply only to the same definition.
+    definition: Arc<str>,
     last_fired: Option<DateTime<Utc>>,
     /// Disarmed rules wait for the price to go back past `threshold ∓ rearm`.
     armed: bool,
@@ -130,6 +133,26 @@ struct Book {
     /// (ts, price), oldest first, kept for the longest `PctChange` window.
     history: VecDeque<(DateTime<Utc>, Decimal)>,
     longest_window: chrono::Duration,
+    /// The newest sample time per source: an older or equal one from the same
+    /// source is a re-delivery (at-least-once upstream) and changes nothing.
+    newest: Vec<(SourceName, DateTime<Utc>)>,
+}
+
+impl Book {
+    /// Every live rule of this book, armed or not.
+    fn slots(&self) -> impl Iterator<Item = RuleId> + '_ {
+        [
+            &self.above,
+            &self.below,
+            &self.up,
+            &self.down,
+            &self.rearm_falling,
+            &self.rearm_rising,
+        ]
+        .into_iter()
+        .flat_map(|index| index.values().flatten().copied())
+        .chain(self.pct.iter().copied())
+    }
 }
 
 impl Book {
@@ -163,6 +186,56 @@ pub struct RuleBook {
     by_id: HashMap<Arc<str>, RuleId>,
     books: FastMap<Pair, [Option<Box<Book>>; 3]>,
     expiries: BTreeMap<DateTime<Utc>, Vec<RuleId>>,
+    /// Samples ignored as re-deliveries since the last [`RuleBook::take_repeats`].
+    repeats: u64,
+    /// `Once` rules that fired, by id: re-adding the same definition (a
+    /// restart re-reading the rule changelog) keeps them retired.
+    retired: HashMap<Arc<str>, RetiredRule>,
+    /// Restored rule state whose rule has not been added yet.
+    restored: HashMap<Arc<str>, RuleState>,
+}
+
+/// A retired `Once` rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetiredRule {
+    pub id: Arc<str>,
+    pub pair: Pair,
+    pub definition: Arc<str>,
+}
+
+/// The state of one rule that differs from a new rule's (armed, never fired).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleState {
+    pub id: Arc<str>,
+    pub definition: Arc<str>,
+    pub armed: bool,
+    pub last_fired: Option<DateTime<Utc>>,
+}
+
+/// The recent prices one (pair, price field) keeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BookState {
+    pub field: PriceField,
+    pub last: Option<(DateTime<Utc>, Decimal)>,
+    /// The `PctChange` window, oldest first.
+    pub history: Vec<(DateTime<Utc>, Decimal)>,
+    /// The newest sample time per source.
+    #[serde(default)]
+    pub newest: Vec<(SourceName, DateTime<Utc>)>,
+}
+
+/// Everything the rule book knows about one pair beyond the rule definitions:
+/// enough to continue exactly where it stopped.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PairRules {
+    pub books: Vec<BookState>,
+    pub rules: Vec<RuleState>,
+    pub retired: Vec<RetiredRule>,
+}
+
+/// The JSON a rule is compared by.
+fn definition_of(rule: &AlertRule) -> Arc<str> {
+    Arc::from(serde_json::to_string(rule).expect("an alert rule always serializes"))
 }
 
 fn field_index(field: PriceField) -> usize {
@@ -207,6 +280,11 @@ impl RuleBook {
         self.by_id.is_empty()
     }
 
+    /// Whether samples of `pair` change the book's state (it has, or had, rules for it).
+    pub fn knows(&self, pair: Pair) -> bool {
+        self.books.contains_key(&pair)
+    }
+
     /// Add a rule. A state rule (`Above`/`Below`) that already holds against
     /// the pair's last price fires at once; those firings are returned.
     pub fn add(&mut self, rule: &AlertRule) -> Result<Vec<AlertFired>, RuleError> {
@@ -214,6 +292,18 @@ impl RuleBook {
             return Err(RuleError::Duplicate(rule.id.clone()));
         }
         validate(rule).map_err(|e| RuleError::Invalid(rule.id.clone(), e))?;
+        let definition = definition_of(rule);
+        match self.retired.get(rule.id.as_str()) {
+            Some(retired) if retired.definition == definition => return Ok(Vec::new()),
+            Some(_) => {
+                self.retired.remove(rule.id.as_str());
+            }
+            None => {}
+        }
+        let restored = self
+            .restored
+            .remove(rule.id.as_str())
+            .filter(|state| state.definition == definition);
         let kind = match &rule.condition {
             Condition::Above(t) => Kind::Above(*t),
             Condition::Below(t) => Kind::Below(*t),
@@ -243,6 +333,7 @@ impl RuleBook {
             rearm,
             expires: rule.expires,
             condition: Arc::from(rule.condition.describe()),
+            definition,
             last_fired: None,
             armed: true,
         };
@@ -272,6 +363,11 @@ impl RuleBook {
                 index_insert(index, kind.threshold(), slot);
             }
         }
+        if let Some(state) = restored {
+            // It existed before a restart: it continues, and does not fire at creation again.
+            self.set_state(slot, state.armed, state.last_fired);
+            return Ok(Vec::new());
+        }
         // A state rule that is already true fires at creation.
         let Some((ts, price)) = book.last else {
             return Ok(Vec::new());
@@ -296,8 +392,10 @@ impl RuleBook {
 
     /// Remove a rule by id; returns whether it existed.
     pub fn remove(&mut self, id: &str) -> bool {
+        let retired = self.retired.remove(id).is_some();
+        self.restored.remove(id);
         let Some(slot) = self.by_id.remove(id) else {
-            return false;
+            return retired;
         };
         if let Some(rule) = self.rules[slot].take() {
             if let Some(expires) = rule.expires {
@@ -337,7 +435,15 @@ impl RuleBook {
             .expect("a rule's book exists while the rule does")
     }
 
-    /// Evaluate one price sample; returns the firings.
+    /// How many samples were ignored as re-deliveries since the last call.
+    pub fn take_repeats(&mut self) -> u64 {
+        std::mem::take(&mut self.repeats)
+    }
+
+    /// Evaluate one price sample; returns the firings. A sample not newer than
+    /// the last one of its source for this pair is a re-delivery (a crashed
+    /// worker upstream produced it again) and is ignored, so duplicates cannot
+    /// move time backwards for the rules.
     pub fn on_sample(&mut self, sample: Sample) -> Vec<AlertFired> {
         let mut fired = Vec::new();
         let Some(books) = self.books.get(&sample.pair) else {
@@ -348,6 +454,17 @@ impl RuleBook {
             .copied()
             .filter(|f| books[field_index(*f)].is_some())
             .collect();
+        let Some(first) = present.first().and_then(|f| books[field_index(*f)].as_deref()) else {
+            return fired;
+        };
+        let repeated = first
+            .newest
+            .iter()
+            .any(|(source, ts)| *source == sample.source && sample.ts <= *ts);
+        if repeated {
+            self.repeats += 1;
+            return fired;
+        }
         for field in present {
             let price = match field {
                 PriceField::Mid => mid(sample.bid, sample.ask),
@@ -369,6 +486,10 @@ impl RuleBook {
         fired: &mut Vec<AlertFired>,
     ) {
         let book = self.book_mut(pair, field);
+        match book.newest.iter_mut().find(|(s, _)| *s == source) {
+            Some((_, newest)) => *newest = ts,
+            None => book.newest.push((source, ts)),
+        }
         let previous = book.last.replace((ts, price)).map(|(_, p)| p);
         // Candidates: armed rules whose condition now holds.
         let mut candidates = drain_range(&mut book.above, (Bound::Unbounded, Bound::Excluded(price)));
@@ -459,8 +580,7 @@ impl RuleBook {
             source,
         });
         if rule.once {
-            let id = rule.id.clone();
-            self.forget(slot, &id);
+            self.retire(slot);
             return;
         }
         rule.last_fired = Some(ts);
@@ -534,12 +654,146 @@ impl RuleBook {
             source,
         });
         if rule.once {
-            let id = rule.id.clone();
-            self.forget(slot, &id);
+            self.retire(slot);
         } else {
             rule.last_fired = Some(ts);
             rule.armed = false;
         }
+    }
+
+    /// Whether this exact rule is already in the book (live or retired): a
+    /// re-delivered rule change then changes nothing.
+    pub fn is_current(&self, rule: &AlertRule) -> bool {
+        let definition = definition_of(rule);
+        let live = self
+            .by_id
+            .get(rule.id.as_str())
+            .and_then(|slot| self.rules[*slot].as_ref());
+        live.is_some_and(|r| r.definition == definition)
+            || self
+                .retired
+                .get(rule.id.as_str())
+                .is_some_and(|r| r.definition == definition)
+    }
+
+    /// Put a live rule into the given state, moving it between its armed and re-arm indexes.
+    fn set_state(&mut self, slot: RuleId, armed: bool, last_fired: Option<DateTime<Utc>>) {
+        let Some(rule) = self.rules[slot].as_mut() else {
+            return;
+        };
+        let was_armed = std::mem::replace(&mut rule.armed, armed);
+        rule.last_fired = last_fired;
+        let (pair, field, kind, level) = (rule.pair, rule.field, rule.kind, rule.rearm_level());
+        if was_armed == armed || matches!(kind, Kind::Pct { .. }) {
+            return;
+        }
+        let book = self.book_mut(pair, field);
+        let armed_index = book.armed_index(&kind).expect("threshold kind");
+        if armed {
+            index_insert(armed_index, kind.threshold(), slot);
+            index_remove(book.rearm_index(kind.rising()), level, slot);
+        } else {
+            index_remove(armed_index, kind.threshold(), slot);
+            index_insert(book.rearm_index(kind.rising()), level, slot);
+        }
+    }
+
+    /// The state of one pair, to be saved; `None` when the book knows nothing of it.
+    pub fn export(&self, pair: Pair) -> Option<PairRules> {
+        let mut state = PairRules {
+            books: Vec::new(),
+            rules: Vec::new(),
+            retired: self.retired.values().filter(|r| r.pair == pair).cloned().collect(),
+        };
+        for (field, book) in self.books.get(&pair).into_iter().flat_map(|books| {
+            FIELDS
+                .iter()
+                .filter_map(|f| books[field_index(*f)].as_deref().map(|b| (*f, b)))
+        }) {
+            state.books.push(BookState {
+                field,
+                last: book.last,
+                history: book.history.iter().copied().collect(),
+                newest: book.newest.clone(),
+            });
+            state.rules.extend(
+                book.slots()
+                    .filter_map(|slot| self.rules[slot].as_ref())
+                    .filter(|r| !r.armed || r.last_fired.is_some())
+                    .map(|r| RuleState {
+                        id: r.id.clone(),
+                        definition: r.definition.clone(),
+                        armed: r.armed,
+                        last_fired: r.last_fired,
+                    }),
+            );
+        }
+        if state.books.is_empty() && state.retired.is_empty() {
+            return None;
+        }
+        state.rules.sort_by(|a, b| a.id.cmp(&b.id));
+        state.retired.sort_by(|a, b| a.id.cmp(&b.id));
+        Some(state)
+    }
+
+    /// Replace what the book knows of `pair` by a saved state. Rules of the
+    /// same definition take their saved state; saved rules not added yet get it
+    /// when they are; live rules the state does not name start afresh.
+    pub fn import(&mut self, pair: Pair, state: PairRules) {
+        for retired in state.retired {
+            let live = self
+                .by_id
+                .get(&retired.id)
+                .and_then(|slot| self.rules[*slot].as_ref())
+                .map(|r| r.definition.clone());
+            match live {
+                Some(definition) if definition != retired.definition => continue, // redefined since
+                Some(_) => {
+                    self.remove(&retired.id);
+                }
+                None => {}
+            }
+            self.retired.insert(retired.id.clone(), retired);
+        }
+        for saved in state.books {
+            let book =
+                self.books.entry(pair).or_default()[field_index(saved.field)].get_or_insert_with(Default::default);
+            book.last = saved.last;
+            book.history = saved.history.into_iter().collect();
+            book.newest = saved.newest;
+        }
+        let live: Vec<RuleId> = self
+            .books
+            .get(&pair)
+            .into_iter()
+            .flat_map(|books| books.iter().flatten().flat_map(|b| b.slots()).collect::<Vec<_>>())
+            .collect();
+        for slot in live {
+            self.set_state(slot, true, None);
+        }
+        for rule in state.rules {
+            let slot = self.by_id.get(&rule.id).copied();
+            let same = slot
+                .and_then(|s| self.rules[s].as_ref())
+                .is_some_and(|r| r.definition == rule.definition && r.pair == pair);
+            match slot {
+                Some(slot) if same => self.set_state(slot, rule.armed, rule.last_fired),
+                Some(_) => {} // redefined since: starts afresh
+                None => {
+                    self.restored.insert(rule.id.clone(), rule);
+                }
+            }
+        }
+    }
+
+    /// Retire a `Once` rule that fired (it is no longer in any threshold index).
+    fn retire(&mut self, slot: RuleId) {
+        let Some(rule) = self.rules[slot].as_ref() else {
+            return;
+        };
+        let (id, pair, definition) = (rule.id.clone(), rule.pair, rule.definition.clone());
+        self.forget(slot, &id);
+        self.retired.insert(id.clone(), RetiredRule { id, pair, definition });
     }
 
     /// Drop a rule that is no longer in any threshold index (fired once, or expired while firing).
@@ -586,26 +840,163 @@ mod tests {
         }
     }
 
+    /// An EUR/USD sample with mid `price`, `step` seconds after 2026-01-01.
+    fn mid_at(step: usize, price: Decimal) -> Sample {
+        let t0: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        Sample {
+            pair: "EUR/USD".parse().unwrap(),
+            bid: price,
+            ask: price,
+            ts: t0 + chrono::Duration::seconds(step as i64),
+            source: SourceName::intern("t").unwrap(),
+        }
+    }
+
     /// Feed mids at one-second steps; returns the ids fired at each step.
     fn feed(book: &mut RuleBook, prices: &[Decimal]) -> Vec<Vec<String>> {
-        let source = SourceName::intern("t").unwrap();
-        let t0: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
         prices
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let sample = Sample {
-                    pair: "EUR/USD".parse().unwrap(),
-                    bid: *p,
-                    ask: *p,
-                    ts: t0 + chrono::Duration::seconds(i as i64),
-                    source,
-                };
-                let mut ids: Vec<String> = book.on_sample(sample).iter().map(|f| f.rule_id.to_string()).collect();
+                let mut ids: Vec<String> = book
+                    .on_sample(mid_at(i, *p))
+                    .iter()
+                    .map(|f| f.rule_id.to_string())
+                    .collect();
                 ids.sort();
                 ids
             })
             .collect()
+    }
+
+    /// Feed mids at one-second steps starting at step `first`; returns the firings as `id@step`.
+    fn feed_from(book: &mut RuleBook, first: usize, prices: &[Decimal]) -> Vec<String> {
+        let mut fired = Vec::new();
+        for (i, p) in prices.iter().enumerate() {
+            let step = first + i;
+            let mut ids: Vec<String> = book
+                .on_sample(mid_at(step, *p))
+                .iter()
+                .map(|f| format!("{}@{step}", f.rule_id))
+                .collect();
+            ids.sort();
+            fired.extend(ids);
+        }
+        fired
+    }
+
+    /// One of each kind of state: crossings (previous price), hysteresis,
+    /// cooldowns, a window, one-shot retirement.
+    fn stateful_rules() -> Vec<AlertRule> {
+        vec![
+            rule("up", Condition::CrossingUp(dec!(1.10)), every(4, dec!(0.01))),
+            rule("down", Condition::CrossingDown(dec!(1.08)), every(0, dec!(0))),
+            rule("above", Condition::Above(dec!(1.11)), every(6, dec!(0.02))),
+            rule("once", Condition::Below(dec!(1.07)), Trigger::Once),
+            rule(
+                "pct",
+                Condition::PctChange {
+                    percent: dec!(-2),
+                    window: Duration::from_secs(5),
+                },
+                every(3, dec!(0.5)),
+            ),
+        ]
+    }
+
+    fn wave() -> Vec<Decimal> {
+        // A seesaw between 1.06 and 1.13 with uneven steps.
+        (0..60)
+            .map(|i| {
+                let phase = (i * 7) % 24;
+                let up = if phase < 12 { phase } else { 24 - phase };
+                dec!(1.06) + Decimal::new(up as i64 * 6, 3)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn re_delivered_samples_change_nothing() {
+        let mut book = RuleBook::new();
+        book.add(&rule("up", Condition::CrossingUp(dec!(1.10)), every(0, dec!(0))))
+            .unwrap();
+        let run = [dec!(1.09), dec!(1.11)];
+        assert_eq!(feed_from(&mut book, 0, &run), vec!["up@1"]);
+        // A crashed worker upstream produces the same samples again: time does not go back.
+        assert_eq!(feed_from(&mut book, 0, &run), Vec::<String>::new());
+        assert_eq!(book.take_repeats(), 2);
+        assert_eq!(feed_from(&mut book, 2, &run), vec!["up@3"]);
+        assert_eq!(book.take_repeats(), 0);
+    }
+
+    #[test]
+    fn a_saved_and_restored_book_fires_exactly_as_one_that_never_stopped() {
+        let prices = wave();
+        let mut whole = RuleBook::new();
+        for r in stateful_rules() {
+            whole.add(&r).unwrap();
+        }
+        let expected = feed_from(&mut whole, 0, &prices);
+        assert!(expected.len() >= 10, "the wave exercises the rules: {expected:?}");
+        assert!(expected.iter().any(|f| f.starts_with("pct@")) && expected.iter().any(|f| f.starts_with("once@")));
+        let pair: Pair = "EUR/USD".parse().unwrap();
+        for split in 1..prices.len() {
+            let mut before = RuleBook::new();
+            for r in stateful_rules() {
+                before.add(&r).unwrap();
+            }
+            let mut fired = feed_from(&mut before, 0, &prices[..split]);
+            // Saved as JSON, as the state topic holds it.
+            let saved = serde_json::to_string(&before.export(pair).unwrap()).unwrap();
+            let mut after = RuleBook::new();
+            for r in stateful_rules() {
+                after.add(&r).unwrap();
+            }
+            after.import(pair, serde_json::from_str(&saved).unwrap());
+            fired.extend(feed_from(&mut after, split, &prices[split..]));
+            assert_eq!(fired, expected, "restored after {split} samples");
+        }
+    }
+
+    #[test]
+    fn restored_state_waits_for_rules_added_later_and_retired_rules_stay_retired() {
+        let pair: Pair = "EUR/USD".parse().unwrap();
+        let mut before = RuleBook::new();
+        for r in stateful_rules() {
+            before.add(&r).unwrap();
+        }
+        let fired = feed_from(&mut before, 0, &[dec!(1.09), dec!(1.12), dec!(1.06)]);
+        assert!(fired.contains(&"once@2".to_string()) && fired.contains(&"up@1".to_string()));
+        let saved = before.export(pair).unwrap();
+        // A restarted worker restores first; its rules arrive afterwards (from the changelog).
+        let mut after = RuleBook::new();
+        after.import(pair, saved);
+        for r in stateful_rules() {
+            assert_eq!(after.add(&r).unwrap(), vec![], "no fire-at-creation for restored rules");
+            assert!(after.is_current(&r));
+        }
+        assert_eq!(after.len(), 4, "`once` fired before: it stays retired");
+        // Afresh, `once` would fire at 3 (1.065 < 1.07) and `up` at 4 (crossing 1.10). Restored,
+        // `once` is retired and `up` (fired at 1, cooldown 4 s) is still cooling at 4.
+        assert_eq!(
+            feed_from(&mut after, 3, &[dec!(1.065), dec!(1.101)]),
+            Vec::<String>::new()
+        );
+        let mut fresh = RuleBook::new();
+        for r in stateful_rules() {
+            fresh.add(&r).unwrap();
+        }
+        assert_eq!(
+            feed_from(&mut fresh, 3, &[dec!(1.065), dec!(1.101)]),
+            vec!["once@3", "up@4"]
+        );
+        // A changed definition is a new rule: it starts afresh.
+        assert!(after.remove("once"));
+        let mut changed = rule("once", Condition::Below(dec!(1.07)), Trigger::Once);
+        changed.price = PriceField::Bid;
+        assert!(!after.is_current(&changed));
+        after.add(&changed).unwrap();
+        assert_eq!(after.len(), 5);
     }
 
     fn ids(list: &[&str]) -> Vec<String> {
