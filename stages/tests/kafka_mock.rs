@@ -489,3 +489,86 @@ async fn the_alert_state_survives_a_restart() {
         .collect();
     assert_eq!(new, vec![("jump".to_string(), 28)]);
 }
+
+/// Quotes `steps` (EUR/USD on even steps into partition 0, USD/JPY on odd ones into partition 1).
+async fn produce_by_pair(brokers: &str, topic: &str, steps: std::ops::Range<u32>) {
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+    for i in steps {
+        let (key, payload) = encoded(&quote(i));
+        let record = FutureRecord::to(topic)
+            .payload(&payload)
+            .key(key.as_deref().unwrap())
+            .partition((i % 2) as i32);
+        producer.send(record, Duration::from_secs(5)).await.unwrap();
+    }
+    producer.flush(Duration::from_secs(5)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_hands_a_pair_over_with_its_alert_state() {
+    let cluster = mock();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("rates-2", 2, 1).unwrap();
+    cluster.create_topic("alert-state-2", 1, 1).unwrap();
+    produce_by_pair(&brokers, "rates-2", 0..20).await;
+    let body = |probe: &str| {
+        format!(
+            r#""rates": KafkaSource(resource: "kafka", topics: ["rates-2"], group: "alerting-2", kinds: ["Quote"],
+                commit_interval: "100ms", options: {{"session.timeout.ms": "6000", "heartbeat.interval.ms": "500"}}),
+            "alerts": Alert(inputs: ["rates"], state: (resource: "kafka", topic: "alert-state-2", interval: "100ms"),
+                rules: [
+                    (id: "eur-above", pair: "EUR/USD", condition: Above(1.1005)),
+                    (id: "eur-jump", pair: "EUR/USD", condition: PctChange(percent: 0.25, window: "30s")),
+                    (id: "jpy-above", pair: "USD/JPY", condition: Above(1.1005)),
+                    (id: "jpy-jump", pair: "USD/JPY", condition: PctChange(percent: 0.25, window: "30s")),
+                ]),
+            "store": Record(inputs: ["alerts"], probe: "{probe}"),"#
+        )
+    };
+    // A alone reads both partitions: each pair's one-shot `above` fires.
+    let a = recorded("handover-a");
+    let worker_a = fxflow_engine::start(pipeline("handover-a", &brokers, &body("handover-a")))
+        .await
+        .unwrap();
+    wait_for("A to commit both partitions", || {
+        committed(&brokers, "alerting-2", "rates-2", 2) == vec![Some(10), Some(10)]
+    })
+    .await;
+    let mut first = firings(&a);
+    first.sort();
+    assert_eq!(first, vec![("eur-above".to_string(), 6), ("jpy-above".to_string(), 5)]);
+    // B joins; one partition moves to it (cooperative rebalance: A saves and commits first).
+    let b = recorded("handover-b");
+    let worker_b = fxflow_engine::start(pipeline("handover-b", &brokers, &body("handover-b")))
+        .await
+        .unwrap();
+    wait_for("B to be assigned a partition", || {
+        fxflow_engine::metrics::install_recorder()
+            .render()
+            .lines()
+            .any(|l| l.starts_with("fxflow_kafka_consumer_lag") && l.contains(r#"pipeline="handover-b""#))
+    })
+    .await;
+    produce_by_pair(&brokers, "rates-2", 20..40).await;
+    wait_for("A and B to commit everything", || {
+        committed(&brokers, "alerting-2", "rates-2", 2) == vec![Some(20), Some(20)]
+    })
+    .await;
+    worker_a.stop(Duration::from_secs(30)).await.unwrap();
+    worker_b.stop(Duration::from_secs(30)).await.unwrap();
+    // Each window reaches +0.25% against its start saved before the handover (steps 28 and 29);
+    // no one-shot rule fires again on either side (exact re-emissions aside).
+    let before = [("jpy-above".to_string(), 5), ("eur-above".to_string(), 6)];
+    let (a, b) = (firings(&a), firings(&b));
+    let mut all: Vec<_> = a.iter().chain(&b).filter(|f| !before.contains(f)).cloned().collect();
+    all.sort();
+    assert_eq!(
+        all,
+        vec![("eur-jump".to_string(), 28), ("jpy-jump".to_string(), 29)],
+        "A: {a:?}, B: {b:?}"
+    );
+    assert!(
+        b.iter().any(|f| f.0.ends_with("-jump")),
+        "B fired with the state it took over: {b:?}"
+    );
+}
