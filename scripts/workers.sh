@@ -19,6 +19,11 @@ mkdir -p "$DIR"
 cargo build --release -q -p fxflow-stages --bin fxflow
 FXFLOW=target/release/fxflow
 export KAFKA_BROKERS=127.0.0.1:$PORT
+# One worker per group here, so each takes all its partitions without the group protocol: a
+# `kill -9`ed worker restarted by hand resumes at once. (tansu 0.6's coordinator waits for a dead
+# member until max.poll.interval.ms, minutes; see ARCHITECTURE.md §10.) To add workers to a
+# group instead, run this with FXFLOW_ASSIGNMENT=Subscribe.
+export FXFLOW_ASSIGNMENT=${FXFLOW_ASSIGNMENT:-AllPartitions}
 
 pids=()
 # Workers and broker run in their own sessions (setsid), so Ctrl-C reaches only this script:
@@ -42,7 +47,7 @@ start() { # name file
     FXFLOW_TELEMETRY=127.0.0.1:$3 setsid "$FXFLOW" run "pipelines/$2" >>"$DIR/$1.log" 2>&1 &
     pids+=($!)
     echo "$1: pid $!, metrics http://127.0.0.1:$3/metrics, log $DIR/$1.log"
-    echo "    restart: KAFKA_BROKERS=$KAFKA_BROKERS FXFLOW_TELEMETRY=127.0.0.1:$3 $FXFLOW run pipelines/$2"
+    echo "    restart: KAFKA_BROKERS=$KAFKA_BROKERS FXFLOW_ASSIGNMENT=$FXFLOW_ASSIGNMENT FXFLOW_TELEMETRY=127.0.0.1:$3 $FXFLOW run pipelines/$2"
 }
 start process process.ron 9602
 start alerts alerts.ron 9603
