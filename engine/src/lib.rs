@@ -31,7 +31,7 @@ pub use registry::{
 pub use spec::{Diagnostic, Diagnostics, PipelineSpec};
 pub use stage::{
     BatchConfig, Emit, Failure, FunctionTransform, Input, ItemError, Outputs, RetryConfig, Shape, Shutdown, Sink,
-    SinkError, Source, SourceContext, Stage, StageError, TaskTransform, DEFAULT_OUTPUT, ERROR_OUTPUT,
+    SinkError, Source, SourceContext, Stage, StageError, Startup, TaskTransform, DEFAULT_OUTPUT, ERROR_OUTPUT,
 };
 pub use topology::{start, Readiness, RunningPipeline, ShutdownHandle};
 

@@ -97,6 +97,13 @@ pub trait StageConfig<E: Event>: Send + Sync + fmt::Debug + 'static {
         Vec::new()
     }
 
+    /// A source whose backlog must be read *and processed* before the
+    /// pipeline's other sources start (a changelog the rest depends on, such
+    /// as alert rules). It reports that through [`crate::Startup::caught_up`].
+    fn bootstrap(&self) -> bool {
+        false
+    }
+
     fn listen_addresses(&self) -> Vec<ListenAddress> {
         Vec::new()
     }

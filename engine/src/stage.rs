@@ -12,6 +12,7 @@
 //! `errors` output (`name.errors`) carrying dead letters.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -188,6 +189,50 @@ pub struct SourceContext<E> {
     pub outputs: Outputs<E>,
     pub shutdown: Shutdown,
     pub labels: StageLabels,
+    /// For a bootstrap source: where to say it caught up.
+    pub startup: Startup,
+}
+
+/// Start-up order: the pipeline's other sources start once every bootstrap
+/// source has said it caught up (or has ended, so a failure cannot hold the
+/// rest forever).
+#[derive(Clone, Default)]
+pub struct Startup(Option<Arc<CatchUp>>);
+
+struct CatchUp {
+    remaining: Arc<tokio::sync::watch::Sender<usize>>,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl CatchUp {
+    fn signal(&self) {
+        if !self.done.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            self.remaining.send_modify(|n| *n = n.saturating_sub(1));
+        }
+    }
+}
+
+impl Drop for CatchUp {
+    fn drop(&mut self) {
+        self.signal();
+    }
+}
+
+impl Startup {
+    /// The handle of one bootstrap source, counted in `remaining`.
+    pub fn bootstrap(remaining: Arc<tokio::sync::watch::Sender<usize>>) -> Self {
+        Startup(Some(Arc::new(CatchUp {
+            remaining,
+            done: std::sync::atomic::AtomicBool::new(false),
+        })))
+    }
+
+    /// The backlog is read and processed: the other sources may start.
+    pub fn caught_up(&self) {
+        if let Some(catch_up) = &self.0 {
+            catch_up.signal();
+        }
+    }
 }
 
 /// A stage's receiving end: batches from all its inputs, counted as received.

@@ -21,7 +21,7 @@ use crate::metrics::StageLabels;
 use crate::registry::{BuildContext, Resources};
 use crate::spec::PipelineSpec;
 use crate::stage::{
-    self, Input, Output, Outputs, Shutdown, SourceContext, Stage, StageError, DEFAULT_OUTPUT, ERROR_OUTPUT,
+    self, Input, Output, Outputs, Shutdown, SourceContext, Stage, StageError, Startup, DEFAULT_OUTPUT, ERROR_OUTPUT,
 };
 
 /// A pipeline whose stages are running.
@@ -155,6 +155,15 @@ pub async fn start<E: Event>(spec: PipelineSpec<E>) -> Result<RunningPipeline, S
     }
     drop(senders);
 
+    // Bootstrap sources first: the other sources wait until each has caught up.
+    let bootstraps = spec
+        .stages
+        .iter()
+        .filter(|s| s.shape() == crate::Shape::Source && s.config.bootstrap())
+        .count();
+    let (remaining_tx, remaining) = watch::channel(bootstraps);
+    let remaining_tx = Arc::new(remaining_tx);
+
     let mut tasks = Vec::new();
     for (stage, runtime) in spec.stages.iter().zip(built) {
         let labels = StageLabels::new(&spec.name, &stage.name);
@@ -174,13 +183,34 @@ pub async fn start<E: Event>(spec: PipelineSpec<E>) -> Result<RunningPipeline, S
         let timer = labels.processing();
         let future: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StageError>> + Send>> =
             match (runtime, input) {
+                (Stage::Source(source), None) if stage.config.bootstrap() => {
+                    let cx = SourceContext {
+                        outputs,
+                        shutdown: shutdown.clone(),
+                        labels,
+                        startup: Startup::bootstrap(remaining_tx.clone()),
+                    };
+                    Box::pin(source.run(cx))
+                }
                 (Stage::Source(source), None) => {
                     let cx = SourceContext {
                         outputs,
                         shutdown: shutdown.clone(),
                         labels,
+                        startup: Startup::default(),
                     };
-                    Box::pin(source.run(cx))
+                    let (mut remaining, shutdown) = (remaining.clone(), shutdown.clone());
+                    let (pipeline, name) = (spec.name.clone(), stage.name.clone());
+                    Box::pin(async move {
+                        if *remaining.borrow() > 0 {
+                            tracing::info!(%pipeline, stage = %name, "Waiting for the bootstrap sources to catch up.");
+                            tokio::select! {
+                                _ = remaining.wait_for(|n| *n == 0) => {}
+                                _ = shutdown.wait() => return Ok(()),
+                            }
+                        }
+                        source.run(cx).await
+                    })
                 }
                 (Stage::Function(f), Some(input)) => Box::pin(stage::run_function(f, input, outputs, timer)),
                 (Stage::Task(t), Some(input)) => Box::pin(t.run(input, outputs)),

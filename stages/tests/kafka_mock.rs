@@ -94,14 +94,36 @@ fn quote(i: u32) -> FxEvent {
     })
 }
 
+/// Produce in order: everything is enqueued first (librdkafka keeps a partition's order), then
+/// every delivery is awaited.
 async fn produce(brokers: &str, topic: &str, messages: impl IntoIterator<Item = (Option<String>, Vec<u8>)>) {
-    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
-    for (key, payload) in messages {
+    produce_to(brokers, topic, messages.into_iter().map(|(k, v)| (None, k, v))).await
+}
+
+/// Like [`produce`], each message to the given partition (`None`: by key).
+async fn produce_to(
+    brokers: &str,
+    topic: &str,
+    messages: impl IntoIterator<Item = (Option<i32>, Option<String>, Vec<u8>)>,
+) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    let mut deliveries = Vec::new();
+    for (partition, key, payload) in messages {
         let mut record = FutureRecord::to(topic).payload(&payload);
         if let Some(key) = &key {
             record = record.key(key.as_str());
         }
-        producer.send(record, Duration::from_secs(5)).await.unwrap();
+        if let Some(partition) = partition {
+            record = record.partition(partition);
+        }
+        deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+    }
+    for delivery in deliveries {
+        delivery.await.unwrap().unwrap();
     }
     producer.flush(Duration::from_secs(5)).unwrap();
 }
@@ -492,16 +514,11 @@ async fn the_alert_state_survives_a_restart() {
 
 /// Quotes `steps` (EUR/USD on even steps into partition 0, USD/JPY on odd ones into partition 1).
 async fn produce_by_pair(brokers: &str, topic: &str, steps: std::ops::Range<u32>) {
-    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
-    for i in steps {
+    let messages = steps.map(|i| {
         let (key, payload) = encoded(&quote(i));
-        let record = FutureRecord::to(topic)
-            .payload(&payload)
-            .key(key.as_deref().unwrap())
-            .partition((i % 2) as i32);
-        producer.send(record, Duration::from_secs(5)).await.unwrap();
-    }
-    producer.flush(Duration::from_secs(5)).unwrap();
+        (Some((i % 2) as i32), key, payload)
+    });
+    produce_to(brokers, topic, messages).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -571,4 +588,45 @@ async fn a_rebalance_hands_a_pair_over_with_its_alert_state() {
         b.iter().any(|f| f.0.ends_with("-jump")),
         "B fired with the state it took over: {b:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrap_source_is_processed_before_the_other_sources_start() {
+    let cluster = mock();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("rules-3", 1, 1).unwrap();
+    cluster.create_topic("rates-3", 1, 1).unwrap();
+    // A long rule changelog whose last rule is the one the rates cross.
+    let change = |id: String, threshold: &str| {
+        let rule: fxflow_stages::fx::AlertRule = serde_json::from_value(serde_json::json!({
+            "id": id, "pair": "EUR/USD", "condition": {"CrossingUp": threshold}
+        }))
+        .unwrap();
+        encoded(&FxEvent::AlertRuleChange(fxflow_stages::fx::AlertRuleChange {
+            id: rule.id.clone(),
+            rule: Some(rule),
+        }))
+    };
+    let changes: Vec<_> = (0..20_000)
+        .map(|i| change(format!("far-{i}"), "9"))
+        .chain([change("near".into(), "1.1005")])
+        .collect();
+    produce(&brokers, "rules-3", changes).await;
+    // EUR/USD mids 1.1001, 1.1003, 1.1005 (steps 0, 2, 4): `near` fires at step 4 if it is in
+    // the book by then. (Without `bootstrap` the rates, read at once, beat 20,000 rule changes.)
+    produce(&brokers, "rates-3", (0..8).map(|i| encoded(&quote(i)))).await;
+    let body = r#""rules": KafkaSource(resource: "kafka", topics: ["rules-3"], kinds: ["AlertRuleChange"], bootstrap: true),
+        "rates": KafkaSource(resource: "kafka", topics: ["rates-3"], group: "alerting-3", assignment: AllPartitions,
+            kinds: ["Quote"], commit_interval: "100ms"),
+        "alerts": Alert(inputs: ["rules", "rates"]),
+        "store": Record(inputs: ["alerts"], probe: "bootstrap"),"#;
+    let running = fxflow_engine::start(pipeline("bootstrap", &brokers, body))
+        .await
+        .unwrap();
+    wait_for("the rates to be committed", || {
+        committed(&brokers, "alerting-3", "rates-3", 1) == vec![Some(8)]
+    })
+    .await;
+    running.stop(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(firings(&recorded("bootstrap")), vec![("near".to_string(), 4)]);
 }

@@ -123,6 +123,11 @@ impl OffsetTracker {
         moved
     }
 
+    /// One past the last offset of `tp`'s finished prefix (`None`: nothing finished yet).
+    pub fn ready(&self, tp: &TopicPartition) -> Option<i64> {
+        self.partitions.get(tp).and_then(|p| p.ready)
+    }
+
     /// Positions that moved since the last commit, to commit now.
     pub fn to_commit(&self) -> Vec<(TopicPartition, i64)> {
         self.partitions

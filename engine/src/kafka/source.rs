@@ -32,7 +32,7 @@ use crate::ack::AckToken;
 use crate::event::{Envelope, Kinds, Origin};
 use crate::metrics::StageLabels;
 use crate::registry::{closest, BuildContext, ConfigProblem, ResourceUse, StageConfig};
-use crate::stage::{Failure, Shape, Source, SourceContext, Stage, StageError};
+use crate::stage::{Failure, Shape, Source, SourceContext, Stage, StageError, Startup};
 use crate::AckStatus;
 
 /// Messages a partition still has to be read, per topic and partition (from librdkafka's statistics).
@@ -66,6 +66,12 @@ pub struct KafkaSourceConfig {
     /// worker of a group its own name (e.g. from `${HOSTNAME}`); empty = none.
     #[serde(default)]
     pub instance: Option<String>,
+    /// Read what the topics hold at start, and have it processed downstream,
+    /// before the pipeline's other sources start — for a changelog the rest
+    /// depends on (alert rules before the rates they are checked against).
+    /// Only without `group`.
+    #[serde(default)]
+    pub bootstrap: bool,
     /// The event kinds the topics carry (checked against the stages downstream;
     /// a message of another kind goes to the error output).
     pub kinds: Vec<String>,
@@ -179,7 +185,20 @@ impl<E: WireEvent> StageConfig<E> for KafkaSourceConfig {
         if self.commit_interval.is_zero() {
             problems.push(ConfigProblem::field("commit_interval", "must be longer than zero"));
         }
+        if self.bootstrap && self.group.is_some() {
+            problems.push(
+                ConfigProblem::field(
+                    "bootstrap",
+                    "a bootstrap source reads its topics in full, without a group",
+                )
+                .with_hint("remove `group` (or `bootstrap`)"),
+            );
+        }
         problems
+    }
+
+    fn bootstrap(&self) -> bool {
+        self.bootstrap
     }
 
     fn resources(&self) -> Vec<ResourceUse> {
@@ -240,6 +259,11 @@ impl<E: WireEvent> StageConfig<E> for KafkaSourceConfig {
             (Some(_), Assignment::AllPartitions) => assign_everything(&consumer, &shared, &topics, Offset::Stored)?,
             (None, _) => assign_everything(&consumer, &shared, &topics, Offset::Beginning)?,
         }
+        let catch_up = if self.bootstrap {
+            ends_now(&consumer, &shared)?
+        } else {
+            Vec::new()
+        };
         Ok(Stage::Source(Box::new(KafkaSource::<E> {
             consumer,
             shared,
@@ -249,6 +273,7 @@ impl<E: WireEvent> StageConfig<E> for KafkaSourceConfig {
                 max_batch: self.max_batch,
                 codec: self.codec,
                 kinds: self.kinds_of::<E>(),
+                catch_up,
             },
             _event: std::marker::PhantomData,
         })))
@@ -284,6 +309,21 @@ fn assign_everything(
     consumer
         .assign(&list)
         .map_err(|e| StageError::new(format!("assigning partitions of {topics:?}: {e}")))
+}
+
+/// The end (high watermark) of every assigned, non-empty partition: what a
+/// bootstrap source must have finished before it has caught up.
+fn ends_now(consumer: &BaseConsumer<ConsumerHooks>, shared: &Shared) -> Result<Vec<(TopicPartition, i64)>, StageError> {
+    let mut ends = Vec::new();
+    for tp in shared.tracker().assigned() {
+        let (low, high) = consumer
+            .fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(10))
+            .map_err(|e| StageError::new(format!("reading the end of `{}`[{}]: {e}", tp.topic, tp.partition)))?;
+        if high > low {
+            ends.push((tp, high));
+        }
+    }
+    Ok(ends)
 }
 
 /// State shared by the poll thread, the rebalance hooks and the ack callbacks.
@@ -433,6 +473,8 @@ struct Settings {
     max_batch: usize,
     codec: Codec,
     kinds: Vec<&'static str>,
+    /// Bootstrap: partitions and the positions to finish before catching up.
+    catch_up: Vec<(TopicPartition, i64)>,
 }
 
 struct KafkaSource<E> {
@@ -466,7 +508,10 @@ enum Item<E> {
 impl<E: WireEvent> Source<E> for KafkaSource<E> {
     async fn run(self: Box<Self>, cx: SourceContext<E>) -> Result<(), StageError> {
         let SourceContext {
-            mut outputs, shutdown, ..
+            mut outputs,
+            shutdown,
+            startup,
+            ..
         } = cx;
         let (tx, mut rx) = mpsc::channel::<Vec<Item<E>>>(2);
         let stop = Arc::new(AtomicBool::new(false));
@@ -475,7 +520,7 @@ impl<E: WireEvent> Source<E> for KafkaSource<E> {
             let name = format!("kafka-{}", self.shared.labels.stage);
             std::thread::Builder::new()
                 .name(name)
-                .spawn(move || (*self).poll_loop(tx, &stop))
+                .spawn(move || (*self).poll_loop(tx, &stop, startup))
                 .map_err(|e| StageError::new(format!("starting the consumer thread: {e}")))?
         };
         let mut stopping = false;
@@ -521,8 +566,9 @@ async fn forward<E: WireEvent>(outputs: &mut crate::stage::Outputs<E>, batch: Ve
 }
 
 impl<E: WireEvent> KafkaSource<E> {
-    fn poll_loop(self, tx: mpsc::Sender<Vec<Item<E>>>, stop: &AtomicBool) {
+    fn poll_loop(mut self, tx: mpsc::Sender<Vec<Item<E>>>, stop: &AtomicBool, startup: Startup) {
         let mut pending: Vec<Polled<E>> = Vec::with_capacity(self.settings.max_batch);
+        let mut caught_up = false;
         let mut last_commit = Instant::now();
         let mut topics: Vec<Arc<str>> = Vec::new();
         let mut reported_blocked = Vec::new();
@@ -546,6 +592,18 @@ impl<E: WireEvent> KafkaSource<E> {
                 let batch = self.hand_over(&mut pending);
                 if !batch.is_empty() && tx.blocking_send(batch).is_err() {
                     break;
+                }
+            }
+            if !caught_up {
+                let tracker = self.shared.tracker();
+                self.settings
+                    .catch_up
+                    .retain(|(tp, end)| tracker.ready(tp).is_none_or(|ready| ready < *end));
+                drop(tracker);
+                if self.settings.catch_up.is_empty() {
+                    caught_up = true;
+                    tracing::info!(stage = %self.shared.labels.stage, "Caught up with the topics' backlog; the other sources start.");
+                    startup.caught_up();
                 }
             }
             if self.settings.group && last_commit.elapsed() >= self.settings.commit_interval {
