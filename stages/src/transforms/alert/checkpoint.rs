@@ -86,8 +86,9 @@ pub struct Checkpoints {
     dirty: HashMap<Pair, Dirty>,
     unconfirmed: Unconfirmed,
     next_firing: u64,
-    /// The assignment epoch last seen per partition.
-    epochs: HashMap<(Arc<str>, i32), u64>,
+    /// The assignment epoch last seen per partition (a few entries: scanned, not hashed,
+    /// so the per-sample check clones nothing).
+    epochs: Vec<(Arc<str>, i32, u64)>,
     /// Per pair, the last input its restored state already covers.
     covered: HashMap<Pair, Position>,
 }
@@ -100,7 +101,7 @@ impl Checkpoints {
             dirty: HashMap::new(),
             unconfirmed: Arc::default(),
             next_firing: 0,
-            epochs: HashMap::new(),
+            epochs: Vec::new(),
             covered: HashMap::new(),
         }
     }
@@ -113,11 +114,16 @@ impl Checkpoints {
     ) -> Vec<(Origin, AckToken)> {
         let mut fresh = Vec::new();
         for (origin, ack) in origins {
-            let key = (origin.topic.clone(), origin.partition);
-            if self.epochs.get(&key) != Some(&origin.epoch) {
-                self.epochs.insert(key, origin.epoch);
-                fresh.push((origin.clone(), ack.clone()));
+            let known = self
+                .epochs
+                .iter_mut()
+                .find(|(topic, partition, _)| *partition == origin.partition && **topic == *origin.topic);
+            match known {
+                Some((_, _, epoch)) if *epoch == origin.epoch => continue,
+                Some((_, _, epoch)) => *epoch = origin.epoch,
+                None => self.epochs.push((origin.topic.clone(), origin.partition, origin.epoch)),
             }
+            fresh.push((origin.clone(), ack.clone()));
         }
         fresh
     }
