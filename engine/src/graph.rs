@@ -34,6 +34,8 @@ pub fn to_dot<E: Event>(spec: &PipelineSpec<E>) -> String {
         for input in &stage.inputs {
             let style = if input.output == ERROR_OUTPUT {
                 " [style=dashed, label=\"errors\"]"
+            } else if stage.shape() == Shape::Source {
+                " [style=dotted, label=\"watched\"]"
             } else {
                 ""
             };
@@ -71,6 +73,8 @@ pub fn to_mermaid<E: Event>(spec: &PipelineSpec<E>) -> String {
         for input in &stage.inputs {
             let arrow = if input.output == ERROR_OUTPUT {
                 "-. errors .->"
+            } else if stage.shape() == Shape::Source {
+                "-. watched .->"
             } else {
                 "-->"
             };

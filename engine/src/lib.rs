@@ -13,6 +13,7 @@ pub mod docs;
 pub mod duration;
 pub mod event;
 pub mod graph;
+pub mod health;
 pub mod kafka;
 pub mod metrics;
 pub mod registry;
@@ -25,15 +26,17 @@ pub mod topology;
 pub use ack::{AckReceiver, AckStatus, AckToken};
 pub use channel::{BufferConfig, WhenFull};
 pub use event::{DeadLetter, Envelope, Event, Kinds, Origin, DEAD_LETTER_KIND};
+pub use health::{Readiness, ReadyReporter};
 pub use registry::{
     BuildContext, ConfigProblem, ListenAddress, Registry, ResourceConfig, ResourceUse, Resources, StageConfig,
+    StageSummary,
 };
 pub use spec::{Diagnostic, Diagnostics, PipelineSpec};
 pub use stage::{
     BatchConfig, Emit, Failure, FunctionTransform, Input, ItemError, Outputs, RetryConfig, Shape, Shutdown, Sink,
     SinkError, Source, SourceContext, Stage, StageError, Startup, TaskTransform, DEFAULT_OUTPUT, ERROR_OUTPUT,
 };
-pub use topology::{start, Readiness, RunningPipeline, ShutdownHandle};
+pub use topology::{start, start_with, RunningPipeline, ShutdownHandle};
 
 /// Re-exported so stage crates use the same `async_trait` as the traits.
 pub use async_trait::async_trait;

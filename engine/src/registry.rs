@@ -54,7 +54,9 @@ pub struct ListenAddress {
 pub struct ResourceUse {
     pub field: &'static str,
     pub name: String,
-    pub kind: &'static str,
+    /// The kinds that serve (usually one; a stage that reads through an
+    /// interface several kinds implement lists them all).
+    pub kinds: Vec<&'static str>,
 }
 
 impl ResourceUse {
@@ -63,7 +65,25 @@ impl ResourceUse {
         ResourceUse {
             field,
             name: name.to_owned(),
-            kind,
+            kinds: vec![kind],
+        }
+    }
+
+    /// The resource named `name`, of any of `kinds`.
+    pub fn one_of(field: &'static str, name: &str, kinds: &'static [&'static str]) -> Self {
+        ResourceUse {
+            field,
+            name: name.to_owned(),
+            kinds: kinds.to_vec(),
+        }
+    }
+
+    /// `Postgres`, or `Postgres or Sqlite`.
+    pub fn kinds_text(&self) -> String {
+        match self.kinds.as_slice() {
+            [] => "resource".to_owned(),
+            [one] => (*one).to_owned(),
+            [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
         }
     }
 }
@@ -101,6 +121,19 @@ pub trait StageConfig<E: Event>: Send + Sync + fmt::Debug + 'static {
     /// pipeline's other sources start (a changelog the rest depends on, such
     /// as alert rules). It reports that through [`crate::Startup::caught_up`].
     fn bootstrap(&self) -> bool {
+        false
+    }
+
+    /// A source that also *watches* other stages' outputs (`inputs` on a
+    /// source): a server showing what flows, which may also emit events of
+    /// its own that feed those same stages (rule changes into the stage whose
+    /// firings it shows). What it emits does not depend on what it watches,
+    /// so edges into it are not part of the flow: validation allows them, the
+    /// cycle check skips them, and kinds still get checked against
+    /// [`StageConfig::accepts`]. Such a source must keep reading its input
+    /// ([`crate::SourceContext::input`]) until it ends, also after shutdown,
+    /// or the stages it watches could not drain.
+    fn watches_inputs(&self) -> bool {
         false
     }
 
@@ -159,6 +192,17 @@ pub struct BuildContext {
     pub pipeline: String,
     pub stage: String,
     pub resources: Resources,
+    /// Where the stage reports whether its dependencies answer (`/ready`).
+    pub readiness: crate::health::Readiness,
+    /// Every stage of the pipeline, in file order (for stages that show what runs).
+    pub stages: Arc<Vec<StageSummary>>,
+}
+
+/// A stage of the pipeline being built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageSummary {
+    pub name: String,
+    pub kind: String,
 }
 
 type ParseStage<E> = fn(&Node, &[&str]) -> Result<Box<dyn StageConfig<E>>, DeError>;

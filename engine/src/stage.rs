@@ -191,6 +191,10 @@ pub struct SourceContext<E> {
     pub labels: StageLabels,
     /// For a bootstrap source: where to say it caught up.
     pub startup: Startup,
+    /// What a watching source watches (`inputs` on a source, see
+    /// `StageConfig::watches_inputs`); `None` for the others. Read it to its
+    /// end: the watched stages drain into it.
+    pub input: Option<Input<E>>,
 }
 
 /// Start-up order: the pipeline's other sources start once every bootstrap

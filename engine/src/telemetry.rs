@@ -1,5 +1,6 @@
 //! The worker's HTTP endpoint: `/metrics` (Prometheus text), `/health`
-//! (the process is alive) and `/ready` (every pipeline has started).
+//! (the process is alive) and `/ready` (every pipeline has started and every
+//! component reaches its dependencies; see [`crate::health`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::topology::Readiness;
+use crate::health::Readiness;
 
 /// Bind `address` and serve until the process ends. Binding happens before
 /// this returns, so a taken port is reported at start, not later.
@@ -38,14 +39,14 @@ pub async fn serve(address: &str, metrics: PrometheusHandle, readiness: Readines
         .route(
             "/ready",
             get(move || {
-                let ready = readiness.is_ready();
+                let report = readiness.report();
                 async move {
-                    let status = if ready {
+                    let status = if report.ready {
                         StatusCode::OK
                     } else {
                         StatusCode::SERVICE_UNAVAILABLE
                     };
-                    (status, Json(serde_json::json!({ "ready": ready }))).into_response()
+                    (status, Json(report)).into_response()
                 }
             }),
         )

@@ -7,7 +7,7 @@
 //!   `assert_transform_compliance`): a stage that ran must show the required
 //!   metrics.
 //! - [`TestEvent`] and the `test_registry` stages (`Counter`, `Double`, `ToText`,
-//!   `Repeat`, `Collect`, `Listen`) build small real pipelines whose behaviour
+//!   `Repeat`, `Collect`, `Listen`, `Echo`) build small real pipelines whose behaviour
 //!   tests observe through a named [`Probe`].
 
 use std::collections::HashMap;
@@ -160,7 +160,8 @@ pub fn test_registry() -> Registry<TestEvent> {
         .stage::<ToTextConfig>("ToText")
         .stage::<RepeatConfig>("Repeat")
         .stage::<CollectConfig>("Collect")
-        .stage::<ListenConfig>("Listen");
+        .stage::<ListenConfig>("Listen")
+        .stage::<EchoConfig>("Echo");
     registry
 }
 
@@ -340,6 +341,9 @@ impl StageConfig<TestEvent> for RepeatConfig {
     fn emits(&self) -> Kinds {
         Kinds::Any
     }
+    fn emits_given(&self, inputs: &Kinds) -> Kinds {
+        inputs.clone()
+    }
     async fn build(&self, _cx: &BuildContext) -> Result<Stage<TestEvent>, StageError> {
         Ok(Stage::Function(Box::new(Repeat(self.times))))
     }
@@ -425,5 +429,83 @@ impl StageConfig<TestEvent> for ListenConfig {
             delay: Duration::ZERO,
             fail: false,
         })))
+    }
+}
+
+/// Watching source: for every number below `below` it watches, emits that
+/// number plus `below` — feedback into the stages it watches (the shape of a
+/// server that shows a stream and changes it). Counts what it watched in `probe`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EchoConfig {
+    pub probe: String,
+    pub below: i64,
+}
+
+struct Echo {
+    probe: Arc<Probe>,
+    below: i64,
+}
+
+#[async_trait]
+impl StageConfig<TestEvent> for EchoConfig {
+    fn shape(&self) -> Shape {
+        Shape::Source
+    }
+    fn watches_inputs(&self) -> bool {
+        true
+    }
+    fn accepts(&self) -> Kinds {
+        Kinds::only(&["Number"])
+    }
+    fn emits(&self) -> Kinds {
+        Kinds::only(&["Number"])
+    }
+    async fn build(&self, _cx: &BuildContext) -> Result<Stage<TestEvent>, StageError> {
+        Ok(Stage::Source(Box::new(Echo {
+            probe: probe(&self.probe),
+            below: self.below,
+        })))
+    }
+}
+
+#[async_trait]
+impl Source<TestEvent> for Echo {
+    async fn run(self: Box<Self>, cx: SourceContext<TestEvent>) -> Result<(), StageError> {
+        let SourceContext {
+            mut outputs,
+            shutdown,
+            input,
+            ..
+        } = cx;
+        // The watcher never waits on the output: it hands echoes over an unbounded queue.
+        let (echo_tx, mut echoes) = tokio::sync::mpsc::unbounded_channel();
+        let (probe, below) = (self.probe.clone(), self.below);
+        let watcher = tokio::spawn(async move {
+            let Some(mut input) = input else { return };
+            while let Some(batch) = input.next().await {
+                for envelope in batch {
+                    probe.stored.lock().unwrap().push(envelope.event.clone());
+                    if let TestEvent::Number(n) = envelope.event {
+                        if n < below {
+                            let _ = echo_tx.send(TestEvent::Number(n + below));
+                        }
+                    }
+                }
+            }
+        });
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.wait() => break,
+                echo = echoes.recv() => match echo {
+                    Some(event) => outputs.send(vec![Envelope::unacked(event)]).await?,
+                    None => break,
+                },
+            }
+        }
+        drop(outputs);
+        let _ = watcher.await;
+        Ok(())
     }
 }

@@ -8,7 +8,6 @@
 //! the sinks before the process exits.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::channel::{self, Sender};
 use crate::event::Event;
+use crate::health::Readiness;
 use crate::metrics::StageLabels;
 use crate::registry::{BuildContext, Resources};
 use crate::spec::PipelineSpec;
@@ -86,25 +86,17 @@ impl ShutdownHandle {
     }
 }
 
-/// Readiness of the process: set once every pipeline has started.
-#[derive(Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
-
-impl Readiness {
-    pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::Release);
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
-}
-
 /// Open resources, build every stage, wire the channels and start the tasks.
 ///
 /// Every stage is built before any task starts, so a stage that fails to build
 /// (a file it cannot open) leaves nothing running behind it.
 pub async fn start<E: Event>(spec: PipelineSpec<E>) -> Result<RunningPipeline, StageError> {
+    start_with(spec, &Readiness::default()).await
+}
+
+/// [`start`], with stages reporting their dependencies' state to `readiness`
+/// (the one the process serves on `/ready`).
+pub async fn start_with<E: Event>(spec: PipelineSpec<E>, readiness: &Readiness) -> Result<RunningPipeline, StageError> {
     let mut resources = Resources::default();
     for resource in &spec.resources {
         let opened = resource
@@ -114,12 +106,23 @@ pub async fn start<E: Event>(spec: PipelineSpec<E>) -> Result<RunningPipeline, S
             .map_err(|e| StageError::new(format!("resource `{}` ({}): {e}", resource.name, resource.kind)))?;
         resources.insert(resource.name.clone(), opened);
     }
+    let summaries = Arc::new(
+        spec.stages
+            .iter()
+            .map(|s| crate::registry::StageSummary {
+                name: s.name.clone(),
+                kind: s.kind.clone(),
+            })
+            .collect::<Vec<_>>(),
+    );
     let mut built = Vec::with_capacity(spec.stages.len());
     for stage in &spec.stages {
         let cx = BuildContext {
             pipeline: spec.name.clone(),
             stage: stage.name.clone(),
             resources: resources.clone(),
+            readiness: readiness.clone(),
+            stages: summaries.clone(),
         };
         let runtime = stage
             .config
@@ -183,30 +186,39 @@ pub async fn start<E: Event>(spec: PipelineSpec<E>) -> Result<RunningPipeline, S
         let timer = labels.processing();
         let future: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StageError>> + Send>> =
             match (runtime, input) {
-                (Stage::Source(source), None) if stage.config.bootstrap() => {
+                (Stage::Source(source), input) if stage.config.bootstrap() => {
                     let cx = SourceContext {
                         outputs,
                         shutdown: shutdown.clone(),
                         labels,
                         startup: Startup::bootstrap(remaining_tx.clone()),
+                        input,
                     };
                     Box::pin(source.run(cx))
                 }
-                (Stage::Source(source), None) => {
+                (Stage::Source(source), input) => {
                     let cx = SourceContext {
                         outputs,
                         shutdown: shutdown.clone(),
                         labels,
                         startup: Startup::default(),
+                        input,
                     };
                     let (mut remaining, shutdown) = (remaining.clone(), shutdown.clone());
                     let (pipeline, name) = (spec.name.clone(), stage.name.clone());
                     Box::pin(async move {
                         if *remaining.borrow() > 0 {
                             tracing::info!(%pipeline, stage = %name, "Waiting for the bootstrap sources to catch up.");
-                            tokio::select! {
-                                _ = remaining.wait_for(|n| *n == 0) => {}
-                                _ = shutdown.wait() => return Ok(()),
+                            let caught_up = tokio::select! {
+                                _ = remaining.wait_for(|n| *n == 0) => true,
+                                _ = shutdown.wait() => false,
+                            };
+                            if !caught_up {
+                                // Never started: still let what it watches drain into it.
+                                if let Some(mut input) = cx.input {
+                                    while input.next().await.is_some() {}
+                                }
+                                return Ok(());
                             }
                         }
                         source.run(cx).await

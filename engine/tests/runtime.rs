@@ -327,3 +327,44 @@ async fn without_max_wait_a_sink_writes_what_is_there_and_never_more_than_max_ev
     let acks = probe("split-src").acks();
     assert_eq!(acks, (1..=10).map(|n| (n, AckStatus::Delivered)).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn a_watching_source_feeds_back_and_everything_drains_on_shutdown() {
+    // counter → total ⇄ echo: echo watches `total` and sends 1000 + n back into it.
+    let running = fxflow_engine::start(pipeline(
+        r#"Pipeline(name: "echo", stages: {
+            "src": Counter(probe: "echo-src", pause_ms: 1),
+            "total": Repeat(inputs: ["src", "echo"], times: 1, buffer: (capacity: 4)),
+            "echo": Echo(inputs: ["total"], probe: "echo-watched", below: 1000, buffer: (capacity: 4)),
+            "out": Collect(inputs: ["total"], probe: "echo-out"),
+        })"#,
+    ))
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::timeout(Duration::from_secs(10), running.stop(Duration::from_secs(5)))
+        .await
+        .expect("a loop through a watching source does not hold the drain")
+        .unwrap();
+    let out = probe("echo-out").stored();
+    let numbers: Vec<i64> = out
+        .iter()
+        .map(|e| match e {
+            TestEvent::Number(n) => *n,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    let counted = numbers.iter().filter(|n| **n < 1000).count();
+    let echoed = numbers.iter().filter(|n| **n >= 1000).count();
+    assert!(counted > 10, "the counter ran: {counted}");
+    assert!(echoed > 0, "echoes came back into `total`");
+    assert!(echoed <= counted, "at most one echo per number");
+    for n in numbers.iter().filter(|n| **n >= 1000) {
+        assert!(numbers.contains(&(n - 1000)), "{n} echoes a number that was counted");
+    }
+    assert_eq!(
+        probe("echo-watched").stored().len(),
+        out.len(),
+        "the watcher saw everything `total` emitted, to the end"
+    );
+}

@@ -247,6 +247,8 @@ mod tests {
             pipeline: "t".into(),
             stage: "guard".into(),
             resources: Default::default(),
+            readiness: Default::default(),
+            stages: Default::default(),
         };
         let Stage::Function(mut guard) = spec.stage("guard").unwrap().config.build(&cx).await.unwrap() else {
             panic!("a function-shaped stage")

@@ -63,6 +63,8 @@ fn redis_sink(c: &mut Criterion) {
         pipeline: "bench".into(),
         stage: "redis".into(),
         resources,
+        readiness: Default::default(),
+        stages: Default::default(),
     };
     let mut group = c.benchmark_group("redis_sink");
     group.measurement_time(Duration::from_secs(5));

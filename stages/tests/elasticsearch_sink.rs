@@ -199,6 +199,8 @@ async fn documents_a_mapping_refuses_are_reported_each_with_the_reason() {
         pipeline: "t".into(),
         stage: "es".into(),
         resources,
+        readiness: Default::default(),
+        stages: Default::default(),
     };
     let config = ElasticsearchConfig {
         resource: "es".into(),

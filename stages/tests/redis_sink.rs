@@ -244,6 +244,8 @@ async fn rule_changes_keep_a_cache_of_the_rules_of_each_pair() {
         pipeline: "t".into(),
         stage: "current".into(),
         resources,
+        readiness: Default::default(),
+        stages: Default::default(),
     };
     let config: fxflow_stages::sinks::redis::RedisConfig =
         serde_json::from_value(serde_json::json!({"resource": "cache", "rules_prefix": prefix})).unwrap();

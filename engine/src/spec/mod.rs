@@ -551,15 +551,21 @@ impl Checker<'_> {
                     None => {
                         let hint = match closest(&used.name, resource_kinds.keys().copied()) {
                             Some(near) => format!("did you mean `{near}`?"),
-                            None => format!("declare it under `resources`: \"{}\": {}(...)", used.name, used.kind),
+                            None => format!(
+                                "declare it under `resources`: \"{}\": {}(...)",
+                                used.name,
+                                used.kinds.first().unwrap_or(&"Kind")
+                            ),
                         };
                         self.report(span, format!("no resource named `{}`", used.name), Some(hint));
                     }
-                    Some(kind) if *kind != used.kind => self.report(
+                    Some(kind) if !used.kinds.contains(kind) => self.report(
                         span,
                         format!(
                             "resource `{}` is a {kind}, but `{}` needs a {}",
-                            used.name, used.field, used.kind
+                            used.name,
+                            used.field,
+                            used.kinds_text()
                         ),
                         None,
                     ),
@@ -627,6 +633,7 @@ impl Checker<'_> {
                 name,
                 value,
                 shape,
+                config.watches_inputs(),
                 kind_span,
                 field_span("inputs"),
                 &declared,
@@ -689,11 +696,13 @@ impl Checker<'_> {
         name: &str,
         value: &Node,
         shape: Shape,
+        watches: bool,
         kind_span: Span,
         inputs_key: Option<Span>,
         declared: &[&str],
         input_spans: &mut BTreeMap<String, Vec<Span>>,
     ) -> Vec<InputRef> {
+        let watches = shape == Shape::Source && watches;
         let Some((_, list)) = value.field("inputs") else {
             if shape != Shape::Source {
                 self.report(
@@ -704,7 +713,7 @@ impl Checker<'_> {
             }
             return Vec::new();
         };
-        if shape == Shape::Source {
+        if shape == Shape::Source && !watches {
             self.report(
                 inputs_key.unwrap_or(list.span),
                 format!("`{name}` is a source and takes no `inputs`"),
@@ -723,7 +732,7 @@ impl Checker<'_> {
             );
             return Vec::new();
         };
-        if items.is_empty() {
+        if items.is_empty() && !watches {
             self.report(
                 list.span,
                 format!("`{name}` has no inputs"),
@@ -854,7 +863,13 @@ impl Checker<'_> {
         ) {
             marks[i] = Mark::Active;
             path.push(i);
-            for (n, input) in stages[i].inputs.iter().enumerate() {
+            // A source's inputs are watched, not part of the flow (`StageConfig::watches_inputs`).
+            let flow_inputs = if stages[i].shape() == Shape::Source {
+                &[][..]
+            } else {
+                &stages[i].inputs[..]
+            };
+            for (n, input) in flow_inputs.iter().enumerate() {
                 let Some(&j) = index.get(input.stage.as_str()) else {
                     continue;
                 };

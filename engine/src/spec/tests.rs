@@ -94,6 +94,35 @@ fn cycles_are_rejected() {
 }
 
 #[test]
+fn a_watching_source_may_close_a_loop_but_other_cycles_are_still_rejected() {
+    let ok = load(
+        r#"Pipeline(name: "p", stages: {
+    "src": Counter(probe: "x"),
+    "total": Repeat(inputs: ["src", "echo"], times: 1),
+    "echo": Echo(inputs: ["total"], probe: "x", below: 100),
+    "out": Collect(inputs: ["total"], probe: "x"),
+})"#,
+    );
+    assert!(ok.is_ok(), "{:?}", ok.err());
+    let errors = errors(
+        r#"Pipeline(name: "p", stages: {
+    "src": Counter(probe: "x"),
+    "echo": Echo(inputs: ["text"], probe: "x", below: 100),
+    "text": ToText(inputs: ["src", "echo"]),
+    "a": Double(inputs: ["src", "b"]),
+    "b": Double(inputs: ["a"]),
+    "out": Collect(inputs: ["b", "text"], probe: "x"),
+})"#,
+    );
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].contains("kind mismatch: `text` emits Text, but `echo` (Echo) accepts only Number"),
+        "{errors:?}"
+    );
+    assert!(errors[1].contains("cycle: "), "{errors:?}");
+}
+
+#[test]
 fn shape_rules() {
     let errors = errors(
         r#"Pipeline(name: "p", stages: {

@@ -94,6 +94,8 @@ mod tests {
             pipeline: "t".into(),
             stage: "file".into(),
             resources: Default::default(),
+            readiness: Default::default(),
+            stages: Default::default(),
         };
         let event = FxEvent::CrossRate(CrossRate {
             pair: "GBP/JPY".parse().unwrap(),
