@@ -103,6 +103,7 @@ fn rule_book(total: usize) -> RuleBook {
             },
             price: PriceField::Mid,
             expires: None,
+            webhook: None,
         };
         book.add(&rule).expect("valid rule");
     }

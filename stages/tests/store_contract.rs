@@ -13,7 +13,9 @@ use fxflow_stages::fx::{
 use fxflow_stages::resources::sqlite::SqliteResourceConfig;
 use fxflow_stages::store::postgres::PostgresStore;
 use fxflow_stages::store::sqlite::SqliteStore;
-use fxflow_stages::store::{AlertQuery, HistoryStore, PriceKind, RateQuery, StoredAlert, StoredRate};
+use fxflow_stages::store::{
+    AlertQuery, HistoryStore, PriceKind, RateQuery, RuleQuery, RuleStatus, StoredAlert, StoredRate,
+};
 use rust_decimal::Decimal;
 use support::{fresh_schema, pool};
 
@@ -80,6 +82,20 @@ fn first_batch() -> Vec<FxEvent> {
             source: ecb,
         }));
     }
+    // A one-shot rule that fired: "triggered" from then on.
+    events.push(FxEvent::AlertFired(AlertFired {
+        rule_id: Arc::from("once"),
+        pair: pair("EUR/USD"),
+        condition: Arc::from("above 1.0850"),
+        value: dec("1.08510"),
+        previous: None,
+        ts: t0() + Duration::seconds(3),
+        source: ecb,
+    }));
+    let mut once = rule("once", "EUR/USD", "1.0850");
+    once.trigger = fxflow_stages::fx::Trigger::Once;
+    once.expires = None;
+    events.push(change("once", Some(once)));
     events.push(change("up", Some(rule("up", "EUR/USD", "1.0850"))));
     events.push(change("cable", Some(rule("cable", "GBP/USD", "1.30"))));
     events.push(change("gone", Some(rule("gone", "EUR/USD", "1.20"))));
@@ -111,6 +127,19 @@ struct Answers {
     rules_before: Vec<AlertRule>,
     rules_after: Vec<AlertRule>,
     rules_usd_jpy: Vec<AlertRule>,
+    /// Pages of one firing, newest first, by the `before` cursor.
+    alert_pages: Vec<Vec<StoredAlert>>,
+    /// (id, fired count, last firing) of one rule, and of a deleted one.
+    rule_up_stored: Option<(String, i64, Option<DateTime<Utc>>)>,
+    rule_gone: bool,
+    /// (id, status) of every rule now, and a year on (when `expires` has passed).
+    statuses_now: Vec<(String, RuleStatus)>,
+    statuses_later: Vec<(String, RuleStatus)>,
+    triggered: Vec<String>,
+    /// Pages of one rule by the `after` cursor.
+    rule_pages: Vec<Vec<String>>,
+    /// The rates in force two seconds in.
+    rates_at: Vec<StoredRate>,
 }
 
 async fn exercise(store: &dyn HistoryStore) -> Answers {
@@ -166,6 +195,7 @@ async fn exercise(store: &dyn HistoryStore) -> Answers {
         pair: None,
         from: t0(),
         to: t0() + Duration::seconds(60),
+        before: None,
         limit: 100,
     };
     Answers {
@@ -199,7 +229,91 @@ async fn exercise(store: &dyn HistoryStore) -> Answers {
         rules_before,
         rules_after: store.rules(None).await.unwrap(),
         rules_usd_jpy: store.rules(Some(pair("USD/JPY"))).await.unwrap(),
+        alert_pages: {
+            let mut pages = Vec::new();
+            let mut before = None;
+            loop {
+                let page = store
+                    .alerts(&AlertQuery {
+                        before: before.clone(),
+                        limit: 1,
+                        ..alerts.clone()
+                    })
+                    .await
+                    .unwrap();
+                let Some(last) = page.last() else { break };
+                before = Some((last.fired_at, last.rule_id.clone(), last.source.clone()));
+                pages.push(page);
+            }
+            pages
+        },
+        rule_up_stored: store
+            .rule("up")
+            .await
+            .unwrap()
+            .map(|r| (r.rule.id, r.fired_count, r.last_fired_at)),
+        rule_gone: store.rule("gone").await.unwrap().is_some(),
+        statuses_now: statuses(store, t0(), None).await,
+        statuses_later: statuses(store, t0() + Duration::days(400), None).await,
+        triggered: statuses(store, t0(), Some(RuleStatus::Triggered))
+            .await
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect(),
+        rule_pages: {
+            let mut pages = Vec::new();
+            let mut after = None;
+            loop {
+                let page = store
+                    .rules_page(&RuleQuery {
+                        pair: None,
+                        status: None,
+                        after: after.clone(),
+                        limit: 2,
+                        now: t0(),
+                    })
+                    .await
+                    .unwrap();
+                let Some(last) = page.last() else { break };
+                after = Some(last.rule.id.clone());
+                pages.push(page.into_iter().map(|r| r.rule.id).collect());
+            }
+            pages
+        },
+        rates_at: {
+            store.ping().await.unwrap();
+            store
+                .rates_at(
+                    &[pair("EUR/USD"), pair("GBP/JPY"), pair("NZD/USD")],
+                    t0() + Duration::seconds(2),
+                )
+                .await
+                .unwrap()
+        },
     }
+}
+
+async fn statuses(
+    store: &dyn HistoryStore,
+    now: DateTime<Utc>,
+    status: Option<RuleStatus>,
+) -> Vec<(String, RuleStatus)> {
+    store
+        .rules_page(&RuleQuery {
+            pair: None,
+            status,
+            after: None,
+            limit: 100,
+            now,
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            let status = RuleStatus::of(&r.rule, r.fired_count, now);
+            (r.rule.id, status)
+        })
+        .collect()
 }
 
 fn check(answers: &Answers, database: &str) {
@@ -242,24 +356,89 @@ fn check(answers: &Answers, database: &str) {
     assert_eq!(a.rule_up[1].previous, Some(dec("1.0850")), "{database}");
     assert_eq!(a.rule_up[0].previous, None, "{database}");
     assert_eq!(a.two_newest.len(), 2, "{database}");
-    assert_eq!(a.two_newest[1].rule_id, "cable", "{database}");
+    assert_eq!(a.two_newest[1].rule_id, "once", "{database}");
     assert_eq!(a.gbp_usd_alerts.len(), 1, "{database}");
     assert_eq!(
         a.rules_before.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
-        vec!["cable", "gone", "up"],
+        vec!["cable", "gone", "once", "up"],
         "{database}"
     );
     assert_eq!(
-        a.rules_before[2],
+        a.rules_before[3],
         rule("up", "EUR/USD", "1.0850"),
         "{database}: the rule round-trips"
     );
     assert_eq!(
         a.rules_after,
-        vec![rule("cable", "GBP/USD", "1.32"), rule("up", "USD/JPY", "150")],
+        vec![
+            rule("cable", "GBP/USD", "1.32"),
+            a.rules_before[2].clone(),
+            rule("up", "USD/JPY", "150")
+        ],
         "{database}: deleted, moved, last change wins"
     );
     assert_eq!(a.rules_usd_jpy, vec![rule("up", "USD/JPY", "150")], "{database}");
+    assert_eq!(a.alert_pages.len(), 4, "{database}: four firings, one per page");
+    assert_eq!(
+        a.alert_pages[..2].concat(),
+        a.two_newest,
+        "{database}: pages agree with one query"
+    );
+    let fired: Vec<_> = a
+        .alert_pages
+        .iter()
+        .map(|p| (p[0].fired_at, p[0].rule_id.as_str()))
+        .collect();
+    let mut newest_first = fired.clone();
+    newest_first.sort_by(|x, y| y.cmp(x));
+    assert_eq!(fired, newest_first, "{database}: pages go back in time");
+    assert_eq!(
+        a.rule_up_stored,
+        Some(("up".into(), 2, Some(t0() + Duration::seconds(4)))),
+        "{database}: two firings of `up`"
+    );
+    assert!(!a.rule_gone, "{database}: a deleted rule is gone");
+    assert_eq!(
+        a.statuses_now,
+        vec![
+            ("cable".into(), RuleStatus::Active),
+            ("once".into(), RuleStatus::Triggered),
+            ("up".into(), RuleStatus::Active)
+        ],
+        "{database}"
+    );
+    assert_eq!(
+        a.statuses_later,
+        vec![
+            ("cable".into(), RuleStatus::Expired),
+            ("once".into(), RuleStatus::Triggered),
+            ("up".into(), RuleStatus::Expired)
+        ],
+        "{database}: past `expires`"
+    );
+    assert_eq!(
+        a.triggered,
+        vec!["once".to_owned()],
+        "{database}: the status filter is the store's"
+    );
+    assert_eq!(
+        a.rule_pages,
+        vec![vec!["cable".to_owned(), "once".to_owned()], vec!["up".to_owned()]],
+        "{database}"
+    );
+    let at: Vec<_> = a
+        .rates_at
+        .iter()
+        .map(|r| (r.pair.to_string(), r.ts, r.source.as_str()))
+        .collect();
+    assert_eq!(
+        at,
+        vec![
+            ("EUR/USD".into(), t0() + Duration::seconds(2), "oanda"),
+            ("GBP/JPY".into(), t0() + Duration::seconds(2), "ecb"),
+        ],
+        "{database}: newest at or before, NZD/USD has none"
+    );
 }
 
 #[tokio::test]

@@ -96,6 +96,21 @@ pub struct AlertRule {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub expires: Option<DateTime<Utc>>,
+    /// Where the `Webhook` stage POSTs each firing (signed with `secret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookTarget>,
+}
+
+/// An HTTP endpoint notified of a rule's firings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookTarget {
+    /// `http://` or `https://` URL that receives a POST per firing.
+    pub url: String,
+    /// Key of the `X-Fxflow-Signature: sha256=<hex HMAC of the body>` header
+    /// (unsigned without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 /// One firing of a rule.

@@ -31,6 +31,58 @@ const KNOWN: &[&str] = &[
     "XCD", "XOF", "XPD", "XPF", "XPT", "YER", "ZAR", "ZMW", "ZWG",
 ];
 
+/// English names (ISO 4217) of the currencies the ECB publishes and of other
+/// widely traded ones. Sorted by code for binary search.
+const NAMES: &[(&str, &str)] = &[
+    ("AED", "UAE Dirham"),
+    ("AUD", "Australian Dollar"),
+    ("BGN", "Bulgarian Lev"),
+    ("BRL", "Brazilian Real"),
+    ("CAD", "Canadian Dollar"),
+    ("CHF", "Swiss Franc"),
+    ("CLP", "Chilean Peso"),
+    ("CNY", "Chinese Yuan Renminbi"),
+    ("COP", "Colombian Peso"),
+    ("CYP", "Cyprus Pound"),
+    ("CZK", "Czech Koruna"),
+    ("DKK", "Danish Krone"),
+    ("EEK", "Estonian Kroon"),
+    ("EUR", "Euro"),
+    ("GBP", "Pound Sterling"),
+    ("HKD", "Hong Kong Dollar"),
+    ("HRK", "Croatian Kuna"),
+    ("HUF", "Hungarian Forint"),
+    ("IDR", "Indonesian Rupiah"),
+    ("ILS", "Israeli New Shekel"),
+    ("INR", "Indian Rupee"),
+    ("ISK", "Iceland Krona"),
+    ("JPY", "Japanese Yen"),
+    ("KRW", "South Korean Won"),
+    ("LTL", "Lithuanian Litas"),
+    ("LVL", "Latvian Lats"),
+    ("MTL", "Maltese Lira"),
+    ("MXN", "Mexican Peso"),
+    ("MYR", "Malaysian Ringgit"),
+    ("NOK", "Norwegian Krone"),
+    ("NZD", "New Zealand Dollar"),
+    ("PHP", "Philippine Peso"),
+    ("PLN", "Polish Zloty"),
+    ("ROL", "Romanian Leu (old)"),
+    ("RON", "Romanian Leu"),
+    ("RUB", "Russian Ruble"),
+    ("SAR", "Saudi Riyal"),
+    ("SEK", "Swedish Krona"),
+    ("SGD", "Singapore Dollar"),
+    ("SIT", "Slovenian Tolar"),
+    ("SKK", "Slovak Koruna"),
+    ("THB", "Thai Baht"),
+    ("TRL", "Turkish Lira (old)"),
+    ("TRY", "Turkish Lira"),
+    ("TWD", "New Taiwan Dollar"),
+    ("USD", "US Dollar"),
+    ("ZAR", "South African Rand"),
+];
+
 /// Market-convention priority: a pair's base is the currency that comes first here.
 pub const PRIORITY: [&str; 8] = ["EUR", "GBP", "AUD", "NZD", "USD", "CAD", "CHF", "JPY"];
 
@@ -81,6 +133,15 @@ impl Currency {
             b"JPY" => Some(7),
             _ => None,
         }
+    }
+
+    /// The English name of the currency (ISO 4217), or the code itself for
+    /// codes without a name here.
+    pub fn name(self) -> &'static str {
+        NAMES
+            .binary_search_by(|(code, _)| code.as_bytes().cmp(&self.0[..]))
+            .map(|i| NAMES[i].1)
+            .unwrap_or_else(|_| KNOWN[KNOWN.binary_search(&self.code()).unwrap_or(0)])
     }
 
     /// Sort key of market convention: listed currencies by priority, then the rest alphabetically.
@@ -139,6 +200,14 @@ mod tests {
     #[test]
     fn known_list_is_sorted_for_binary_search() {
         assert!(KNOWN.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn names_are_sorted_and_known() {
+        assert!(NAMES.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(NAMES.iter().all(|(code, _)| KNOWN.contains(code)));
+        assert_eq!(Currency::EUR.name(), "Euro");
+        assert_eq!(Currency::parse("XAU").unwrap().name(), "XAU");
     }
 
     #[test]

@@ -9,7 +9,7 @@ pub mod pair;
 pub mod quote;
 pub mod source;
 
-pub use alert::{AlertFired, AlertRule, AlertRuleChange, Condition, PriceField, Trigger};
+pub use alert::{AlertFired, AlertRule, AlertRuleChange, Condition, PriceField, Trigger, WebhookTarget};
 pub use cross::{CrossRate, Leg};
 pub use currency::Currency;
 pub use event::{kind, DeadLetterRecord, FxEvent, Price};

@@ -2,7 +2,7 @@
 //! every update, and a cache of the alert rules of each pair.
 //!
 //! Per batch, one pipelined round trip: for each pair its newest update
-//! (`HSET key bid ask mid ts source` + `PEXPIRE`), and — when `channel` is set —
+//! (`HSET key bid ask mid ts source kind change` + `PEXPIRE`), and — when `channel` is set —
 //! a `PUBLISH` of every update as JSON. Only the newest update of a pair in a
 //! batch is written to the hash (older ones would be overwritten in the same
 //! round trip anyway). The hash holds the latest *written* update: a redelivery
@@ -29,7 +29,8 @@ use serde::Deserialize;
 use crate::fx::fast_hash::FastMap;
 use crate::fx::{kind, FxEvent, Pair, Price};
 use crate::resources::redis::{RedisHandle, KIND as REDIS};
-use crate::store::{last_rule_changes, rule_json};
+use crate::store::{last_rule_changes, rule_json, PriceKind};
+use rust_decimal::Decimal;
 
 /// Keeps the current quote of each pair in Redis (a hash per pair with a TTL)
 /// and publishes every update on a pub/sub channel.
@@ -95,6 +96,7 @@ impl StageConfig<FxEvent> for RedisConfig {
             ttl_ms: self.ttl.as_millis().min(i64::MAX as u128) as i64,
             channel: self.channel.clone(),
             rules_prefix: self.rules_prefix.clone(),
+            last_mid: FastMap::default(),
         })))
     }
 }
@@ -108,6 +110,8 @@ struct RedisSink {
     ttl_ms: i64,
     channel: Option<String>,
     rules_prefix: String,
+    /// The mid last written per pair, for the `change` field.
+    last_mid: FastMap<Pair, Decimal>,
 }
 
 /// One rule change, atomically: ARGV = prefix, id, pair ("" = delete), rule JSON.
@@ -137,7 +141,8 @@ fn classify(error: redis::RedisError) -> SinkError {
 #[async_trait]
 impl Sink<FxEvent> for RedisSink {
     async fn write(&mut self, batch: &[Envelope<FxEvent>]) -> Result<(), SinkError> {
-        let mut newest: FastMap<Pair, Price> = FastMap::default();
+        // Per pair: the newest price of the batch, its kind, and the mid it follows.
+        let mut newest: FastMap<Pair, (Price, PriceKind, Option<Decimal>)> = FastMap::default();
         let mut pipes = vec![redis::pipe()];
         let mut in_pipe = 0;
         // Several pipelines in flight on the multiplexed connection let the client
@@ -151,9 +156,14 @@ impl Sink<FxEvent> for RedisSink {
         };
         for envelope in batch {
             let Some(price) = envelope.event.price() else { continue };
-            let entry = newest.entry(price.pair).or_insert(price);
-            if price.ts >= entry.ts {
-                *entry = price;
+            let kind = PriceKind::of(&envelope.event);
+            match newest.get_mut(&price.pair) {
+                Some(entry) if price.ts >= entry.0.ts => *entry = (price, kind, Some(entry.0.mid())),
+                Some(_) => {}
+                None => {
+                    let previous = self.last_mid.get(&price.pair).copied();
+                    newest.insert(price.pair, (price, kind, previous));
+                }
             }
             if let Some(channel) = &self.channel {
                 let json = serde_json::to_string(&envelope.event).map_err(SinkError::fatal)?;
@@ -182,19 +192,26 @@ impl Sink<FxEvent> for RedisSink {
                 .arg(json)
                 .ignore();
         }
-        for (pair, p) in newest {
+        let mut written = Vec::with_capacity(newest.len());
+        for (pair, (p, kind, previous)) in newest {
             let key = format!("{}{pair}", self.key_prefix);
+            let mid = p.mid();
+            let change = previous.map(|prev| (mid - prev).to_string()).unwrap_or_default();
             let fields = [
                 ("bid", p.bid.to_string()),
                 ("ask", p.ask.to_string()),
-                ("mid", p.mid().to_string()),
+                ("mid", mid.to_string()),
                 ("ts", p.ts.to_rfc3339()),
                 ("source", p.source.to_string()),
+                ("kind", kind.as_str().to_owned()),
+                // Mid minus the mid this sink wrote before for the pair ("" for the first).
+                ("change", change),
             ];
             next_pipe(&mut pipes, 2);
             let pipe = pipes.last_mut().expect("one pipe");
             pipe.hset_multiple(&key, &fields).ignore();
             pipe.pexpire(&key, self.ttl_ms).ignore();
+            written.push((pair, mid));
         }
         let mut in_flight = tokio::task::JoinSet::new();
         for pipe in pipes {
@@ -208,6 +225,9 @@ impl Sink<FxEvent> for RedisSink {
                 Ok(Err(e)) => result = Err(classify(e)),
                 Err(e) => result = Err(SinkError::retryable(e)),
             }
+        }
+        if result.is_ok() {
+            self.last_mid.extend(written);
         }
         result
     }

@@ -44,6 +44,98 @@ pub trait HistoryStore: Send + Sync {
 
     /// The stored rules, of one pair or all, by id.
     async fn rules(&self, pair: Option<Pair>) -> Result<Vec<AlertRule>, StoreError>;
+
+    /// One stored rule with its firing count, if it exists.
+    async fn rule(&self, id: &str) -> Result<Option<StoredRule>, StoreError>;
+
+    /// One page of stored rules with their firing counts, by id.
+    async fn rules_page(&self, query: &RuleQuery) -> Result<Vec<StoredRule>, StoreError>;
+
+    /// The price of each pair in force at `at`: its newest row stamped at or
+    /// before `at` (any source). Pairs with no such row are left out.
+    async fn rates_at(&self, pairs: &[Pair], at: DateTime<Utc>) -> Result<Vec<StoredRate>, StoreError>;
+
+    /// Does the database answer? (For readiness.)
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The resource kinds a history store can be opened from.
+pub const STORE_KINDS: &[&str] = &[crate::resources::postgres::KIND, crate::resources::sqlite::KIND];
+
+/// The history store behind a `Postgres` or `Sqlite` resource, with its
+/// migrations applied first when `migrate` is set.
+pub async fn open(
+    resources: &fxflow_engine::Resources,
+    name: &str,
+    migrate: bool,
+) -> Result<std::sync::Arc<dyn HistoryStore>, fxflow_engine::StageError> {
+    if let Ok(pool) = resources.get::<sqlx::SqlitePool>(name) {
+        if migrate {
+            crate::resources::sqlite::migrate(&pool).await?;
+        }
+        return Ok(std::sync::Arc::new(sqlite::SqliteStore::new((*pool).clone())));
+    }
+    let pool = resources.get::<sqlx::PgPool>(name).map_err(|_| {
+        fxflow_engine::StageError::new(format!("resource `{name}` is neither a Postgres nor a Sqlite store"))
+    })?;
+    if migrate {
+        crate::resources::postgres::migrate(&pool).await?;
+    }
+    Ok(std::sync::Arc::new(postgres::PostgresStore::new((*pool).clone())))
+}
+
+/// What [`HistoryStore::rules_page`] returns: rules of `pair` (or all) in
+/// `status` (or any), ordered by id, after `after`, at most `limit`. Status is
+/// judged at `now`.
+#[derive(Clone, Debug)]
+pub struct RuleQuery {
+    pub pair: Option<Pair>,
+    pub status: Option<RuleStatus>,
+    pub after: Option<String>,
+    pub limit: u32,
+    pub now: DateTime<Utc>,
+}
+
+/// Where a rule stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleStatus {
+    /// Checked against every sample.
+    Active,
+    /// A `Once` rule that fired: retired.
+    Triggered,
+    /// Past its `expires`.
+    Expired,
+}
+
+impl RuleStatus {
+    /// The status of `rule` at `now`, given how often it fired.
+    pub fn of(rule: &AlertRule, fired_count: i64, now: DateTime<Utc>) -> RuleStatus {
+        if matches!(rule.trigger, crate::fx::Trigger::Once) && fired_count > 0 {
+            RuleStatus::Triggered
+        } else if rule.expires.is_some_and(|e| e <= now) {
+            RuleStatus::Expired
+        } else {
+            RuleStatus::Active
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleStatus::Active => "active",
+            RuleStatus::Triggered => "triggered",
+            RuleStatus::Expired => "expired",
+        }
+    }
+}
+
+/// A stored rule and what the alert history says about it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredRule {
+    pub rule: AlertRule,
+    pub created_at: DateTime<Utc>,
+    pub fired_count: i64,
+    pub last_fired_at: Option<DateTime<Utc>>,
 }
 
 /// What [`HistoryStore::rates`] returns: prices of `pair` with `from <= ts < to`,
@@ -61,13 +153,16 @@ pub struct RateQuery {
 }
 
 /// What [`HistoryStore::alerts`] returns: firings with `from <= fired_at < to`,
-/// of one rule and/or pair when given, newest first, at most `limit`.
+/// of one rule and/or pair when given, newest first (ties by rule id and
+/// source, descending), at most `limit`.
 #[derive(Clone, Debug)]
 pub struct AlertQuery {
     pub rule_id: Option<String>,
     pub pair: Option<Pair>,
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
+    /// Continue below this `(fired_at, rule_id, source)`: the last row of the previous page.
+    pub before: Option<(DateTime<Utc>, String, String)>,
     pub limit: u32,
 }
 
@@ -80,9 +175,13 @@ pub enum PriceKind {
 }
 
 impl PriceKind {
+    /// A `Quote` is a quote; so is a `CrossRate` of a pair that involves its
+    /// common currency (the provider's own quote, oriented by convention).
+    /// Every other cross rate is computed.
     pub fn of(event: &FxEvent) -> PriceKind {
         match event {
             FxEvent::Quote(_) => PriceKind::Quote,
+            FxEvent::CrossRate(c) if c.pair.involves(c.via) => PriceKind::Quote,
             _ => PriceKind::Cross,
         }
     }
@@ -94,7 +193,7 @@ impl PriceKind {
         }
     }
 
-    fn parse(text: &str) -> Result<PriceKind, StoreError> {
+    pub(crate) fn parse(text: &str) -> Result<PriceKind, StoreError> {
         match text {
             "quote" => Ok(PriceKind::Quote),
             "cross" => Ok(PriceKind::Cross),

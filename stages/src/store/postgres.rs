@@ -16,10 +16,24 @@ use rust_decimal::Decimal;
 use sqlx::{PgPool, Row};
 
 use super::{
-    last_rule_changes, parse_pair, parse_rule, rule_json, AlertQuery, HistoryStore, PriceKind, RateQuery, StoreError,
-    StoredAlert, StoredRate,
+    last_rule_changes, parse_pair, parse_rule, rule_json, AlertQuery, HistoryStore, PriceKind, RateQuery, RuleQuery,
+    StoreError, StoredAlert, StoredRate, StoredRule,
 };
 use crate::fx::{AlertRule, FxEvent, Pair};
+
+/// Rules with their firing counts and their status at `$1`.
+macro_rules! rule_select {
+    () => {
+        "SELECT * FROM (SELECT r.id, r.pair, r.rule::text AS rule, r.created_at, \
+        (SELECT count(*) FROM fx_alert_history h WHERE h.rule_id = r.id) AS fired_count, \
+        (SELECT max(fired_at) FROM fx_alert_history h WHERE h.rule_id = r.id) AS last_fired_at, \
+        CASE WHEN r.rule->>'trigger' = 'Once' \
+                  AND EXISTS (SELECT 1 FROM fx_alert_history h WHERE h.rule_id = r.id) THEN 'triggered' \
+             WHEN r.expires_at IS NOT NULL AND r.expires_at <= $1 THEN 'expired' \
+             ELSE 'active' END AS status \
+        FROM fx_alert_rules r) rules"
+    };
+}
 
 /// Rows per transaction; larger batches are split and written concurrently.
 const ROWS_PER_TRANSACTION: usize = 2000;
@@ -324,13 +338,17 @@ impl HistoryStore for PostgresStore {
             "SELECT rule_id, pair, condition, value, previous, fired_at, source FROM fx_alert_history \
              WHERE fired_at >= $1 AND fired_at < $2 AND ($3::text IS NULL OR rule_id = $3) \
                AND ($4::text IS NULL OR pair = $4) \
-             ORDER BY fired_at DESC, rule_id, source LIMIT $5",
+               AND ($6::timestamptz IS NULL OR (fired_at, rule_id, source) < ($6, $7, $8)) \
+             ORDER BY fired_at DESC, rule_id DESC, source DESC LIMIT $5",
         )
         .bind(q.from)
         .bind(q.to)
         .bind(q.rule_id.as_deref())
         .bind(q.pair.map(|p| p.to_string()))
         .bind(i64::from(q.limit))
+        .bind(q.before.as_ref().map(|b| b.0))
+        .bind(q.before.as_ref().map(|b| b.1.as_str()))
+        .bind(q.before.as_ref().map(|b| b.2.as_str()))
         .fetch_all(&self.pool)
         .await
         .map_err(classify)?;
@@ -360,4 +378,65 @@ impl HistoryStore for PostgresStore {
         .map_err(classify)?;
         rows.iter().map(|json| parse_rule(json)).collect()
     }
+
+    async fn rule(&self, id: &str) -> Result<Option<StoredRule>, StoreError> {
+        let row = sqlx::query(concat!(rule_select!(), " WHERE id = $2"))
+            .bind(Utc::now())
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(rule_row).transpose()
+    }
+
+    async fn rules_page(&self, q: &RuleQuery) -> Result<Vec<StoredRule>, StoreError> {
+        let rows = sqlx::query(concat!(
+            rule_select!(),
+            " WHERE ($2::text IS NULL OR pair = $2) AND ($3::text IS NULL OR id > $3) \
+               AND ($4::text IS NULL OR status = $4) ORDER BY id LIMIT $5"
+        ))
+        .bind(q.now)
+        .bind(q.pair.map(|p| p.to_string()))
+        .bind(q.after.as_deref())
+        .bind(q.status.map(|s| s.as_str()))
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter().map(rule_row).collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(classify)
+            .map(|_| ())
+    }
+
+    async fn rates_at(&self, pairs: &[Pair], at: DateTime<Utc>) -> Result<Vec<StoredRate>, StoreError> {
+        // Per pair, a backward scan of the (pair, ts, source) index that stops at the first row.
+        let names: Vec<String> = pairs.iter().map(|p| p.to_string()).collect();
+        let rows = sqlx::query(
+            "SELECT r.pair, r.ts, r.source, r.kind, r.bid, r.ask, r.mid FROM unnest($1::text[]) AS p(pair) \
+             CROSS JOIN LATERAL (SELECT pair, ts, source, kind, bid, ask, mid FROM fx_rates \
+                 WHERE pair = p.pair AND ts <= $2 ORDER BY ts DESC, source DESC LIMIT 1) r",
+        )
+        .bind(names)
+        .bind(at)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter().map(rate_row).collect()
+    }
+}
+
+fn rule_row(row: &sqlx::postgres::PgRow) -> Result<StoredRule, StoreError> {
+    let rule: String = row.try_get("rule").map_err(classify)?;
+    Ok(StoredRule {
+        rule: parse_rule(&rule)?,
+        created_at: row.try_get("created_at").map_err(classify)?,
+        fired_count: row.try_get("fired_count").map_err(classify)?,
+        last_fired_at: row.try_get("last_fired_at").map_err(classify)?,
+    })
 }

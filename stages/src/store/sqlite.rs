@@ -14,10 +14,25 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{
-    last_rule_changes, parse_pair, parse_rule, rule_json, AlertQuery, HistoryStore, PriceKind, RateQuery, StoreError,
-    StoredAlert, StoredRate,
+    last_rule_changes, parse_pair, parse_rule, rule_json, AlertQuery, HistoryStore, PriceKind, RateQuery, RuleQuery,
+    StoreError, StoredAlert, StoredRate, StoredRule,
 };
 use crate::fx::{AlertRule, FxEvent, Pair};
+
+/// Rules with their firing counts and status at `?2` (`?1` is a placeholder
+/// so both callers number the rest alike).
+macro_rules! rule_select {
+    () => {
+        "SELECT * FROM (SELECT r.id, r.pair, r.rule, r.created_at, \
+        (SELECT count(*) FROM fx_alert_history h WHERE h.rule_id = r.id) AS fired_count, \
+        (SELECT max(fired_at) FROM fx_alert_history h WHERE h.rule_id = r.id) AS last_fired_at, \
+        CASE WHEN json_extract(r.rule, '$.trigger') = 'Once' \
+                  AND EXISTS (SELECT 1 FROM fx_alert_history h WHERE h.rule_id = r.id) THEN 'triggered' \
+             WHEN r.expires_at IS NOT NULL AND r.expires_at <= ?2 THEN 'expired' \
+             ELSE 'active' END AS status \
+        FROM fx_alert_rules r WHERE ?1 IS NOT NULL OR ?1 IS NULL)"
+    };
+}
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -188,16 +203,24 @@ impl HistoryStore for SqliteStore {
     }
 
     async fn alerts(&self, q: &AlertQuery) -> Result<Vec<StoredAlert>, StoreError> {
+        let (before_ts, before_rule, before_source) = match &q.before {
+            Some((ts, rule, source)) => (Some(ts_text(*ts)), Some(rule.as_str()), Some(source.as_str())),
+            None => (None, None, None),
+        };
         let rows = sqlx::query(
             "SELECT rule_id, pair, condition, value, previous, fired_at, source FROM fx_alert_history \
              WHERE fired_at >= ?1 AND fired_at < ?2 AND (?3 IS NULL OR rule_id = ?3) AND (?4 IS NULL OR pair = ?4) \
-             ORDER BY fired_at DESC, rule_id, source LIMIT ?5",
+               AND (?6 IS NULL OR (fired_at, rule_id, source) < (?6, ?7, ?8)) \
+             ORDER BY fired_at DESC, rule_id DESC, source DESC LIMIT ?5",
         )
         .bind(ts_text(q.from))
         .bind(ts_text(q.to))
         .bind(q.rule_id.as_deref())
         .bind(q.pair.map(|p| p.to_string()))
         .bind(i64::from(q.limit))
+        .bind(before_ts)
+        .bind(before_rule)
+        .bind(before_source)
         .fetch_all(&self.pool)
         .await
         .map_err(classify)?;
@@ -230,4 +253,76 @@ impl HistoryStore for SqliteStore {
                 .map_err(classify)?;
         rows.iter().map(|json| parse_rule(json)).collect()
     }
+
+    async fn rule(&self, id: &str) -> Result<Option<StoredRule>, StoreError> {
+        let row = sqlx::query(concat!(rule_select!(), " WHERE id = ?1"))
+            .bind(id)
+            .bind(ts_text(Utc::now()))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(rule_row).transpose()
+    }
+
+    async fn rules_page(&self, q: &RuleQuery) -> Result<Vec<StoredRule>, StoreError> {
+        let rows = sqlx::query(concat!(
+            rule_select!(),
+            " WHERE (?3 IS NULL OR pair = ?3) AND (?4 IS NULL OR id > ?4) AND (?5 IS NULL OR status = ?5) \
+             ORDER BY id LIMIT ?6"
+        ))
+        .bind("")
+        .bind(ts_text(q.now))
+        .bind(q.pair.map(|p| p.to_string()))
+        .bind(q.after.as_deref())
+        .bind(q.status.map(|s| s.as_str()))
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter().map(rule_row).collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(classify)
+            .map(|_| ())
+    }
+
+    async fn rates_at(&self, pairs: &[Pair], at: DateTime<Utc>) -> Result<Vec<StoredRate>, StoreError> {
+        // One primary-key probe per pair (in-process: microseconds each).
+        let mut rates = Vec::with_capacity(pairs.len());
+        for pair in pairs {
+            let row = sqlx::query(
+                "SELECT pair, ts, source, kind, bid, ask, mid FROM fx_rates WHERE pair = ? AND ts <= ? \
+                 ORDER BY ts DESC, source DESC LIMIT 1",
+            )
+            .bind(pair.to_string())
+            .bind(ts_text(at))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+            if let Some(row) = row {
+                rates.push(rate_row(&row)?);
+            }
+        }
+        Ok(rates)
+    }
+}
+
+fn rule_row(row: &SqliteRow) -> Result<StoredRule, StoreError> {
+    let last: Option<&str> = row.try_get("last_fired_at").map_err(classify)?;
+    Ok(StoredRule {
+        rule: parse_rule(text(row, "rule")?)?,
+        created_at: time(row, "created_at")?,
+        fired_count: row.try_get("fired_count").map_err(classify)?,
+        last_fired_at: last
+            .map(|t| {
+                DateTime::parse_from_rfc3339(t)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|e| StoreError::data(format!("stored fired_at {t:?}: {e}")))
+            })
+            .transpose()?,
+    })
 }

@@ -830,6 +830,7 @@ mod tests {
             trigger,
             price: PriceField::Mid,
             expires: None,
+            webhook: None,
         }
     }
 
