@@ -5,6 +5,7 @@
 //! one stage kind per file; [`registry`] lists them for pipeline files; [`cli`]
 //! is the `fxflow` command.
 
+pub mod api;
 pub mod cli;
 pub mod fx;
 pub mod registry;

@@ -4,7 +4,7 @@
 use fxflow_engine::{kafka, Registry};
 
 use crate::fx::FxEvent;
-use crate::{resources, sinks, sources, transforms};
+use crate::{api, resources, sinks, sources, transforms};
 
 /// The standard registry. Crates with stages of their own add to it (see `examples/`).
 pub fn registry() -> Registry<FxEvent> {
@@ -15,6 +15,7 @@ pub fn registry() -> Registry<FxEvent> {
         .stage::<sources::replay::ReplayConfig>("Replay")
         .stage::<sources::synthetic::SyntheticConfig>("Synthetic")
         .stage::<kafka::KafkaSourceConfig>("KafkaSource")
+        .stage::<api::ApiConfig>("Api")
         // transforms
         .stage::<transforms::enrich::EnrichConfig>("Enrich")
         .stage::<transforms::cross_rate::CrossRateConfig>("CrossRate")
@@ -28,6 +29,7 @@ pub fn registry() -> Registry<FxEvent> {
         .stage::<sinks::postgres::PostgresConfig>("Postgres")
         .stage::<sinks::redis::RedisConfig>("Redis")
         .stage::<sinks::sqlite::SqliteConfig>("Sqlite")
+        .stage::<sinks::webhook::WebhookConfig>("Webhook")
         // resources
         .resource::<resources::elasticsearch::ElasticsearchResourceConfig>(resources::elasticsearch::KIND)
         .resource::<kafka::KafkaResourceConfig>(kafka::RESOURCE_KIND)

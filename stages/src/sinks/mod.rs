@@ -9,3 +9,4 @@ pub mod redis;
 pub mod sqlite;
 pub mod stdout;
 pub mod store;
+pub mod webhook;

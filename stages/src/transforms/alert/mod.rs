@@ -82,6 +82,13 @@ impl StageConfig<FxEvent> for AlertConfig {
                         .with_hint("rule ids must be unique"),
                 );
             }
+            if rule.webhook.is_some() {
+                problems.push(
+                    ConfigProblem::field("rules", format!("rule `{}` has a webhook", rule.id)).with_hint(
+                        "webhooks belong to rules created over the API (POST /alerts): the Webhook stage reads them from the store",
+                    ),
+                );
+            }
             if let Err(e) = rules::validate(rule) {
                 problems.push(ConfigProblem::field("rules", format!("rule `{}`: {e}", rule.id)));
             }

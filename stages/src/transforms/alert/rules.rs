@@ -193,6 +193,10 @@ pub struct RuleBook {
     retired: HashMap<Arc<str>, RetiredRule>,
     /// Restored rule state whose rule has not been added yet.
     restored: HashMap<Arc<str>, RuleState>,
+    /// The newest sample of each pair that has no rules yet, so a rule added
+    /// later starts from it: a state rule that already holds fires at once,
+    /// a crossing has its previous price.
+    unwatched: FastMap<Pair, Sample>,
 }
 
 /// A retired `Once` rule.
@@ -351,8 +355,22 @@ impl RuleBook {
         if let Some(expires) = rule.expires {
             self.expiries.entry(expires).or_default().push(slot);
         }
-        let book =
-            self.books.entry(rule.pair).or_default()[field_index(rule.price)].get_or_insert_with(Default::default);
+        let latest = self.unwatched.remove(&rule.pair);
+        let pair_books = self.books.entry(rule.pair).or_default();
+        if let Some(sample) = latest {
+            // The pair's first rules: every field's book starts from the newest sample seen.
+            for field in FIELDS {
+                let price = match field {
+                    PriceField::Mid => mid(sample.bid, sample.ask),
+                    PriceField::Bid => sample.bid,
+                    PriceField::Ask => sample.ask,
+                };
+                let book = pair_books[field_index(field)].get_or_insert_with(Default::default);
+                book.last = Some((sample.ts, price));
+                book.newest = vec![(sample.source, sample.ts)];
+            }
+        }
+        let book = pair_books[field_index(rule.price)].get_or_insert_with(Default::default);
         match kind {
             Kind::Pct { window, .. } => {
                 book.pct.push(slot);
@@ -447,6 +465,12 @@ impl RuleBook {
     pub fn on_sample(&mut self, sample: Sample) -> Vec<AlertFired> {
         let mut fired = Vec::new();
         let Some(books) = self.books.get(&sample.pair) else {
+            match self.unwatched.get(&sample.pair) {
+                Some(newest) if newest.ts >= sample.ts => {}
+                _ => {
+                    self.unwatched.insert(sample.pair, sample);
+                }
+            }
             return fired;
         };
         let present: Vec<PriceField> = FIELDS

@@ -1,0 +1,501 @@
+//! `/alerts` (create, list, get, delete) and `/alerts/history`.
+//!
+//! A rule is written to the store first (so it is listed at once and
+//! survives restarts), then sent downstream as an `AlertRuleChange` and
+//! acknowledged there before the answer goes out: 201 means the `Alert`
+//! stage has it (in one process) or the rules topic holds it (workers).
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, SecondsFormat, Utc};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::auth::Authorized;
+use super::context::ApiState;
+use super::error::{ApiError, ApiResult, ErrorBody, FieldError};
+use super::extract::{cursor, instant, next_page, page_limit, pair_in_path, time_range, Params, StrictJson};
+use super::model::{
+    parse_duration, AlertList, AlertView, ConditionInput, FiringList, FiringView, NewAlert, RuleStatusView,
+    TriggerInput,
+};
+use crate::fx::{AlertRule, AlertRuleChange, Condition, FxEvent, PriceField, Trigger, WebhookTarget};
+use crate::store::{AlertQuery, RuleQuery};
+
+/// Default rows per alert page.
+const DEFAULT_PAGE: u32 = 100;
+/// Longest webhook secret accepted.
+const MAX_SECRET: usize = 256;
+
+/// A new rule id: 64 random bits in hex.
+fn new_rule_id() -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the operating system provides random bytes");
+    hex::encode(bytes)
+}
+
+fn condition(input: &ConditionInput, errors: &mut Vec<FieldError>) -> Option<Condition> {
+    let threshold = |errors: &mut Vec<FieldError>| -> Option<Decimal> {
+        match input.threshold {
+            Some(t) if t.0 > Decimal::ZERO => Some(t.0),
+            Some(t) => {
+                errors.push(FieldError::new(
+                    "condition.threshold",
+                    format!("{} must be positive", t.0),
+                ));
+                None
+            }
+            None => {
+                errors.push(FieldError::new(
+                    "condition.threshold",
+                    format!("`{}` needs a threshold", input.kind),
+                ));
+                None
+            }
+        }
+    };
+    let unexpected = |errors: &mut Vec<FieldError>, field: &str, present: bool| {
+        if present {
+            errors.push(FieldError::new(
+                format!("condition.{field}"),
+                format!("`{}` takes no {field}", input.kind),
+            ));
+        }
+    };
+    match input.kind.as_str() {
+        "above" | "below" | "crossing_up" | "crossing_down" => {
+            unexpected(errors, "percent", input.percent.is_some());
+            unexpected(errors, "window", input.window.is_some());
+            let t = threshold(errors)?;
+            Some(match input.kind.as_str() {
+                "above" => Condition::Above(t),
+                "below" => Condition::Below(t),
+                "crossing_up" => Condition::CrossingUp(t),
+                _ => Condition::CrossingDown(t),
+            })
+        }
+        "pct_change" => {
+            unexpected(errors, "threshold", input.threshold.is_some());
+            let percent = match input.percent {
+                Some(p) if !p.0.is_zero() => Some(p.0),
+                Some(_) => {
+                    errors.push(FieldError::new("condition.percent", "must not be zero"));
+                    None
+                }
+                None => {
+                    errors.push(FieldError::new("condition.percent", "`pct_change` needs a percent"));
+                    None
+                }
+            };
+            let window = match input.window.as_deref().map(parse_duration) {
+                Some(Ok(w)) if !w.is_zero() => Some(w),
+                Some(Ok(_)) => {
+                    errors.push(FieldError::new("condition.window", "must be longer than zero"));
+                    None
+                }
+                Some(Err(e)) => {
+                    errors.push(FieldError::new("condition.window", e));
+                    None
+                }
+                None => {
+                    errors.push(FieldError::new(
+                        "condition.window",
+                        "`pct_change` needs a window such as \"7d\"",
+                    ));
+                    None
+                }
+            };
+            Some(Condition::PctChange {
+                percent: percent?,
+                window: window?,
+            })
+        }
+        other => {
+            errors.push(FieldError::new(
+                "condition.type",
+                format!("unknown condition `{other}`; one of above, below, crossing_up, crossing_down, pct_change"),
+            ));
+            None
+        }
+    }
+}
+
+fn trigger(input: Option<&TriggerInput>, errors: &mut Vec<FieldError>) -> Option<Trigger> {
+    let Some(input) = input else {
+        return Some(Trigger::Once);
+    };
+    match input.kind.as_str() {
+        "once" => {
+            for (field, present) in [("cooldown", input.cooldown.is_some()), ("rearm", input.rearm.is_some())] {
+                if present {
+                    errors.push(FieldError::new(
+                        format!("trigger.{field}"),
+                        format!("`once` takes no {field}"),
+                    ));
+                }
+            }
+            Some(Trigger::Once)
+        }
+        "every" => {
+            let cooldown = match input.cooldown.as_deref().map(parse_duration) {
+                None => Some(std::time::Duration::ZERO),
+                Some(Ok(c)) => Some(c),
+                Some(Err(e)) => {
+                    errors.push(FieldError::new("trigger.cooldown", e));
+                    None
+                }
+            };
+            let rearm = match input.rearm {
+                None => Some(Decimal::ZERO),
+                Some(r) if r.0 >= Decimal::ZERO => Some(r.0),
+                Some(r) => {
+                    errors.push(FieldError::new(
+                        "trigger.rearm",
+                        format!("{} must not be negative", r.0),
+                    ));
+                    None
+                }
+            };
+            Some(Trigger::Every {
+                cooldown: cooldown?,
+                rearm: rearm?,
+            })
+        }
+        other => {
+            errors.push(FieldError::new(
+                "trigger.type",
+                format!("unknown trigger `{other}`; one of once, every"),
+            ));
+            None
+        }
+    }
+}
+
+/// Check a new rule completely; every problem is reported at its field.
+fn to_rule(state: &ApiState, id: String, body: &NewAlert) -> Result<AlertRule, ApiError> {
+    let mut errors = Vec::new();
+    let pair = match body.pair.parse::<crate::fx::Pair>() {
+        Err(e) => {
+            errors.push(FieldError::new("pair", e.to_string()));
+            None
+        }
+        Ok(pair) if !pair.is_market_convention() => {
+            errors.push(FieldError::new(
+                "pair",
+                format!("write it in market convention: {}", pair.inverse()),
+            ));
+            None
+        }
+        Ok(pair) if !state.is_monitored(pair) => {
+            errors.push(FieldError::new(
+                "pair",
+                format!(
+                    "{pair} is not monitored; the monitored currencies are {}",
+                    state.currency_list()
+                ),
+            ));
+            None
+        }
+        Ok(pair) => Some(pair),
+    };
+    let condition = condition(&body.condition, &mut errors);
+    let trigger = trigger(body.trigger.as_ref(), &mut errors);
+    let expires = match body.expires_at.as_deref().map(|t| instant("expires_at", t)) {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(_)) => {
+            errors.push(FieldError::new(
+                "expires_at",
+                "not an RFC 3339 time, e.g. 2027-01-01T00:00:00Z",
+            ));
+            None
+        }
+    };
+    let webhook = match &body.webhook {
+        None => None,
+        Some(hook) => {
+            if let Err(e) = crate::sinks::webhook::check_url(&hook.url, state.allow_private_webhooks) {
+                errors.push(FieldError::new("webhook.url", e));
+            }
+            if hook
+                .secret
+                .as_ref()
+                .is_some_and(|s| s.is_empty() || s.len() > MAX_SECRET)
+            {
+                errors.push(FieldError::new(
+                    "webhook.secret",
+                    format!("must be 1 to {MAX_SECRET} characters"),
+                ));
+            }
+            Some(WebhookTarget {
+                url: hook.url.clone(),
+                secret: hook.secret.clone(),
+            })
+        }
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let (Some(pair), Some(condition), Some(trigger)) = (pair, condition, trigger) else {
+        return Err(ApiError::validation(vec![FieldError::new("body", "invalid rule")]));
+    };
+    let rule = AlertRule {
+        id,
+        pair,
+        condition,
+        trigger,
+        price: body.price.map(PriceField::from).unwrap_or_default(),
+        expires,
+        webhook,
+    };
+    crate::transforms::alert::rules::validate(&rule)
+        .map_err(|e| ApiError::validation(vec![FieldError::new("condition", e)]))?;
+    Ok(rule)
+}
+
+/// Create a rule. It is checked against the next sample of its pair; a state
+/// condition (`above`, `below`) that already holds fires at once.
+#[utoipa::path(post, path = "/alerts", tag = "alerts", request_body = NewAlert,
+    security(("api_key" = [])),
+    responses(
+        (status = 201, description = "Created; `Location` names the rule", body = AlertView,
+            headers(("Location" = String, description = "/alerts/{id}"))),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "No API key, or a malformed Authorization header", body = ErrorBody),
+        (status = 403, description = "Unknown API key", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not `application/json`", body = ErrorBody),
+        (status = 422, description = "Invalid rule; `details` names each field", body = ErrorBody),
+        (status = 429, description = "Rate limited (per address or per key)", body = ErrorBody),
+        (status = 503, description = "The store or the pipeline does not answer", body = ErrorBody),
+    ))]
+pub async fn create(
+    State(state): State<ApiState>,
+    _key: Authorized,
+    StrictJson(body): StrictJson<NewAlert>,
+) -> ApiResult<Response> {
+    let rule = to_rule(&state, new_rule_id(), &body)?;
+    let id = rule.id.clone();
+    let change = AlertRuleChange {
+        id: id.clone(),
+        rule: Some(rule),
+    };
+    state.store.write(&[&FxEvent::AlertRuleChange(change.clone())]).await?;
+    if let Err(e) = state.emit(change).await {
+        // Not delivered: take it back out of the store, so what is listed is what runs.
+        let undo = FxEvent::AlertRuleChange(AlertRuleChange {
+            id: id.clone(),
+            rule: None,
+        });
+        let _ = state.store.write(&[&undo]).await;
+        return Err(e);
+    }
+    let stored = state
+        .store
+        .rule(&id)
+        .await?
+        .ok_or_else(|| ApiError::unavailable("store_unavailable", "the rule was stored but cannot be read back"))?;
+    tracing::info!(rule = %id, pair = %stored.rule.pair, "Alert rule created over HTTP.");
+    let location = format!("/alerts/{id}");
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(AlertView::new(&stored, Utc::now())),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AlertsQuery {
+    /// Only rules of this pair.
+    pub pair: Option<String>,
+    /// Only rules in this state.
+    pub status: Option<RuleStatusView>,
+    /// Rules per page, 1 to the stage's `limits.max_page`; default 100.
+    pub limit: Option<u32>,
+    /// The cursor from the previous page's `next`.
+    pub after: Option<String>,
+}
+
+/// The stored rules, by id.
+#[utoipa::path(get, path = "/alerts", tag = "alerts", params(AlertsQuery),
+    responses(
+        (status = 200, body = AlertList),
+        (status = 400, description = "Malformed parameter", body = ErrorBody),
+        (status = 404, description = "Not a monitored pair", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    ))]
+pub async fn list(State(state): State<ApiState>, Params(q): Params<AlertsQuery>) -> ApiResult<Json<AlertList>> {
+    let pair = match q.pair.as_deref() {
+        Some(text) => Some(state.monitored(
+            pair_in_path(text).map_err(|_| ApiError::invalid_parameter("query.pair", "not a currency pair"))?,
+        )?),
+        None => None,
+    };
+    let limit = page_limit(q.limit, DEFAULT_PAGE, state.limits.max_page)?;
+    let after = q
+        .after
+        .as_deref()
+        .map(|c| cursor::decode("query.after", c, 1).map(|mut parts| parts.remove(0)))
+        .transpose()?;
+    let now = Utc::now();
+    let mut rules = state
+        .store
+        .rules_page(&RuleQuery {
+            pair,
+            status: q.status.map(Into::into),
+            after,
+            limit: limit + 1,
+            now,
+        })
+        .await?;
+    let pair_text = pair.map(|p| p.to_string());
+    let filters = [
+        ("pair", pair_text.as_deref()),
+        ("status", q.status.map(RuleStatusView::as_str)),
+    ];
+    let next = next_page(&mut rules, limit, "/alerts", &filters, |last| {
+        ("after", cursor::encode(&[&last.rule.id]))
+    });
+    Ok(Json(AlertList {
+        alerts: rules.iter().map(|r| AlertView::new(r, now)).collect(),
+        next,
+    }))
+}
+
+impl RuleStatusView {
+    pub fn as_str(self) -> &'static str {
+        crate::store::RuleStatus::from(self).as_str()
+    }
+}
+
+/// One rule.
+#[utoipa::path(get, path = "/alerts/{id}", tag = "alerts",
+    params(("id" = String, Path, description = "The rule's id")),
+    responses(
+        (status = 200, body = AlertView),
+        (status = 404, description = "No such rule (or deleted)", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    ))]
+pub async fn get(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<Json<AlertView>> {
+    match state.store.rule(&id).await? {
+        Some(stored) => Ok(Json(AlertView::new(&stored, Utc::now()))),
+        None => Err(no_rule(&id)),
+    }
+}
+
+fn no_rule(id: &str) -> ApiError {
+    ApiError::not_found(
+        "unknown_rule",
+        format!("there is no rule `{id}` (never created, or deleted)"),
+    )
+}
+
+/// Delete a rule: it stops firing within a second. Its firings stay in the history.
+#[utoipa::path(delete, path = "/alerts/{id}", tag = "alerts",
+    params(("id" = String, Path, description = "The rule's id")),
+    security(("api_key" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No API key, or a malformed Authorization header", body = ErrorBody),
+        (status = 403, description = "Unknown API key", body = ErrorBody),
+        (status = 404, description = "No such rule (or already deleted)", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+        (status = 503, description = "The store or the pipeline does not answer", body = ErrorBody),
+    ))]
+pub async fn delete(State(state): State<ApiState>, _key: Authorized, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    if state.store.rule(&id).await?.is_none() {
+        return Err(no_rule(&id));
+    }
+    let change = AlertRuleChange {
+        id: id.clone(),
+        rule: None,
+    };
+    state.store.write(&[&FxEvent::AlertRuleChange(change.clone())]).await?;
+    state.emit(change).await?;
+    tracing::info!(rule = %id, "Alert rule deleted over HTTP.");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FiringsQuery {
+    /// Only firings of this rule.
+    pub rule: Option<String>,
+    /// Only firings on this pair.
+    pub pair: Option<String>,
+    /// Fired at or after (RFC 3339).
+    pub from: Option<String>,
+    /// Fired before (RFC 3339).
+    pub to: Option<String>,
+    /// Firings per page, 1 to the stage's `limits.max_page`; default 100.
+    pub limit: Option<u32>,
+    /// The cursor from the previous page's `next`.
+    pub before: Option<String>,
+}
+
+/// Every firing, newest first: the rule, the pair, the value and the previous value.
+#[utoipa::path(get, path = "/alerts/history", tag = "alerts", params(FiringsQuery),
+    responses(
+        (status = 200, body = FiringList),
+        (status = 400, description = "Malformed parameter, or `from` after `to`", body = ErrorBody),
+        (status = 404, description = "Not a monitored pair", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    ))]
+pub async fn history(State(state): State<ApiState>, Params(q): Params<FiringsQuery>) -> ApiResult<Json<FiringList>> {
+    let pair = match q.pair.as_deref() {
+        Some(text) => Some(state.monitored(
+            pair_in_path(text).map_err(|_| ApiError::invalid_parameter("query.pair", "not a currency pair"))?,
+        )?),
+        None => None,
+    };
+    let (from, to) = time_range(q.from.as_deref(), q.to.as_deref())?;
+    let limit = page_limit(q.limit, DEFAULT_PAGE, state.limits.max_page)?;
+    let before = match q.before.as_deref() {
+        Some(text) => {
+            let parts = cursor::decode("query.before", text, 3)?;
+            Some((instant("query.before", &parts[0])?, parts[1].clone(), parts[2].clone()))
+        }
+        None => None,
+    };
+    let mut firings = state
+        .store
+        .alerts(&AlertQuery {
+            rule_id: q.rule.clone(),
+            pair,
+            from,
+            to,
+            before,
+            limit: limit + 1,
+        })
+        .await?;
+    let filters = [
+        ("rule", q.rule.as_deref()),
+        ("pair", q.pair.as_deref()),
+        ("from", q.from.as_deref()),
+        ("to", q.to.as_deref()),
+    ];
+    let next = next_page(&mut firings, limit, "/alerts/history", &filters, |last| {
+        (
+            "before",
+            cursor::encode(&[&ts_text(last.fired_at), &last.rule_id, &last.source]),
+        )
+    });
+    Ok(Json(FiringList {
+        firings: firings.iter().map(FiringView::from).collect(),
+        next,
+    }))
+}
+
+fn ts_text(ts: DateTime<Utc>) -> String {
+    ts.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}

@@ -1,0 +1,247 @@
+//! The state every handler shares: the store, the cache, the watched view,
+//! the keys and limits, and the way out for rule changes.
+
+use std::net::IpAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use fxflow_engine::{AckStatus, AckToken, Envelope, Readiness, Shutdown};
+use metrics::{counter, histogram};
+use metrics_exporter_prometheus::PrometheusHandle;
+use redis::aio::ConnectionManager;
+use rust_decimal::Decimal;
+use tokio::sync::mpsc;
+
+use super::auth::KeyRing;
+use super::error::ApiError;
+use super::limits::{Limiter, LimitsConfig};
+use super::model::{PriceKindView, RateView, StageView};
+use super::view::View;
+use crate::fx::{AlertRuleChange, Currency, FxEvent, Pair};
+use crate::store::HistoryStore;
+
+pub type ApiState = Arc<ApiContext>;
+
+/// Everything the handlers need.
+pub struct ApiContext {
+    pub pipeline: String,
+    pub stage: String,
+    pub stages: Vec<StageView>,
+    pub store: Arc<dyn HistoryStore>,
+    pub cache: Option<RedisRates>,
+    pub view: View,
+    pub currencies: Vec<Currency>,
+    /// Every pair of `currencies`, in market convention, sorted.
+    pub pairs: Vec<Pair>,
+    pub keys: KeyRing,
+    pub per_ip: Option<Limiter<IpAddr>>,
+    pub per_key: Option<Limiter<usize>>,
+    pub limits: LimitsConfig,
+    /// Rule changes on their way to the stage's output.
+    pub changes: mpsc::Sender<Envelope<FxEvent>>,
+    pub change_timeout: Duration,
+    pub prometheus: PrometheusHandle,
+    pub readiness: Readiness,
+    pub shutdown: Shutdown,
+    pub metrics: ApiMetrics,
+    pub allow_private_webhooks: bool,
+    /// Live-stream clients connected now.
+    pub streams_open: AtomicUsize,
+}
+
+impl ApiContext {
+    pub fn is_monitored(&self, pair: Pair) -> bool {
+        self.pairs.binary_search(&pair).is_ok()
+    }
+
+    /// A pair the API serves, or 404 naming the monitored currencies.
+    pub fn monitored(&self, pair: Pair) -> Result<Pair, ApiError> {
+        if self.is_monitored(pair) {
+            Ok(pair)
+        } else {
+            Err(ApiError::not_found(
+                "unknown_pair",
+                format!(
+                    "{pair} is not monitored here; the monitored currencies are {}",
+                    self.currency_list()
+                ),
+            ))
+        }
+    }
+
+    pub fn currency_list(&self) -> String {
+        self.currencies.iter().map(|c| c.code()).collect::<Vec<_>>().join(", ")
+    }
+
+    /// The current price of each of `pairs` that has one: from the Redis cache
+    /// when the stage has one (falling back to the store if Redis fails), else
+    /// from the stage's own view of the stream.
+    pub async fn current(&self, pairs: &[Pair]) -> Result<Vec<RateView>, ApiError> {
+        if let Some(cache) = &self.cache {
+            match cache.rates(&self.pairs).await {
+                Ok(all) => {
+                    return Ok(all
+                        .into_iter()
+                        .filter(|r| pairs.iter().any(|p| p.to_string() == r.pair))
+                        .collect())
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "Redis did not answer; reading current rates from the store.");
+                    let mut rates = Vec::new();
+                    for pair in pairs {
+                        if let Some(rate) = self.store.latest_rate(*pair).await? {
+                            rates.push(RateView::from_stored(&rate, None));
+                        }
+                    }
+                    return Ok(rates);
+                }
+            }
+        }
+        Ok(pairs.iter().filter_map(|p| self.view.board.get(*p)).collect())
+    }
+
+    /// Send a rule change downstream and wait until it is accepted there
+    /// (every stage it reaches has taken it; for a Kafka sink: written with acks=all).
+    pub async fn emit(&self, change: AlertRuleChange) -> Result<(), ApiError> {
+        let (token, accepted) = AckToken::new();
+        let envelope = Envelope::new(FxEvent::AlertRuleChange(change), token);
+        if self.changes.send(envelope).await.is_err() {
+            return Err(ApiError::unavailable(
+                "shutting_down",
+                "the pipeline is shutting down and accepts no changes",
+            ));
+        }
+        match tokio::time::timeout(self.change_timeout, accepted.wait()).await {
+            Ok(AckStatus::Delivered) => Ok(()),
+            Ok(status) => Err(ApiError::unavailable(
+                "pipeline_unavailable",
+                format!("the rule change was not accepted downstream ({status:?})"),
+            )),
+            Err(_) => Err(ApiError::unavailable(
+                "pipeline_unavailable",
+                format!(
+                    "the rule change was not accepted downstream within {}",
+                    fxflow_engine::duration::format(&self.change_timeout)
+                ),
+            )),
+        }
+    }
+}
+
+/// Request metrics of the API, next to the pipeline's stage metrics.
+pub struct ApiMetrics {
+    pub pipeline: String,
+    pub stage: String,
+}
+
+/// Requests by route, method and status.
+pub const REQUESTS: &str = "fxflow_api_requests_total";
+/// Request latency by route and method.
+pub const REQUEST_SECONDS: &str = "fxflow_api_request_duration_seconds";
+/// Requests refused by a rate limit, by what was limited (`ip`, `key`).
+pub const RATE_LIMITED: &str = "fxflow_api_rate_limited_total";
+/// Live-stream clients cut off for falling behind, by stream.
+pub const STREAM_DROPPED: &str = "fxflow_api_stream_clients_dropped_total";
+/// Live-stream clients connected, by stream.
+pub const STREAM_CLIENTS: &str = "fxflow_api_stream_clients";
+
+impl ApiMetrics {
+    pub fn request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        let labels = [
+            ("pipeline", self.pipeline.clone()),
+            ("stage", self.stage.clone()),
+            ("route", route.to_owned()),
+            ("method", method.to_owned()),
+        ];
+        let mut with_status = labels.to_vec();
+        with_status.push(("status", status.to_string()));
+        counter!(REQUESTS, &with_status).increment(1);
+        histogram!(REQUEST_SECONDS, &labels).record(elapsed.as_secs_f64());
+    }
+
+    pub fn rate_limited(&self, by: &'static str) {
+        counter!(RATE_LIMITED, "pipeline" => self.pipeline.clone(), "stage" => self.stage.clone(), "by" => by)
+            .increment(1);
+    }
+
+    pub fn stream_dropped(&self, stream: &'static str) {
+        counter!(STREAM_DROPPED, "pipeline" => self.pipeline.clone(), "stage" => self.stage.clone(), "stream" => stream)
+            .increment(1);
+    }
+
+    pub fn stream_clients(&self, stream: &'static str, delta: f64) {
+        metrics::gauge!(STREAM_CLIENTS, "pipeline" => self.pipeline.clone(), "stage" => self.stage.clone(), "stream" => stream)
+            .increment(delta);
+    }
+}
+
+/// Current rates from the hashes a `Redis` sink keeps (`fx:rate:<pair>`).
+pub struct RedisRates {
+    pub connection: ConnectionManager,
+    pub prefix: String,
+    /// The last answer, reused for `MEMO` so a burst of requests costs one round trip.
+    memo: Mutex<Option<(Instant, Vec<RateView>)>>,
+}
+
+/// How long one Redis answer serves `GET /rates`.
+const MEMO: Duration = Duration::from_millis(100);
+
+impl RedisRates {
+    pub fn new(connection: ConnectionManager, prefix: String) -> Self {
+        RedisRates {
+            connection,
+            prefix,
+            memo: Mutex::new(None),
+        }
+    }
+
+    /// The cached price of each of `pairs` (pipelined `HGETALL`s).
+    pub async fn rates(&self, pairs: &[Pair]) -> Result<Vec<RateView>, redis::RedisError> {
+        if let Some((at, rates)) = self.memo.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            if at.elapsed() < MEMO {
+                return Ok(rates.clone());
+            }
+        }
+        let mut pipe = redis::pipe();
+        for pair in pairs {
+            pipe.hgetall(format!("{}{pair}", self.prefix));
+        }
+        let mut connection = self.connection.clone();
+        let hashes: Vec<std::collections::HashMap<String, String>> = pipe.query_async(&mut connection).await?;
+        let rates: Vec<RateView> = pairs
+            .iter()
+            .zip(hashes)
+            .filter_map(|(pair, hash)| rate_from_hash(*pair, &hash))
+            .collect();
+        *self.memo.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), rates.clone()));
+        Ok(rates)
+    }
+
+    pub async fn ping(&self) -> Result<(), redis::RedisError> {
+        let mut connection = self.connection.clone();
+        redis::cmd("PING").query_async::<()>(&mut connection).await
+    }
+}
+
+/// A rate from a `Redis` sink's hash; `None` when the hash is absent or incomplete.
+fn rate_from_hash(pair: Pair, hash: &std::collections::HashMap<String, String>) -> Option<RateView> {
+    let decimal = |field: &str| hash.get(field).and_then(|v| v.parse::<Decimal>().ok());
+    let ts: DateTime<Utc> = DateTime::parse_from_rfc3339(hash.get("ts")?).ok()?.with_timezone(&Utc);
+    Some(RateView {
+        pair: pair.to_string(),
+        kind: if hash.get("kind").map(String::as_str) == Some("cross") {
+            PriceKindView::Cross
+        } else {
+            PriceKindView::Quote
+        },
+        bid: decimal("bid")?,
+        ask: decimal("ask")?,
+        mid: decimal("mid")?,
+        change: decimal("change"),
+        ts,
+        source: hash.get("source")?.clone(),
+        decimals: pair.display_decimals(),
+    })
+}

@@ -1,0 +1,407 @@
+//! `/rates`, `/rates/{pair}`, `/rates/{pair}/history`, `/currencies`, `/convert`.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, SecondsFormat, Utc};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::context::ApiState;
+use super::error::{ApiError, ApiResult, ErrorBody, FieldError};
+use super::extract::{currency, cursor, instant, next_page, page_limit, pair_in_path, time_range, Params};
+use super::model::{
+    parse_decimal, ConvertResponse, CurrenciesResponse, CurrencyView, HistoryResponse, HistoryRow, QuoteSide, RateView,
+    RatesResponse,
+};
+use crate::fx::Pair;
+use crate::store::RateQuery;
+
+/// Default rows per history page.
+pub const DEFAULT_PAGE: u32 = 1000;
+/// Rows per store query while streaming a CSV export.
+const CSV_CHUNK: u32 = 10_000;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RatesQuery {
+    /// Only these pairs, comma-separated: `EUR/USD,USD/JPY` (any spelling or orientation).
+    pub pairs: Option<String>,
+    /// The rates in force at this instant (RFC 3339), from the stored history.
+    pub at: Option<String>,
+}
+
+/// Parse a `pairs` filter into monitored market-convention pairs.
+pub fn pair_filter(state: &ApiState, pairs: Option<&str>) -> ApiResult<Option<Vec<Pair>>> {
+    let Some(text) = pairs.filter(|t| !t.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let pair = pair_in_path(item).map_err(|_| {
+            ApiError::invalid_parameter(
+                "query.pairs",
+                format!("`{item}` is not a currency pair; write pairs as EUR/USD,USD/JPY"),
+            )
+        })?;
+        out.push(state.monitored(pair)?);
+    }
+    out.sort();
+    out.dedup();
+    Ok(Some(out))
+}
+
+fn json_body(body: Bytes) -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body,
+    )
+        .into_response()
+}
+
+/// The current rate of every monitored pair (quotes and crosses), or of the
+/// pairs asked for, or — with `at` — the rates in force at a past instant.
+#[utoipa::path(get, path = "/rates", tag = "rates", params(RatesQuery),
+    responses(
+        (status = 200, description = "One rate per pair, in market convention", body = RatesResponse),
+        (status = 400, description = "Malformed parameter", body = ErrorBody),
+        (status = 404, description = "A pair that is not monitored", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+        (status = 503, description = "The store or cache does not answer", body = ErrorBody),
+    ))]
+pub async fn list(State(state): State<ApiState>, Params(q): Params<RatesQuery>) -> ApiResult<Response> {
+    let filter = pair_filter(&state, q.pairs.as_deref())?;
+    if let Some(at) = q.at.as_deref() {
+        let at = instant("query.at", at)?;
+        let pairs = filter.unwrap_or_else(|| state.pairs.clone());
+        let rates = state.store.rates_at(&pairs, at).await?;
+        let rates = rates.iter().map(|r| RateView::from_stored(r, None)).collect();
+        return Ok(Json(RatesResponse { rates, at: Some(at) }).into_response());
+    }
+    match filter {
+        // The hot path: the whole board, serialized once per change.
+        None if state.cache.is_none() => Ok(json_body(state.view.board.all_json())),
+        None => {
+            let rates = state.current(&state.pairs).await?;
+            Ok(Json(RatesResponse { rates, at: None }).into_response())
+        }
+        Some(pairs) => {
+            let rates = state.current(&pairs).await?;
+            Ok(Json(RatesResponse { rates, at: None }).into_response())
+        }
+    }
+}
+
+/// The current rate of one pair.
+#[utoipa::path(get, path = "/rates/{pair}", tag = "rates",
+    params(("pair" = String, Path, description = "`EURUSD`, `EUR-USD`, `EUR_USD` or `EUR%2FUSD`, either orientation", example = "EURUSD")),
+    responses(
+        (status = 200, description = "The pair's rate, in market convention", body = RateView),
+        (status = 400, description = "Not a currency pair", body = ErrorBody),
+        (status = 404, description = "Not monitored, or no rate yet", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+        (status = 503, description = "The store or cache does not answer", body = ErrorBody),
+    ))]
+pub async fn one(State(state): State<ApiState>, Path(pair): Path<String>) -> ApiResult<Json<RateView>> {
+    let pair = state.monitored(pair_in_path(&pair)?)?;
+    let mut rates = state.current(&[pair]).await?;
+    match rates.pop() {
+        Some(rate) => Ok(Json(rate)),
+        None => Err(ApiError::not_found(
+            "no_rate",
+            format!("no rate of {pair} has been seen yet"),
+        )),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// First instant (RFC 3339, inclusive). Default: the beginning.
+    pub from: Option<String>,
+    /// Last instant (RFC 3339, exclusive). Default: the end.
+    pub to: Option<String>,
+    /// Only this provider's prices (`ecb`).
+    pub source: Option<String>,
+    /// Rows per page, 1 to the stage's `limits.max_page` (default 10,000); default 1,000.
+    /// With CSV: the most rows exported (default: all).
+    pub limit: Option<u32>,
+    /// The cursor from the previous page's `next`.
+    pub after: Option<String>,
+    /// `csv` streams the whole range as CSV (also with `Accept: text/csv`).
+    pub format: Option<Format>,
+}
+
+/// A pair's rate history, oldest first, one keyset-paginated page at a time;
+/// or the whole range as streamed CSV.
+#[utoipa::path(get, path = "/rates/{pair}/history", tag = "rates",
+    params(("pair" = String, Path, description = "`EURUSD`, `EUR-USD`, `EUR_USD`, either orientation", example = "EURUSD"), HistoryQuery),
+    responses(
+        (status = 200, description = "One page (JSON) or the whole range (CSV: pair,ts,source,kind,bid,ask,mid)",
+            content((HistoryResponse = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "Malformed parameter, `from` after `to`, or `limit` above the maximum", body = ErrorBody),
+        (status = 404, description = "Not a monitored pair", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    ))]
+pub async fn history(
+    State(state): State<ApiState>,
+    Path(pair_text): Path<String>,
+    headers: HeaderMap,
+    Params(q): Params<HistoryQuery>,
+) -> ApiResult<Response> {
+    let pair = state.monitored(pair_in_path(&pair_text)?)?;
+    let (from, to) = time_range(q.from.as_deref(), q.to.as_deref())?;
+    let after = match q.after.as_deref() {
+        Some(text) => {
+            let parts = cursor::decode("query.after", text, 2)?;
+            Some((instant("query.after", &parts[0])?, parts[1].clone()))
+        }
+        None => None,
+    };
+    let wants_csv = match q.format {
+        Some(Format::Csv) => true,
+        Some(Format::Json) => false,
+        None => headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/csv")),
+    };
+    let query = RateQuery {
+        pair,
+        from,
+        to,
+        source: q.source.clone(),
+        after,
+        limit: 0,
+    };
+    if wants_csv {
+        let limit = match q.limit {
+            Some(0) => return Err(ApiError::invalid_parameter("query.limit", "must be at least 1")),
+            Some(n) => u64::from(n),
+            None => u64::MAX,
+        };
+        return Ok(csv_export(state, query, limit));
+    }
+    let limit = page_limit(q.limit, DEFAULT_PAGE, state.limits.max_page)?;
+    let mut page = state
+        .store
+        .rates(&RateQuery {
+            limit: limit + 1,
+            ..query
+        })
+        .await?;
+    let filters = [
+        ("from", q.from.as_deref()),
+        ("to", q.to.as_deref()),
+        ("source", q.source.as_deref()),
+    ];
+    let path = format!("/rates/{}{}/history", pair.base, pair.quote);
+    let next = next_page(&mut page, limit, &path, &filters, |last| {
+        ("after", cursor::encode(&[&ts_text(last.ts), &last.source]))
+    });
+    Ok(Json(HistoryResponse {
+        pair: pair.to_string(),
+        rates: page.iter().map(HistoryRow::from).collect(),
+        next,
+    })
+    .into_response())
+}
+
+fn ts_text(ts: DateTime<Utc>) -> String {
+    ts.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// Stream `query`'s whole range as CSV, one store page at a time, so an
+/// export of years never sits in memory. A store failure midway ends the
+/// body with an error (the client sees a broken transfer, not a short file).
+fn csv_export(state: ApiState, mut query: RateQuery, mut remaining: u64) -> Response {
+    let filename = format!(
+        "attachment; filename=\"{}{}-history.csv\"",
+        query.pair.base, query.pair.quote
+    );
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::spawn(async move {
+        let _ = tx
+            .send(Ok(Bytes::from_static(b"pair,ts,source,kind,bid,ask,mid\n")))
+            .await;
+        let pair = query.pair.to_string();
+        while remaining > 0 {
+            query.limit = CSV_CHUNK.min(u32::try_from(remaining).unwrap_or(u32::MAX));
+            let page = match state.store.rates(&query).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = %e, "CSV export stopped: the store failed.");
+                    let _ = tx.send(Err(std::io::Error::other(e.message))).await;
+                    return;
+                }
+            };
+            let mut chunk = String::with_capacity(page.len() * 80);
+            for row in &page {
+                use std::fmt::Write as _;
+                let _ = writeln!(
+                    chunk,
+                    "{pair},{},{},{},{},{},{}",
+                    ts_text(row.ts),
+                    csv_field(&row.source),
+                    row.kind.as_str(),
+                    row.bid,
+                    row.ask,
+                    row.mid
+                );
+            }
+            remaining = remaining.saturating_sub(page.len() as u64);
+            let done = page.len() < query.limit as usize;
+            if let Some(last) = page.last() {
+                query.after = Some((last.ts, last.source.clone()));
+            }
+            if tx.send(Ok(Bytes::from(chunk))).await.is_err() {
+                return; // the client went away
+            }
+            if done {
+                return;
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let mut response = Body::from_stream(stream).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&filename) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    response
+}
+
+/// Quote a CSV field if it needs it (source names are ours, but be exact).
+fn csv_field(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\"")).into()
+    } else {
+        text.into()
+    }
+}
+
+/// The monitored currencies with their names.
+#[utoipa::path(get, path = "/currencies", tag = "rates",
+    responses(
+        (status = 200, body = CurrenciesResponse),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+pub async fn currencies(State(state): State<ApiState>) -> Json<CurrenciesResponse> {
+    Json(CurrenciesResponse {
+        currencies: state
+            .currencies
+            .iter()
+            .map(|c| CurrencyView {
+                code: c.code().to_owned(),
+                name: c.name().to_owned(),
+            })
+            .collect(),
+    })
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ConvertQuery {
+    /// The currency you have (ISO 4217).
+    #[param(example = "USD")]
+    pub from: String,
+    /// The currency you want.
+    #[param(example = "JPY")]
+    pub to: String,
+    /// How much of `from` (exact decimal); default 1.
+    #[param(example = "1000")]
+    pub amount: Option<String>,
+}
+
+/// Convert an amount at the current rate, exactly: selling the pair's base
+/// uses its bid, buying it uses its ask (mid-only providers: their one price).
+#[utoipa::path(get, path = "/convert", tag = "rates", params(ConvertQuery),
+    responses(
+        (status = 200, body = ConvertResponse),
+        (status = 400, description = "Unknown currency code, same currency twice, or a bad amount", body = ErrorBody),
+        (status = 404, description = "A currency that is not monitored, or no rate yet", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+        (status = 503, description = "The store or cache does not answer", body = ErrorBody),
+    ))]
+pub async fn convert(
+    State(state): State<ApiState>,
+    Params(q): Params<ConvertQuery>,
+) -> ApiResult<Json<ConvertResponse>> {
+    let from = currency("query.from", &q.from)?;
+    let to = currency("query.to", &q.to)?;
+    if from == to {
+        return Err(ApiError::invalid_parameter("query.to", "must differ from `from`"));
+    }
+    let amount = match q.amount.as_deref() {
+        None => Decimal::ONE,
+        Some(text) => parse_decimal(text).map_err(|e| ApiError::invalid_parameter("query.amount", e))?,
+    };
+    if amount.is_sign_negative() {
+        return Err(ApiError::invalid_parameter("query.amount", "must not be negative"));
+    }
+    for (field, c) in [("query.from", from), ("query.to", to)] {
+        if !state.currencies.contains(&c) {
+            return Err(ApiError::not_found(
+                "unknown_currency",
+                format!(
+                    "{c} is not monitored here; the monitored currencies are {}",
+                    state.currency_list()
+                ),
+            )
+            .with_details(vec![FieldError::new(field, "not monitored")]));
+        }
+    }
+    let pair = Pair::market(from, to);
+    let rate = state
+        .current(&[pair])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::not_found("no_rate", format!("no rate of {pair} has been seen yet")))?;
+    let overflow = || ApiError::invalid_parameter("query.amount", "the result does not fit a decimal (±7.9e28)");
+    let (side, price, result) = if pair.base == from {
+        // Selling the base: the bid.
+        let side = if rate.bid == rate.ask {
+            QuoteSide::Mid
+        } else {
+            QuoteSide::Bid
+        };
+        (side, rate.bid, amount.checked_mul(rate.bid).ok_or_else(overflow)?)
+    } else {
+        // Buying the base with the quote currency: the ask.
+        let side = if rate.bid == rate.ask {
+            QuoteSide::Mid
+        } else {
+            QuoteSide::Ask
+        };
+        (side, rate.ask, amount.checked_div(rate.ask).ok_or_else(overflow)?)
+    };
+    Ok(Json(ConvertResponse {
+        from: from.code().to_owned(),
+        to: to.code().to_owned(),
+        amount,
+        result: result.normalize(),
+        pair: pair.to_string(),
+        rate: price,
+        side,
+        ts: rate.ts,
+        source: rate.source,
+    }))
+}

@@ -1,0 +1,485 @@
+//! `Webhook`: POSTs each firing of a rule that carries a webhook, signed,
+//! with retries, and dead-letters the deliveries that keep failing.
+//!
+//! Which rules have a webhook — and their secrets — is read from the history
+//! store (where the API writes every rule before it reaches the `Alert`
+//! stage), so firings stay small and secrets never travel on the alerts topic.
+//!
+//! Each delivery is `POST <url>` with the firing as JSON, `X-Fxflow-Delivery`
+//! (a stable id: receivers can drop repeats), and with a secret
+//! `X-Fxflow-Signature: sha256=<hex HMAC-SHA256 of the body>`. A timeout,
+//! a connection error, 408, 429 and 5xx are retried with exponential backoff
+//! and jitter (429/503 honour `Retry-After`); other answers are final. A
+//! delivery that fails for good goes to the error output with the reason.
+//!
+//! **SSRF**: a webhook URL is chosen by whoever holds an API key, and the
+//! worker that delivers sits inside the network, next to databases and cloud
+//! metadata endpoints. So only `http`/`https` URLs are taken, redirects are not
+//! followed, and — unless `allow_private_targets` — loopback, private,
+//! link-local and other internal addresses are refused, both as literal IPs
+//! and after DNS resolution (checked on the addresses actually connected to,
+//! so a name that resolves inward is refused too).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use fxflow_engine::{
+    async_trait, BuildContext, ConfigProblem, Envelope, ItemError, Kinds, ResourceUse, Shape, Sink, SinkError, Stage,
+    StageConfig, StageError,
+};
+use hmac::{Hmac, KeyInit, Mac};
+use reqwest::{StatusCode, Url};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::fx::{kind, AlertFired, FxEvent, WebhookTarget};
+use crate::store::{HistoryStore, STORE_KINDS};
+
+/// Delivers alert firings to the webhooks of their rules.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// A `Postgres` or `Sqlite` resource holding the rules (with their webhooks).
+    pub store: String,
+    /// How long one delivery attempt may take.
+    #[serde(default = "default_timeout", with = "fxflow_engine::duration")]
+    #[schemars(schema_with = "fxflow_engine::duration::schema")]
+    pub timeout: Duration,
+    /// Attempts after the first before a delivery is dead-lettered.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Wait before the first retry; doubles each time, with jitter.
+    #[serde(default = "default_initial_backoff", with = "fxflow_engine::duration")]
+    #[schemars(schema_with = "fxflow_engine::duration::schema")]
+    pub initial_backoff: Duration,
+    /// The longest wait between attempts.
+    #[serde(default = "default_max_backoff", with = "fxflow_engine::duration")]
+    #[schemars(schema_with = "fxflow_engine::duration::schema")]
+    pub max_backoff: Duration,
+    /// Deliveries in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Deliver to loopback and private addresses too. Off by default (SSRF);
+    /// for tests and receivers inside a trusted network.
+    #[serde(default)]
+    pub allow_private_targets: bool,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_retries() -> u32 {
+    5
+}
+fn default_initial_backoff() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_concurrency() -> usize {
+    16
+}
+
+/// How long a rule's webhook, once read from the store, is used without reading it again.
+const RULE_CACHE: Duration = Duration::from_secs(30);
+
+#[async_trait]
+impl StageConfig<FxEvent> for WebhookConfig {
+    fn shape(&self) -> Shape {
+        Shape::Sink
+    }
+
+    fn accepts(&self) -> Kinds {
+        Kinds::only(&[kind::ALERT_FIRED])
+    }
+
+    fn resources(&self) -> Vec<ResourceUse> {
+        vec![ResourceUse::one_of("store", &self.store, STORE_KINDS)]
+    }
+
+    fn check(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        if self.timeout.is_zero() {
+            problems.push(ConfigProblem::field("timeout", "must be longer than zero"));
+        }
+        if self.concurrency == 0 {
+            problems.push(ConfigProblem::field("concurrency", "must be at least 1"));
+        }
+        if self.initial_backoff > self.max_backoff {
+            problems.push(ConfigProblem::field("initial_backoff", "is longer than max_backoff"));
+        }
+        problems
+    }
+
+    async fn build(&self, cx: &BuildContext) -> Result<Stage<FxEvent>, StageError> {
+        let store = crate::store::open(&cx.resources, &self.store, false).await?;
+        let mut client = reqwest::Client::builder()
+            .timeout(self.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("fxflow/", env!("CARGO_PKG_VERSION")));
+        if !self.allow_private_targets {
+            client = client.dns_resolver(Arc::new(PublicOnly));
+        }
+        let client = client
+            .build()
+            .map_err(|e| StageError::new(format!("HTTP client: {e}")))?;
+        Ok(Stage::Sink(Box::new(WebhookSink {
+            config: self.clone(),
+            store,
+            client,
+            rules: HashMap::new(),
+        })))
+    }
+}
+
+struct WebhookSink {
+    config: WebhookConfig,
+    store: Arc<dyn HistoryStore>,
+    client: reqwest::Client,
+    /// Rule id → its webhook (or none), and when that was read.
+    rules: HashMap<String, (Option<WebhookTarget>, Instant)>,
+}
+
+/// What a receiver gets.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct Delivery {
+    /// Always `alert.fired`.
+    pub event: String,
+    /// Stable per firing: `rule_id/fired_at/source`.
+    pub delivery: String,
+    pub rule_id: String,
+    pub pair: String,
+    pub condition: String,
+    pub value: String,
+    pub previous: Option<String>,
+    pub fired_at: String,
+    pub source: String,
+}
+
+impl Delivery {
+    fn of(fired: &AlertFired) -> Delivery {
+        let fired_at = fired.ts.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        Delivery {
+            event: "alert.fired".into(),
+            delivery: format!("{}/{fired_at}/{}", fired.rule_id, fired.source),
+            rule_id: fired.rule_id.to_string(),
+            pair: fired.pair.to_string(),
+            condition: fired.condition.to_string(),
+            value: fired.value.to_string(),
+            previous: fired.previous.map(|p| p.to_string()),
+            fired_at,
+            source: fired.source.to_string(),
+        }
+    }
+}
+
+/// `sha256=<hex>` of the body under `secret`.
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+enum Outcome {
+    Delivered,
+    /// Worth another try, after at least this long (from `Retry-After`).
+    Retry(String, Option<Duration>),
+    Final(String),
+}
+
+impl WebhookSink {
+    /// The webhook of each firing's rule (`None`: nothing to deliver).
+    async fn targets(&mut self, batch: &[Envelope<FxEvent>]) -> Result<Vec<Option<WebhookTarget>>, SinkError> {
+        let mut out = Vec::with_capacity(batch.len());
+        for envelope in batch {
+            let FxEvent::AlertFired(fired) = &envelope.event else {
+                out.push(None);
+                continue;
+            };
+            let id = fired.rule_id.as_ref();
+            let cached = self.rules.get(id).filter(|(_, at)| at.elapsed() < RULE_CACHE);
+            let target = match cached {
+                Some((target, _)) => target.clone(),
+                None => {
+                    let stored = self.store.rule(id).await.map_err(|e| {
+                        if e.retryable {
+                            SinkError::retryable(format!("reading rule {id}: {e}"))
+                        } else {
+                            SinkError::fatal(format!("reading rule {id}: {e}"))
+                        }
+                    })?;
+                    let target = stored.and_then(|s| s.rule.webhook);
+                    if self.rules.len() > 100_000 {
+                        self.rules.clear();
+                    }
+                    self.rules.insert(id.to_owned(), (target.clone(), Instant::now()));
+                    target
+                }
+            };
+            out.push(target);
+        }
+        Ok(out)
+    }
+
+    async fn attempt(
+        client: &reqwest::Client,
+        url: &Url,
+        target: &WebhookTarget,
+        delivery: &Delivery,
+        body: &[u8],
+    ) -> Outcome {
+        let mut request = client
+            .post(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("X-Fxflow-Event", "alert.fired")
+            .header("X-Fxflow-Delivery", &delivery.delivery)
+            .body(body.to_vec());
+        if let Some(secret) = &target.secret {
+            request = request.header("X-Fxflow-Signature", signature(secret, body));
+        }
+        match request.send().await {
+            Ok(response) if response.status().is_success() => Outcome::Delivered,
+            Ok(response) => {
+                let status = response.status();
+                let retry_after = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                let message = format!("{url} answered {status}");
+                if status.is_server_error()
+                    || status == StatusCode::REQUEST_TIMEOUT
+                    || status == StatusCode::TOO_MANY_REQUESTS
+                {
+                    Outcome::Retry(message, retry_after)
+                } else {
+                    Outcome::Final(message)
+                }
+            }
+            Err(e) if e.is_builder() => Outcome::Final(format!("{url}: {e}")),
+            Err(e) => Outcome::Retry(format!("{url}: {}", error_chain(&e)), None),
+        }
+    }
+
+    /// One delivery with its retries; `Err` once it failed for good.
+    async fn deliver(
+        config: &WebhookConfig,
+        client: &reqwest::Client,
+        target: &WebhookTarget,
+        fired: &AlertFired,
+    ) -> Result<(), String> {
+        let url = check_url(&target.url, config.allow_private_targets)?;
+        let delivery = Delivery::of(fired);
+        let body = serde_json::to_vec(&delivery).map_err(|e| e.to_string())?;
+        let mut backoff = config.initial_backoff;
+        let mut attempt = 0;
+        loop {
+            let (message, retry_after) = match Self::attempt(client, &url, target, &delivery, &body).await {
+                Outcome::Delivered => return Ok(()),
+                Outcome::Final(message) => return Err(message),
+                Outcome::Retry(message, retry_after) => (message, retry_after),
+            };
+            if attempt >= config.retries {
+                return Err(format!("{message} (gave up after {} attempts)", attempt + 1));
+            }
+            attempt += 1;
+            let wait = retry_after.unwrap_or_else(|| jitter(backoff)).min(config.max_backoff);
+            tracing::warn!(rule = %fired.rule_id, attempt, error = %message, wait_ms = wait.as_millis() as u64, "Webhook delivery failed, retrying.");
+            tokio::time::sleep(wait).await;
+            backoff = (backoff * 2).min(config.max_backoff);
+        }
+    }
+}
+
+/// Equal jitter: half the backoff plus a random part of the other half, so
+/// receivers that failed together are not retried together.
+fn jitter(backoff: Duration) -> Duration {
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    let fraction = (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64;
+    backoff / 2 + backoff.mul_f64(0.5 * fraction)
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[async_trait]
+impl Sink<FxEvent> for WebhookSink {
+    async fn write(&mut self, batch: &[Envelope<FxEvent>]) -> Result<(), SinkError> {
+        let targets = self.targets(batch).await?;
+        let mut jobs = Vec::new();
+        for (index, (envelope, target)) in batch.iter().zip(targets).enumerate() {
+            if let (FxEvent::AlertFired(fired), Some(target)) = (&envelope.event, target) {
+                jobs.push((index, target, fired.clone()));
+            }
+        }
+        let config = Arc::new(self.config.clone());
+        let concurrency = config.concurrency;
+        let client = self.client.clone();
+        let deliveries = jobs.into_iter().map(move |(index, target, fired)| {
+            let (config, client) = (config.clone(), client.clone());
+            async move { (index, Self::deliver(&config, &client, &target, &fired).await) }
+        });
+        let results: Vec<(usize, Result<(), String>)> = futures_util::stream::iter(deliveries)
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let failed: Vec<ItemError> = results
+            .into_iter()
+            .filter_map(|(index, result)| {
+                result.err().map(|message| ItemError {
+                    index,
+                    message,
+                    retryable: false,
+                })
+            })
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(SinkError::items(
+                format!("{} of {} webhook deliveries failed", failed.len(), batch.len()),
+                failed,
+            ))
+        }
+    }
+}
+
+/// Is this an address a webhook must not reach without `allow_private_targets`?
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local() // 169.254/16: cloud metadata lives here
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT 100.64/10
+                || (a == 198 && (b == 18 || b == 19)) // benchmarking 198.18/15
+                || a >= 240
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_internal(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
+                || (first & 0xffc0) == 0xfe80 // link-local fe80::/10
+        }
+    }
+}
+
+/// A webhook URL as deliveries use it: `http`/`https`, a host, no
+/// credentials, and (unless `allow_private`) no internal literal address.
+pub fn check_url(text: &str, allow_private: bool) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("only http and https URLs are allowed, not {}", url.scheme()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("credentials in the URL are not allowed; use the secret to sign deliveries".into());
+    }
+    let host = url.host().ok_or("the URL has no host")?;
+    if !allow_private {
+        let internal = match host {
+            url::Host::Ipv4(ip) => is_internal(IpAddr::V4(ip)),
+            url::Host::Ipv6(ip) => is_internal(IpAddr::V6(ip)),
+            url::Host::Domain(name) => {
+                let name = name.trim_end_matches('.').to_ascii_lowercase();
+                name == "localhost" || name.ends_with(".localhost")
+            }
+        };
+        if internal {
+            return Err(format!(
+                "{host} is a loopback or private address; webhooks go to public addresses only (SSRF protection)"
+            ));
+        }
+    }
+    Ok(url)
+}
+
+/// Resolves names like the system does, then keeps only public addresses.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<SocketAddr> = found.iter().copied().filter(|a| !is_internal(a.ip())).collect();
+            if public.is_empty() {
+                return Err(format!("{host} resolves only to internal addresses; refused (SSRF protection)").into());
+            }
+            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_addresses_are_refused_unless_allowed() {
+        for url in [
+            "http://127.0.0.1:8080/hook",
+            "http://10.1.2.3/",
+            "http://169.254.169.254/latest/meta-data",
+            "http://[::1]/",
+            "http://[fd00::1]/",
+            "http://[::ffff:192.168.1.1]/",
+            "http://localhost/",
+            "http://api.localhost/",
+            "http://0.0.0.0/",
+            "http://100.64.0.1/",
+        ] {
+            assert!(check_url(url, false).is_err(), "{url} must be refused");
+            assert!(check_url(url, true).is_ok(), "{url} is fine when allowed");
+        }
+        assert!(check_url("https://hooks.example.com/fx", false).is_ok());
+        assert!(check_url("http://8.8.8.8/", false).is_ok());
+        assert!(check_url("ftp://example.com/", true).is_err());
+        assert!(check_url("https://user:pw@example.com/", true).is_err());
+        assert!(check_url("not a url", true).is_err());
+    }
+
+    #[test]
+    fn signatures_are_hex_hmac_sha256() {
+        // RFC 4231 test case 2.
+        assert_eq!(
+            signature("Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn jitter_stays_within_half_and_whole() {
+        for _ in 0..100 {
+            let j = jitter(Duration::from_millis(1000));
+            assert!(
+                j >= Duration::from_millis(500) && j <= Duration::from_millis(1000),
+                "{j:?}"
+            );
+        }
+    }
+}

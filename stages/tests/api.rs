@@ -1,0 +1,647 @@
+//! The query API as a user meets it: a real pipeline (the ECB replay through
+//! Enrich, CrossRate and Alert into a real store) with an `Api` stage, asked
+//! over real HTTP — every endpoint, every kind of bad input with its exact
+//! status, rules created, fired, streamed and deleted — on SQLite and on
+//! PostgreSQL alike.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+
+const KEY: &str = "test-key-0123456789abcdef";
+const OTHER_KEY: &str = "other-key-0123456789abcdef";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The pipeline under test: `store` is the `resources` entry of the history store.
+fn pipeline(store: &str, port: u16, out: &std::path::Path) -> String {
+    format!(
+        r#"Pipeline(
+    name: "api-test",
+    resources: {{ "history": {store} }},
+    stages: {{
+        "ecb": Replay(path: "{csv}", from: "2024-01-01", speed: PerDay("25ms")),
+        "validate": Enrich(inputs: ["ecb"]),
+        "crosses": CrossRate(inputs: ["validate"]),
+        "api": Api(
+            inputs: ["crosses", "alerts"],
+            listen: "127.0.0.1:{port}",
+            store: "history",
+            keys: "{KEY},{OTHER_KEY}",
+            limits: (per_key: (per_second: 2, burst: 30), per_ip: None, max_page: 500),
+        ),
+        "alerts": Alert(inputs: ["crosses", "api"], rules: [
+            (id: "eurusd-above-1.15", pair: "EUR/USD", condition: Above(1.15)),
+        ]),
+        "history": {sink}(inputs: ["crosses", "alerts"], resource: "history"),
+        "dead-letters": JsonlFile(inputs: ["ecb.errors", "validate.errors", "crosses.errors", "alerts.errors", "history.errors"],
+            path: "{dead}"),
+    }},
+)"#,
+        csv = support::CSV,
+        sink = if store.starts_with("Sqlite") {
+            "Sqlite"
+        } else {
+            "Postgres"
+        },
+        dead = out.join("dead.jsonl").display(),
+    )
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    text: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    /// The error code of a JSON error body, checking its shape.
+    fn code(&self) -> String {
+        let body = self.json();
+        let error = &body["error"];
+        assert!(
+            error["message"].is_string() && error["details"].is_array(),
+            "error shape: {body}"
+        );
+        error["code"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Client {
+    async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        let response = request.send().await.expect("the API answers");
+        Answer {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            text: response.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.send(self.http.get(format!("{}{path}", self.base))).await
+    }
+
+    async fn post(&self, path: &str, key: Option<&str>, body: &Value) -> Answer {
+        let mut request = self.http.post(format!("{}{path}", self.base)).json(body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        self.send(request).await
+    }
+
+    async fn delete(&self, path: &str, key: &str) -> Answer {
+        self.send(self.http.delete(format!("{}{path}", self.base)).bearer_auth(key))
+            .await
+    }
+
+    async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&Answer) -> bool,
+        path: &str,
+    ) -> Answer {
+        let start = Instant::now();
+        loop {
+            let answer = self.get(path).await;
+            if check(&answer) {
+                return answer;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "timed out waiting for {what}; last answer: {} {}",
+                answer.status,
+                answer.text
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+type SseEvent = (String, String, Value);
+
+/// Read an SSE stream until `want` events arrived (or the timeout); returns (id, event, data).
+async fn read_events(response: reqwest::Response, want: usize, timeout: Duration) -> Vec<SseEvent> {
+    read_until(response, timeout, |events| events.len() >= want).await
+}
+
+/// Read an SSE stream until `done` says so (or the timeout).
+async fn read_until(
+    mut response: reqwest::Response,
+    timeout: Duration,
+    done: impl Fn(&[SseEvent]) -> bool,
+) -> Vec<SseEvent> {
+    let mut events = Vec::new();
+    let mut buffer = String::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !done(&events) {
+        let chunk = match tokio::time::timeout_at(deadline, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => chunk,
+            _ => break,
+        };
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let mut fields: HashMap<&str, String> = HashMap::new();
+            for line in block.lines() {
+                if let Some((k, v)) = line.split_once(':') {
+                    fields.insert(k, v.trim_start().to_owned());
+                }
+            }
+            if let (Some(id), Some(event), Some(data)) = (fields.get("id"), fields.get("event"), fields.get("data")) {
+                events.push((id.clone(), event.clone(), serde_json::from_str(data).unwrap()));
+            }
+        }
+    }
+    events
+}
+
+async fn scenario(store: &str, label: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let text = pipeline(store, port, dir.path());
+    let spec = fxflow_engine::spec::load_str("api-test.ron", &text, &fxflow_stages::registry(), |_| None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let readiness = fxflow_engine::Readiness::default();
+    let running = fxflow_engine::start_with(spec, &readiness).await.unwrap();
+    readiness.set(true);
+    let c = Client {
+        http: reqwest::Client::new(),
+        base: format!("http://127.0.0.1:{port}"),
+    };
+
+    // What runs.
+    let index = c
+        .wait_for("the API", Duration::from_secs(20), |a| a.status == 200, "/")
+        .await
+        .json();
+    assert_eq!(index["pipeline"], "api-test", "{label}");
+    assert!(
+        index["stages"].as_array().unwrap().iter().any(|s| s["kind"] == "Api"),
+        "{label}"
+    );
+    assert_eq!(c.get("/health").await.json()["status"], "ok");
+
+    // Current rates: all 28 pairs, quotes and crosses told apart.
+    let rates = c
+        .wait_for(
+            "28 rates",
+            Duration::from_secs(30),
+            |a| a.status == 200 && a.json()["rates"].as_array().is_some_and(|r| r.len() == 28),
+            "/rates",
+        )
+        .await
+        .json();
+    let kinds: HashMap<String, String> = rates["rates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["pair"].as_str().unwrap().to_owned(),
+                r["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(kinds["EUR/USD"], "quote", "{label}: EUR/USD is the ECB's own quote");
+    assert_eq!(kinds["USD/JPY"], "cross", "{label}");
+    let filtered = c.get("/rates?pairs=EUR/USD,JPYUSD").await.json();
+    let pairs: Vec<&str> = filtered["rates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["pair"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        pairs,
+        vec!["EUR/USD", "USD/JPY"],
+        "{label}: filter in any spelling, answers in convention"
+    );
+    for path in ["/rates/EURUSD", "/rates/USD-EUR", "/rates/usd_eur", "/rates/EUR%2FUSD"] {
+        let one = c.get(path).await;
+        assert_eq!(
+            (one.status, one.json()["pair"].as_str().unwrap()),
+            (200, "EUR/USD"),
+            "{label}: {path}"
+        );
+    }
+    let jpy = c.get("/rates/USDJPY").await.json();
+    assert_eq!(jpy["decimals"], 3);
+    assert_eq!(
+        c.get("/rates/EURXYZ").await.code(),
+        "invalid_parameter",
+        "{label}: unknown currency"
+    );
+    assert_eq!(c.get("/rates/EURXYZ").await.status, 400);
+    let sek = c.get("/rates/EURSEK").await;
+    assert_eq!(
+        (sek.status, sek.code().as_str()),
+        (404, "unknown_pair"),
+        "{label}: not monitored"
+    );
+    assert_eq!(c.get("/rates?pairs=EUR/NOPE").await.status, 400);
+    assert_eq!(c.get("/rates?bogus=1").await.status, 400, "{label}: unknown parameter");
+
+    // Live rates, filtered.
+    let stream = c
+        .http
+        .get(format!("{}/stream/rates?pairs=EURUSD", c.base))
+        .send()
+        .await
+        .unwrap();
+    let ticks = read_events(stream, 3, Duration::from_secs(10)).await;
+    assert_eq!(ticks.len(), 3, "{label}: three EUR/USD ticks");
+    assert!(ticks.iter().all(|(_, e, d)| e == "rate" && d["pair"] == "EUR/USD"));
+    let last_id: u64 = ticks[0].0.parse().unwrap();
+    let resumed = c
+        .http
+        .get(format!("{}/stream/rates?pairs=EURUSD", c.base))
+        .header("last-event-id", last_id.to_string())
+        .send()
+        .await
+        .unwrap();
+    let replayed = read_events(resumed, 1, Duration::from_secs(5)).await;
+    assert_eq!(replayed[0].0, ticks[1].0, "{label}: Last-Event-ID resumes right after");
+
+    // Currencies and conversion (exact, with the side of the quote used).
+    let currencies = c.get("/currencies").await.json();
+    assert_eq!(currencies["currencies"].as_array().unwrap().len(), 8);
+    assert_eq!(currencies["currencies"][0], json!({"code": "EUR", "name": "Euro"}));
+    let conversion = c.get("/convert?from=USD&to=JPY&amount=1000").await.json();
+    let rate: Decimal = conversion["rate"].as_str().unwrap().parse().unwrap();
+    let result: Decimal = conversion["result"].as_str().unwrap().parse().unwrap();
+    assert_eq!(result, (Decimal::from(1000) * rate).normalize(), "{label}: exact");
+    assert_eq!(
+        (conversion["pair"].as_str(), conversion["side"].as_str()),
+        (Some("USD/JPY"), Some("mid"))
+    );
+    let back = c.get("/convert?from=JPY&to=USD&amount=150000").await.json();
+    let back_rate: Decimal = back["rate"].as_str().unwrap().parse().unwrap();
+    let back_result: Decimal = back["result"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        back_result,
+        (Decimal::from(150_000) / back_rate).normalize(),
+        "{label}: buying the base divides"
+    );
+    assert_eq!(c.get("/convert?from=XXX&to=USD").await.status, 400);
+    assert_eq!(c.get("/convert?from=USD&to=USD").await.status, 400);
+    assert_eq!(c.get("/convert?from=USD&to=SEK").await.code(), "unknown_currency");
+    assert_eq!(c.get("/convert?from=USD&to=JPY&amount=abc").await.status, 400);
+    assert_eq!(c.get("/convert?from=USD&to=JPY&amount=-5").await.status, 400);
+    assert_eq!(c.get("/convert?to=JPY").await.status, 400, "{label}: missing parameter");
+
+    // History: keyset pages, bounds, CSV (once the replay is past March 2024).
+    c.wait_for(
+        "the replay to pass March 2024",
+        Duration::from_secs(30),
+        |a| a.json()["ts"].as_str().is_some_and(|ts| ts > "2024-03-10"),
+        "/rates/EURUSD",
+    )
+    .await;
+    let first = c
+        .get("/rates/EURUSD/history?from=2024-01-01T00:00:00Z&limit=5")
+        .await
+        .json();
+    let rows = first["rates"].as_array().unwrap();
+    assert_eq!(rows.len(), 5);
+    assert_eq!(
+        rows[0]["ts"], "2024-01-02T00:00:00Z",
+        "{label}: the first ECB day of 2024"
+    );
+    assert_eq!(rows[0]["mid"], "1.0956", "{label}: the ECB's own digits");
+    let next = first["next"].as_str().expect("a next page");
+    let second = c.get(next).await.json();
+    assert_eq!(
+        second["rates"][0]["ts"], "2024-01-09T00:00:00Z",
+        "{label}: continues after the 5th day"
+    );
+    let range = "from=2024-01-01T00:00:00Z&to=2024-03-01T00:00:00Z";
+    let json_page = c.get(&format!("/rates/GBPJPY/history?{range}&limit=500")).await.json();
+    let json_rows = json_page["rates"].as_array().unwrap().len();
+    assert!(json_rows > 30, "{label}: two months of days");
+    assert!(json_page["next"].is_null());
+    let csv = c.get(&format!("/rates/GBPJPY/history?{range}&format=csv")).await;
+    assert_eq!(csv.status, 200);
+    assert!(csv.headers["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let lines: Vec<&str> = csv.text.lines().collect();
+    assert_eq!(lines[0], "pair,ts,source,kind,bid,ask,mid");
+    assert_eq!(lines.len() - 1, json_rows, "{label}: CSV and JSON agree");
+    assert!(
+        lines[1].starts_with("GBP/JPY,2024-01-02T00:00:00Z,ecb,cross,"),
+        "{}",
+        lines[1]
+    );
+    let accept = c
+        .send(
+            c.http
+                .get(format!("{}/rates/GBPJPY/history?{range}", c.base))
+                .header("accept", "text/csv"),
+        )
+        .await;
+    assert_eq!(accept.text, csv.text, "{label}: Accept: text/csv does the same");
+    let bad = c
+        .get("/rates/EURUSD/history?from=2024-02-01T00:00:00Z&to=2024-01-01T00:00:00Z")
+        .await;
+    assert_eq!((bad.status, bad.code().as_str()), (400, "invalid_range"));
+    let huge = c.get("/rates/EURUSD/history?limit=100000").await;
+    assert_eq!(huge.status, 400);
+    assert!(
+        huge.text.contains("maximum of 500"),
+        "{label}: says the maximum: {}",
+        huge.text
+    );
+    assert_eq!(c.get("/rates/EURUSD/history?from=yesterday").await.status, 400);
+    assert_eq!(c.get("/rates/EURUSD/history?after=garbage").await.status, 400);
+    let at = c.get("/rates?at=2024-03-01T12:00:00Z&pairs=EURUSD,GBPJPY").await.json();
+    assert_eq!(
+        at["rates"][0]["ts"], "2024-03-01T00:00:00Z",
+        "{label}: the rate in force then"
+    );
+    assert_eq!(at["at"], "2024-03-01T12:00:00Z");
+
+    // Bad mutations: each with its status and a JSON error.
+    let rule = json!({"pair": "EUR/USD", "condition": {"type": "crossing_up", "threshold": "1.10"},
+        "trigger": {"type": "every", "cooldown": "1d", "rearm": 0.002}});
+    assert_eq!(c.post("/alerts", None, &rule).await.status, 401, "{label}: no key");
+    let wrong = c.post("/alerts", Some("wrong-key-0123456789"), &rule).await;
+    assert_eq!(
+        (wrong.status, wrong.code().as_str()),
+        (403, "forbidden"),
+        "{label}: wrong key"
+    );
+    let malformed = c
+        .send(
+            c.http
+                .post(format!("{}/alerts", c.base))
+                .bearer_auth(KEY)
+                .header("content-type", "application/json")
+                .body("{\"pair\": "),
+        )
+        .await;
+    assert_eq!((malformed.status, malformed.code().as_str()), (400, "malformed_json"));
+    let unknown = c
+        .post(
+            "/alerts",
+            Some(KEY),
+            &json!({"pair": "EUR/USD", "condition": {"type": "above", "threshold": 1}, "colour": "red"}),
+        )
+        .await;
+    assert_eq!(unknown.status, 422, "{label}: unknown field");
+    assert_eq!(unknown.json()["error"]["details"][0]["field"], "colour");
+    let invalid = c
+        .post(
+            "/alerts",
+            Some(KEY),
+            &json!({"pair": "EUR/XYZ", "condition": {"type": "pct_change", "percent": 0}}),
+        )
+        .await;
+    assert_eq!(invalid.status, 422);
+    let fields: Vec<String> = invalid.json()["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        fields,
+        vec!["pair", "condition.percent", "condition.window"],
+        "{label}: every problem, by field"
+    );
+    let inward = c
+        .post(
+            "/alerts",
+            Some(KEY),
+            &json!({"pair": "EUR/USD", "condition": {"type": "above", "threshold": 1},
+                "webhook": {"url": "http://169.254.169.254/latest/meta-data"}}),
+        )
+        .await;
+    assert_eq!(inward.status, 422, "{label}: SSRF: {}", inward.text);
+    assert_eq!(inward.json()["error"]["details"][0]["field"], "webhook.url");
+    let text_body = c
+        .send(
+            c.http
+                .post(format!("{}/alerts", c.base))
+                .bearer_auth(KEY)
+                .body("pair=EUR/USD"),
+        )
+        .await;
+    assert_eq!(text_body.status, 415);
+    let oversized = c
+        .post(
+            "/alerts",
+            Some(KEY),
+            &json!({"pair": "x".repeat(20_000), "condition": {"type": "above", "threshold": 1}}),
+        )
+        .await;
+    assert_eq!((oversized.status, oversized.code().as_str()), (413, "body_too_large"));
+    // Written by hand: a client's JSON library would round the number itself.
+    let exact = c
+        .send(
+            c.http
+                .post(format!("{}/alerts", c.base))
+                .bearer_auth(KEY)
+                .header("content-type", "application/json")
+                .body(r#"{"pair": "EUR/USD", "condition": {"type": "above", "threshold": 1.1000000000000000888}}"#),
+        )
+        .await;
+    assert_eq!(exact.status, 201, "{label}: {}", exact.text);
+    assert_eq!(
+        exact.json()["condition"]["threshold"],
+        "1.1000000000000000888",
+        "{label}: never through f64"
+    );
+    let exact_id = exact.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(c.delete(&format!("/alerts/{exact_id}"), KEY).await.status, 204);
+
+    // A rule created over HTTP fires on the next crossing: in the history and on the stream.
+    let stream = c.http.get(format!("{}/stream/alerts", c.base)).send().await.unwrap();
+    assert!(stream.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let created = c.post("/alerts", Some(KEY), &rule).await;
+    assert_eq!(created.status, 201, "{label}: {}", created.text);
+    let location = created.headers["location"].to_str().unwrap().to_owned();
+    let view = created.json();
+    let id = view["id"].as_str().unwrap().to_owned();
+    assert_eq!(location, format!("/alerts/{id}"));
+    assert_eq!(view["condition"], json!({"type": "crossing_up", "threshold": "1.10"}));
+    assert_eq!(
+        view["trigger"],
+        json!({"type": "every", "cooldown": "1d", "rearm": "0.002"})
+    );
+    assert_eq!(view["status"], "active");
+    assert_eq!(c.get(&location).await.json()["id"], id.as_str());
+    let events = read_until(stream, Duration::from_secs(60), |events| {
+        events.iter().any(|(_, _, d)| d["rule_id"] == id.as_str())
+    })
+    .await;
+    let mine: Vec<_> = events
+        .iter()
+        .filter(|(_, e, d)| e == "alert" && d["rule_id"] == id.as_str())
+        .collect();
+    assert!(
+        !mine.is_empty(),
+        "{label}: the new rule's firing arrived on /stream/alerts; saw {events:?}"
+    );
+    let fired = &mine[0].2;
+    assert_eq!(fired["condition"], "crossing up 1.10");
+    let value: Decimal = fired["value"].as_str().unwrap().parse().unwrap();
+    let previous: Decimal = fired["previous"].as_str().unwrap().parse().unwrap();
+    assert!(
+        previous < Decimal::new(110, 2) && value >= Decimal::new(110, 2),
+        "{label}: a crossing: {fired}"
+    );
+    let history = c
+        .wait_for(
+            "the firing in /alerts/history",
+            Duration::from_secs(10),
+            |a| a.json()["firings"].as_array().is_some_and(|f| !f.is_empty()),
+            &format!("/alerts/history?rule={id}"),
+        )
+        .await
+        .json();
+    assert_eq!(history["firings"][0]["pair"], "EUR/USD");
+
+    // A state rule that holds at creation fires at once; `once` then retires it.
+    let holds = c
+        .post(
+            "/alerts",
+            Some(KEY),
+            &json!({"pair": "USD/JPY", "condition": {"type": "above", "threshold": "1"}}),
+        )
+        .await;
+    assert_eq!(holds.status, 201);
+    let holds_id = holds.json()["id"].as_str().unwrap().to_owned();
+    c.wait_for(
+        "the one-shot rule to be triggered",
+        Duration::from_secs(10),
+        |a| a.json()["status"] == "triggered" && a.json()["fired_count"] == 1,
+        &format!("/alerts/{holds_id}"),
+    )
+    .await;
+    let triggered = c.get("/alerts?status=triggered").await.json();
+    assert!(triggered["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["id"] == holds_id.as_str()));
+    assert!(!c.get("/alerts?status=active").await.text.contains(&holds_id));
+    let usd_jpy = c.get("/alerts?pair=JPYUSD").await.json();
+    assert_eq!(
+        usd_jpy["alerts"].as_array().unwrap().len(),
+        1,
+        "{label}: by pair, any spelling"
+    );
+    let page = c.get("/alerts?limit=1").await.json();
+    assert_eq!(page["alerts"].as_array().unwrap().len(), 1);
+    let rest = c
+        .get(page["next"].as_str().expect("two rules, pages of one"))
+        .await
+        .json();
+    assert_ne!(rest["alerts"][0]["id"], page["alerts"][0]["id"]);
+    assert_eq!(c.get("/alerts?status=sleeping").await.status, 400);
+    let firings = c.get("/alerts/history?limit=1").await.json();
+    let older = c
+        .get(firings["next"].as_str().expect("more than one firing"))
+        .await
+        .json();
+    assert!(older["firings"][0]["fired_at"].as_str() <= firings["firings"][0]["fired_at"].as_str());
+
+    // Delete: 204, then 404; the rule stops firing.
+    assert_eq!(c.delete(&location, KEY).await.status, 204);
+    assert_eq!(c.delete(&location, KEY).await.status, 404, "{label}: already deleted");
+    assert_eq!(c.get(&location).await.code(), "unknown_rule");
+    assert_eq!(c.delete("/alerts/never-was", KEY).await.status, 404);
+    let count = |a: &Answer| a.json()["firings"].as_array().unwrap().len();
+    let before = count(&c.get(&format!("/alerts/history?rule={id}&limit=500")).await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = count(&c.get(&format!("/alerts/history?rule={id}&limit=500")).await);
+    assert_eq!(before, after, "{label}: a deleted rule fires no more");
+
+    // Rate limit per key: 429 with Retry-After, other keys unaffected.
+    let mut limited = None;
+    for _ in 0..40 {
+        let answer = c.post("/alerts", Some(OTHER_KEY), &json!({})).await;
+        if answer.status == 429 {
+            limited = Some(answer);
+            break;
+        }
+        assert_eq!(answer.status, 422);
+    }
+    let limited = limited.expect("the per-key limit bites");
+    assert_eq!(limited.code(), "rate_limited");
+    assert!(limited.headers["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert_eq!(
+        c.post("/alerts", Some(KEY), &json!({})).await.status,
+        422,
+        "{label}: the other key still works"
+    );
+
+    // Meta: readiness per dependency, metrics per route, stats, OpenAPI, docs, JSON 404/405.
+    let ready = c
+        .wait_for("ready", Duration::from_secs(15), |a| a.status == 200, "/ready")
+        .await
+        .json();
+    assert_eq!(ready["components"]["api: store"]["ready"], true, "{label}: {ready}");
+    let metrics = c.get("/metrics").await.text;
+    assert!(metrics.contains("fxflow_api_requests_total{"), "{label}");
+    assert!(
+        metrics.contains("route=\"/rates/{pair}/history\""),
+        "{label}: labelled by route template"
+    );
+    assert!(metrics.contains("fxflow_stage_sent_events_total{"));
+    let stats = c.get("/stats").await.json();
+    assert!(stats["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["stage"] == "crosses" && s["sent"].as_f64().unwrap() > 0.0));
+    let openapi = c.get("/openapi.json").await.json();
+    assert!(openapi["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert!(openapi["paths"]["/alerts/{id}"]["delete"].is_object());
+    assert_eq!(c.get("/docs").await.status, 200);
+    let missing = c.get("/nope").await;
+    assert_eq!((missing.status, missing.code().as_str()), (404, "no_such_endpoint"));
+    let method = c.send(c.http.delete(format!("{}/rates", c.base))).await;
+    assert_eq!((method.status, method.code().as_str()), (405, "method_not_allowed"));
+    assert!(c.get("/").await.headers.contains_key("x-request-id"));
+
+    tokio::time::timeout(Duration::from_secs(30), running.stop(Duration::from_secs(20)))
+        .await
+        .expect("the pipeline drains after shutdown")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("Sqlite(path: \"{}\")", dir.path().join("fx.db").display());
+    scenario(&store, "SQLite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_on_postgres() {
+    let schema = support::fresh_schema("api").await;
+    let store = format!("Postgres(url: \"{}\", schema: \"{schema}\")", support::POSTGRES);
+    scenario(&store, "PostgreSQL").await;
+}
