@@ -1,81 +1,79 @@
 #!/usr/bin/env bash
-# Runs every fxflow test on a fresh machine of our kind: starts the services the
-# tests talk to (PostgreSQL with database `test`, Redis, the noida-db Elasticsearch
-# stand-in, the tansu Kafka-protocol broker), installing them if missing,
-# then `cargo test`.
+# Runs every fxflow test on a fresh machine of our kind. It installs what the
+# tests talk to when missing, starts the long-running services, and then runs
+# `cargo test --workspace`:
+#   - PostgreSQL and Redis (Debian packages; loopback trust; databases `test`
+#     and `fxflow`) — scripts/services.sh;
+#   - Apache Kafka's jars (Maven Central; each test starts its own broker) —
+#     scripts/broker.sh fetch;
+#   - OpenSearch's jars and our launcher (Maven Central; each test binary starts
+#     its own node) — scripts/search.sh build;
+#   - Chromium (Debian) and playwright-core (npm) for the live page's browser test;
+#   - the Python checkers (PyPI): schemathesis for the API fuzz run, and the
+#     deployment checks' validators; promtool/Prometheus (Debian).
+# Downloads are cached (.cache/, tests/browser/node_modules), so later runs
+# start in seconds.
 # Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$PWD
 
 say() { printf '==> %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
 
-ensure_postgres() {
-    if pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then return; fi
-    say "Starting PostgreSQL"
-    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
-    for _ in $(seq 1 50); do pg_isready -h 127.0.0.1 -p 5432 -q && return; sleep 0.2; done
-    say "PostgreSQL did not come up"; exit 1
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else "$@"; fi
 }
 
-ensure_redis() {
-    if redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then return; fi
-    say "Starting Redis"
-    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
-    for _ in $(seq 1 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && return; sleep 0.2; done
-    say "Redis did not come up"; exit 1
-}
-
-install_missing() {
-    # Fresh machines of our kind ship both services; elsewhere, install them from Debian's packages.
+# Debian packages, installed in one go when any is missing.
+ensure_packages() {
     local missing=()
-    command -v pg_ctlcluster >/dev/null 2>&1 || missing+=(postgresql)
-    command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+    command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+    command -v mvn >/dev/null 2>&1 || missing+=(maven)
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+    command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
     [ ${#missing[@]} -eq 0 ] && return
-    say "Installing ${missing[*]}"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
-    if [[ " ${missing[*]} " == *" postgresql "* ]]; then
-        # Tests connect as postgres over loopback without a password, to the database `test`.
-        local hba; hba=$(ls /etc/postgresql/*/main/pg_hba.conf | head -n1)
-        sed -i 's/^\(host.*127.0.0.1\/32\s*\)\S*$/\1trust/; s/^\(host.*::1\/128\s*\)\S*$/\1trust/' "$hba"
-        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main restart || true
+    say "Installing ${missing[*]} (Debian packages)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # The prometheus package starts its own server where it can; the tests start theirs.
+    as_root sh -c 'pkill -x prometheus >/dev/null 2>&1 || true'
+}
+
+# Python tools in a virtual environment of our own, reinstalled only when the list changes.
+ensure_python_tools() {
+    local venv=$ROOT/.cache/venv want
+    want=$(cat scripts/requirements-checks.txt 2>/dev/null | sha256sum | cut -d' ' -f1)
+    if [ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
+        say "Installing the Python checkers into $venv (PyPI, once)"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements-checks.txt
+        echo "$want" >"$venv/.requirements.sha256"
+    fi
+    export PATH="$venv/bin:$PATH"
+    export FXFLOW_PYTHON="$venv/bin/python"
+}
+
+# playwright-core for the browser test (no browser download: it drives Debian's Chromium).
+ensure_browser_tools() {
+    [ -f tests/browser/package.json ] || return 0
+    local want
+    want=$(sha256sum tests/browser/package-lock.json | cut -d' ' -f1)
+    if [ "$(cat tests/browser/node_modules/.lock.sha256 2>/dev/null)" != "$want" ]; then
+        say "Installing the browser test's npm packages (once)"
+        (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --silent --no-audit --no-fund)
+        echo "$want" >tests/browser/node_modules/.lock.sha256
     fi
 }
 
-ensure_test_database() {
-    if ! psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'test'" | grep -q 1; then
-        say "Creating database test"
-        psql -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE test" >/dev/null
-    fi
-}
-
-ensure_noida() {
-    # The Elasticsearch stand-in of the sink's tests (real Elasticsearch cannot run here).
-    export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
-    if command -v noida-db >/dev/null 2>&1; then return; fi
-    say "Installing noida-db (Elasticsearch stand-in for tests)"
-    python3 -m pip install --quiet --disable-pip-version-check noida-db==0.2.3
-    if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
-    command -v noida-db >/dev/null 2>&1 || { say "noida-db is not on PATH after installing it"; exit 1; }
-}
-
-ensure_tansu() {
-    # The Kafka-protocol broker of the multi-process tests (no Docker here, so no Apache Kafka).
-    # The stock build has no storage engine; this feature set is the one verified with fxflow.
-    if [ -x "${TANSU:-$HOME/.cargo/bin/tansu}" ] && "${TANSU:-$HOME/.cargo/bin/tansu}" --version 2>/dev/null | grep -q "0.6.0"; then
-        export TANSU="${TANSU:-$HOME/.cargo/bin/tansu}"
-        return
-    fi
-    say "Installing tansu 0.6.0 (Kafka-protocol broker for tests; ~10-30 min on 2 cores, once)"
-    cargo install tansu --version 0.6.0 --locked --features dynostore,libsql,postgres
-    export TANSU="$HOME/.cargo/bin/tansu"
-}
-
-install_missing
-ensure_noida
-ensure_tansu
-ensure_postgres
-ensure_test_database
-ensure_redis
+ensure_packages
+scripts/services.sh postgres redis
+say "Kafka and OpenSearch jars (Maven Central, cached in .cache/)"
+scripts/broker.sh fetch
+scripts/search.sh build >/dev/null
+ensure_python_tools
+ensure_browser_tools
 
 say "cargo test --workspace"
 cargo test --workspace --locked "$@"

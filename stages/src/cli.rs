@@ -233,7 +233,11 @@ async fn run(specs: Vec<PipelineSpec<FxEvent>>, grace: Duration) -> Result<(), S
     }
     let mut running = Vec::new();
     for spec in specs {
-        running.push(fxflow_engine::start(spec).await.map_err(|e| e.to_string())?);
+        running.push(
+            fxflow_engine::start_with(spec, &readiness)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
     }
     readiness.set(true);
     let handles: Vec<_> = running.iter().map(|p| p.shutdown_handle()).collect();

@@ -1,13 +1,15 @@
-//! STAND-IN TESTS: real Elasticsearch cannot be installed on these machines, so the sink is
-//! tested against `noida-db` (PyPI), a local server that speaks the ES 8 REST API: index
-//! templates, `_bulk` with per-item errors, `_count`, `_search`. scripts/test.sh installs it.
-//! One difference matters here: the stand-in re-serializes `_source` through a float, so the
-//! exact-digit check reads our request body instead (real Elasticsearch keeps `_source` as sent).
+//! The Elasticsearch sink against a real search engine: OpenSearch 2.19 — Lucene with real
+//! mappings, `_bulk` and per-item errors — started from Maven Central jars by our launcher
+//! (`scripts/search.sh run`, deployments/opensearch). The sink speaks the Elasticsearch 8/9
+//! REST API that users run with Kibana; OpenSearch answers that same API for everything the
+//! sink uses (index templates, `_bulk`, `_count`, `_search`), as these tests show. What it
+//! cannot show: Elasticsearch's own product check header and `document_parsing_exception`
+//! naming (OpenSearch says `mapper_parsing_exception`); the sink relies on neither.
 
 mod support;
 
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fxflow_engine::{Envelope, Stage, StageConfig};
 use fxflow_stages::fx::{CrossRate, Currency, FxEvent, SourceName};
@@ -16,50 +18,43 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 use support::{run, unique, CSV};
 
-/// A noida-db Elasticsearch stand-in on a free port, with its own data directory.
-struct StandIn {
+/// A single-node OpenSearch on a free port, with its own data folder; killed on drop.
+struct SearchNode {
     port: u16,
     child: Child,
     _data: tempfile::TempDir,
 }
 
-impl StandIn {
-    fn start() -> StandIn {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+impl SearchNode {
+    fn start() -> SearchNode {
         let data = tempfile::tempdir().unwrap();
-        let child = Command::new("noida-db")
-            .args([
-                "start",
-                "--only",
-                "elasticsearch",
-                "--host",
-                "127.0.0.1",
-                "--elasticsearch-port",
-                &port.to_string(),
-            ])
-            .arg("--data-dir")
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/search.sh");
+        let child = Command::new(script)
+            .args(["run", "--http-port", "0", "--data"])
             .arg(data.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("noida-db is installed (scripts/test.sh installs it)");
+            .expect("scripts/search.sh runs (Java 17 and Maven; scripts/test.sh builds it)");
+        let port_file = data.path().join("http.port");
+        let start = Instant::now();
         // Built first, so a failed start still kills the process (Drop).
-        let stand_in = StandIn {
-            port,
+        let mut node = SearchNode {
+            port: 0,
             child,
             _data: data,
         };
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return stand_in;
+        loop {
+            if let Some(port) = std::fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse().ok()) {
+                node.port = port;
+                return node;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            if let Ok(Some(status)) = node.child.try_wait() {
+                panic!("OpenSearch exited at start: {status}");
+            }
+            assert!(start.elapsed() < Duration::from_secs(120), "OpenSearch did not start");
+            std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("noida-db did not start on port {port}");
     }
 
     fn url(&self) -> String {
@@ -71,7 +66,7 @@ impl StandIn {
     }
 }
 
-impl Drop for StandIn {
+impl Drop for SearchNode {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -80,6 +75,10 @@ impl Drop for StandIn {
 
 /// A tiny HTTP/1.1 client (the tests need three calls; no extra dependency).
 async fn http(method: &str, url: &str, body: Option<&str>) -> Value {
+    serde_json::from_str(&http_text(method, url, body).await).unwrap_or(Value::Null)
+}
+
+async fn http_text(method: &str, url: &str, body: Option<&str>) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").unwrap();
     let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap();
@@ -93,12 +92,11 @@ async fn http(method: &str, url: &str, body: Option<&str>) -> Value {
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     let (head, payload) = response.split_once("\r\n\r\n").unwrap();
-    let payload = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
         dechunk(payload)
     } else {
         payload.to_owned()
-    };
-    serde_json::from_str(&payload).unwrap_or(Value::Null)
+    }
 }
 
 fn dechunk(mut body: &str) -> String {
@@ -125,9 +123,15 @@ const PIPELINE: &str = r#"Pipeline(name: "${NAME}",
         "dead": JsonlFile(inputs: ["es.errors"], path: "${OUT}/dead.jsonl"),
     })"#;
 
-#[tokio::test]
-async fn a_replay_indexed_twice_leaves_one_document_per_pair_day_and_source() {
-    let es = StandIn::start();
+/// One node for both stories (a node is ~250 MB and a few seconds of two cores).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_real_search_engine() {
+    let es = SearchNode::start();
+    a_replay_indexed_twice_leaves_one_document_per_pair_day_and_source(&es).await;
+    documents_a_mapping_refuses_are_reported_each_with_the_reason(&es).await;
+}
+
+async fn a_replay_indexed_twice_leaves_one_document_per_pair_day_and_source(es: &SearchNode) {
     let index = unique("rates").to_lowercase().replace('_', "-");
     let out = tempfile::tempdir().unwrap();
     let vars = [
@@ -157,6 +161,17 @@ async fn a_replay_indexed_twice_leaves_one_document_per_pair_day_and_source() {
     let query = r#"{"query":{"term":{"pair":"GBP/JPY"}},"size":100}"#;
     let hits = http("POST", &format!("{}/{index}/_search", es.url()), Some(query)).await;
     assert_eq!(hits["hits"]["total"]["value"], 44);
+    // Lucene keeps `_source` as sent: every digit of the exact cross survives (read as text:
+    // a JSON parser would round the number through a double).
+    let raw = http_text("POST", &format!("{}/{index}/_search", es.url()), Some(query)).await;
+    let bid = raw.split("\"bid\":").nth(1).and_then(|rest| rest.split([',', '}']).next()).unwrap();
+    let digits = bid.chars().filter(char::is_ascii_digit).count();
+    assert!(digits >= 25 && bid.parse::<Decimal>().is_ok(), "exact digits in _source: {bid}");
+    // Aggregations work on the mapped fields (what Kibana's panels ask).
+    let agg = r#"{"size":0,"aggs":{"pairs":{"terms":{"field":"pair","size":50}},"avg_mid":{"avg":{"field":"mid"}}}}"#;
+    let answer = http("POST", &format!("{}/{index}/_search", es.url()), Some(agg)).await;
+    assert_eq!(answer["aggregations"]["pairs"]["buckets"].as_array().unwrap().len(), 28);
+    assert!(answer["aggregations"]["avg_mid"]["value"].as_f64().unwrap() > 0.0);
     assert_eq!(std::fs::read_to_string(out.path().join("dead.jsonl")).unwrap(), "");
 }
 
@@ -177,9 +192,7 @@ fn crosses(n: usize) -> Vec<Envelope<FxEvent>> {
         .collect()
 }
 
-#[tokio::test]
-async fn documents_a_mapping_refuses_are_reported_each_with_the_reason() {
-    let es = StandIn::start();
+async fn documents_a_mapping_refuses_are_reported_each_with_the_reason(es: &SearchNode) {
     let index = unique("bad").to_lowercase().replace('_', "-");
     // An index made elsewhere whose mapping cannot take our prices.
     let created = http(
@@ -232,7 +245,7 @@ async fn documents_a_mapping_refuses_are_reported_each_with_the_reason() {
 
 #[tokio::test]
 async fn prices_are_sent_with_every_decimal_digit() {
-    // What goes over the wire, checked on our side (the stand-in's _source goes through a float).
+    // What goes over the wire, checked on our side too.
     let config = ElasticsearchConfig {
         resource: "es".into(),
         index: "fx-rates".into(),

@@ -91,26 +91,6 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
     }
 }
 
-/// The tansu binary (a Kafka-protocol broker; `scripts/test.sh` installs it).
-pub fn tansu_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("TANSU") {
-        return PathBuf::from(path);
-    }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-    let installed = home.join(".cargo/bin/tansu");
-    if installed.exists() {
-        installed
-    } else {
-        PathBuf::from("tansu")
-    }
-}
-
-fn wait_for_port(port: u16, what: &str) {
-    wait_for(what, Duration::from_secs(30), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
-    });
-}
-
 fn log_file(path: &Path) -> std::fs::File {
     std::fs::OpenOptions::new()
         .create(true)
@@ -119,20 +99,23 @@ fn log_file(path: &Path) -> std::fs::File {
         .expect("log file")
 }
 
-/// A real Kafka-protocol broker (tansu with its SQLite storage engine) in a
-/// directory of its own. Stopped with SIGKILL: tansu's SIGTERM shutdown
-/// corrupts its idempotent-producer state, and a crash is what we test anyway.
+/// A real Apache Kafka broker (KRaft, one node: `scripts/broker.sh run`, the
+/// Maven Central jars of deployments/kafka) on free ports with a data folder
+/// of its own. This process owns the JVM: `kill` is a SIGKILL crash, `stop`
+/// a clean shutdown, and dropping the broker kills it.
 pub struct Broker {
     dir: PathBuf,
     pub port: u16,
+    controller: u16,
     child: Option<std::process::Child>,
 }
 
 impl Broker {
     pub fn start(dir: &Path) -> Broker {
         let mut broker = Broker {
-            dir: dir.to_owned(),
+            dir: dir.join("kafka"),
             port: free_port(),
+            controller: free_port(),
             child: None,
         };
         broker.restart();
@@ -143,26 +126,49 @@ impl Broker {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Start (again) on the same port and data.
+    fn script(&self, action: &str) -> Command {
+        let mut command = Command::new(workspace().join("scripts/broker.sh"));
+        command
+            .arg(action)
+            .env("KAFKA_BROKERS", self.address())
+            .env("KAFKA_CONTROLLER_PORT", self.controller.to_string())
+            .env("KAFKA_DATA", &self.dir);
+        command
+    }
+
+    /// Start (again) on the same ports and data; returns once it answers a metadata request.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "broker already running");
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = self.dir.join("broker.log");
-        let child = Command::new(tansu_bin())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(&self.dir)
+        std::fs::create_dir_all(&self.dir).expect("broker folder");
+        let log = self.dir.join("run.log");
+        let child = self
+            .script("run")
             .stdout(log_file(&log))
             .stderr(log_file(&log))
             .spawn()
-            .expect("tansu runs (scripts/test.sh installs it)");
+            .expect("scripts/broker.sh runs (Java 17 and Maven; scripts/test.sh fetches the jars)");
         self.child = Some(child);
-        wait_for_port(self.port, "the broker to listen");
+        let ready = self.script("ready").output().expect("scripts/broker.sh ready");
+        assert!(
+            ready.status.success(),
+            "the broker did not answer: {}\n{}",
+            String::from_utf8_lossy(&ready.stderr),
+            std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default()
+        );
     }
 
+    /// SIGKILL: a crash.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM: a clean shutdown.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
             let _ = child.wait();
         }
     }

@@ -87,7 +87,21 @@ fn shipped_pipelines_are_valid() {
 
     let output = fxflow(&["validate", "pipelines/local.ron"]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("pipelines/local.ron: ok — pipeline `local`, 7 stages"));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("pipelines/local.ron: ok — pipeline `local`, 8 stages"));
+    // The API worker refuses to start without keys: it serves changes.
+    let output = fxflow(&["validate", "pipelines/api.ron"]).env_remove("FXFLOW_API_KEYS").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("environment variable `FXFLOW_API_KEYS` is not set"));
+    // The worker set (ingest-http is the live alternative to ingest, so it shares its port).
+    let workers = ["ingest", "process", "alerts", "store", "index", "api"];
+    let files: Vec<String> = workers.iter().map(|w| format!("pipelines/{w}.ron")).collect();
+    let mut args = vec!["validate"];
+    args.extend(files.iter().map(String::as_str));
+    let output = fxflow(&args).env("FXFLOW_API_KEYS", "key-for-validation-0123").output().unwrap();
+    // Run together they would bind their default addresses once each: all distinct.
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = fxflow(&["validate", "pipelines/ingest-http.ron"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 }
 
 #[test]

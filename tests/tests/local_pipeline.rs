@@ -14,6 +14,7 @@ fn the_local_pipeline_prints_crosses_and_alerts_serves_metrics_and_drains_on_ctr
     let port = free_port();
     let mut child = fxflow(&["run", "pipelines/local.ron"])
         .env("FXFLOW_TELEMETRY", format!("127.0.0.1:{port}"))
+        .env("FXFLOW_API", format!("127.0.0.1:{}", free_port()))
         .env("FXFLOW_FROM", "2025-06-01")
         .env("FXFLOW_DAY", "10ms")
         .env("FXFLOW_OUT", out.path())
@@ -35,7 +36,10 @@ fn the_local_pipeline_prints_crosses_and_alerts_serves_metrics_and_drains_on_ctr
     let (status, body) = wait_for("/ready", Duration::from_secs(60), || {
         http_get(port, "/ready").ok().filter(|(s, _)| *s == 200)
     });
-    assert_eq!((status, body.as_str()), (200, "{\"ready\":true}"));
+    assert_eq!(status, 200);
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["ready"], true, "{body}");
+    assert_eq!(ready["components"]["api: store"]["ready"], true, "the API's store answers: {body}");
     let (status, _) = http_get(port, "/health").unwrap();
     assert_eq!(status, 200);
     let (status, body) = http_get(port, "/nope").unwrap();
@@ -137,6 +141,7 @@ fn a_taken_telemetry_port_is_a_clear_error() {
     let out = tempfile::tempdir().unwrap();
     let output = fxflow(&["run", "pipelines/local.ron"])
         .env("FXFLOW_TELEMETRY", format!("127.0.0.1:{port}"))
+        .env("FXFLOW_API", format!("127.0.0.1:{}", free_port()))
         .env("FXFLOW_OUT", out.path())
         .output()
         .unwrap();

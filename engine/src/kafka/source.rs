@@ -33,7 +33,7 @@ use crate::event::{Envelope, Kinds, Origin};
 use crate::metrics::StageLabels;
 use crate::registry::{closest, BuildContext, ConfigProblem, ResourceUse, StageConfig};
 use crate::stage::{Failure, Shape, Source, SourceContext, Stage, StageError, Startup};
-use crate::AckStatus;
+use crate::{AckStatus, ReadyReporter};
 
 /// Messages a partition still has to be read, per topic and partition (from librdkafka's statistics).
 pub const CONSUMER_LAG: &str = "fxflow_kafka_consumer_lag";
@@ -75,7 +75,9 @@ pub struct KafkaSourceConfig {
     /// The event kinds the topics carry (checked against the stages downstream;
     /// a message of another kind goes to the error output).
     pub kinds: Vec<String>,
-    /// Where a group with no committed offset starts.
+    /// Where a group with no committed offset starts; without a group, where
+    /// every start begins (`Latest`: only what is produced from then on — for
+    /// a worker that watches a stream live, such as the API).
     #[serde(default)]
     pub auto_offset_reset: OffsetReset,
     /// How often finished offsets are committed.
@@ -216,6 +218,13 @@ impl<E: WireEvent> StageConfig<E> for KafkaSourceConfig {
             revoked: Mutex::new(Vec::new()),
             drain_timeout: self.drain_timeout,
             labels: labels.clone(),
+            health: Health {
+                reporter: cx.readiness.component(format!("{}: kafka", cx.stage), "connecting"),
+                state: Mutex::new(HealthState {
+                    group: self.group.clone(),
+                    ..Default::default()
+                }),
+            },
         });
         let client_id = format!("{}.{}", cx.pipeline, cx.stage);
         let reset = match self.auto_offset_reset {
@@ -257,7 +266,21 @@ impl<E: WireEvent> StageConfig<E> for KafkaSourceConfig {
                 .map_err(|e| StageError::new(format!("subscribing to {topics:?}: {e}")))?,
             // Resume from the group's committed offsets (then `auto_offset_reset`).
             (Some(_), Assignment::AllPartitions) => assign_everything(&consumer, &shared, &topics, Offset::Stored)?,
-            (None, _) => assign_everything(&consumer, &shared, &topics, Offset::Beginning)?,
+            // No group, nothing committed: the whole log, or (Latest) only what comes from now on.
+            (None, _) => {
+                let start = match self.auto_offset_reset {
+                    OffsetReset::Earliest => Offset::Beginning,
+                    OffsetReset::Latest => Offset::End,
+                };
+                assign_everything(&consumer, &shared, &topics, start)?
+            }
+        }
+        if !matches!((&self.group, self.assignment), (Some(_), Assignment::Subscribe)) {
+            let partitions = shared.tracker().assigned().len();
+            shared.health.update(|h| {
+                h.assigned_once = true;
+                h.partitions = partitions;
+            });
         }
         let catch_up = if self.bootstrap {
             ends_now(&consumer, &shared)?
@@ -338,6 +361,44 @@ struct Shared {
     revoked: Mutex<Vec<(u64, TopicPartition)>>,
     drain_timeout: Duration,
     labels: StageLabels,
+    health: Health,
+}
+
+/// What `/ready` says of this source: connected to a broker, and holding its
+/// partitions (not in the middle of giving some up).
+struct Health {
+    reporter: ReadyReporter,
+    state: Mutex<HealthState>,
+}
+
+#[derive(Default)]
+struct HealthState {
+    group: Option<String>,
+    partitions: usize,
+    assigned_once: bool,
+    rebalancing: bool,
+    disconnected: Option<String>,
+}
+
+impl Health {
+    fn update(&self, change: impl FnOnce(&mut HealthState)) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        change(&mut state);
+        let (ready, detail) = if let Some(why) = &state.disconnected {
+            (false, format!("no broker connection: {why}"))
+        } else if state.rebalancing {
+            (false, "rebalancing: finishing and committing partitions being given up".to_owned())
+        } else if !state.assigned_once {
+            match &state.group {
+                Some(group) => (false, format!("joining group `{group}`")),
+                None => (false, "assigning partitions".to_owned()),
+            }
+        } else {
+            let of = state.group.as_ref().map(|g| format!(" (group `{g}`)")).unwrap_or_default();
+            (true, format!("reading {} partitions{of}", state.partitions))
+        };
+        self.reporter.set(ready, detail);
+    }
 }
 
 impl Shared {
@@ -415,6 +476,16 @@ struct ConsumerHooks {
 impl ClientContext for ConsumerHooks {
     fn stats(&self, statistics: Statistics) {
         let labels = &self.shared.labels;
+        // A broker in state UP means the client is connected (librdkafka reconnects by itself).
+        let up = statistics.brokers.values().any(|b| b.state == "UP");
+        let health = &self.shared.health;
+        health.update(|h| {
+            if up {
+                h.disconnected = None;
+            } else if h.disconnected.is_none() {
+                h.disconnected = Some("every broker is down or unreachable".into());
+            }
+        });
         for (topic, t) in statistics.topics {
             for (partition, p) in t.partitions {
                 if partition < 0 || p.consumer_lag < 0 {
@@ -438,6 +509,7 @@ impl ConsumerContext for ConsumerHooks {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .extend(tps.iter().map(|tp| (generation, tp.clone())));
+            self.shared.health.update(|h| h.rebalancing = true);
             let positions = self.shared.drain(&tps);
             tracing::info!(stage = %self.shared.labels.stage, partitions = tps.len(), commits = positions.len(), "Partitions revoked; committed what finished.");
             self.shared.commit(consumer, positions);
@@ -445,6 +517,12 @@ impl ConsumerContext for ConsumerHooks {
             for tp in &tps {
                 tracker.revoke(tp);
             }
+            let left = tracker.assigned().len();
+            drop(tracker);
+            self.shared.health.update(|h| {
+                h.rebalancing = false;
+                h.partitions = left;
+            });
         }
     }
 
@@ -456,6 +534,12 @@ impl ConsumerContext for ConsumerHooks {
             for tp in tps {
                 tracker.assign(tp);
             }
+            let partitions = tracker.assigned().len();
+            drop(tracker);
+            self.shared.health.update(|h| {
+                h.assigned_once = true;
+                h.partitions = partitions;
+            });
         }
     }
 }
