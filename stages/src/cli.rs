@@ -54,8 +54,14 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
     },
-    /// Print the reference of every stage kind and its fields (Markdown).
-    Docs,
+    /// Print the reference of every stage kind and its fields (Markdown; PIPELINES.md),
+    /// or with `--api` the API reference (docs/API.md), or with `--openapi` the OpenAPI document.
+    Docs {
+        #[arg(long, conflicts_with = "openapi")]
+        api: bool,
+        #[arg(long)]
+        openapi: bool,
+    },
     /// Apply pending database migrations of a resource declared in a pipeline file.
     Migrate {
         /// The pipeline file that declares the resource.
@@ -179,8 +185,14 @@ pub fn main_with_registry(cli: Cli, registry: Registry<FxEvent>) -> ExitCode {
                 ExitCode::from(EXIT_INVALID)
             }
         },
-        Command::Docs => {
-            print!("{}", fxflow_engine::docs::reference(&registry, REFERENCE_INTRO));
+        Command::Docs { api, openapi } => {
+            if api {
+                print!("{}", crate::api::openapi::markdown());
+            } else if openapi {
+                println!("{}", crate::api::openapi::document_json());
+            } else {
+                print!("{}", fxflow_engine::docs::reference(&registry, REFERENCE_INTRO));
+            }
             ExitCode::SUCCESS
         }
         Command::Migrate { file, resource } => provision(&registry, std::slice::from_ref(&file), &resource, None),

@@ -88,16 +88,22 @@ fn shipped_pipelines_are_valid() {
     let output = fxflow(&["validate", "pipelines/local.ron"]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stdout).contains("pipelines/local.ron: ok — pipeline `local`, 8 stages"));
-    // The API worker refuses to start without keys: it serves changes.
-    let output = fxflow(&["validate", "pipelines/api.ron"]).env_remove("FXFLOW_API_KEYS").output().unwrap();
+    // A short key is refused at validation, with a hint to make a good one.
+    let output = fxflow(&["validate", "pipelines/api.ron"])
+        .env("FXFLOW_API_KEYS", "short")
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("environment variable `FXFLOW_API_KEYS` is not set"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("an API key has 5 characters; at least 16 are needed"));
     // The worker set (ingest-http is the live alternative to ingest, so it shares its port).
     let workers = ["ingest", "process", "alerts", "store", "index", "api"];
     let files: Vec<String> = workers.iter().map(|w| format!("pipelines/{w}.ron")).collect();
     let mut args = vec!["validate"];
     args.extend(files.iter().map(String::as_str));
-    let output = fxflow(&args).env("FXFLOW_API_KEYS", "key-for-validation-0123").output().unwrap();
+    let output = fxflow(&args)
+        .env("FXFLOW_API_KEYS", "key-for-validation-0123")
+        .output()
+        .unwrap();
     // Run together they would bind their default addresses once each: all distinct.
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let output = fxflow(&["validate", "pipelines/ingest-http.ron"]).output().unwrap();
@@ -141,5 +147,28 @@ fn docs_are_the_checked_in_reference() {
         "Null",
     ] {
         assert!(generated.contains(&format!("### `{kind}`")), "{kind} is documented");
+    }
+}
+
+#[test]
+fn the_api_reference_is_the_checked_in_one_and_matches_the_openapi_document() {
+    let output = fxflow(&["docs", "--api"]).output().unwrap();
+    assert!(output.status.success());
+    let generated = String::from_utf8_lossy(&output.stdout);
+    let checked_in = std::fs::read_to_string(fxflow_tests::workspace().join("docs/API.md")).unwrap_or_default();
+    assert!(
+        generated == checked_in,
+        "docs/API.md is out of date: run `cargo run -- docs --api > docs/API.md`"
+    );
+    let openapi = fxflow(&["docs", "--openapi"]).output().unwrap();
+    let document: serde_json::Value = serde_json::from_slice(&openapi.stdout).expect("the OpenAPI document is JSON");
+    assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            assert!(
+                generated.contains(&format!("### {} `{path}`", method.to_uppercase())),
+                "{method} {path} is in docs/API.md"
+            );
+        }
     }
 }

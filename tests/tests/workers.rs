@@ -1,12 +1,15 @@
-//! Worker processes joined by a real Kafka-protocol broker (tansu, SQLite
-//! storage): ingest → process → alerts as separate OS processes, scale-out of
-//! `process` by partitions, and crashes (`kill -9` of a worker, SIGKILL of the
-//! broker) that must lose nothing.
+//! Worker processes joined by a real Apache Kafka broker (KRaft, from Maven
+//! Central jars; `scripts/broker.sh`): ingest → process → alerts → store as
+//! separate OS processes in consumer groups, scale-out and scale-in of
+//! `process`, a group that loses and regains members by `kill -9` under load
+//! (and a broker SIGKILL), and the API worker changing rules across processes.
+//! None of it may lose anything.
 //!
-//! What "expected" means: the same replay run in one process (Replay → Enrich →
+//! What "expected" means: the same inputs run in one process (Replay → Enrich →
 //! CrossRate → Alert with the rules of `pipelines/alerts.ron`), written as JSON
 //! lines. The distributed run must produce exactly those lines (the JSON codec
-//! round-trips every event exactly), in order per pair.
+//! round-trips every event exactly), in order per pair; a crash may repeat
+//! lines on the topics (at-least-once), never in the database (idempotent rows).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -36,6 +39,7 @@ impl Cluster {
                 "pipelines/process.ron",
                 "pipelines/alerts.ron",
                 "pipelines/store.ron",
+                "pipelines/api.ron",
             ])
             .env("KAFKA_BROKERS", cluster.broker.address())
             .output()
@@ -56,10 +60,9 @@ impl Cluster {
         vec![
             ("KAFKA_BROKERS", self.broker.address()),
             ("FXFLOW_TELEMETRY", format!("127.0.0.1:{}", free_port())),
+            // A killed member's partitions move after the session timeout (Kafka's minimum).
             ("KAFKA_SESSION_TIMEOUT_MS", "6000".into()),
-            // tansu keeps waiting for a killed member until the rebalance timeout
-            // (librdkafka's max.poll.interval.ms), not the session timeout.
-            ("KAFKA_MAX_POLL_INTERVAL_MS", "15000".into()),
+            ("KAFKA_MAX_POLL_INTERVAL_MS", "60000".into()),
             (
                 "KAFKA_ASSIGNMENT_STRATEGY",
                 std::env::var("KAFKA_ASSIGNMENT_STRATEGY").unwrap_or_else(|_| "cooperative-sticky".into()),
@@ -123,6 +126,81 @@ fn alert_stage_of_the_worker_file() -> String {
 
 /// Run the replay in one process: what the worker chain must reproduce.
 fn expected(dir: &Path, from: &str) -> (Vec<String>, Vec<String>) {
+    expected_with(dir, from, &Synthetics::none())
+}
+
+/// Synthetic random-walk sources on currencies no alert rule watches (so the
+/// order in which the workers interleave them with the ECB replay cannot change
+/// a firing): `count` snapshots each at `rate` per second, deterministic by seed.
+struct Synthetics {
+    names: Vec<String>,
+    rate: u32,
+    count: u64,
+}
+
+impl Synthetics {
+    fn none() -> Synthetics {
+        Synthetics {
+            names: Vec::new(),
+            rate: 0,
+            count: 0,
+        }
+    }
+
+    fn stages(&self) -> String {
+        self.names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                format!(
+                    r#""{name}": Synthetic(source: "{name}", seed: {i}, count: {count}, rate: {rate},
+                        start_time: "2026-11-02T09:00:00Z", base: "USD",
+                        start: {{"USD/SEK": "10.61", "USD/NOK": "10.92", "USD/DKK": "6.68", "USD/PLN": "3.81",
+                                 "USD/CZK": "21.9", "USD/HUF": "352.4", "USD/ZAR": "17.96"}}),
+"#,
+                    count = self.count,
+                    rate = self.rate
+                )
+            })
+            .collect()
+    }
+
+    fn inputs(&self) -> String {
+        self.names.iter().map(|n| format!(", \"{n}\"")).collect()
+    }
+
+    fn snapshots(&self) -> u64 {
+        self.names.len() as u64 * self.count
+    }
+}
+
+/// The ingest worker for `from` at `day` per day of history, plus `synthetics`.
+fn ingest_file(cluster: &Cluster, from: &str, day: &str, synthetics: &Synthetics) -> PathBuf {
+    let file = cluster.path("ingest-load.ron");
+    std::fs::write(
+        &file,
+        format!(
+            r#"Pipeline(
+                name: "ingest",
+                telemetry: (address: "${{FXFLOW_TELEMETRY}}"),
+                resources: {{ "kafka": Kafka(brokers: "${{KAFKA_BROKERS}}") }},
+                stages: {{
+                    "ecb": Replay(path: "examples/data/ecb-eurofxref-hist.csv", from: "{from}",
+                        currencies: ["EUR", "GBP", "AUD", "NZD", "USD", "CAD", "CHF", "JPY"], speed: PerDay("{day}")),
+                    {synthetic}
+                    "publish": KafkaSink(inputs: ["ecb"{inputs}], resource: "kafka", topic: "fx.snapshots"),
+                }},
+            )"#,
+            synthetic = synthetics.stages(),
+            inputs = synthetics.inputs(),
+        ),
+    )
+    .unwrap();
+    file
+}
+
+/// [`expected`], with synthetic sources beside the replay.
+fn expected_with(dir: &Path, from: &str, synthetics: &Synthetics) -> (Vec<String>, Vec<String>) {
     let file = dir.join("expected.ron");
     std::fs::write(
         &file,
@@ -132,7 +210,8 @@ fn expected(dir: &Path, from: &str) -> (Vec<String>, Vec<String>) {
                 stages: {{
                     "ecb": Replay(path: "examples/data/ecb-eurofxref-hist.csv", from: "{from}",
                         currencies: ["EUR", "GBP", "AUD", "NZD", "USD", "CAD", "CHF", "JPY"]),
-                    "validate": Enrich(inputs: ["ecb"]),
+                    {synthetic}
+                    "validate": Enrich(inputs: ["ecb"{inputs}]),
                     "crosses": CrossRate(inputs: ["validate"]),
                     {alerts}
                     "rates-file": JsonlFile(inputs: ["crosses"], path: "{dir}/expected-rates.jsonl"),
@@ -140,7 +219,9 @@ fn expected(dir: &Path, from: &str) -> (Vec<String>, Vec<String>) {
                 }},
             )"#,
             alerts = alert_stage_of_the_worker_file(),
-            dir = dir.display()
+            dir = dir.display(),
+            synthetic = synthetics.stages(),
+            inputs = synthetics.inputs(),
         ),
     )
     .unwrap();
@@ -309,6 +390,19 @@ impl StoreDatabases {
         })
     }
 
+    /// The first column of the first row of a query built at run time (test-made SQL only).
+    fn query_text(&self, sql: &str) -> Option<String> {
+        self.runtime.block_on(async {
+            use sqlx::Connection;
+            let mut connection = sqlx::PgConnection::connect(&self.url).await.ok()?;
+            sqlx::query_scalar::<_, Option<String>>(sqlx::AssertSqlSafe(sql.to_owned()))
+                .fetch_one(&mut connection)
+                .await
+                .ok()
+                .flatten()
+        })
+    }
+
     fn redis(&self, args: &[&str]) -> String {
         let output = std::process::Command::new("redis-cli")
             .args(["-u", REDIS_URL])
@@ -442,95 +536,92 @@ fn ingest_process_and_alerts_workers_deliver_every_cross_and_alert_in_pair_order
     }
 }
 
-#[test]
-fn two_process_workers_split_the_partitions_and_produce_each_cross_once() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let cluster = Cluster::new();
-    let mut first = cluster.worker("process-1", &pipeline("process.ron"), &[]);
-    let mut second = cluster.worker("process-2", &pipeline("process.ron"), &[]);
-    for worker in [&first, &second] {
-        wait_for("both workers to own partitions", WAIT, || {
-            worker.logs().contains("partitions=[\"fx.snapshots[").then_some(())
-        });
-    }
-    let mut collect = cluster.collector();
-
-    // Four providers, so snapshots spread over the partitions (the key is the provider).
-    let per_source = 150;
-    let sources: Vec<String> = ["alpha", "bravo", "charlie", "delta"]
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            format!(
-                r#""{name}": Synthetic(source: "{name}", seed: {i}, count: {per_source}, rate: 0,
-                        start_time: "2026-11-02T09:00:00Z"),"#
-            )
-        })
-        .collect();
-    let ingest_file = cluster.path("ingest-synthetic.ron");
-    std::fs::write(
-        &ingest_file,
-        format!(
-            r#"Pipeline(
-                name: "ingest",
-                resources: {{ "kafka": Kafka(brokers: "${{KAFKA_BROKERS}}") }},
-                stages: {{
-                    {sources}
-                    "publish": KafkaSink(inputs: ["alpha", "bravo", "charlie", "delta"], resource: "kafka",
-                        topic: "fx.snapshots"),
-                }},
-            )"#,
-            sources = sources.join("\n")
-        ),
-    )
-    .unwrap();
-    let mut ingest = cluster.worker("ingest", &ingest_file, &[]);
-    assert!(ingest.wait(WAIT).success(), "{}", ingest.logs());
-    let expected = 4 * per_source * 28;
-    wait_until_collected(&cluster, expected, 0, &mut [&mut first, &mut second, &mut collect]);
-
-    let rates = cluster.lines("rates.jsonl");
-    let unique: HashSet<&String> = rates.iter().collect();
-    assert_eq!(unique.len(), expected, "every cross of every snapshot");
-    assert_eq!(rates.len(), expected, "each exactly once");
-    assert_per_pair_order(&rates);
-    let sources: HashSet<String> = rates
-        .iter()
-        .map(|l| field(&serde_json::from_str(l).unwrap(), "source").to_owned())
-        .collect();
-    assert_eq!(sources.len(), 4, "all four providers went through: {sources:?}");
+/// Samples the collector's output every 100 ms: the longest stretch with no
+/// new line while lines were still expected.
+struct PauseMeter {
+    longest: Duration,
+    since: Instant,
+    last: usize,
 }
 
-#[test]
-fn kill_9_of_the_process_worker_ten_times_and_of_the_alerts_and_store_workers_loses_nothing() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let cluster = Cluster::new();
-    let from = "2024-06-01";
-    let (expected_rates, expected_alerts) = expected(cluster.dir.path(), from);
+impl PauseMeter {
+    fn new() -> PauseMeter {
+        PauseMeter {
+            longest: Duration::ZERO,
+            since: Instant::now(),
+            last: 0,
+        }
+    }
 
-    // One process worker taking every partition: a restart resumes from the committed
-    // offsets at once. (With the group protocol, tansu 0.6's coordinator stalls after a few
-    // members die without leaving; see ARCHITECTURE.md.)
-    let mut process = cluster.worker(
-        "process",
-        &pipeline("process.ron"),
-        &[("FXFLOW_ASSIGNMENT", "AllPartitions".into())],
+    fn sample(&mut self, lines: usize) {
+        if lines != self.last {
+            self.last = lines;
+            self.since = Instant::now();
+        }
+        self.longest = self.longest.max(self.since.elapsed());
+    }
+}
+
+fn line_count(path: &Path) -> usize {
+    std::fs::read(path).map(|b| bytecount_newlines(&b)).unwrap_or(0)
+}
+
+fn bytecount_newlines(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|b| **b == b'\n').count()
+}
+
+/// Partition assignments seen by the workers (every incarnation's first one, and
+/// each rebalance that handed a survivor or a newcomer partitions).
+fn assignments(workers: &[&Worker]) -> usize {
+    workers
+        .iter()
+        .map(|w| w.logs().matches("Partitions assigned").count())
+        .sum()
+}
+
+/// The acceptance scenario of the scale-out issue: three `process` and two
+/// `alerts` workers in their groups (`Subscribe`, cooperative-sticky) and a
+/// store worker, during the full ECB history plus synthetic sources at 1,000
+/// snapshots/s; a random worker `kill -9`ed every few seconds, 20 times, and
+/// restarted; one SIGKILL of the broker. Every expected cross and firing is
+/// in PostgreSQL exactly once, per-pair order holds on the topics.
+#[test]
+fn a_group_that_loses_and_regains_members_under_load_loses_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let mut cluster = Cluster::new();
+    let from = "1999-01-04";
+    let synthetics = Synthetics {
+        names: ["alpha", "bravo", "charlie", "delta"].map(String::from).to_vec(),
+        rate: 250,
+        count: 2_500,
+    };
+    let (expected_rates, expected_alerts) = expected_with(cluster.dir.path(), from, &synthetics);
+    let ecb_days = std::fs::read_to_string(workspace().join("examples/data/ecb-eurofxref-hist.csv"))
+        .unwrap()
+        .lines()
+        .count() as u64
+        - 1;
+    assert_eq!(
+        expected_rates.len() as u64,
+        (ecb_days + synthetics.snapshots()) * 28,
+        "every ECB day and every synthetic snapshot gives 28 crosses"
     );
-    // The alerts worker dies 4 times (its rule state — PctChange windows, cooldowns,
-    // retired one-shot rules — comes back from `fx.alert-state`), the store worker 3 times.
-    let all_partitions = ("FXFLOW_ASSIGNMENT", "AllPartitions".to_owned());
-    let mut alerts = cluster.worker("alerts", &pipeline("alerts.ron"), std::slice::from_ref(&all_partitions));
+
     let store_db = StoreDatabases::create();
-    let mut store_env = store_db.env();
-    store_env.push(all_partitions);
-    let mut store = cluster.worker("store", &pipeline("store.ron"), &store_env);
+    let mut workers: Vec<Worker> = Vec::new();
+    for i in 1..=3 {
+        workers.push(cluster.worker(&format!("process-{i}"), &pipeline("process.ron"), &[]));
+    }
+    for i in 1..=2 {
+        workers.push(cluster.worker(&format!("alerts-{i}"), &pipeline("alerts.ron"), &[]));
+    }
+    workers.push(cluster.worker("store", &pipeline("store.ron"), &store_db.env()));
     let mut collect = cluster.collector();
-    let mut ingest = cluster.worker(
-        "ingest",
-        &pipeline("ingest.ron"),
-        &[("FXFLOW_FROM", from.into()), ("FXFLOW_DAY", "100ms".into())],
-    );
-    // Kill at pseudo-random points (seeded from the clock; printed to reproduce).
+    let started = Instant::now();
+    let file = ingest_file(&cluster, from, "4ms", &synthetics);
+    let mut ingest = cluster.worker("ingest", &file, &[]);
+
+    // 20 kills at pseudo-random times and victims (seeded from the clock; printed to reproduce).
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -538,109 +629,331 @@ fn kill_9_of_the_process_worker_ten_times_and_of_the_alerts_and_store_workers_lo
     eprintln!("kill schedule seed: {seed}");
     let mut next = || {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        200 + (seed >> 33) % 1_300
+        seed >> 33
     };
-    let mut assignments = 0;
-    let mut during_replay = 0;
-    for round in 0..10 {
-        // Each incarnation first takes its partitions over, then dies mid-stream.
-        assignments = wait_for("the process worker to start", WAIT, || {
-            let n = process.logs().matches("Pipeline started").count();
-            (n > assignments).then_some(n)
-        });
-        std::thread::sleep(Duration::from_millis(next()));
+    let mut pauses = PauseMeter::new();
+    let rates_file = cluster.path("rates.jsonl");
+    let mut during_load = 0;
+    let mut killed: BTreeMap<String, usize> = BTreeMap::new();
+    for round in 0..20 {
+        let wait = Duration::from_millis(1_500 + next() % 1_500);
+        let until = Instant::now() + wait;
+        while Instant::now() < until {
+            pauses.sample(line_count(&rates_file));
+            std::thread::sleep(Duration::from_millis(100));
+        }
         if ingest.is_running() {
-            during_replay += 1;
+            during_load += 1;
         }
-        process.kill9();
-        process.restart();
-        if round % 3 == 0 {
-            alerts.kill9();
-            alerts.restart();
-        }
-        if round % 4 == 1 {
-            store.kill9();
-            store.restart();
+        let victim = (next() % workers.len() as u64) as usize;
+        let worker = &mut workers[victim];
+        worker.kill9();
+        worker.restart();
+        *killed.entry(worker.name.clone()).or_default() += 1;
+        if round == 9 {
+            cluster.broker.kill();
+            cluster.broker.restart();
+            eprintln!("broker SIGKILLed and restarted after round {round}");
         }
     }
-    eprintln!("{during_replay} of 10 kills while the replay was still producing");
+    eprintln!("kills: {killed:?}; {during_load} of 20 while the ingest was still producing");
     assert!(ingest.wait(WAIT).success(), "{}", ingest.logs());
+    // Collect, watching for the longest pause in output.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        pauses.sample(line_count(&rates_file));
+        let unique = cluster.lines("rates.jsonl").iter().collect::<HashSet<_>>().len();
+        if unique >= expected_rates.len() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let logs: Vec<String> = workers
+                .iter()
+                .map(|w| format!("--- {} ---\n{}", w.name, tail(&w.logs(), 30)))
+                .collect();
+            panic!(
+                "timed out: {unique}/{} rates collected\n{}",
+                expected_rates.len(),
+                logs.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     wait_until_collected(
         &cluster,
         expected_rates.len(),
         expected_alerts.len(),
-        &mut [&mut process, &mut alerts, &mut collect],
+        &mut [&mut collect],
     );
+    let elapsed = started.elapsed();
+
+    let rates = cluster.lines("rates.jsonl");
+    let rate_duplicates = assert_same_set("rates", &rates, &expected_rates);
+    assert_per_pair_order(&rates);
+    let fired = cluster.lines("alerts.jsonl");
+    let alert_duplicates = assert_same_set("alerts", &fired, &expected_alerts);
+    let refs: Vec<&Worker> = workers.iter().collect();
+    eprintln!(
+        "group crash test: {} crosses and {} firings, all present; duplicates on fx.rates {rate_duplicates}, on fx.alerts {alert_duplicates}; \
+         {} partition assignments; longest pause in output {:.1} s; {:.0} s in all",
+        expected_rates.len(),
+        expected_alerts.len(),
+        assignments(&refs),
+        pauses.longest.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
+    // PostgreSQL: exactly one row per expected cross and per expected firing.
+    let store = workers.iter().find(|w| w.name == "store").unwrap();
+    store_db.wait_for_rows(expected_rates.len() as i64, expected_alerts.len() as i64, store);
+    for worker in workers.iter_mut() {
+        let status = worker.terminate(Duration::from_secs(60));
+        assert!(
+            status.success(),
+            "{} exited with {status}:\n{}",
+            worker.name,
+            tail(&worker.logs(), 30)
+        );
+    }
+}
+
+/// Scale-out and scale-in mid-run: one `process` worker, then three, then one
+/// again (SIGTERM: the leavers drain and commit before their partitions move).
+/// Clean handoffs repeat nothing: every cross once on the topic, once in PostgreSQL.
+#[test]
+fn scaling_process_workers_out_and_back_in_loses_and_repeats_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let cluster = Cluster::new();
+    let from = "2016-01-01";
+    let synthetics = Synthetics {
+        names: ["alpha", "bravo", "charlie"].map(String::from).to_vec(),
+        rate: 100,
+        count: 1_500,
+    };
+    let (expected_rates, _) = expected_with(cluster.dir.path(), from, &synthetics);
+    let store_db = StoreDatabases::create();
+    let mut first = cluster.worker("process-1", &pipeline("process.ron"), &[]);
+    let mut store = cluster.worker("store", &pipeline("store.ron"), &store_db.env());
+    let mut collect = cluster.collector();
+    wait_for("the first worker to own every partition", WAIT, || {
+        first.logs().contains("Partitions assigned").then_some(())
+    });
+    let file = ingest_file(&cluster, from, "5ms", &synthetics);
+    let mut ingest = cluster.worker("ingest", &file, &[]);
+    std::thread::sleep(Duration::from_secs(4));
+    let mut second = cluster.worker("process-2", &pipeline("process.ron"), &[]);
+    let mut third = cluster.worker("process-3", &pipeline("process.ron"), &[]);
+    for worker in [&second, &third] {
+        wait_for("the new workers to take partitions", WAIT, || {
+            worker.logs().contains("partitions=[\"fx.snapshots[").then_some(())
+        });
+    }
+    eprintln!("scaled out to 3 process workers");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(ingest.is_running(), "scaled out while the replay still produces");
+    for worker in [&mut second, &mut third] {
+        let status = worker.terminate(Duration::from_secs(60));
+        assert!(status.success(), "{}: {}", worker.name, tail(&worker.logs(), 20));
+    }
+    eprintln!("scaled back in to 1 process worker");
+    assert!(ingest.wait(WAIT).success(), "{}", ingest.logs());
+    wait_until_collected(&cluster, expected_rates.len(), 0, &mut [&mut first, &mut collect]);
     let rates = cluster.lines("rates.jsonl");
     let duplicates = assert_same_set("rates", &rates, &expected_rates);
     assert_per_pair_order(&rates);
-    eprintln!(
-        "process worker killed 10 times: {} expected crosses all present; {duplicates} duplicates on fx.rates ({} lines)",
-        expected_rates.len(),
-        rates.len()
+    assert_eq!(
+        duplicates, 0,
+        "clean handoffs (drain, commit, then move) repeat nothing"
     );
-    // Exactly the expected firings (some twice): re-delivered rates are recognised as
-    // such, and the restored rule state neither misses a windowed firing nor repeats a
-    // one-shot rule.
-    let fired_lines = cluster.lines("alerts.jsonl");
-    let alert_duplicates = assert_same_set("alerts", &fired_lines, &expected_alerts);
-    eprintln!(
-        "alerts worker killed 4 times: {} expected firings all present, none unexpected; {alert_duplicates} duplicates",
-        expected_alerts.len()
-    );
-    let fired: HashSet<String> = fired_lines.into_iter().collect();
-    assert_eq!(process.starts, 11);
-    assert_eq!(alerts.starts, 5);
-    let logs = alerts.logs();
-    assert!(
-        logs.lines()
-            .any(|l| l.contains("Alert state restored") && !l.contains("pairs=0")),
-        "a restarted alerts worker restored pairs from fx.alert-state:\n{}",
-        tail(&logs, 40)
-    );
-    assert_eq!(store.starts, 4);
-    // The store worker, killed 3 times: exactly one row per cross (redelivery is idempotent)
-    // and one per firing the alerts worker published.
-    let firing_keys: HashSet<(String, String, String)> = fired
-        .iter()
-        .map(|line| {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            let key = |f| field(&v, f).to_owned();
-            (key("rule_id"), key("ts"), key("source"))
-        })
-        .collect();
-    store_db.wait_for_rows(expected_rates.len() as i64, firing_keys.len() as i64, &store);
+    store_db.wait_for_rows(expected_rates.len() as i64, 0, &store);
+    for worker in [&mut first, &mut store, &mut collect] {
+        assert!(worker.terminate(Duration::from_secs(60)).success());
+    }
 }
 
+/// The API worker and the alerts worker as separate processes: a rule created
+/// over HTTP travels the compacted rules topic, fires in the alerts worker,
+/// and shows in `/alerts/history` (store worker → PostgreSQL) and on the API
+/// worker's `/stream/alerts`; deleted, it stops firing.
 #[test]
-fn a_broker_killed_and_restarted_mid_replay_loses_nothing() {
+fn a_rule_made_on_the_api_worker_fires_in_the_alerts_worker() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let mut cluster = Cluster::new();
-    let from = "2024-06-01";
-    let (expected_rates, _) = expected(cluster.dir.path(), from);
-
+    let cluster = Cluster::new();
+    let store_db = StoreDatabases::create();
+    let key = "workers-api-key-0123456789";
+    let api_port = free_port();
+    let mut store = cluster.worker("store", &pipeline("store.ron"), &store_db.env());
+    let mut api_env = store_db.env();
+    api_env.push(("FXFLOW_API", format!("127.0.0.1:{api_port}")));
+    api_env.push(("FXFLOW_API_KEYS", key.into()));
+    let mut api = cluster.worker("api", &pipeline("api.ron"), &api_env);
     let mut process = cluster.worker("process", &pipeline("process.ron"), &[]);
-    let mut collect = cluster.collector();
+    let mut alerts = cluster.worker("alerts", &pipeline("alerts.ron"), &[]);
+    wait_for("the API worker", WAIT, || {
+        fxflow_tests::http_get(api_port, "/health")
+            .ok()
+            .filter(|(s, _)| *s == 200)
+    });
     let mut ingest = cluster.worker(
         "ingest",
         &pipeline("ingest.ron"),
-        &[("FXFLOW_FROM", from.into()), ("FXFLOW_DAY", "15ms".into())],
+        &[("FXFLOW_FROM", "2024-01-01".into()), ("FXFLOW_DAY", "40ms".into())],
     );
-    std::thread::sleep(Duration::from_secs(3));
-    cluster.broker.kill();
-    std::thread::sleep(Duration::from_secs(2));
-    cluster.broker.restart();
-    assert!(ingest.wait(WAIT).success(), "{}", ingest.logs());
-    wait_until_collected(&cluster, expected_rates.len(), 0, &mut [&mut process, &mut collect]);
-    let rates = cluster.lines("rates.jsonl");
-    let duplicates = assert_same_set("rates", &rates, &expected_rates);
-    assert_per_pair_order(&rates);
-    eprintln!(
-        "broker SIGKILLed and restarted: {} expected crosses all present; {duplicates} duplicates",
-        expected_rates.len()
+    // Current rates come from Redis (the store worker keeps them), not from the API's own view.
+    let rates = wait_for("28 rates from Redis", WAIT, || {
+        let (status, body) = fxflow_tests::http_get(api_port, "/rates").ok()?;
+        let value: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (status == 200 && value["rates"].as_array()?.len() == 28).then_some(value)
+    });
+    assert!(rates["rates"].as_array().unwrap().iter().all(|r| r["source"] == "ecb"));
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{api_port}");
+    let (id, streamed, history) = runtime.block_on(async {
+        let http = HttpClient::new();
+        let stream = http.get(&format!("{base}/stream/alerts")).await;
+        let created = http
+            .post_json(
+                &format!("{base}/alerts"),
+                key,
+                r#"{"pair": "EUR/USD", "condition": {"type": "crossing_up", "threshold": "1.09"},
+                    "trigger": {"type": "every", "cooldown": "1d", "rearm": "0.001"}}"#,
+            )
+            .await;
+        assert_eq!(created.0, 201, "{}", created.1);
+        let id = serde_json::from_str::<serde_json::Value>(&created.1).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let streamed = stream.until_contains(&id, Duration::from_secs(120)).await;
+        let history = http
+            .wait_json(&format!("{base}/alerts/history?rule={id}"), |v| {
+                v["firings"].as_array().is_some_and(|f| !f.is_empty())
+            })
+            .await;
+        assert_eq!(http.delete(&format!("{base}/alerts/{id}"), key).await, 204);
+        (id, streamed, history)
+    });
+    assert!(streamed.contains("crossing up 1.09"), "{streamed}");
+    assert_eq!(history["firings"][0]["pair"], "EUR/USD");
+    // Deleted: the alerts worker drops it; later crossings of 1.09 do not fire it.
+    wait_for("the alerts worker to drop the rule", WAIT, || {
+        alerts
+            .logs()
+            .contains(&format!("Alert rule deleted. rule={id}"))
+            .then_some(())
+    });
+    let fired_before: Vec<String> = cluster_alert_lines(&store_db, &id);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        cluster_alert_lines(&store_db, &id),
+        fired_before,
+        "no firing after the delete"
     );
-    assert!(
-        process.is_running() && collect.is_running(),
-        "workers ride out a broker restart"
-    );
+    for worker in [&mut ingest, &mut process, &mut alerts, &mut api, &mut store] {
+        worker.kill9();
+    }
+}
+
+fn cluster_alert_lines(store_db: &StoreDatabases, rule: &str) -> Vec<String> {
+    store_db
+        .query_text(&format!(
+            "SELECT string_agg(fired_at::text, ',' ORDER BY fired_at) FROM fx_alert_history WHERE rule_id = '{rule}'"
+        ))
+        .map(|s| s.split(',').map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// A small HTTP/1.1 client over tokio (the tests crate has no HTTP client dependency).
+struct HttpClient;
+
+struct Stream {
+    socket: tokio::net::TcpStream,
+}
+
+impl Stream {
+    /// Read until the stream's text contains `needle`; returns what was read.
+    async fn until_contains(mut self, needle: &str, timeout: Duration) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut text = String::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut buffer = [0u8; 8192];
+        while !text.contains(needle) {
+            match tokio::time::timeout_at(deadline, self.socket.read(&mut buffer)).await {
+                Ok(Ok(n)) if n > 0 => text.push_str(&String::from_utf8_lossy(&buffer[..n])),
+                _ => panic!("no `{needle}` on the stream within {timeout:?}; read:\n{text}"),
+            }
+        }
+        text
+    }
+}
+
+impl HttpClient {
+    fn new() -> HttpClient {
+        HttpClient
+    }
+
+    async fn request(&self, method: &str, url: &str, key: Option<&str>, body: Option<&str>) -> tokio::net::TcpStream {
+        use tokio::io::AsyncWriteExt;
+        let rest = url.strip_prefix("http://").unwrap();
+        let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap();
+        let mut socket = tokio::net::TcpStream::connect(host).await.unwrap();
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+        if let Some(key) = key {
+            head.push_str(&format!("Authorization: Bearer {key}\r\n"));
+        }
+        let body = body.unwrap_or("");
+        if !body.is_empty() {
+            head.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        head.push_str("\r\n");
+        head.push_str(body);
+        socket.write_all(head.as_bytes()).await.unwrap();
+        socket
+    }
+
+    async fn answer(mut socket: tokio::net::TcpStream) -> (u16, String) {
+        use tokio::io::AsyncReadExt;
+        let mut text = String::new();
+        socket.read_to_string(&mut text).await.unwrap();
+        let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    async fn get(&self, url: &str) -> Stream {
+        Stream {
+            socket: self.request("GET", url, None, None).await,
+        }
+    }
+
+    async fn post_json(&self, url: &str, key: &str, body: &str) -> (u16, String) {
+        Self::answer(self.request("POST", url, Some(key), Some(body)).await).await
+    }
+
+    async fn delete(&self, url: &str, key: &str) -> u16 {
+        Self::answer(self.request("DELETE", url, Some(key), None).await).await.0
+    }
+
+    async fn wait_json(&self, url: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let (status, body) = Self::answer(self.request("GET", url, None, None).await).await;
+            if let Ok(value) = serde_json::from_str::<serde_json::Value>(&body) {
+                if status == 200 && done(&value) {
+                    return value;
+                }
+            }
+            assert!(start.elapsed() < WAIT, "timed out waiting on {url}: {status} {body}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }

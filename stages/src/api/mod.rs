@@ -26,6 +26,7 @@ pub mod limits;
 pub mod meta;
 pub mod model;
 pub mod openapi;
+pub mod page;
 pub mod rates;
 pub mod stream;
 pub mod view;
@@ -240,6 +241,9 @@ impl StageConfig<FxEvent> for ApiConfig {
                 "API key for this run (set FXFLOW_API_KEYS to choose your own): {key}\n  e.g. curl -H 'Authorization: Bearer {key}' ..."
             );
             keys.push(key);
+        }
+        if keys.is_empty() {
+            tracing::warn!(stage = %cx.stage, "No API keys configured: the API serves reads only and refuses every change (403).");
         }
         let probes = Probes {
             store: cx
@@ -487,6 +491,7 @@ async fn probe(state: ApiState, probes: Probes) {
 fn app(state: ApiState, config: &ApiConfig) -> Result<Router, StageError> {
     let (api, _) = openapi::router();
     let mut router = api
+        .merge(page::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), measure))
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)
