@@ -433,8 +433,10 @@ pub struct FiringsQuery {
     /// Only firings on this pair.
     pub pair: Option<String>,
     /// Fired at or after (RFC 3339).
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// Fired before (RFC 3339).
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// Firings per page, 1 to the stage's `limits.max_page`; default 100.
     pub limit: Option<u32>,

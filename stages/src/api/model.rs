@@ -361,7 +361,7 @@ impl From<PriceFieldView> for PriceField {
 #[serde(deny_unknown_fields)]
 pub struct NewAlert {
     /// A monitored pair in market convention: `EUR/USD` (also `EURUSD`, `EUR-USD`, `EUR_USD`).
-    #[schema(example = "EUR/USD")]
+    #[schema(example = "EUR/USD", pattern = r"^[A-Z]{3}[-_/]?[A-Z]{3}$")]
     pub pair: String,
     #[schema(value_type = ConditionSpec)]
     pub condition: ConditionInput,

@@ -32,6 +32,7 @@ pub struct RatesQuery {
     /// Only these pairs, comma-separated: `EUR/USD,USD/JPY` (any spelling or orientation).
     pub pairs: Option<String>,
     /// The rates in force at this instant (RFC 3339), from the stored history.
+    #[param(format = DateTime)]
     pub at: Option<String>,
 }
 
@@ -98,7 +99,7 @@ pub async fn list(State(state): State<ApiState>, Params(q): Params<RatesQuery>) 
 
 /// The current rate of one pair.
 #[utoipa::path(get, path = "/rates/{pair}", tag = "rates",
-    params(("pair" = String, Path, description = "`EURUSD`, `EUR-USD`, `EUR_USD` or `EUR%2FUSD`, either orientation", example = "EURUSD")),
+    params(("pair" = String, Path, description = "`EURUSD`, `EUR-USD`, `EUR_USD` or `EUR%2FUSD`, either orientation", example = "EURUSD", pattern = r"^[A-Za-z]{3}[-_/]?[A-Za-z]{3}$")),
     responses(
         (status = 200, description = "The pair's rate, in market convention", body = RateView),
         (status = 400, description = "Not a currency pair", body = ErrorBody),
@@ -130,24 +131,28 @@ pub enum Format {
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// First instant (RFC 3339, inclusive). Default: the beginning.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// Last instant (RFC 3339, exclusive). Default: the end.
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// Only this provider's prices (`ecb`).
     pub source: Option<String>,
     /// Rows per page, 1 to the stage's `limits.max_page` (default 10,000); default 1,000.
     /// With CSV: the most rows exported (default: all).
+    #[param(minimum = 1)]
     pub limit: Option<u32>,
     /// The cursor from the previous page's `next`.
     pub after: Option<String>,
     /// `csv` streams the whole range as CSV (also with `Accept: text/csv`).
+    #[param(inline)]
     pub format: Option<Format>,
 }
 
 /// A pair's rate history, oldest first, one keyset-paginated page at a time;
 /// or the whole range as streamed CSV.
 #[utoipa::path(get, path = "/rates/{pair}/history", tag = "rates",
-    params(("pair" = String, Path, description = "`EURUSD`, `EUR-USD`, `EUR_USD`, either orientation", example = "EURUSD"), HistoryQuery),
+    params(("pair" = String, Path, description = "`EURUSD`, `EUR-USD`, `EUR_USD`, either orientation", example = "EURUSD", pattern = r"^[A-Za-z]{3}[-_/]?[A-Za-z]{3}$"), HistoryQuery),
     responses(
         (status = 200, description = "One page (JSON) or the whole range (CSV: pair,ts,source,kind,bid,ask,mid)",
             content((HistoryResponse = "application/json"), (String = "text/csv"))),
