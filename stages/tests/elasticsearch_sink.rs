@@ -45,7 +45,10 @@ impl SearchNode {
             _data: data,
         };
         loop {
-            if let Some(port) = std::fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse().ok()) {
+            if let Some(port) = std::fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|p| p.trim().parse().ok())
+            {
                 node.port = port;
                 return node;
             }
@@ -164,9 +167,16 @@ async fn a_replay_indexed_twice_leaves_one_document_per_pair_day_and_source(es: 
     // Lucene keeps `_source` as sent: every digit of the exact cross survives (read as text:
     // a JSON parser would round the number through a double).
     let raw = http_text("POST", &format!("{}/{index}/_search", es.url()), Some(query)).await;
-    let bid = raw.split("\"bid\":").nth(1).and_then(|rest| rest.split([',', '}']).next()).unwrap();
+    let bid = raw
+        .split("\"bid\":")
+        .nth(1)
+        .and_then(|rest| rest.split([',', '}']).next())
+        .unwrap();
     let digits = bid.chars().filter(char::is_ascii_digit).count();
-    assert!(digits >= 25 && bid.parse::<Decimal>().is_ok(), "exact digits in _source: {bid}");
+    assert!(
+        digits >= 25 && bid.parse::<Decimal>().is_ok(),
+        "exact digits in _source: {bid}"
+    );
     // Aggregations work on the mapped fields (what Kibana's panels ask).
     let agg = r#"{"size":0,"aggs":{"pairs":{"terms":{"field":"pair","size":50}},"avg_mid":{"avg":{"field":"mid"}}}}"#;
     let answer = http("POST", &format!("{}/{index}/_search", es.url()), Some(agg)).await;

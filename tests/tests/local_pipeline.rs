@@ -39,7 +39,10 @@ fn the_local_pipeline_prints_crosses_and_alerts_serves_metrics_and_drains_on_ctr
     assert_eq!(status, 200);
     let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(ready["ready"], true, "{body}");
-    assert_eq!(ready["components"]["api: store"]["ready"], true, "the API's store answers: {body}");
+    assert_eq!(
+        ready["components"]["api: store"]["ready"], true,
+        "the API's store answers: {body}"
+    );
     let (status, _) = http_get(port, "/health").unwrap();
     assert_eq!(status, 200);
     let (status, body) = http_get(port, "/nope").unwrap();

@@ -387,14 +387,21 @@ impl Health {
         let (ready, detail) = if let Some(why) = &state.disconnected {
             (false, format!("no broker connection: {why}"))
         } else if state.rebalancing {
-            (false, "rebalancing: finishing and committing partitions being given up".to_owned())
+            (
+                false,
+                "rebalancing: finishing and committing partitions being given up".to_owned(),
+            )
         } else if !state.assigned_once {
             match &state.group {
                 Some(group) => (false, format!("joining group `{group}`")),
                 None => (false, "assigning partitions".to_owned()),
             }
         } else {
-            let of = state.group.as_ref().map(|g| format!(" (group `{g}`)")).unwrap_or_default();
+            let of = state
+                .group
+                .as_ref()
+                .map(|g| format!(" (group `{g}`)"))
+                .unwrap_or_default();
             (true, format!("reading {} partitions{of}", state.partitions))
         };
         self.reporter.set(ready, detail);
