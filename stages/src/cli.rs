@@ -70,6 +70,16 @@ pub enum Command {
         #[arg(long)]
         resource: String,
     },
+    /// Print the Elasticsearch index templates the `Elasticsearch` sink installs (JSON, by
+    /// template name): what Kibana's dashboards may use.
+    IndexTemplates {
+        /// The sink's `index`.
+        #[arg(long, default_value = "fx-rates")]
+        index: String,
+        /// The sink's `alerts_index`.
+        #[arg(long, default_value = "fx-alerts")]
+        alerts_index: String,
+    },
     /// Manage the Kafka topics the worker pipelines use.
     Topics {
         #[command(subcommand)]
@@ -120,6 +130,17 @@ pub fn init_logging(format: LogFormat) {
 
 /// Load every file, then check them together; all problems or all specs.
 fn load_all(files: &[PathBuf], registry: &Registry<FxEvent>) -> Result<Vec<PipelineSpec<FxEvent>>, Diagnostics> {
+    load_files(files, registry, true)
+}
+
+/// With `together`, also the checks across files of one process (no two bind
+/// one address); provisioning commands (`migrate`, `topics create`) start no
+/// listener, so they skip those.
+fn load_files(
+    files: &[PathBuf],
+    registry: &Registry<FxEvent>,
+    together: bool,
+) -> Result<Vec<PipelineSpec<FxEvent>>, Diagnostics> {
     let mut specs = Vec::new();
     let mut problems = Diagnostics::default();
     for file in files {
@@ -128,7 +149,9 @@ fn load_all(files: &[PathBuf], registry: &Registry<FxEvent>) -> Result<Vec<Pipel
             Err(d) => problems.0.extend(d.0),
         }
     }
-    problems.0.extend(check_together(&specs).0);
+    if together {
+        problems.0.extend(check_together(&specs).0);
+    }
     if problems.0.is_empty() {
         Ok(specs)
     } else {
@@ -193,6 +216,14 @@ pub fn main_with_registry(cli: Cli, registry: Registry<FxEvent>) -> ExitCode {
             } else {
                 print!("{}", fxflow_engine::docs::reference(&registry, REFERENCE_INTRO));
             }
+            ExitCode::SUCCESS
+        }
+        Command::IndexTemplates { index, alerts_index } => {
+            let templates: serde_json::Map<String, serde_json::Value> =
+                crate::sinks::elasticsearch::index_templates(&index, &alerts_index)
+                    .into_iter()
+                    .collect();
+            println!("{}", serde_json::to_string_pretty(&templates).unwrap_or_default());
             ExitCode::SUCCESS
         }
         Command::Migrate { file, resource } => provision(&registry, std::slice::from_ref(&file), &resource, None),
@@ -323,7 +354,7 @@ async fn shutdown_signal() -> &'static str {
 /// Bring a named resource of each file up to date: database migrations, or a
 /// Kafka cluster's topics. `kind` restricts which resource kind is accepted.
 fn provision(registry: &Registry<FxEvent>, files: &[PathBuf], resource: &str, kind: Option<&str>) -> ExitCode {
-    let specs = match load_all(files, registry) {
+    let specs = match load_files(files, registry, false) {
         Ok(specs) => specs,
         Err(problems) => {
             report(&problems);

@@ -495,12 +495,19 @@ impl ClientContext for ConsumerHooks {
         });
         for (topic, t) in statistics.topics {
             for (partition, p) in t.partitions {
-                if partition < 0 || p.consumer_lag < 0 {
-                    continue; // the internal "unassigned" partition, or lag not known yet
+                if partition < 0 || p.fetch_state != "active" {
+                    continue; // the internal "unassigned" partition, or one this consumer does not read
                 }
+                // Before the first message is read or committed librdkafka knows no lag (-1):
+                // everything the partition holds is then still to read (0 for an empty one).
+                let lag = match p.consumer_lag {
+                    lag if lag >= 0 => lag,
+                    _ if p.hi_offset >= 0 && p.lo_offset >= 0 => p.hi_offset - p.lo_offset,
+                    _ => continue,
+                };
                 gauge!(CONSUMER_LAG, "pipeline" => labels.pipeline.clone(), "stage" => labels.stage.clone(),
                     "topic" => topic.clone(), "partition" => partition.to_string())
-                .set(p.consumer_lag as f64);
+                .set(lag as f64);
             }
         }
     }
@@ -523,6 +530,11 @@ impl ConsumerContext for ConsumerHooks {
             let mut tracker = self.shared.tracker();
             for tp in &tps {
                 tracker.revoke(tp);
+                // Not ours any more: the new owner reports its lag.
+                let labels = &self.shared.labels;
+                gauge!(CONSUMER_LAG, "pipeline" => labels.pipeline.clone(), "stage" => labels.stage.clone(),
+                    "topic" => tp.topic.to_string(), "partition" => tp.partition.to_string())
+                .set(0.0);
             }
             let left = tracker.assigned().len();
             drop(tracker);

@@ -110,7 +110,13 @@ pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Inter
             });
             String::new()
         } else {
-            match lookup(name).or_else(|| default.map(str::to_owned)) {
+            // As in the shell: `${VAR:-default}` takes the default when VAR is unset *or empty*.
+            let value = match (lookup(name), default) {
+                (Some(value), Some(default)) if value.is_empty() => Some(default.to_owned()),
+                (Some(value), _) => Some(value),
+                (None, default) => default.map(str::to_owned),
+            };
+            match value {
                 Some(value) => value,
                 None => {
                     missing.push(MissingVar {
@@ -259,5 +265,13 @@ mod tests {
     fn escapes_quotes_in_values() {
         let r = interpolate("\"${Q}\"", |_| Some("say \"hi\"".into()));
         assert_eq!(r.text, "\"say \\\"hi\\\"\"");
+    }
+
+    #[test]
+    fn an_empty_variable_takes_the_default_as_in_the_shell() {
+        let env = |name: &str| (name == "EMPTY").then(String::new);
+        let out = interpolate(r#"a: "${EMPTY:-x}", b: "${EMPTY}""#, env);
+        assert_eq!(out.text, r#"a: "x", b: """#);
+        assert!(out.missing.is_empty());
     }
 }

@@ -63,6 +63,10 @@ impl ElasticsearchResourceConfig {
 impl ResourceConfig for ElasticsearchResourceConfig {
     fn check(&self) -> Vec<ConfigProblem> {
         match elasticsearch::http::Url::parse(&self.url) {
+            Ok(url) if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() => vec![
+                ConfigProblem::field("url", format!("`{}` is not an http(s) URL with a host", self.url))
+                    .with_hint("http://127.0.0.1:9200 (the scheme is required)"),
+            ],
             Ok(_) => Vec::new(),
             Err(e) => vec![ConfigProblem::field("url", format!("not a URL: {e}")).with_hint("http://127.0.0.1:9200")],
         }

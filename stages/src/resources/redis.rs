@@ -39,13 +39,37 @@ impl ResourceConfig for RedisResourceConfig {
     async fn build(&self) -> Result<Arc<dyn Any + Send + Sync>, StageError> {
         let client = redis::Client::open(self.url.as_str()).map_err(StageError::new)?;
         // Bounded retries while connecting at start; later drops reconnect on the next command.
-        let config = ConnectionManagerConfig::new().set_number_of_retries(3);
-        let connection = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|e| StageError::new(format!("cannot connect to {}: {e}", self.url)))?;
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(3)
+            .set_connection_timeout(std::time::Duration::from_secs(5))
+            .set_response_timeout(std::time::Duration::from_secs(10));
+        tracing::info!(url = %redacted(&self.url), "Connecting to Redis.");
+        let connection = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| {
+            StageError::new(format!(
+                "cannot connect to {}: no answer within 20 s",
+                redacted(&self.url)
+            ))
+        })?
+        .map_err(|e| StageError::new(format!("cannot connect to {}: {e}", redacted(&self.url))))?;
         Ok(Arc::new(RedisHandle {
             connection,
             url: self.url.clone(),
         }))
+    }
+}
+
+/// The URL without its password, for logs and errors.
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
     }
 }

@@ -120,6 +120,34 @@ impl StageConfig<FxEvent> for ElasticsearchConfig {
     }
 }
 
+/// The index templates the sink installs, by template name: the one place that
+/// says which fields exist and how they are mapped (Kibana's dashboards are
+/// checked against it: `fxflow index-templates`). One template per index,
+/// matching that exact name (wildcards would let `fx-rates*` also claim
+/// `fx-rates-alerts`, which Elasticsearch refuses at equal priority).
+pub fn index_templates(index: &str, alerts_index: &str) -> Vec<(String, serde_json::Value)> {
+    let rates = json!({
+        "index_patterns": [index],
+        "template": { "mappings": { "properties": {
+            "pair": { "type": "keyword" }, "base": { "type": "keyword" }, "quote": { "type": "keyword" },
+            "source": { "type": "keyword" }, "kind": { "type": "keyword" }, "ts": { "type": "date" },
+            "bid": { "type": "double" }, "ask": { "type": "double" }, "mid": { "type": "double" }
+        }}}
+    });
+    let alerts = json!({
+        "index_patterns": [alerts_index],
+        "template": { "mappings": { "properties": {
+            "rule_id": { "type": "keyword" }, "pair": { "type": "keyword" }, "condition": { "type": "keyword" },
+            "source": { "type": "keyword" }, "fired_at": { "type": "date" },
+            "value": { "type": "double" }, "previous": { "type": "double" }
+        }}}
+    });
+    vec![
+        (format!("fxflow-{index}"), rates),
+        (format!("fxflow-{alerts_index}"), alerts),
+    ]
+}
+
 pub struct ElasticsearchSink {
     client: Elasticsearch,
     index: String,
@@ -129,29 +157,9 @@ pub struct ElasticsearchSink {
 }
 
 impl ElasticsearchSink {
-    /// One template per index, matching that exact name (wildcards would let `fx-rates*`
-    /// also claim `fx-rates-alerts`, which Elasticsearch refuses at equal priority).
+    /// Install [`index_templates`].
     async fn install_templates(&self) -> Result<(), StageError> {
-        let rates = json!({
-            "index_patterns": [self.index],
-            "template": { "mappings": { "properties": {
-                "pair": { "type": "keyword" }, "base": { "type": "keyword" }, "quote": { "type": "keyword" },
-                "source": { "type": "keyword" }, "kind": { "type": "keyword" }, "ts": { "type": "date" },
-                "bid": { "type": "double" }, "ask": { "type": "double" }, "mid": { "type": "double" }
-            }}}
-        });
-        let alerts = json!({
-            "index_patterns": [self.alerts_index],
-            "template": { "mappings": { "properties": {
-                "rule_id": { "type": "keyword" }, "pair": { "type": "keyword" }, "condition": { "type": "keyword" },
-                "source": { "type": "keyword" }, "fired_at": { "type": "date" },
-                "value": { "type": "double" }, "previous": { "type": "double" }
-            }}}
-        });
-        for (name, body) in [
-            (format!("fxflow-{}", self.index), rates),
-            (format!("fxflow-{}", self.alerts_index), alerts),
-        ] {
+        for (name, body) in index_templates(&self.index, &self.alerts_index) {
             let response = self
                 .client
                 .indices()
