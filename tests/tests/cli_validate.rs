@@ -172,3 +172,20 @@ fn the_api_reference_is_the_checked_in_one_and_matches_the_openapi_document() {
         }
     }
 }
+
+#[test]
+fn the_readme_quotes_the_real_validate_output() {
+    let readme = std::fs::read_to_string(fxflow_tests::workspace().join("README.md")).unwrap();
+    let start = readme
+        .find("$ cargo run --release -- validate examples/pipelines/broken.ron\n")
+        .expect("the README shows validate on broken.ron");
+    let quoted = &readme[start..];
+    let quoted = &quoted[quoted.find('\n').unwrap() + 1..quoted.find("\n```").unwrap() + 1];
+    let output = fxflow(&["validate", "examples/pipelines/broken.ron"]).env_remove("FXFLOW_OUT").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        quoted,
+        String::from_utf8_lossy(&output.stderr),
+        "README.md's quoted `validate` output is not what the program prints"
+    );
+}
