@@ -11,6 +11,7 @@
 //! finalized (see [`offsets`]); the sink acknowledges an event only on a
 //! successful delivery report from an idempotent, `acks=all` producer.
 
+pub mod checkpoint;
 pub mod codec;
 pub mod offsets;
 mod resource;
@@ -18,6 +19,7 @@ mod sink;
 mod source;
 mod state;
 
+pub use checkpoint::{decode_saved, save_timer, Checkpoints, Position, Unconfirmed};
 pub use codec::{Codec, DecodeError, WireEvent, FORMAT_VERSION};
 pub use resource::{KafkaResource, KafkaResourceConfig, TopicSpec, KIND as RESOURCE_KIND};
 pub use sink::{Compression, KafkaSinkConfig};

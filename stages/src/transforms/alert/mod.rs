@@ -12,7 +12,7 @@ pub mod rules;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use fxflow_engine::kafka::StateTopicConfig;
+use fxflow_engine::kafka::{save_timer, StateTopicConfig};
 use fxflow_engine::{
     async_trait, AckStatus, BuildContext, ConfigProblem, Envelope, Failure, Input, Kinds, Outputs, ResourceUse, Shape,
     Stage, StageConfig, StageError, TaskTransform,
@@ -235,12 +235,7 @@ impl TaskTransform<FxEvent> for Alert {
         let timer = outputs.labels.processing();
         let mut sweep = tokio::time::interval_at(tokio::time::Instant::now() + self.sweep, self.sweep);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let save_every = self
-            .checkpoints
-            .as_ref()
-            .map_or(Duration::from_secs(3600), |c| c.interval);
-        let mut save = tokio::time::interval(save_every);
-        save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut save = save_timer(self.checkpoints.as_ref().map(|c| c.interval));
         loop {
             tokio::select! {
                 batch = input.next() => {
