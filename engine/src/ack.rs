@@ -114,6 +114,23 @@ impl AckToken {
     pub fn is_tracked(&self) -> bool {
         self.0.is_some()
     }
+
+    /// One token standing for many inputs (an event derived from all of
+    /// them, such as a window's result): when it finalizes, each of `tokens`
+    /// is marked with its status and released. Untracked tokens are left out,
+    /// so joining only [`AckToken::none`]s costs nothing.
+    pub fn joined(tokens: Vec<AckToken>) -> AckToken {
+        let mut tracked: Vec<AckToken> = tokens.into_iter().filter(AckToken::is_tracked).collect();
+        match tracked.len() {
+            0 => AckToken::none(),
+            1 => tracked.pop().expect("one token"),
+            _ => AckToken::with_callback(move |status| {
+                for token in &tracked {
+                    token.mark(status);
+                }
+            }),
+        }
+    }
 }
 
 impl Drop for AckToken {
@@ -170,6 +187,18 @@ mod tests {
         b.mark(AckStatus::Rejected);
         drop((a, b));
         assert_eq!(rx.wait().await, AckStatus::Failed);
+    }
+
+    #[tokio::test]
+    async fn a_joined_token_finalizes_every_input_with_its_status() {
+        let (a, rx_a) = AckToken::new();
+        let (b, rx_b) = AckToken::new();
+        let joined = AckToken::joined(vec![a, AckToken::none(), b]);
+        joined.mark(AckStatus::Failed);
+        drop(joined);
+        assert_eq!(rx_a.wait().await, AckStatus::Failed);
+        assert_eq!(rx_b.wait().await, AckStatus::Failed);
+        assert!(!AckToken::joined(vec![AckToken::none(), AckToken::none()]).is_tracked());
     }
 
     #[test]

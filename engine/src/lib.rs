@@ -22,6 +22,7 @@ pub mod stage;
 pub mod telemetry;
 pub mod testkit;
 pub mod topology;
+pub mod window;
 
 pub use ack::{AckReceiver, AckStatus, AckToken};
 pub use channel::{BufferConfig, WhenFull};

@@ -6,9 +6,9 @@
 //! - [`assert_stage_metrics`] is the compliance check (after Vector's
 //!   `assert_transform_compliance`): a stage that ran must show the required
 //!   metrics.
-//! - [`TestEvent`] and the `test_registry` stages (`Counter`, `Double`, `ToText`,
-//!   `Repeat`, `Collect`, `Listen`, `Echo`) build small real pipelines whose behaviour
-//!   tests observe through a named [`Probe`].
+//! - [`TestEvent`] and the `test_registry` stages (`Counter`, `Readings`, `Double`,
+//!   `ToText`, `Repeat`, `WindowSum`, `Collect`, `Listen`, `Echo`) build small real
+//!   pipelines whose behaviour tests observe through a named [`Probe`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,8 +20,9 @@ use serde::Deserialize;
 
 use crate::ack::{AckStatus, AckToken};
 use crate::event::{DeadLetter, Envelope, Event, Kinds, DEAD_LETTER_KIND};
-use crate::registry::{BuildContext, ListenAddress, Registry, StageConfig};
+use crate::registry::{BuildContext, ConfigProblem, ListenAddress, Registry, StageConfig};
 use crate::stage::{Emit, FunctionTransform, Shape, Sink, SinkError, Source, SourceContext, Stage, StageError};
+use crate::window::{Aggregation, Assigned, Contribution, EventTime, Window, WindowConfig, WindowShape, WindowStage};
 
 /// What a function transform did with a list of inputs.
 #[derive(Debug)]
@@ -90,6 +91,21 @@ pub fn counter_value(rendered: &str, metric: &str, labels: &[(&str, &str)]) -> f
 pub enum TestEvent {
     Number(i64),
     Text(String),
+    /// A keyed measurement at an instant (milliseconds since the Unix epoch).
+    Reading {
+        key: String,
+        at_ms: i64,
+        value: i64,
+    },
+    /// The sum of a key's readings in one window (from `WindowSum`).
+    Total {
+        key: String,
+        start_ms: i64,
+        end_ms: i64,
+        sum: i64,
+        count: u64,
+        closed: bool,
+    },
     DeadLetter {
         stage: String,
         reason: &'static str,
@@ -103,6 +119,8 @@ impl Event for TestEvent {
         match self {
             TestEvent::Number(_) => "Number",
             TestEvent::Text(_) => "Text",
+            TestEvent::Reading { .. } => "Reading",
+            TestEvent::Total { .. } => "Total",
             TestEvent::DeadLetter { .. } => DEAD_LETTER_KIND,
         }
     }
@@ -156,6 +174,8 @@ pub fn test_registry() -> Registry<TestEvent> {
     let mut registry = Registry::new();
     registry
         .stage::<CounterConfig>("Counter")
+        .stage::<ReadingsConfig>("Readings")
+        .stage::<WindowSumConfig>("WindowSum")
         .stage::<DoubleConfig>("Double")
         .stage::<ToTextConfig>("ToText")
         .stage::<RepeatConfig>("Repeat")
@@ -507,5 +527,159 @@ impl Source<TestEvent> for Echo {
         drop(outputs);
         let _ = watcher.await;
         Ok(())
+    }
+}
+
+/// Source: the given readings `(key, at_ms, value)` in order, `per_send` per
+/// batch, each with an ack token recorded in `probe` under its index (from 1).
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadingsConfig {
+    pub probe: String,
+    pub readings: Vec<(String, i64, i64)>,
+    #[serde(default = "one")]
+    pub per_send: usize,
+}
+
+struct Readings {
+    probe: Arc<Probe>,
+    readings: Vec<(String, i64, i64)>,
+    per_send: usize,
+}
+
+#[async_trait]
+impl StageConfig<TestEvent> for ReadingsConfig {
+    fn shape(&self) -> Shape {
+        Shape::Source
+    }
+    fn emits(&self) -> Kinds {
+        Kinds::only(&["Reading"])
+    }
+    async fn build(&self, _cx: &BuildContext) -> Result<Stage<TestEvent>, StageError> {
+        Ok(Stage::Source(Box::new(Readings {
+            probe: probe(&self.probe),
+            readings: self.readings.clone(),
+            per_send: self.per_send.max(1),
+        })))
+    }
+}
+
+#[async_trait]
+impl Source<TestEvent> for Readings {
+    async fn run(self: Box<Self>, mut cx: SourceContext<TestEvent>) -> Result<(), StageError> {
+        let mut numbered = self.readings.into_iter().enumerate().peekable();
+        while numbered.peek().is_some() {
+            let mut batch = Vec::new();
+            for (i, (key, at_ms, value)) in numbered.by_ref().take(self.per_send) {
+                let probe = self.probe.clone();
+                let n = i as i64 + 1;
+                let token = AckToken::with_callback(move |status| probe.acks.lock().unwrap().push((n, status)));
+                batch.push(Envelope::new(TestEvent::Reading { key, at_ms, value }, token));
+            }
+            self.probe.emitted.fetch_add(batch.len() as u64, Ordering::SeqCst);
+            cx.outputs.send(batch).await?;
+            tokio::task::yield_now().await;
+        }
+        Ok(())
+    }
+}
+
+/// The running sum of a window.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, Deserialize)]
+pub struct Sum {
+    pub sum: i64,
+    pub count: u64,
+}
+
+/// Sums readings per key over windows of one shape: the engine's test aggregation.
+pub struct SumAggregation {
+    shape: WindowShape,
+}
+
+impl SumAggregation {
+    pub fn new(shape: WindowShape) -> Self {
+        Self { shape }
+    }
+}
+
+fn millis(time: EventTime) -> i64 {
+    time.as_nanos().div_euclid(1_000_000)
+}
+
+impl Aggregation<TestEvent> for SumAggregation {
+    type Key = String;
+    type KeyState = ();
+    type Acc = Sum;
+    type Value = i64;
+
+    fn shape(&self, _key: &String) -> WindowShape {
+        self.shape
+    }
+
+    fn assign(&self, event: &TestEvent, keys: &mut Vec<String>) -> Assigned {
+        match event {
+            TestEvent::Reading { key, at_ms, .. } => {
+                keys.push(key.clone());
+                Assigned::At(EventTime::from_nanos(at_ms.saturating_mul(1_000_000)))
+            }
+            _ => Assigned::Reject("not_a_reading", "only readings are windowed".into()),
+        }
+    }
+
+    fn contribution(&self, _key: &String, _state: &mut (), event: &TestEvent, _time: EventTime) -> Contribution<i64> {
+        match event {
+            TestEvent::Reading { value, .. } => Contribution::Value(*value),
+            _ => Contribution::Repeat,
+        }
+    }
+
+    fn add(&self, acc: &mut Sum, value: &i64, _time: EventTime) {
+        acc.sum += value;
+        acc.count += 1;
+    }
+
+    fn result(&self, key: &String, _state: &(), window: Window, acc: &Sum, closed: bool) -> Option<TestEvent> {
+        Some(TestEvent::Total {
+            key: key.clone(),
+            start_ms: millis(window.start),
+            end_ms: millis(window.end),
+            sum: acc.sum,
+            count: acc.count,
+            closed,
+        })
+    }
+}
+
+/// Transform: sums of readings per key over tumbling (or, with `slide`, sliding) windows.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSumConfig {
+    #[serde(with = "crate::duration")]
+    #[schemars(schema_with = "crate::duration::schema")]
+    pub size: Duration,
+    #[serde(default, with = "crate::duration::option")]
+    #[schemars(schema_with = "crate::duration::option_schema")]
+    pub slide: Option<Duration>,
+    #[serde(default)]
+    pub window: WindowConfig,
+}
+
+#[async_trait]
+impl StageConfig<TestEvent> for WindowSumConfig {
+    fn shape(&self) -> Shape {
+        Shape::Transform
+    }
+    fn accepts(&self) -> Kinds {
+        Kinds::only(&["Reading"])
+    }
+    fn emits(&self) -> Kinds {
+        Kinds::only(&["Total"])
+    }
+    fn check(&self) -> Vec<ConfigProblem> {
+        self.window.check("window")
+    }
+    async fn build(&self, cx: &BuildContext) -> Result<Stage<TestEvent>, StageError> {
+        let shape = WindowShape::sliding(self.size, self.slide.unwrap_or(self.size));
+        WindowStage::build(SumAggregation::new(shape), &self.window, None, cx)
     }
 }
