@@ -69,6 +69,8 @@ fn condition(input: &ConditionInput, errors: &mut Vec<FieldError>) -> Option<Con
         "above" | "below" | "crossing_up" | "crossing_down" => {
             unexpected(errors, "percent", input.percent.is_some());
             unexpected(errors, "window", input.window.is_some());
+            unexpected(errors, "returns", input.returns.is_some());
+            unexpected(errors, "k", input.k.is_some());
             let t = threshold(errors)?;
             Some(match input.kind.as_str() {
                 "above" => Condition::Above(t),
@@ -79,6 +81,8 @@ fn condition(input: &ConditionInput, errors: &mut Vec<FieldError>) -> Option<Con
         }
         "pct_change" => {
             unexpected(errors, "threshold", input.threshold.is_some());
+            unexpected(errors, "returns", input.returns.is_some());
+            unexpected(errors, "k", input.k.is_some());
             let percent = match input.percent {
                 Some(p) if !p.0.is_zero() => Some(p.0),
                 Some(_) => {
@@ -113,10 +117,46 @@ fn condition(input: &ConditionInput, errors: &mut Vec<FieldError>) -> Option<Con
                 window: window?,
             })
         }
+        "zscore" => {
+            unexpected(errors, "threshold", input.threshold.is_some());
+            unexpected(errors, "percent", input.percent.is_some());
+            unexpected(errors, "window", input.window.is_some());
+            let returns = match input.returns {
+                Some(n) if n >= 2 => Some(n),
+                Some(n) => {
+                    errors.push(FieldError::new(
+                        "condition.returns",
+                        format!("{n} is too few: at least 2 returns give a standard deviation"),
+                    ));
+                    None
+                }
+                None => {
+                    errors.push(FieldError::new("condition.returns", "`zscore` needs returns, e.g. 20"));
+                    None
+                }
+            };
+            let k = match input.k {
+                Some(k) if k.0 > Decimal::ZERO => Some(k.0),
+                Some(k) => {
+                    errors.push(FieldError::new("condition.k", format!("{} must be positive", k.0)));
+                    None
+                }
+                None => {
+                    errors.push(FieldError::new("condition.k", "`zscore` needs k, e.g. 4"));
+                    None
+                }
+            };
+            Some(Condition::ZScore {
+                returns: returns?,
+                k: k?,
+            })
+        }
         other => {
             errors.push(FieldError::new(
                 "condition.type",
-                format!("unknown condition `{other}`; one of above, below, crossing_up, crossing_down, pct_change"),
+                format!(
+                    "unknown condition `{other}`; one of above, below, crossing_up, crossing_down, pct_change, zscore"
+                ),
             ));
             None
         }

@@ -274,6 +274,15 @@ pub enum ConditionSpec {
         #[schema(example = "7d")]
         window: String,
     },
+    /// An anomaly: the log return of the latest sample is at least `k`
+    /// standard deviations from the mean of the previous `returns` returns
+    /// (either direction); re-arms once |z| is below `k - rearm`.
+    Zscore {
+        /// How many previous returns the mean and σ are taken over (at least 2).
+        #[schema(example = 20, minimum = 2)]
+        returns: u32,
+        k: DecimalJson,
+    },
 }
 
 impl From<&Condition> for ConditionSpec {
@@ -294,6 +303,10 @@ impl From<&Condition> for ConditionSpec {
             Condition::PctChange { percent, window } => ConditionSpec::PctChange {
                 percent: DecimalJson(*percent),
                 window: fxflow_engine::duration::format(window),
+            },
+            Condition::ZScore { returns, k } => ConditionSpec::Zscore {
+                returns: *returns,
+                k: DecimalJson(*k),
             },
         }
     }
@@ -394,6 +407,10 @@ pub struct ConditionInput {
     pub percent: Option<DecimalJson>,
     #[serde(default)]
     pub window: Option<String>,
+    #[serde(default)]
+    pub returns: Option<u32>,
+    #[serde(default)]
+    pub k: Option<DecimalJson>,
 }
 
 /// The trigger as sent (see [`ConditionInput`] for why it is flat).

@@ -30,6 +30,15 @@ pub enum Condition {
         #[schemars(schema_with = "fxflow_engine::duration::schema")]
         window: Duration,
     },
+    /// An anomaly: the log return of the latest sample is at least `k` standard
+    /// deviations from the mean of the previous `returns` returns (either way).
+    /// Re-arms (trigger `Every`) once |z| is back below `k - rearm`.
+    ZScore {
+        /// How many previous returns the mean and σ are taken over (at least 2).
+        returns: u32,
+        #[schemars(schema_with = "crate::fx::decimal_schema")]
+        k: Decimal,
+    },
 }
 
 impl Condition {
@@ -46,6 +55,7 @@ impl Condition {
                     fxflow_engine::duration::format(window)
                 )
             }
+            Condition::ZScore { returns, k } => format!("return z-score of {k} over {returns} returns"),
         }
     }
 }
@@ -63,7 +73,7 @@ pub enum Trigger {
         #[serde(default, with = "fxflow_engine::duration")]
         #[schemars(schema_with = "fxflow_engine::duration::schema")]
         cooldown: Duration,
-        /// In price units (percentage points for `PctChange`).
+        /// In price units (percentage points for `PctChange`, standard deviations for `ZScore`).
         #[serde(default)]
         #[schemars(schema_with = "crate::fx::decimal_schema")]
         rearm: Decimal,

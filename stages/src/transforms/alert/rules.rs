@@ -11,15 +11,17 @@
 //!   the price goes back past that level (hysteresis).
 //!
 //! A sample therefore touches `O(log n + k)` entries, where `k` is the number of
-//! rules that fire or re-arm — not the number of rules. `PctChange` rules are
-//! few in practice and are scanned per sample of their pair, against a window
-//! of the pair's recent samples.
+//! rules that fire or re-arm — not the number of rules. `PctChange` and
+//! `ZScore` rules are few in practice and are scanned per sample of their
+//! pair: a `PctChange` against a window of the pair's recent samples, a
+//! `ZScore` against the pair's recent log returns.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +46,7 @@ enum Kind {
     CrossingUp(Decimal),
     CrossingDown(Decimal),
     Pct { percent: Decimal, window: chrono::Duration },
+    ZScore { returns: usize, k: Decimal },
 }
 
 impl Kind {
@@ -53,6 +56,7 @@ impl Kind {
             Kind::Above(_) | Kind::CrossingUp(_) => true,
             Kind::Below(_) | Kind::CrossingDown(_) => false,
             Kind::Pct { percent, .. } => *percent >= Decimal::ZERO,
+            Kind::ZScore { .. } => true,
         }
     }
 
@@ -60,6 +64,7 @@ impl Kind {
         match *self {
             Kind::Above(t) | Kind::Below(t) | Kind::CrossingUp(t) | Kind::CrossingDown(t) => t,
             Kind::Pct { percent, .. } => percent,
+            Kind::ZScore { k, .. } => k,
         }
     }
 }
@@ -129,10 +134,14 @@ struct Book {
     rearm_falling: Index,
     /// Disarmed falling rules: re-arm when price ≥ key.
     rearm_rising: Index,
-    pct: Vec<RuleId>,
+    /// `PctChange` and `ZScore` rules: scanned on every sample.
+    scanned: Vec<RuleId>,
     /// (ts, price), oldest first, kept for the longest `PctChange` window.
     history: VecDeque<(DateTime<Utc>, Decimal)>,
     longest_window: chrono::Duration,
+    /// Log returns of the last samples, oldest first, kept for the longest `ZScore` rule.
+    returns: VecDeque<f64>,
+    most_returns: usize,
     /// The newest sample time per source: an older or equal one from the same
     /// source is a re-delivery (at-least-once upstream) and changes nothing.
     newest: Vec<(SourceName, DateTime<Utc>)>,
@@ -151,7 +160,7 @@ impl Book {
         ]
         .into_iter()
         .flat_map(|index| index.values().flatten().copied())
-        .chain(self.pct.iter().copied())
+        .chain(self.scanned.iter().copied())
     }
 }
 
@@ -162,7 +171,7 @@ impl Book {
             Kind::Below(_) => Some(&mut self.below),
             Kind::CrossingUp(_) => Some(&mut self.up),
             Kind::CrossingDown(_) => Some(&mut self.down),
-            Kind::Pct { .. } => None,
+            Kind::Pct { .. } | Kind::ZScore { .. } => None,
         }
     }
 
@@ -177,6 +186,38 @@ impl Book {
 
 /// A price sample: one quote or cross rate.
 pub type Sample = Price;
+
+/// What a scanned rule (`PctChange`, `ZScore`) is checked against: one sample
+/// of one (pair, price field).
+struct ScannedSample {
+    pair: Pair,
+    field: PriceField,
+    price: Decimal,
+    previous: Option<Decimal>,
+    /// ln(price / previous), when some `ZScore` rule wants it.
+    latest_return: Option<f64>,
+    ts: DateTime<Utc>,
+    source: SourceName,
+}
+
+/// The log return from `previous` to `price` (statistics: `f64`).
+fn log_return(previous: Decimal, price: Decimal) -> Option<f64> {
+    let (a, b) = (previous.to_f64()?, price.to_f64()?);
+    (a > 0.0 && b > 0.0).then(|| (b / a).ln())
+}
+
+/// How many sample standard deviations `r` is from the mean of the last `n`
+/// of `returns`; `None` with fewer than `n`, or when they are all equal.
+fn zscore(returns: &VecDeque<f64>, n: usize, r: f64) -> Option<f64> {
+    if n < 2 || returns.len() < n {
+        return None;
+    }
+    let recent = returns.range(returns.len() - n..);
+    let mean = recent.clone().sum::<f64>() / n as f64;
+    let variance = recent.map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let sd = variance.sqrt();
+    (sd > 0.0 && sd.is_finite()).then(|| (r - mean) / sd)
+}
 
 /// Every rule, indexed per (pair, price field).
 #[derive(Debug, Default)]
@@ -223,6 +264,9 @@ pub struct BookState {
     pub last: Option<(DateTime<Utc>, Decimal)>,
     /// The `PctChange` window, oldest first.
     pub history: Vec<(DateTime<Utc>, Decimal)>,
+    /// The log returns `ZScore` rules measure against, oldest first.
+    #[serde(default)]
+    pub returns: Vec<f64>,
     /// The newest sample time per source.
     #[serde(default)]
     pub newest: Vec<(SourceName, DateTime<Utc>)>,
@@ -262,6 +306,10 @@ pub fn validate(rule: &AlertRule) -> Result<(), String> {
         }
         Condition::PctChange { window, .. } if window.is_zero() => Err("the window must be longer than zero".into()),
         Condition::PctChange { percent, .. } if percent.is_zero() => Err("percent must not be zero".into()),
+        Condition::ZScore { returns, .. } if *returns < 2 => Err(format!(
+            "a z-score needs at least 2 returns to measure against, not {returns}"
+        )),
+        Condition::ZScore { k, .. } if *k <= Decimal::ZERO => Err(format!("k {k} must be positive")),
         _ => match &rule.trigger {
             Trigger::Every { rearm, .. } if *rearm < Decimal::ZERO => {
                 Err(format!("rearm {rearm} must not be negative"))
@@ -316,6 +364,10 @@ impl RuleBook {
             Condition::PctChange { percent, window } => Kind::Pct {
                 percent: *percent,
                 window: chrono::Duration::from_std(*window).unwrap_or(chrono::Duration::MAX),
+            },
+            Condition::ZScore { returns, k } => Kind::ZScore {
+                returns: *returns as usize,
+                k: *k,
             },
         };
         let (once, cooldown, rearm) = match &rule.trigger {
@@ -373,8 +425,12 @@ impl RuleBook {
         let book = pair_books[field_index(rule.price)].get_or_insert_with(Default::default);
         match kind {
             Kind::Pct { window, .. } => {
-                book.pct.push(slot);
+                book.scanned.push(slot);
                 book.longest_window = book.longest_window.max(window);
+            }
+            Kind::ZScore { returns, .. } => {
+                book.scanned.push(slot);
+                book.most_returns = book.most_returns.max(returns);
             }
             _ => {
                 let index = book.armed_index(&kind).expect("threshold kinds have an index");
@@ -423,7 +479,7 @@ impl RuleBook {
             }
             let book = self.book_mut(rule.pair, rule.field);
             match rule.kind {
-                Kind::Pct { .. } => book.pct.retain(|r| *r != slot),
+                Kind::Pct { .. } | Kind::ZScore { .. } => book.scanned.retain(|r| *r != slot),
                 kind if rule.armed => {
                     index_remove(book.armed_index(&kind).expect("threshold kind"), kind.threshold(), slot)
                 }
@@ -534,23 +590,48 @@ impl RuleBook {
         // Disarmed rules whose price went back past their re-arm level.
         let rearmed_up = drain_range(&mut book.rearm_falling, (Bound::Included(price), Bound::Unbounded));
         let rearmed_down = drain_range(&mut book.rearm_rising, (Bound::Unbounded, Bound::Included(price)));
-        // Percentage rules.
-        if !book.pct.is_empty() {
+        // Scanned rules: the percentage window, the z-score's returns.
+        if book.longest_window > chrono::Duration::zero() {
             book.history.push_back((ts, price));
             let horizon = ts - book.longest_window;
             while book.history.front().is_some_and(|(t, _)| *t < horizon) {
                 book.history.pop_front();
             }
         }
-        let pct_rules = book.pct.clone();
+        let latest_return = match previous {
+            Some(prev) if book.most_returns > 0 => log_return(prev, price),
+            _ => None,
+        };
+        let scanned = book.scanned.clone();
         for slot in rearmed_up.into_iter().chain(rearmed_down) {
             self.rearm(slot);
         }
         for slot in candidates {
             self.fire_or_keep(slot, price, previous, ts, source, fired);
         }
-        for slot in pct_rules {
-            self.check_pct(pair, field, slot, price, ts, source, fired);
+        let sample = ScannedSample {
+            pair,
+            field,
+            price,
+            previous,
+            latest_return,
+            ts,
+            source,
+        };
+        for slot in scanned {
+            match self.rules[slot].as_ref().map(|r| r.kind) {
+                Some(Kind::Pct { .. }) => self.check_pct(slot, &sample, fired),
+                Some(Kind::ZScore { .. }) => self.check_zscore(slot, &sample, fired),
+                _ => {}
+            }
+        }
+        // The new return joins the z-scores' history after they measured it against the old one.
+        if let Some(r) = latest_return {
+            let book = self.book_mut(pair, field);
+            book.returns.push_back(r);
+            while book.returns.len() > book.most_returns {
+                book.returns.pop_front();
+            }
         }
     }
 
@@ -613,28 +694,18 @@ impl RuleBook {
         index_insert(self.book_mut(pair, field).rearm_index(rising), level, slot);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn check_pct(
-        &mut self,
-        pair: Pair,
-        field: PriceField,
-        slot: RuleId,
-        price: Decimal,
-        ts: DateTime<Utc>,
-        source: SourceName,
-        fired: &mut Vec<AlertFired>,
-    ) {
+    fn check_pct(&mut self, slot: RuleId, sample: &ScannedSample, fired: &mut Vec<AlertFired>) {
         let Some(rule) = self.rules[slot].as_ref() else {
             return;
         };
         let Kind::Pct { percent, window } = rule.kind else {
             return;
         };
-        let history = &self.books[&pair][field_index(field)]
+        let history = &self.books[&sample.pair][field_index(sample.field)]
             .as_ref()
             .expect("book exists")
             .history;
-        let start = ts - window;
+        let start = sample.ts - window;
         let first = history.partition_point(|(t, _)| *t < start);
         let Some(&(_, reference)) = history.get(first) else {
             return;
@@ -642,17 +713,57 @@ impl RuleBook {
         if reference.is_zero() {
             return;
         }
-        let change = (price - reference) / reference * Decimal::ONE_HUNDRED;
+        let change = (sample.price - reference) / reference * Decimal::ONE_HUNDRED;
         let rising = percent >= Decimal::ZERO;
         let holds = if rising { change >= percent } else { change <= percent };
-        let rule = self.rules[slot].as_mut().expect("checked above");
-        if !rule.armed {
-            let back = if rising {
-                change <= percent - rule.rearm
+        let back = |rearm: Decimal| {
+            if rising {
+                change <= percent - rearm
             } else {
-                change >= percent + rule.rearm
-            };
-            if back && !holds {
+                change >= percent + rearm
+            }
+        };
+        self.decide_scanned(slot, holds, back, Some(reference), sample, fired);
+    }
+
+    fn check_zscore(&mut self, slot: RuleId, sample: &ScannedSample, fired: &mut Vec<AlertFired>) {
+        let Some(rule) = self.rules[slot].as_ref() else {
+            return;
+        };
+        let Kind::ZScore { returns, k } = rule.kind else {
+            return;
+        };
+        let Some(r) = sample.latest_return else {
+            return;
+        };
+        let book = self.books[&sample.pair][field_index(sample.field)]
+            .as_ref()
+            .expect("book exists");
+        let Some(z) = zscore(&book.returns, returns, r) else {
+            return;
+        };
+        let k = k.to_f64().unwrap_or(f64::INFINITY);
+        let back = |rearm: Decimal| z.abs() <= k - rearm.to_f64().unwrap_or(0.0);
+        self.decide_scanned(slot, z.abs() >= k, back, sample.previous, sample, fired);
+    }
+
+    /// The trigger of a scanned rule whose condition is `holds`: re-arm it once
+    /// `back` (given the rule's re-arm band) and it no longer holds, or fire it
+    /// (with `previous` as the firing's previous value) unless it expired or cools down.
+    fn decide_scanned(
+        &mut self,
+        slot: RuleId,
+        holds: bool,
+        back: impl FnOnce(Decimal) -> bool,
+        previous: Option<Decimal>,
+        sample: &ScannedSample,
+        fired: &mut Vec<AlertFired>,
+    ) {
+        let Some(rule) = self.rules[slot].as_mut() else {
+            return;
+        };
+        if !rule.armed {
+            if back(rule.rearm) && !holds {
                 rule.armed = true;
             }
             return;
@@ -660,27 +771,27 @@ impl RuleBook {
         if !holds {
             return;
         }
-        if rule.expires.is_some_and(|e| ts >= e) {
+        if rule.expires.is_some_and(|e| sample.ts >= e) {
             let id = rule.id.clone();
             self.forget(slot, &id);
             return;
         }
-        if rule.last_fired.is_some_and(|last| ts < last + rule.cooldown) {
+        if rule.last_fired.is_some_and(|last| sample.ts < last + rule.cooldown) {
             return;
         }
         fired.push(AlertFired {
             rule_id: rule.id.clone(),
-            pair,
+            pair: sample.pair,
             condition: rule.condition.clone(),
-            value: price,
-            previous: Some(reference),
-            ts,
-            source,
+            value: sample.price,
+            previous,
+            ts: sample.ts,
+            source: sample.source,
         });
         if rule.once {
             self.retire(slot);
         } else {
-            rule.last_fired = Some(ts);
+            rule.last_fired = Some(sample.ts);
             rule.armed = false;
         }
     }
@@ -708,7 +819,7 @@ impl RuleBook {
         let was_armed = std::mem::replace(&mut rule.armed, armed);
         rule.last_fired = last_fired;
         let (pair, field, kind, level) = (rule.pair, rule.field, rule.kind, rule.rearm_level());
-        if was_armed == armed || matches!(kind, Kind::Pct { .. }) {
+        if was_armed == armed || matches!(kind, Kind::Pct { .. } | Kind::ZScore { .. }) {
             return;
         }
         let book = self.book_mut(pair, field);
@@ -738,6 +849,7 @@ impl RuleBook {
                 field,
                 last: book.last,
                 history: book.history.iter().copied().collect(),
+                returns: book.returns.iter().copied().collect(),
                 newest: book.newest.clone(),
             });
             state.rules.extend(
@@ -784,6 +896,7 @@ impl RuleBook {
                 self.books.entry(pair).or_default()[field_index(saved.field)].get_or_insert_with(Default::default);
             book.last = saved.last;
             book.history = saved.history.into_iter().collect();
+            book.returns = saved.returns.into_iter().collect();
             book.newest = saved.newest;
         }
         let live: Vec<RuleId> = self
@@ -823,9 +936,9 @@ impl RuleBook {
     /// Drop a rule that is no longer in any threshold index (fired once, or expired while firing).
     fn forget(&mut self, slot: RuleId, id: &Arc<str>) {
         if let Some(rule) = self.rules[slot].take() {
-            if let Kind::Pct { .. } = rule.kind {
+            if let Kind::Pct { .. } | Kind::ZScore { .. } = rule.kind {
                 let book = self.book_mut(rule.pair, rule.field);
-                book.pct.retain(|r| *r != slot);
+                book.scanned.retain(|r| *r != slot);
             }
             if let Some(expires) = rule.expires {
                 if let Some(ids) = self.expiries.get_mut(&expires) {
@@ -1137,6 +1250,127 @@ mod tests {
             &[dec!(1.000), dec!(1.005), dec!(1.010), dec!(0.990), dec!(0.975)],
         );
         assert_eq!(fired, vec![vec![], vec![], ids(&["jump"]), vec![], ids(&["drop"])]);
+    }
+
+    /// A calm walk: steps of ±0.0001..0.0003 around 1.1000 (seeded, deterministic).
+    fn calm(n: usize) -> Vec<Decimal> {
+        let mut price = dec!(1.1000);
+        let mut seed = 11u64;
+        (0..n)
+            .map(|_| {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let step = Decimal::new(((seed >> 40) % 3) as i64 + 1, 4);
+                price += if (seed >> 20).is_multiple_of(2) { step } else { -step };
+                price
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_zscore_rule_fires_on_a_jump_and_not_on_a_calm_series() {
+        let zscore = |trigger| {
+            let mut book = RuleBook::new();
+            let condition = Condition::ZScore {
+                returns: 20,
+                k: dec!(4),
+            };
+            book.add(&rule("anomaly", condition, trigger)).unwrap();
+            book
+        };
+        // A calm walk, and the same walk with a jump of 1% (some 40 calm steps at once) at step 300.
+        let series = calm(400);
+        let mut book = zscore(Trigger::Once);
+        assert_eq!(
+            feed_from(&mut book, 0, &series),
+            Vec::<String>::new(),
+            "no anomaly in a calm series"
+        );
+        let jumped: Vec<Decimal> = series
+            .iter()
+            .enumerate()
+            .map(|(i, p)| if i >= 300 { *p * dec!(1.01) } else { *p })
+            .collect();
+        let mut book = zscore(Trigger::Once);
+        assert_eq!(feed_from(&mut book, 0, &jumped), vec!["anomaly@300"]);
+        assert!(book.is_empty(), "a Once rule retired");
+
+        // `Every`: a second jump fires again once |z| went back under k - rearm.
+        let twice: Vec<Decimal> = series
+            .iter()
+            .enumerate()
+            .map(|(i, p)| match i {
+                0..100 => *p,
+                100..250 => *p * dec!(0.99),
+                _ => *p * dec!(0.99) * dec!(1.012),
+            })
+            .collect();
+        let mut book = zscore(every(0, dec!(1)));
+        assert_eq!(feed_from(&mut book, 0, &twice), vec!["anomaly@100", "anomaly@250"]);
+    }
+
+    #[test]
+    fn a_restored_zscore_rule_measures_against_the_saved_returns() {
+        let pair: Pair = "EUR/USD".parse().unwrap();
+        let rules = || {
+            let mut book = RuleBook::new();
+            let condition = Condition::ZScore {
+                returns: 10,
+                k: dec!(3),
+            };
+            book.add(&rule("z", condition, every(5, dec!(1)))).unwrap();
+            book
+        };
+        // Jumps at 30 and 60 on a calm walk.
+        let path: Vec<Decimal> = calm(80)
+            .iter()
+            .enumerate()
+            .map(|(i, p)| match i {
+                0..30 => *p,
+                30..60 => *p * dec!(1.005),
+                _ => *p * dec!(1.005) * dec!(0.995),
+            })
+            .collect();
+        let expected = feed_from(&mut rules(), 0, &path);
+        assert_eq!(expected, vec!["z@30", "z@60"]);
+        for split in 1..path.len() {
+            let mut before = rules();
+            let mut fired = feed_from(&mut before, 0, &path[..split]);
+            let saved = serde_json::to_string(&before.export(pair).unwrap()).unwrap();
+            let mut after = rules();
+            after.import(pair, serde_json::from_str(&saved).unwrap());
+            fired.extend(feed_from(&mut after, split, &path[split..]));
+            assert_eq!(fired, expected, "restored after {split} samples");
+        }
+    }
+
+    #[test]
+    fn zscore_rules_need_enough_returns_and_a_positive_k() {
+        let mut book = RuleBook::new();
+        let bad = rule("z", Condition::ZScore { returns: 1, k: dec!(3) }, Trigger::Once);
+        assert!(matches!(book.add(&bad), Err(RuleError::Invalid(..))));
+        let bad = rule(
+            "z",
+            Condition::ZScore {
+                returns: 10,
+                k: dec!(0),
+            },
+            Trigger::Once,
+        );
+        assert!(matches!(book.add(&bad), Err(RuleError::Invalid(..))));
+        // Fewer than `returns` returns so far: nothing to measure against, however big the move.
+        let z = rule(
+            "z",
+            Condition::ZScore {
+                returns: 10,
+                k: dec!(3),
+            },
+            Trigger::Once,
+        );
+        book.add(&z).unwrap();
+        assert_eq!(
+            feed_from(&mut book, 0, &[dec!(1.0), dec!(1.001), dec!(1.5)]),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
