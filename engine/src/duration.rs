@@ -58,6 +58,27 @@ pub fn option_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "type": ["string", "null"], "format": "duration" })
 }
 
+/// JSON schema of a list of durations.
+pub fn list_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "array", "items": { "type": "string", "format": "duration" }, "examples": [["1m", "1h", "1d"]] })
+}
+
+/// For `Vec<Duration>` fields.
+pub mod list {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Duration>, D::Error> {
+        Vec::<String>::deserialize(deserializer)?
+            .iter()
+            .map(|text| parse(text).map_err(serde::de::Error::custom))
+            .collect()
+    }
+
+    pub fn serialize<S: Serializer>(durations: &[Duration], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(durations.iter().map(format))
+    }
+}
+
 /// For `Option<Duration>` fields.
 pub mod option {
     use super::*;

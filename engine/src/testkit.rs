@@ -661,7 +661,7 @@ pub struct WindowSumConfig {
     #[schemars(schema_with = "crate::duration::option_schema")]
     pub slide: Option<Duration>,
     #[serde(default)]
-    pub window: WindowConfig,
+    pub time: WindowConfig,
 }
 
 #[async_trait]
@@ -676,10 +676,10 @@ impl StageConfig<TestEvent> for WindowSumConfig {
         Kinds::only(&["Total"])
     }
     fn check(&self) -> Vec<ConfigProblem> {
-        self.window.check("window")
+        self.time.check("time")
     }
     async fn build(&self, cx: &BuildContext) -> Result<Stage<TestEvent>, StageError> {
         let shape = WindowShape::sliding(self.size, self.slide.unwrap_or(self.size));
-        WindowStage::build(SumAggregation::new(shape), &self.window, None, cx)
+        WindowStage::build(SumAggregation::new(shape), &self.time, None, cx)
     }
 }

@@ -87,7 +87,7 @@ async fn late_events_are_counted_or_dead_lettered() {
     run_to_end(&format!(
         r#"Pipeline(name: "window-late-drop", stages: {{
             "src": Readings(probe: "wl-src", readings: {readings}),
-            "sum": WindowSum(inputs: ["src"], size: "10s", window: (lateness: "4s")),
+            "sum": WindowSum(inputs: ["src"], size: "10s", time: (lateness: "4s")),
             "out": Collect(inputs: ["sum"], probe: "wl-out"),
         }})"#
     ))
@@ -109,7 +109,7 @@ async fn late_events_are_counted_or_dead_lettered() {
     run_to_end(&format!(
         r#"Pipeline(name: "window-late-error", stages: {{
             "src": Readings(probe: "wle-src", readings: {readings}),
-            "sum": WindowSum(inputs: ["src"], size: "10s", window: (lateness: "4s", late: Error)),
+            "sum": WindowSum(inputs: ["src"], size: "10s", time: (lateness: "4s", late: Error)),
             "out": Collect(inputs: ["sum"], probe: "wle-out"),
             "dead": Collect(inputs: ["sum.errors"], probe: "wle-dead"),
         }})"#
@@ -144,8 +144,8 @@ async fn late_events_are_counted_or_dead_lettered() {
 fn window_settings_are_checked_before_anything_runs() {
     let text = r#"Pipeline(name: "bad-window", stages: {
         "src": Readings(probe: "x", readings: []),
-        "sum": WindowSum(inputs: ["src"], size: "10s", window: (late: Later)),
-        "sums": WindowSum(inputs: ["src"], size: "10s", window: (max_open: 0, emit: Every("0s"))),
+        "sum": WindowSum(inputs: ["src"], size: "10s", time: (late: Later)),
+        "sums": WindowSum(inputs: ["src"], size: "10s", time: (max_open: 0, emit: Every("0s"))),
         "out": Collect(inputs: ["sum", "sums"], probe: "x"),
     })"#;
     let Err(errors) = load_str("test.ron", text, &test_registry(), |_| None) else {

@@ -20,6 +20,8 @@ pub fn registry() -> Registry<FxEvent> {
         .stage::<transforms::enrich::EnrichConfig>("Enrich")
         .stage::<transforms::cross_rate::CrossRateConfig>("CrossRate")
         .stage::<transforms::alert::AlertConfig>("Alert")
+        .stage::<transforms::candles::CandlesConfig>("Candles")
+        .stage::<transforms::volatility::VolatilityConfig>("Volatility")
         // sinks
         .stage::<sinks::stdout::StdoutConfig>("Stdout")
         .stage::<sinks::jsonl_file::JsonlFileConfig>("JsonlFile")

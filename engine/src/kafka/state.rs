@@ -63,6 +63,16 @@ impl StateTopicConfig {
         ResourceUse::new(field, &self.resource, RESOURCE_KIND)
     }
 
+    /// A stage's optional `state` field: its problems (none when unset).
+    pub fn check_optional(state: Option<&Self>, field: &'static str) -> Vec<ConfigProblem> {
+        state.map(|s| s.check(field)).unwrap_or_default()
+    }
+
+    /// A stage's optional `state` field: the resource it uses, if set.
+    pub fn resources_of(state: Option<&Self>, field: &'static str) -> Vec<ResourceUse> {
+        state.map(|s| s.resource_use(field)).into_iter().collect()
+    }
+
     pub fn open(&self, cx: &BuildContext) -> Result<StateTopic, StageError> {
         let kafka = cx.resources.get::<KafkaResource>(&self.resource)?;
         StateTopic::open(&kafka, &self.topic, &format!("{}.{}", cx.pipeline, cx.stage))

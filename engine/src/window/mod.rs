@@ -209,7 +209,7 @@ pub enum EmitPolicy {
     Updates,
 }
 
-/// Event-time settings every windowed stage shares (its `window` field).
+/// Event-time settings every windowed stage shares (its `time` field).
 #[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WindowConfig {

@@ -9,10 +9,12 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::alert::{AlertFired, AlertRuleChange};
+use super::candle::Candle;
 use super::cross::CrossRate;
 use super::pair::Pair;
 use super::quote::{Quote, QuoteSnapshot};
 use super::source::SourceName;
+use super::volatility::Volatility;
 
 /// Kind names, used in `accepts`/`emits` declarations.
 pub mod kind {
@@ -21,11 +23,15 @@ pub mod kind {
     pub const CROSS_RATE: &str = "CrossRate";
     pub const ALERT_FIRED: &str = "AlertFired";
     pub const ALERT_RULE_CHANGE: &str = "AlertRuleChange";
+    pub const CANDLE: &str = "Candle";
+    pub const VOLATILITY: &str = "Volatility";
     pub const DEAD_LETTER: &str = fxflow_engine::DEAD_LETTER_KIND;
-    /// What the history stores take: prices and alert firings.
-    pub const HISTORY: &[&str] = &[QUOTE, CROSS_RATE, ALERT_FIRED];
+    /// What the history stores take: prices, alert firings, candles and volatility.
+    pub const HISTORY: &[&str] = &[QUOTE, CROSS_RATE, ALERT_FIRED, CANDLE, VOLATILITY];
     /// What the history store (`Postgres`, `Sqlite`) takes: the history plus rule changes.
-    pub const STORED: &[&str] = &[QUOTE, CROSS_RATE, ALERT_FIRED, ALERT_RULE_CHANGE];
+    pub const STORED: &[&str] = &[QUOTE, CROSS_RATE, ALERT_FIRED, CANDLE, VOLATILITY, ALERT_RULE_CHANGE];
+    /// What the analytics stages compute from prices.
+    pub const ANALYTICS: &[&str] = &[CANDLE, VOLATILITY];
 }
 
 /// Every payload that flows through FX pipelines. Serialized with a `kind` tag.
@@ -37,6 +43,8 @@ pub enum FxEvent {
     CrossRate(CrossRate),
     AlertFired(AlertFired),
     AlertRuleChange(AlertRuleChange),
+    Candle(Candle),
+    Volatility(Volatility),
     DeadLetter(DeadLetterRecord),
 }
 
@@ -100,6 +108,8 @@ impl Event for FxEvent {
             FxEvent::CrossRate(_) => kind::CROSS_RATE,
             FxEvent::AlertFired(_) => kind::ALERT_FIRED,
             FxEvent::AlertRuleChange(_) => kind::ALERT_RULE_CHANGE,
+            FxEvent::Candle(_) => kind::CANDLE,
+            FxEvent::Volatility(_) => kind::VOLATILITY,
             FxEvent::DeadLetter(_) => DEAD_LETTER_KIND,
         }
     }
@@ -124,15 +134,19 @@ impl WireEvent for FxEvent {
         kind::CROSS_RATE,
         kind::ALERT_FIRED,
         kind::ALERT_RULE_CHANGE,
+        kind::CANDLE,
+        kind::VOLATILITY,
         DEAD_LETTER_KIND,
     ];
 
-    /// Rates and alerts by pair, snapshots by provider, rule changes by rule id.
+    /// Rates, alerts, candles and volatility by pair, snapshots by provider, rule changes by rule id.
     fn write_key(&self, out: &mut String) -> bool {
         match self {
             FxEvent::Quote(q) => write!(out, "{}", q.pair).is_ok(),
             FxEvent::CrossRate(c) => write!(out, "{}", c.pair).is_ok(),
             FxEvent::AlertFired(a) => write!(out, "{}", a.pair).is_ok(),
+            FxEvent::Candle(c) => write!(out, "{}", c.pair).is_ok(),
+            FxEvent::Volatility(v) => write!(out, "{}", v.pair).is_ok(),
             FxEvent::QuoteSnapshot(s) => {
                 out.push_str(s.source.as_str());
                 true

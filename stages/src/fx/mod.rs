@@ -1,6 +1,7 @@
 //! The FX domain: currencies, pairs, quotes, cross rates, alerts, and the event type.
 
 pub mod alert;
+pub mod candle;
 pub mod cross;
 pub mod currency;
 pub mod event;
@@ -8,14 +9,17 @@ pub mod fast_hash;
 pub mod pair;
 pub mod quote;
 pub mod source;
+pub mod volatility;
 
 pub use alert::{AlertFired, AlertRule, AlertRuleChange, Condition, PriceField, Trigger, WebhookTarget};
+pub use candle::{Candle, Ohlc};
 pub use cross::{CrossRate, Leg};
 pub use currency::Currency;
 pub use event::{kind, DeadLetterRecord, FxEvent, Price};
 pub use pair::Pair;
 pub use quote::{Enrichment, Quote, QuoteSnapshot};
 pub use source::SourceName;
+pub use volatility::Volatility;
 
 /// JSON schema of an exact decimal config field, written as a RON number
 /// (`1.10`) or string (`"1.10"`): `#[schemars(schema_with = "crate::fx::decimal_schema")]`.

@@ -54,6 +54,19 @@ impl PartialEq for SourceName {
     }
 }
 
+/// By name (not by address), so orders are the same in every process.
+impl PartialOrd for SourceName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SourceName {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(other.0)
+    }
+}
+
 impl std::hash::Hash for SourceName {
     /// Interned, so the address identifies the name within this process.
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {

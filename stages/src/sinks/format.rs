@@ -79,6 +79,30 @@ fn text_line(event: &FxEvent, out: &mut Vec<u8>) -> Result<(), serde_json::Error
             Some(rule) => write!(out, "RULE SET {} {} {}", c.id, rule.pair, rule.condition.describe()),
             None => write!(out, "RULE DELETED {}", c.id),
         },
+        FxEvent::Candle(c) => write!(
+            out,
+            "{} CANDLE {} {:<7} O {} H {} L {} C {} ({} ticks{}, {})",
+            c.start.format("%Y-%m-%d %H:%M:%S"),
+            c.interval_name(),
+            c.pair.to_string(),
+            c.pair.format_price(c.mid.open),
+            c.pair.format_price(c.mid.high),
+            c.pair.format_price(c.mid.low),
+            c.pair.format_price(c.mid.close),
+            c.ticks,
+            if c.closed { "" } else { ", open" },
+            c.source
+        ),
+        FxEvent::Volatility(v) => write!(
+            out,
+            "{} VOLATILITY {} {:<7} {:.2}% ({} returns, {})",
+            v.ts.format("%Y-%m-%d %H:%M:%S"),
+            v.window_name(),
+            v.pair.to_string(),
+            v.volatility * 100.0,
+            v.samples,
+            v.source
+        ),
         FxEvent::DeadLetter(d) => write!(out, "DEAD LETTER from {} ({}): {}", d.stage, d.reason, d.error),
         FxEvent::QuoteSnapshot(s) => {
             write!(

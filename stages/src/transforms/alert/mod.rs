@@ -96,14 +96,12 @@ impl StageConfig<FxEvent> for AlertConfig {
         if self.expiry_sweep.is_zero() {
             problems.push(ConfigProblem::field("expiry_sweep", "must be longer than zero"));
         }
-        if let Some(state) = &self.state {
-            problems.extend(state.check("state"));
-        }
+        problems.extend(StateTopicConfig::check_optional(self.state.as_ref(), "state"));
         problems
     }
 
     fn resources(&self) -> Vec<ResourceUse> {
-        self.state.iter().map(|s| s.resource_use("state")).collect()
+        StateTopicConfig::resources_of(self.state.as_ref(), "state")
     }
 
     async fn build(&self, cx: &BuildContext) -> Result<Stage<FxEvent>, StageError> {
