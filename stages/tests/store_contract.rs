@@ -14,7 +14,8 @@ use fxflow_stages::resources::sqlite::SqliteResourceConfig;
 use fxflow_stages::store::postgres::PostgresStore;
 use fxflow_stages::store::sqlite::SqliteStore;
 use fxflow_stages::store::{
-    AlertQuery, HistoryStore, PriceKind, RateQuery, RuleQuery, RuleStatus, StoredAlert, StoredRate,
+    AlertQuery, CandleQuery, HistoryStore, PriceKind, RateQuery, RuleQuery, RuleStatus, StoredAlert, StoredCandle,
+    StoredRate, StoredVolatility, VolatilityQuery,
 };
 use rust_decimal::Decimal;
 use support::{fresh_schema, pool};
@@ -441,13 +442,11 @@ fn check(answers: &Answers, database: &str) {
     );
 }
 
-#[tokio::test]
-async fn postgres_and_sqlite_answer_the_same() {
-    let schema = fresh_schema("contract").await;
+/// Both stores, migrated: PostgreSQL in a fresh schema, SQLite in a file in the returned folder.
+async fn two_stores(name: &str) -> (PostgresStore, SqliteStore, tempfile::TempDir) {
+    let schema = fresh_schema(name).await;
     let pg_pool = pool(&schema).await;
     fxflow_stages::resources::postgres::migrate(&pg_pool).await.unwrap();
-    let postgres = PostgresStore::new(pg_pool);
-
     let dir = tempfile::tempdir().unwrap();
     let sqlite_pool = SqliteResourceConfig {
         path: dir.path().join("fx.db"),
@@ -456,11 +455,219 @@ async fn postgres_and_sqlite_answer_the_same() {
     .await
     .unwrap();
     fxflow_stages::resources::sqlite::migrate(&sqlite_pool).await.unwrap();
-    let sqlite = SqliteStore::new(sqlite_pool);
+    (PostgresStore::new(pg_pool), SqliteStore::new(sqlite_pool), dir)
+}
 
+#[tokio::test]
+async fn postgres_and_sqlite_answer_the_same() {
+    let (postgres, sqlite, _dir) = two_stores("contract").await;
     let from_postgres = exercise(&postgres).await;
     check(&from_postgres, "PostgreSQL");
     let from_sqlite = exercise(&sqlite).await;
     check(&from_sqlite, "SQLite");
+    assert_eq!(from_postgres, from_sqlite);
+}
+
+fn candle(
+    pair_text: &str,
+    source: &str,
+    minute: i64,
+    close: &str,
+    ticks: u64,
+    closed: bool,
+    two_sided: bool,
+) -> FxEvent {
+    let mid = fxflow_stages::fx::Ohlc {
+        open: dec("1.08500000000000000000000001"),
+        high: dec(close).max(dec("1.0851")),
+        low: dec("1.0849"),
+        close: dec(close),
+    };
+    let side = |d: &str| fxflow_stages::fx::Ohlc {
+        open: mid.open - dec(d),
+        high: mid.high - dec(d),
+        low: mid.low - dec(d),
+        close: mid.close - dec(d),
+    };
+    FxEvent::Candle(fxflow_stages::fx::Candle {
+        pair: pair(pair_text),
+        source: SourceName::intern(source).unwrap(),
+        interval: std::time::Duration::from_secs(60),
+        start: t0() - Duration::seconds(58) + Duration::minutes(minute),
+        mid,
+        bid: two_sided.then(|| side("0.0001")),
+        ask: two_sided.then(|| side("-0.0001")),
+        ticks,
+        closed,
+    })
+}
+
+fn volatility(pair_text: &str, day: i64, value: f64) -> FxEvent {
+    FxEvent::Volatility(fxflow_stages::fx::Volatility {
+        pair: pair(pair_text),
+        source: SourceName::intern("ecb").unwrap(),
+        window: std::time::Duration::from_secs(30 * 86_400),
+        ts: t0() + Duration::seconds(2) + Duration::days(day),
+        volatility: value,
+        samples: 20 + day as u64,
+    })
+}
+
+/// Candle and volatility reads, as plain values to compare between databases.
+#[derive(Debug, PartialEq)]
+struct AnalyticsAnswers {
+    minutes: Vec<StoredCandle>,
+    pages: Vec<Vec<StoredCandle>>,
+    oanda: Vec<StoredCandle>,
+    hours: Vec<StoredCandle>,
+    latest: Vec<StoredVolatility>,
+    range: Vec<StoredVolatility>,
+}
+
+async fn exercise_analytics(store: &dyn HistoryStore) -> AnalyticsAnswers {
+    let batch = vec![
+        // Minute 0: an update, then its final bar, then a stale update re-delivered: the final stays.
+        candle("EUR/USD", "ecb", 0, "1.0850", 3, false, false),
+        candle("EUR/USD", "ecb", 0, "1.0852", 5, true, false),
+        candle("EUR/USD", "ecb", 0, "1.0851", 4, false, false),
+        // Minute 1 from two sources, one two-sided; minute 2 still open.
+        candle("EUR/USD", "ecb", 1, "1.0853", 2, true, false),
+        candle("EUR/USD", "oanda", 1, "1.0854", 9, true, true),
+        candle("EUR/USD", "ecb", 2, "1.0855", 1, false, false),
+        candle("GBP/USD", "ecb", 1, "1.3000", 2, true, false),
+        volatility("EUR/USD", 0, 0.071),
+        volatility("EUR/USD", 1, 0.0725),
+        volatility("EUR/USD", 2, 0.123456789012345),
+        volatility("USD/JPY", 1, 0.1),
+    ];
+    let refs: Vec<&FxEvent> = batch.iter().collect();
+    store.write(&refs).await.unwrap();
+    // Redelivered, and later emissions of minute 2 (an update with more ticks, then an older one).
+    store.write(&refs).await.unwrap();
+    let later = [
+        candle("EUR/USD", "ecb", 2, "1.0856", 3, false, false),
+        candle("EUR/USD", "ecb", 2, "1.0857", 2, false, false),
+    ];
+    store.write(&later.iter().collect::<Vec<_>>()).await.unwrap();
+
+    let minutes = CandleQuery {
+        pair: pair("EUR/USD"),
+        interval: "1m".into(),
+        from: t0() - Duration::hours(1),
+        to: t0() + Duration::hours(1),
+        source: None,
+        after: None,
+        limit: 100,
+    };
+    let mut pages = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .candles(&CandleQuery {
+                after: after.clone(),
+                limit: 2,
+                ..minutes.clone()
+            })
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some((last.start, last.source.clone()));
+        pages.push(page);
+    }
+    let pairs = [pair("EUR/USD"), pair("GBP/USD"), pair("USD/JPY")];
+    AnalyticsAnswers {
+        pages,
+        oanda: store
+            .candles(&CandleQuery {
+                source: Some("oanda".into()),
+                ..minutes.clone()
+            })
+            .await
+            .unwrap(),
+        hours: store
+            .candles(&CandleQuery {
+                interval: "1h".into(),
+                ..minutes.clone()
+            })
+            .await
+            .unwrap(),
+        minutes: store.candles(&minutes).await.unwrap(),
+        latest: store
+            .volatility(&VolatilityQuery {
+                pairs: pairs.to_vec(),
+                window: "30d".into(),
+                range: None,
+                limit: 100,
+            })
+            .await
+            .unwrap(),
+        range: store
+            .volatility(&VolatilityQuery {
+                pairs: pairs.to_vec(),
+                window: "30d".into(),
+                range: Some((t0() + Duration::days(1), t0() + Duration::days(10))),
+                limit: 2,
+            })
+            .await
+            .unwrap(),
+    }
+}
+
+fn check_analytics(a: &AnalyticsAnswers, database: &str) {
+    let bars: Vec<(i64, &str, String, i64, bool)> = a
+        .minutes
+        .iter()
+        .map(|c| {
+            let minute = (c.start - (t0() - Duration::seconds(58))).num_minutes();
+            (minute, c.source.as_str(), c.mid.close.to_string(), c.ticks, c.closed)
+        })
+        .collect();
+    assert_eq!(
+        bars,
+        vec![
+            (0, "ecb", "1.0852".to_owned(), 5, true),
+            (1, "ecb", "1.0853".to_owned(), 2, true),
+            (1, "oanda", "1.0854".to_owned(), 9, true),
+            (2, "ecb", "1.0856".to_owned(), 3, false),
+        ],
+        "{database}: one row per bar; a final bar is kept, an open one takes the update with most ticks"
+    );
+    assert_eq!(
+        a.minutes[0].mid.open.to_string(),
+        "1.08500000000000000000000001",
+        "{database}: every digit kept"
+    );
+    assert_eq!(a.minutes[0].bid, None, "{database}");
+    let oanda = &a.minutes[2];
+    assert_eq!(oanda.bid.unwrap().close, dec("1.0853"), "{database}");
+    assert_eq!(oanda.ask.unwrap().close, dec("1.0855"), "{database}");
+    assert_eq!(a.pages.concat(), a.minutes, "{database}: pages add up to the whole");
+    assert_eq!(a.pages.len(), 2, "{database}");
+    assert_eq!(a.oanda, vec![a.minutes[2].clone()], "{database}");
+    assert!(a.hours.is_empty(), "{database}: no hourly bars were written");
+    let latest: Vec<(String, f64)> = a.latest.iter().map(|v| (v.pair.to_string(), v.volatility)).collect();
+    assert_eq!(
+        latest,
+        vec![("EUR/USD".into(), 0.123456789012345), ("USD/JPY".into(), 0.1)],
+        "{database}: the newest reading of each pair; GBP/USD has none"
+    );
+    assert_eq!(a.latest[0].samples, 22, "{database}");
+    assert_eq!(a.latest[0].window, "30d", "{database}");
+    let range: Vec<(String, f64)> = a.range.iter().map(|v| (v.pair.to_string(), v.volatility)).collect();
+    assert_eq!(
+        range,
+        vec![("EUR/USD".into(), 0.0725), ("EUR/USD".into(), 0.123456789012345)],
+        "{database}: by pair and time, limited"
+    );
+}
+
+#[tokio::test]
+async fn candles_and_volatility_are_stored_and_read_alike() {
+    let (postgres, sqlite, _dir) = two_stores("analytics").await;
+
+    let from_postgres = exercise_analytics(&postgres).await;
+    check_analytics(&from_postgres, "PostgreSQL");
+    let from_sqlite = exercise_analytics(&sqlite).await;
+    check_analytics(&from_sqlite, "SQLite");
     assert_eq!(from_postgres, from_sqlite);
 }

@@ -9,7 +9,9 @@
 //!
 //! - `write` stores a batch in one transaction (or, for large PostgreSQL
 //!   batches, a few concurrent ones) and is idempotent on the natural keys:
-//!   a redelivered batch adds no rows.
+//!   a redelivered batch adds no rows. Candles are upserted per (pair,
+//!   interval, bucket, source): a later emission of a bar replaces the stored
+//!   one, a final bar only by a final one ([`candle_replaces`]).
 //! - Reads return exact decimals, ordered and paged by keys the indexes serve.
 
 pub mod postgres;
@@ -22,15 +24,16 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use crate::fx::{AlertRule, FxEvent, Pair};
+use crate::fx::{AlertRule, Candle, FxEvent, Ohlc, Pair};
 
 /// Rate history, alert rules and alert history.
 #[async_trait]
 pub trait HistoryStore: Send + Sync {
     /// Store a batch: prices into the rate history, firings into the alert
-    /// history, rule changes into the rule table (the last change of a rule in
-    /// the batch wins; a change without a rule deletes it). Other kinds are
-    /// ignored. Idempotent: writing the same batch twice leaves the same rows.
+    /// history, candles and volatility readings into theirs, rule changes into
+    /// the rule table (the last change of a rule in the batch wins; a change
+    /// without a rule deletes it). Other kinds are ignored. Idempotent: writing
+    /// the same batch twice leaves the same rows.
     async fn write(&self, events: &[&FxEvent]) -> Result<(), StoreError>;
 
     /// One page of a pair's history, oldest first.
@@ -55,8 +58,66 @@ pub trait HistoryStore: Send + Sync {
     /// before `at` (any source). Pairs with no such row are left out.
     async fn rates_at(&self, pairs: &[Pair], at: DateTime<Utc>) -> Result<Vec<StoredRate>, StoreError>;
 
+    /// One page of a pair's candles of one interval, oldest first.
+    async fn candles(&self, query: &CandleQuery) -> Result<Vec<StoredCandle>, StoreError>;
+
+    /// Volatility readings of one window: each pair's newest, or every
+    /// reading in a time range.
+    async fn volatility(&self, query: &VolatilityQuery) -> Result<Vec<StoredVolatility>, StoreError>;
+
     /// Does the database answer? (For readiness.)
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// What [`HistoryStore::candles`] returns: bars of `pair` at `interval` with
+/// `from <= bucket < to`, ordered by `(bucket, source)`, at most `limit`,
+/// after `after` (the last bar of the previous page) when given.
+#[derive(Clone, Debug)]
+pub struct CandleQuery {
+    pub pair: Pair,
+    /// As stored: `"1m"`, `"1h"` (see [`Candle::interval_name`]).
+    pub interval: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub source: Option<String>,
+    pub after: Option<(DateTime<Utc>, String)>,
+    pub limit: u32,
+}
+
+/// A stored bar.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredCandle {
+    pub pair: Pair,
+    pub interval: String,
+    pub start: DateTime<Utc>,
+    pub source: String,
+    pub mid: Ohlc,
+    pub bid: Option<Ohlc>,
+    pub ask: Option<Ohlc>,
+    pub ticks: i64,
+    pub closed: bool,
+}
+
+/// What [`HistoryStore::volatility`] returns: readings of `window` (`"30d"`)
+/// for `pairs` — with `range`, every reading with `from <= ts < to`, ordered by
+/// `(pair, ts, source)`, at most `limit`; without, the newest of each pair.
+#[derive(Clone, Debug)]
+pub struct VolatilityQuery {
+    pub pairs: Vec<Pair>,
+    pub window: String,
+    pub range: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    pub limit: u32,
+}
+
+/// A stored volatility reading.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredVolatility {
+    pub pair: Pair,
+    pub source: String,
+    pub window: String,
+    pub ts: DateTime<Utc>,
+    pub volatility: f64,
+    pub samples: i64,
 }
 
 /// The resource kinds a history store can be opened from.
@@ -270,6 +331,68 @@ pub(crate) fn last_rule_changes<'a>(events: &[&'a FxEvent]) -> Vec<(&'a str, Opt
         }
     }
     last.into_iter().collect()
+}
+
+/// Whether `new` should replace the stored `old` bar of the same key: a final
+/// bar is replaced only by a final one, an open bar by a final one or one with
+/// at least as many ticks — so the same emissions in any order give one row.
+/// (The SQL upserts say the same in their `WHERE`.)
+pub fn candle_replaces(new: &Candle, old_closed: bool, old_ticks: u64) -> bool {
+    new.closed || (!old_closed && new.ticks >= old_ticks)
+}
+
+/// The candles of a batch, one per (pair, interval, start, source): the one
+/// [`candle_replaces`] keeps when a bar was emitted more than once (one
+/// statement may not upsert a row twice).
+pub(crate) fn candles_of<'a>(events: &[&'a FxEvent]) -> Vec<&'a Candle> {
+    one_per_key(
+        events,
+        |e| match e {
+            FxEvent::Candle(c) => Some(c),
+            _ => None,
+        },
+        |c| (c.pair, c.interval, c.start, c.source),
+        |new, old| candle_replaces(new, old.closed, old.ticks),
+    )
+}
+
+/// The volatility readings of a batch, the last one per (pair, window, ts, source).
+pub(crate) fn volatility_of<'a>(events: &[&'a FxEvent]) -> Vec<&'a crate::fx::Volatility> {
+    one_per_key(
+        events,
+        |e| match e {
+            FxEvent::Volatility(v) => Some(v),
+            _ => None,
+        },
+        |v| (v.pair, v.window, v.ts, v.source),
+        |_, _| true,
+    )
+}
+
+/// The events `pick` takes from a batch, one per `key`: of two with one key,
+/// the later replaces the earlier if `replaces(later, earlier)`.
+fn one_per_key<'a, T, K: std::hash::Hash + Eq>(
+    events: &[&'a FxEvent],
+    pick: impl Fn(&'a FxEvent) -> Option<&'a T>,
+    key: impl Fn(&T) -> K,
+    replaces: impl Fn(&T, &T) -> bool,
+) -> Vec<&'a T> {
+    let mut kept: Vec<&T> = Vec::new();
+    let mut index = std::collections::HashMap::new();
+    for item in events.iter().filter_map(|e| pick(e)) {
+        match index.get(&key(item)) {
+            Some(&i) => {
+                if replaces(item, kept[i]) {
+                    kept[i] = item;
+                }
+            }
+            None => {
+                index.insert(key(item), kept.len());
+                kept.push(item);
+            }
+        }
+    }
+    kept
 }
 
 /// A rule as stored (JSON); a rule whose id differs from its change's id is stored under the change's id.

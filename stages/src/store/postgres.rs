@@ -16,10 +16,11 @@ use rust_decimal::Decimal;
 use sqlx::{PgPool, Row};
 
 use super::{
-    last_rule_changes, parse_pair, parse_rule, rule_json, AlertQuery, HistoryStore, PriceKind, RateQuery, RuleQuery,
-    StoreError, StoredAlert, StoredRate, StoredRule,
+    candles_of, last_rule_changes, parse_pair, parse_rule, rule_json, volatility_of, AlertQuery, CandleQuery,
+    HistoryStore, PriceKind, RateQuery, RuleQuery, StoreError, StoredAlert, StoredCandle, StoredRate, StoredRule,
+    StoredVolatility, VolatilityQuery,
 };
-use crate::fx::{AlertRule, FxEvent, Pair};
+use crate::fx::{AlertRule, FxEvent, Ohlc, Pair};
 
 /// Rules with their firing counts and their status at `$1`.
 macro_rules! rule_select {
@@ -67,6 +68,26 @@ const UPSERT_RULES: &str = "INSERT INTO fx_alert_rules (id, pair, rule, expires_
 
 const DELETE_RULES: &str = "DELETE FROM fx_alert_rules WHERE id = ANY($1::text[])";
 
+/// A bar replaces the stored one only as [`super::candle_replaces`] says.
+const UPSERT_CANDLES: &str = "INSERT INTO fx_candles (pair, interval_name, bucket, source, open, high, low, close, \
+     bid_open, bid_high, bid_low, bid_close, ask_open, ask_high, ask_low, ask_close, ticks, closed) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::numeric[], $6::numeric[], \
+     $7::numeric[], $8::numeric[], $9::numeric[], $10::numeric[], $11::numeric[], $12::numeric[], $13::numeric[], \
+     $14::numeric[], $15::numeric[], $16::numeric[], $17::bigint[], $18::boolean[]) \
+     ON CONFLICT (pair, interval_name, bucket, source) DO UPDATE SET open = EXCLUDED.open, high = EXCLUDED.high, \
+     low = EXCLUDED.low, close = EXCLUDED.close, bid_open = EXCLUDED.bid_open, bid_high = EXCLUDED.bid_high, \
+     bid_low = EXCLUDED.bid_low, bid_close = EXCLUDED.bid_close, ask_open = EXCLUDED.ask_open, \
+     ask_high = EXCLUDED.ask_high, ask_low = EXCLUDED.ask_low, ask_close = EXCLUDED.ask_close, \
+     ticks = EXCLUDED.ticks, closed = EXCLUDED.closed \
+     WHERE EXCLUDED.closed OR (NOT fx_candles.closed AND EXCLUDED.ticks >= fx_candles.ticks)";
+
+const UPSERT_VOLATILITY: &str = "INSERT INTO fx_volatility (pair, window_name, ts, source, volatility, samples) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::float8[], $6::bigint[]) \
+     ON CONFLICT (pair, window_name, ts, source) DO UPDATE SET volatility = EXCLUDED.volatility, samples = EXCLUDED.samples";
+
+const CANDLE_COLUMNS: &str = "pair, interval_name, bucket, source, open, high, low, close, bid_open, bid_high, \
+     bid_low, bid_close, ask_open, ask_high, ask_low, ask_close, ticks, closed";
+
 /// `fx_rates` columns of a batch, one vector per column (what `UNNEST` takes).
 #[derive(Default)]
 struct RateColumns {
@@ -101,11 +122,65 @@ struct RuleColumns {
     deleted: Vec<String>,
 }
 
+/// Open, high, low, close columns (`T`: a decimal, or an optional one for bid and ask).
+#[derive(Default)]
+struct OhlcColumns<T> {
+    open: Vec<T>,
+    high: Vec<T>,
+    low: Vec<T>,
+    close: Vec<T>,
+}
+
+impl OhlcColumns<Decimal> {
+    fn push(&mut self, bar: Ohlc) {
+        self.open.push(bar.open);
+        self.high.push(bar.high);
+        self.low.push(bar.low);
+        self.close.push(bar.close);
+    }
+}
+
+impl OhlcColumns<Option<Decimal>> {
+    fn push(&mut self, bar: Option<Ohlc>) {
+        self.open.push(bar.map(|b| b.open));
+        self.high.push(bar.map(|b| b.high));
+        self.low.push(bar.map(|b| b.low));
+        self.close.push(bar.map(|b| b.close));
+    }
+}
+
+/// `fx_candles` columns of a batch.
+#[derive(Default)]
+struct CandleColumns {
+    pair: Vec<String>,
+    interval: Vec<String>,
+    bucket: Vec<DateTime<Utc>>,
+    source: Vec<String>,
+    mid: OhlcColumns<Decimal>,
+    bid: OhlcColumns<Option<Decimal>>,
+    ask: OhlcColumns<Option<Decimal>>,
+    ticks: Vec<i64>,
+    closed: Vec<bool>,
+}
+
+/// `fx_volatility` columns of a batch.
+#[derive(Default)]
+struct VolatilityColumns {
+    pair: Vec<String>,
+    window: Vec<String>,
+    ts: Vec<DateTime<Utc>>,
+    source: Vec<String>,
+    volatility: Vec<f64>,
+    samples: Vec<i64>,
+}
+
 #[derive(Default)]
 struct Rows {
     rates: RateColumns,
     alerts: AlertColumns,
     rules: RuleColumns,
+    candles: CandleColumns,
+    volatility: VolatilityColumns,
 }
 
 impl Rows {
@@ -131,6 +206,27 @@ impl Rows {
                 r.fired_at.push(a.ts);
                 r.source.push(a.source.to_string());
             }
+        }
+        for c in candles_of(events) {
+            let r = &mut rows.candles;
+            r.pair.push(c.pair.to_string());
+            r.interval.push(c.interval_name());
+            r.bucket.push(c.start);
+            r.source.push(c.source.to_string());
+            r.mid.push(c.mid);
+            r.bid.push(c.bid);
+            r.ask.push(c.ask);
+            r.ticks.push(i64::try_from(c.ticks).unwrap_or(i64::MAX));
+            r.closed.push(c.closed);
+        }
+        for v in volatility_of(events) {
+            let r = &mut rows.volatility;
+            r.pair.push(v.pair.to_string());
+            r.window.push(v.window_name());
+            r.ts.push(v.ts);
+            r.source.push(v.source.to_string());
+            r.volatility.push(v.volatility);
+            r.samples.push(i64::try_from(v.samples).unwrap_or(i64::MAX));
         }
         for (id, rule) in last_rule_changes(events) {
             let r = &mut rows.rules;
@@ -187,6 +283,42 @@ impl Rows {
         if !r.deleted.is_empty() {
             sqlx::query(DELETE_RULES)
                 .bind(r.deleted)
+                .execute(&mut *executor)
+                .await?;
+        }
+        let c = self.candles;
+        if !c.pair.is_empty() {
+            sqlx::query(UPSERT_CANDLES)
+                .bind(c.pair)
+                .bind(c.interval)
+                .bind(c.bucket)
+                .bind(c.source)
+                .bind(c.mid.open)
+                .bind(c.mid.high)
+                .bind(c.mid.low)
+                .bind(c.mid.close)
+                .bind(c.bid.open)
+                .bind(c.bid.high)
+                .bind(c.bid.low)
+                .bind(c.bid.close)
+                .bind(c.ask.open)
+                .bind(c.ask.high)
+                .bind(c.ask.low)
+                .bind(c.ask.close)
+                .bind(c.ticks)
+                .bind(c.closed)
+                .execute(&mut *executor)
+                .await?;
+        }
+        let v = self.volatility;
+        if !v.pair.is_empty() {
+            sqlx::query(UPSERT_VOLATILITY)
+                .bind(v.pair)
+                .bind(v.window)
+                .bind(v.ts)
+                .bind(v.source)
+                .bind(v.volatility)
+                .bind(v.samples)
                 .execute(&mut *executor)
                 .await?;
         }
@@ -414,6 +546,66 @@ impl HistoryStore for PostgresStore {
             .map(|_| ())
     }
 
+    async fn candles(&self, q: &CandleQuery) -> Result<Vec<StoredCandle>, StoreError> {
+        // The primary key (pair, interval_name, bucket, source) serves the range and the order.
+        let (after_bucket, after_source) = q.after.clone().unzip();
+        let sql = format!(
+            "SELECT {CANDLE_COLUMNS} FROM fx_candles \
+             WHERE pair = $1 AND interval_name = $2 AND bucket >= $3 AND bucket < $4 AND ($5::text IS NULL OR source = $5) \
+               AND ($6::timestamptz IS NULL OR (bucket, source) > ($6, $7)) \
+             ORDER BY bucket, source LIMIT $8"
+        );
+        // Audited: only the fixed column list is formatted into the statement.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(q.pair.to_string())
+            .bind(&q.interval)
+            .bind(q.from)
+            .bind(q.to)
+            .bind(q.source.as_deref())
+            .bind(after_bucket)
+            .bind(after_source)
+            .bind(i64::from(q.limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter().map(candle_row).collect()
+    }
+
+    async fn volatility(&self, q: &VolatilityQuery) -> Result<Vec<StoredVolatility>, StoreError> {
+        let pairs: Vec<String> = q.pairs.iter().map(|p| p.to_string()).collect();
+        let rows = match q.range {
+            // Per pair, a backward scan of the primary key that stops at the first row.
+            None => {
+                sqlx::query(
+                    "SELECT v.pair, v.window_name, v.ts, v.source, v.volatility, v.samples FROM unnest($1::text[]) AS p(pair) \
+                     CROSS JOIN LATERAL (SELECT pair, window_name, ts, source, volatility, samples FROM fx_volatility \
+                         WHERE pair = p.pair AND window_name = $2 ORDER BY ts DESC, source DESC LIMIT 1) v \
+                     ORDER BY v.pair",
+                )
+                .bind(pairs)
+                .bind(&q.window)
+                .fetch_all(&self.pool)
+                .await
+            }
+            Some((from, to)) => {
+                sqlx::query(
+                    "SELECT pair, window_name, ts, source, volatility, samples FROM fx_volatility \
+                     WHERE pair = ANY($1::text[]) AND window_name = $2 AND ts >= $3 AND ts < $4 \
+                     ORDER BY pair, ts, source LIMIT $5",
+                )
+                .bind(pairs)
+                .bind(&q.window)
+                .bind(from)
+                .bind(to)
+                .bind(i64::from(q.limit))
+                .fetch_all(&self.pool)
+                .await
+            }
+        }
+        .map_err(classify)?;
+        rows.iter().map(volatility_row).collect()
+    }
+
     async fn rates_at(&self, pairs: &[Pair], at: DateTime<Utc>) -> Result<Vec<StoredRate>, StoreError> {
         // Per pair, a backward scan of the (pair, ts, source) index that stops at the first row.
         let names: Vec<String> = pairs.iter().map(|p| p.to_string()).collect();
@@ -429,6 +621,43 @@ impl HistoryStore for PostgresStore {
         .map_err(classify)?;
         rows.iter().map(rate_row).collect()
     }
+}
+
+fn ohlc(row: &sqlx::postgres::PgRow, prefix: &str) -> Result<Option<Ohlc>, StoreError> {
+    let get = |name: &str| -> Result<Option<Decimal>, StoreError> {
+        row.try_get(format!("{prefix}{name}").as_str()).map_err(classify)
+    };
+    Ok(match (get("open")?, get("high")?, get("low")?, get("close")?) {
+        (Some(open), Some(high), Some(low), Some(close)) => Some(Ohlc { open, high, low, close }),
+        _ => None,
+    })
+}
+
+fn candle_row(row: &sqlx::postgres::PgRow) -> Result<StoredCandle, StoreError> {
+    let pair: String = row.try_get("pair").map_err(classify)?;
+    Ok(StoredCandle {
+        pair: parse_pair(&pair)?,
+        interval: row.try_get("interval_name").map_err(classify)?,
+        start: row.try_get("bucket").map_err(classify)?,
+        source: row.try_get("source").map_err(classify)?,
+        mid: ohlc(row, "")?.ok_or_else(|| StoreError::data("a stored candle without its mid"))?,
+        bid: ohlc(row, "bid_")?,
+        ask: ohlc(row, "ask_")?,
+        ticks: row.try_get("ticks").map_err(classify)?,
+        closed: row.try_get("closed").map_err(classify)?,
+    })
+}
+
+fn volatility_row(row: &sqlx::postgres::PgRow) -> Result<StoredVolatility, StoreError> {
+    let pair: String = row.try_get("pair").map_err(classify)?;
+    Ok(StoredVolatility {
+        pair: parse_pair(&pair)?,
+        source: row.try_get("source").map_err(classify)?,
+        window: row.try_get("window_name").map_err(classify)?,
+        ts: row.try_get("ts").map_err(classify)?,
+        volatility: row.try_get("volatility").map_err(classify)?,
+        samples: row.try_get("samples").map_err(classify)?,
+    })
 }
 
 fn rule_row(row: &sqlx::postgres::PgRow) -> Result<StoredRule, StoreError> {

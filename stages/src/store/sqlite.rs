@@ -14,10 +14,10 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{
-    last_rule_changes, parse_pair, parse_rule, rule_json, AlertQuery, HistoryStore, PriceKind, RateQuery, RuleQuery,
-    StoreError, StoredAlert, StoredRate, StoredRule,
+    last_rule_changes, parse_pair, parse_rule, rule_json, AlertQuery, CandleQuery, HistoryStore, PriceKind, RateQuery,
+    RuleQuery, StoreError, StoredAlert, StoredCandle, StoredRate, StoredRule, StoredVolatility, VolatilityQuery,
 };
-use crate::fx::{AlertRule, FxEvent, Pair};
+use crate::fx::{AlertRule, FxEvent, Ohlc, Pair};
 
 /// Rules with their firing counts and status at `?2` (`?1` is a placeholder
 /// so both callers number the rest alike).
@@ -54,6 +54,24 @@ const INSERT_ALERT: &str =
 const UPSERT_RULE: &str = "INSERT INTO fx_alert_rules (id, pair, rule, expires_at) VALUES (?, ?, ?, ?) \
      ON CONFLICT (id) DO UPDATE SET pair = excluded.pair, rule = excluded.rule, expires_at = excluded.expires_at";
 
+/// A bar replaces the stored one only as [`super::candle_replaces`] says.
+const UPSERT_CANDLE: &str = "INSERT INTO fx_candles (pair, interval_name, bucket, source, open, high, low, close, \
+     bid_open, bid_high, bid_low, bid_close, ask_open, ask_high, ask_low, ask_close, ticks, closed) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+     ON CONFLICT (pair, interval_name, bucket, source) DO UPDATE SET open = excluded.open, high = excluded.high, \
+     low = excluded.low, close = excluded.close, bid_open = excluded.bid_open, bid_high = excluded.bid_high, \
+     bid_low = excluded.bid_low, bid_close = excluded.bid_close, ask_open = excluded.ask_open, \
+     ask_high = excluded.ask_high, ask_low = excluded.ask_low, ask_close = excluded.ask_close, \
+     ticks = excluded.ticks, closed = excluded.closed \
+     WHERE excluded.closed OR (NOT fx_candles.closed AND excluded.ticks >= fx_candles.ticks)";
+
+const UPSERT_VOLATILITY: &str = "INSERT INTO fx_volatility (pair, window_name, ts, source, volatility, samples) \
+     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (pair, window_name, ts, source) \
+     DO UPDATE SET volatility = excluded.volatility, samples = excluded.samples";
+
+const CANDLE_COLUMNS: &str = "pair, interval_name, bucket, source, open, high, low, close, bid_open, bid_high, \
+     bid_low, bid_close, ask_open, ask_high, ask_low, ask_close, ticks, closed";
+
 /// Timestamps as fixed-width RFC 3339 in UTC, so text order is time order.
 fn ts_text(ts: DateTime<Utc>) -> String {
     ts.to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -80,6 +98,39 @@ async fn insert(connection: &mut SqliteConnection, event: &FxEvent) -> Result<()
             .bind(a.previous.map(|p| p.to_string()))
             .bind(ts_text(a.ts))
             .bind(a.source.as_str())
+            .execute(&mut *connection)
+            .await?;
+    } else if let FxEvent::Candle(c) = event {
+        let side = |bar: Option<Ohlc>, pick: fn(&Ohlc) -> Decimal| bar.map(|b| pick(&b).to_string());
+        sqlx::query(UPSERT_CANDLE)
+            .bind(c.pair.to_string())
+            .bind(c.interval_name())
+            .bind(ts_text(c.start))
+            .bind(c.source.as_str())
+            .bind(c.mid.open.to_string())
+            .bind(c.mid.high.to_string())
+            .bind(c.mid.low.to_string())
+            .bind(c.mid.close.to_string())
+            .bind(side(c.bid, |b| b.open))
+            .bind(side(c.bid, |b| b.high))
+            .bind(side(c.bid, |b| b.low))
+            .bind(side(c.bid, |b| b.close))
+            .bind(side(c.ask, |b| b.open))
+            .bind(side(c.ask, |b| b.high))
+            .bind(side(c.ask, |b| b.low))
+            .bind(side(c.ask, |b| b.close))
+            .bind(i64::try_from(c.ticks).unwrap_or(i64::MAX))
+            .bind(c.closed)
+            .execute(&mut *connection)
+            .await?;
+    } else if let FxEvent::Volatility(v) = event {
+        sqlx::query(UPSERT_VOLATILITY)
+            .bind(v.pair.to_string())
+            .bind(v.window_name())
+            .bind(ts_text(v.ts))
+            .bind(v.source.as_str())
+            .bind(v.volatility)
+            .bind(i64::try_from(v.samples).unwrap_or(i64::MAX))
             .execute(&mut *connection)
             .await?;
     }
@@ -290,6 +341,73 @@ impl HistoryStore for SqliteStore {
             .map(|_| ())
     }
 
+    async fn candles(&self, q: &CandleQuery) -> Result<Vec<StoredCandle>, StoreError> {
+        // The primary key (pair, interval_name, bucket, source) serves the range and the order.
+        let (after_bucket, after_source) = q.after.clone().unzip();
+        let sql = format!(
+            "SELECT {CANDLE_COLUMNS} FROM fx_candles \
+             WHERE pair = ?1 AND interval_name = ?2 AND bucket >= ?3 AND bucket < ?4 AND (?5 IS NULL OR source = ?5) \
+               AND (?6 IS NULL OR (bucket, source) > (?6, ?7)) \
+             ORDER BY bucket, source LIMIT ?8"
+        );
+        // Audited: only the fixed column list is formatted into the statement.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(q.pair.to_string())
+            .bind(&q.interval)
+            .bind(ts_text(q.from))
+            .bind(ts_text(q.to))
+            .bind(q.source.as_deref())
+            .bind(after_bucket.map(ts_text))
+            .bind(after_source)
+            .bind(i64::from(q.limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter().map(candle_row).collect()
+    }
+
+    async fn volatility(&self, q: &VolatilityQuery) -> Result<Vec<StoredVolatility>, StoreError> {
+        let mut pairs: Vec<String> = q.pairs.iter().map(|p| p.to_string()).collect();
+        pairs.sort();
+        let mut readings = Vec::new();
+        for pair in &pairs {
+            let rows = match q.range {
+                // One primary-key probe per pair (in-process: microseconds each).
+                None => {
+                    sqlx::query(
+                        "SELECT pair, window_name, ts, source, volatility, samples FROM fx_volatility \
+                         WHERE pair = ?1 AND window_name = ?2 ORDER BY ts DESC, source DESC LIMIT 1",
+                    )
+                    .bind(pair)
+                    .bind(&q.window)
+                    .fetch_all(&self.pool)
+                    .await
+                }
+                Some((from, to)) => {
+                    sqlx::query(
+                        "SELECT pair, window_name, ts, source, volatility, samples FROM fx_volatility \
+                         WHERE pair = ?1 AND window_name = ?2 AND ts >= ?3 AND ts < ?4 ORDER BY ts, source LIMIT ?5",
+                    )
+                    .bind(pair)
+                    .bind(&q.window)
+                    .bind(ts_text(from))
+                    .bind(ts_text(to))
+                    .bind(i64::from(q.limit) - readings.len() as i64)
+                    .fetch_all(&self.pool)
+                    .await
+                }
+            }
+            .map_err(classify)?;
+            for row in &rows {
+                readings.push(volatility_row(row)?);
+            }
+            if readings.len() >= q.limit as usize {
+                break;
+            }
+        }
+        Ok(readings)
+    }
+
     async fn rates_at(&self, pairs: &[Pair], at: DateTime<Utc>) -> Result<Vec<StoredRate>, StoreError> {
         // One primary-key probe per pair (in-process: microseconds each).
         let mut rates = Vec::with_capacity(pairs.len());
@@ -309,6 +427,46 @@ impl HistoryStore for SqliteStore {
         }
         Ok(rates)
     }
+}
+
+fn optional_decimal(row: &SqliteRow, column: &str) -> Result<Option<Decimal>, StoreError> {
+    let value: Option<&str> = row.try_get(column).map_err(classify)?;
+    value
+        .map(|v| Decimal::from_str(v).map_err(|e| StoreError::data(format!("stored {column} {v:?}: {e}"))))
+        .transpose()
+}
+
+fn ohlc(row: &SqliteRow, prefix: &str) -> Result<Option<Ohlc>, StoreError> {
+    let get = |name: &str| optional_decimal(row, &format!("{prefix}{name}"));
+    Ok(match (get("open")?, get("high")?, get("low")?, get("close")?) {
+        (Some(open), Some(high), Some(low), Some(close)) => Some(Ohlc { open, high, low, close }),
+        _ => None,
+    })
+}
+
+fn candle_row(row: &SqliteRow) -> Result<StoredCandle, StoreError> {
+    Ok(StoredCandle {
+        pair: parse_pair(text(row, "pair")?)?,
+        interval: text(row, "interval_name")?.to_owned(),
+        start: time(row, "bucket")?,
+        source: text(row, "source")?.to_owned(),
+        mid: ohlc(row, "")?.ok_or_else(|| StoreError::data("a stored candle without its mid"))?,
+        bid: ohlc(row, "bid_")?,
+        ask: ohlc(row, "ask_")?,
+        ticks: row.try_get("ticks").map_err(classify)?,
+        closed: row.try_get("closed").map_err(classify)?,
+    })
+}
+
+fn volatility_row(row: &SqliteRow) -> Result<StoredVolatility, StoreError> {
+    Ok(StoredVolatility {
+        pair: parse_pair(text(row, "pair")?)?,
+        source: text(row, "source")?.to_owned(),
+        window: text(row, "window_name")?.to_owned(),
+        ts: time(row, "ts")?,
+        volatility: row.try_get("volatility").map_err(classify)?,
+        samples: row.try_get("samples").map_err(classify)?,
+    })
 }
 
 fn rule_row(row: &SqliteRow) -> Result<StoredRule, StoreError> {
