@@ -43,7 +43,9 @@ fn pipeline(store: &str, port: u16, out: &std::path::Path) -> String {
         "alerts": Alert(inputs: ["crosses", "api"], rules: [
             (id: "eurusd-above-1.15", pair: "EUR/USD", condition: Above(1.15)),
         ]),
-        "history": {sink}(inputs: ["crosses", "alerts"], resource: "history"),
+        "candles": Candles(inputs: ["crosses"], intervals: ["1d"]),
+        "volatility": Volatility(inputs: ["crosses"], window: "30d", annualise: ReturnsPerYear(252)),
+        "history": {sink}(inputs: ["crosses", "alerts", "candles", "volatility"], resource: "history"),
         "dead-letters": JsonlFile(inputs: ["ecb.errors", "validate.errors", "crosses.errors", "alerts.errors", "history.errors"],
             path: "{dead}"),
     }},
@@ -56,6 +58,15 @@ fn pipeline(store: &str, port: u16, out: &std::path::Path) -> String {
         },
         dead = out.join("dead.jsonl").display(),
     )
+}
+
+/// One field of every object in a JSON array, as text.
+fn column(list: &Value, field: &str) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item[field].as_str().unwrap().to_owned())
+        .collect()
 }
 
 struct Client {
@@ -225,12 +236,7 @@ async fn scenario(store: &str, label: &str) {
     assert_eq!(kinds["EUR/USD"], "quote", "{label}: EUR/USD is the ECB's own quote");
     assert_eq!(kinds["USD/JPY"], "cross", "{label}");
     let filtered = c.get("/rates?pairs=EUR/USD,JPYUSD").await.json();
-    let pairs: Vec<&str> = filtered["rates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["pair"].as_str().unwrap())
-        .collect();
+    let pairs = column(&filtered["rates"], "pair");
     assert_eq!(
         pairs,
         vec!["EUR/USD", "USD/JPY"],
@@ -371,6 +377,101 @@ async fn scenario(store: &str, label: &str) {
     );
     assert_eq!(c.get("/rates/EURUSD/history?from=yesterday").await.status, 400);
     assert_eq!(c.get("/rates/EURUSD/history?after=garbage").await.status, 400);
+
+    // Candles: from the candles table, paged, in CSV too; the history refers to them.
+    let daily = c
+        .get("/rates/EURUSD/candles?interval=1d&from=2024-01-01T00:00:00Z&limit=5")
+        .await
+        .json();
+    let bars = daily["candles"].as_array().unwrap();
+    assert_eq!(
+        (daily["pair"].as_str(), daily["interval"].as_str()),
+        (Some("EUR/USD"), Some("1d"))
+    );
+    assert_eq!(bars.len(), 5, "{label}: {daily}");
+    assert_eq!(bars[0]["start"], "2024-01-02T00:00:00Z", "{label}");
+    assert_eq!(bars[0]["end"], "2024-01-03T00:00:00Z", "{label}");
+    for field in ["open", "high", "low", "close"] {
+        assert_eq!(bars[0][field], "1.0956", "{label}: one ECB price a day: {}", bars[0]);
+    }
+    assert_eq!(
+        (bars[0]["ticks"].as_i64(), bars[0]["closed"].as_bool()),
+        (Some(1), Some(true))
+    );
+    assert!(bars[0]["bid"].is_null(), "{label}: mid-only prices");
+    let next = c.get(daily["next"].as_str().expect("a next page")).await.json();
+    assert_eq!(next["candles"][0]["start"], "2024-01-09T00:00:00Z", "{label}");
+    let bars = c
+        .get(&format!("/rates/GBPJPY/candles?interval=24h&{range}&limit=500"))
+        .await
+        .json();
+    let closes = column(&bars["candles"], "close");
+    let mids = column(&json_page["rates"], "mid");
+    assert_eq!(
+        closes, mids,
+        "{label}: each day's bar closes at that day's price (`24h` is `1d`)"
+    );
+    let csv = c
+        .get(&format!("/rates/GBPJPY/candles?interval=1d&{range}&format=csv"))
+        .await;
+    assert!(csv.headers["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let lines: Vec<&str> = csv.text.lines().collect();
+    assert!(lines[0].starts_with("pair,interval,start,source,open,high,low,close,bid_open"));
+    assert_eq!(lines.len() - 1, closes.len(), "{label}: CSV and JSON agree");
+    assert!(
+        lines[1].starts_with("GBP/JPY,1d,2024-01-02T00:00:00Z,ecb,") && lines[1].ends_with(",,,,,,,,1,true"),
+        "{}",
+        lines[1]
+    );
+    let missing = c.get("/rates/EURUSD/candles").await;
+    assert_eq!(missing.status, 400);
+    assert_eq!(
+        missing.json()["error"]["details"][0]["field"],
+        "query.interval",
+        "{label}"
+    );
+    assert_eq!(c.get("/rates/EURUSD/candles?interval=hourly").await.status, 400);
+    let refer = c.get("/rates/EURUSD/history?interval=1h").await;
+    assert_eq!((refer.status, refer.code().as_str()), (400, "use_candles"), "{label}");
+    assert!(
+        refer.text.contains("/rates/EURUSD/candles?interval=1h"),
+        "{}",
+        refer.text
+    );
+
+    // Volatility: the newest 30-day reading of each pair, or a range.
+    let volatility = c
+        .wait_for(
+            "a volatility reading",
+            Duration::from_secs(30),
+            |a| a.json()["volatility"].as_array().is_some_and(|v| v.len() == 2),
+            "/analytics/volatility?pairs=EURUSD,USDJPY&window=30d",
+        )
+        .await
+        .json();
+    let eur_usd = &volatility["volatility"][0];
+    assert_eq!(
+        (eur_usd["pair"].as_str(), eur_usd["window"].as_str()),
+        (Some("EUR/USD"), Some("30d"))
+    );
+    let sigma = eur_usd["volatility"].as_f64().unwrap();
+    assert!(
+        (0.01..0.3).contains(&sigma),
+        "{label}: a plausible yearly volatility: {sigma}"
+    );
+    assert!(eur_usd["samples"].as_i64().unwrap() >= 15, "{label}: {eur_usd}");
+    let series = c
+        .get("/analytics/volatility?pairs=EURUSD&from=2024-02-01T00:00:00Z&to=2024-02-08T00:00:00Z")
+        .await
+        .json();
+    let days = column(&series["volatility"], "ts");
+    assert_eq!(
+        days,
+        (1..8).map(|d| format!("2024-02-0{d}T00:00:00Z")).collect::<Vec<_>>(),
+        "{label}: a reading at the end of every day"
+    );
+    assert_eq!(c.get("/analytics/volatility?window=soon").await.status, 400);
+
     let at = c.get("/rates?at=2024-03-01T12:00:00Z&pairs=EURUSD,GBPJPY").await.json();
     assert_eq!(
         at["rates"][0]["ts"], "2024-03-01T00:00:00Z",
@@ -415,16 +516,41 @@ async fn scenario(store: &str, label: &str) {
         )
         .await;
     assert_eq!(invalid.status, 422);
-    let fields: Vec<String> = invalid.json()["error"]["details"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["field"].as_str().unwrap().to_owned())
-        .collect();
+    let fields = column(&invalid.json()["error"]["details"], "field");
     assert_eq!(
         fields,
         vec!["pair", "condition.percent", "condition.window"],
         "{label}: every problem, by field"
+    );
+    let anomaly = json!({"pair": "EUR/USD", "condition": {"type": "zscore", "returns": 20, "k": "4"},
+        "trigger": {"type": "every", "cooldown": "1d", "rearm": 1}});
+    let created = c.post("/alerts", Some(KEY), &anomaly).await;
+    assert_eq!(created.status, 201, "{label}: {}", created.text);
+    assert_eq!(
+        created.json()["condition"],
+        json!({"type": "zscore", "returns": 20, "k": "4"}),
+        "{label}"
+    );
+    assert_eq!(created.json()["condition_text"], "return z-score of 4 over 20 returns");
+    let too_few = c
+        .post(
+            "/alerts",
+            Some(KEY),
+            &json!({"pair": "EUR/USD", "condition": {"type": "zscore", "returns": 1, "threshold": 2}}),
+        )
+        .await;
+    let fields = column(&too_few.json()["error"]["details"], "field");
+    assert_eq!(
+        (too_few.status, fields),
+        (
+            422,
+            vec![
+                "condition.threshold".to_owned(),
+                "condition.returns".to_owned(),
+                "condition.k".to_owned()
+            ]
+        ),
+        "{label}"
     );
     let inward = c
         .post(
@@ -619,6 +745,8 @@ async fn scenario(store: &str, label: &str) {
     let openapi = c.get("/openapi.json").await.json();
     assert!(openapi["openapi"].as_str().unwrap().starts_with("3.1"));
     assert!(openapi["paths"]["/alerts/{id}"]["delete"].is_object());
+    assert!(openapi["paths"]["/rates/{pair}/candles"]["get"].is_object());
+    assert!(openapi["paths"]["/analytics/volatility"]["get"].is_object());
     assert_eq!(c.get("/docs").await.status, 200);
     let missing = c.get("/nope").await;
     assert_eq!((missing.status, missing.code().as_str()), (404, "no_such_endpoint"));

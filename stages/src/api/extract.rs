@@ -205,6 +205,18 @@ pub fn next_page<T>(
     Some(format!("{path}?{}", query.finish()))
 }
 
+/// The `after` cursor of lists ordered by (time, source): the last row sent.
+pub fn time_source_cursor(text: Option<&str>) -> Result<Option<(DateTime<Utc>, String)>, ApiError> {
+    let Some(text) = text else { return Ok(None) };
+    let parts = cursor::decode("query.after", text, 2)?;
+    Ok(Some((instant("query.after", &parts[0])?, parts[1].clone())))
+}
+
+/// The cursor [`time_source_cursor`] reads back.
+pub fn encode_time_source(ts: DateTime<Utc>, source: &str) -> String {
+    cursor::encode(&[&ts.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true), source])
+}
+
 /// Opaque page cursors: URL-safe base64 of the key of the last row sent.
 pub mod cursor {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -24,6 +24,8 @@ pub async fn index(State(state): State<ApiState>) -> Json<IndexResponse> {
         ("rates", "/rates"),
         ("rate", "/rates/{pair}"),
         ("history", "/rates/{pair}/history"),
+        ("candles", "/rates/{pair}/candles?interval=1h"),
+        ("volatility", "/analytics/volatility?window=30d"),
         ("currencies", "/currencies"),
         ("convert", "/convert?from=USD&to=JPY&amount=1000"),
         ("alerts", "/alerts"),

@@ -18,8 +18,11 @@
 //! [`rates`], [`alerts`], [`stream`], [`meta`], and [`openapi`] (router + document).
 
 pub mod alerts;
+pub mod analytics;
 pub mod auth;
+pub mod candles;
 pub mod context;
+pub mod csv;
 pub mod error;
 pub mod extract;
 pub mod limits;

@@ -18,8 +18,8 @@ use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 
-use crate::fx::{AlertRule, Condition, PriceField, Trigger};
-use crate::store::{PriceKind, RuleStatus, StoredAlert, StoredRate, StoredRule};
+use crate::fx::{AlertRule, Condition, Ohlc, PriceField, Trigger};
+use crate::store::{PriceKind, RuleStatus, StoredAlert, StoredCandle, StoredRate, StoredRule, StoredVolatility};
 
 /// The pattern of a decimal written as a string.
 pub const DECIMAL_PATTERN: &str = r"^-?[0-9]+(\.[0-9]+)?$";
@@ -202,6 +202,130 @@ pub struct HistoryResponse {
     /// The next page (same filters), or null on the last page.
     #[schema(example = "/rates/EURUSD/history?from=2024-01-01T00:00:00Z&limit=1000&after=...")]
     pub next: Option<String>,
+}
+
+/// Open, high, low and close of one side of the price.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OhlcView {
+    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$")]
+    pub open: Decimal,
+    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$")]
+    pub high: Decimal,
+    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$")]
+    pub low: Decimal,
+    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$")]
+    pub close: Decimal,
+}
+
+impl From<Ohlc> for OhlcView {
+    fn from(bar: Ohlc) -> Self {
+        OhlcView {
+            open: bar.open,
+            high: bar.high,
+            low: bar.low,
+            close: bar.close,
+        }
+    }
+}
+
+/// One bar: open (the first price by event time), high, low and close (the
+/// last) of the mid over `[start, end)`, with bid and ask bars when the prices
+/// were two-sided.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CandleView {
+    /// The bar's first instant (a multiple of the interval since the Unix epoch).
+    #[schema(value_type = String, format = DateTime)]
+    pub start: DateTime<Utc>,
+    /// The instant after the bar.
+    #[schema(value_type = String, format = DateTime)]
+    pub end: DateTime<Utc>,
+    #[schema(example = "ecb")]
+    pub source: String,
+    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", example = "1.0842")]
+    pub open: Decimal,
+    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$")]
+    pub high: Decimal,
+    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$")]
+    pub low: Decimal,
+    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$")]
+    pub close: Decimal,
+    pub bid: Option<OhlcView>,
+    pub ask: Option<OhlcView>,
+    /// Prices the bar is made of.
+    pub ticks: i64,
+    /// False while the interval was still open when the bar was stored.
+    pub closed: bool,
+}
+
+impl CandleView {
+    pub fn new(candle: &StoredCandle, interval: Duration) -> Self {
+        CandleView {
+            start: candle.start,
+            end: candle.start + chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX),
+            source: candle.source.clone(),
+            open: candle.mid.open,
+            high: candle.mid.high,
+            low: candle.mid.low,
+            close: candle.mid.close,
+            bid: candle.bid.map(OhlcView::from),
+            ask: candle.ask.map(OhlcView::from),
+            ticks: candle.ticks,
+            closed: candle.closed,
+        }
+    }
+}
+
+/// `GET /rates/{pair}/candles`: one page of bars, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CandlesResponse {
+    #[schema(example = "EUR/USD")]
+    pub pair: String,
+    #[schema(example = "1h")]
+    pub interval: String,
+    pub candles: Vec<CandleView>,
+    /// The next page (same filters), or null on the last page.
+    pub next: Option<String>,
+}
+
+/// One volatility reading.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VolatilityView {
+    #[schema(example = "EUR/USD")]
+    pub pair: String,
+    #[schema(example = "ecb")]
+    pub source: String,
+    #[schema(example = "30d")]
+    pub window: String,
+    /// The window's end: the returns are those of prices in `[ts - window, ts)`.
+    #[schema(value_type = String, format = DateTime)]
+    pub ts: DateTime<Utc>,
+    /// The annualised standard deviation of the mid's log returns (0.08 = 8% a year).
+    #[schema(example = 0.0734)]
+    pub volatility: f64,
+    /// Returns in the window.
+    pub samples: i64,
+}
+
+impl From<&StoredVolatility> for VolatilityView {
+    fn from(v: &StoredVolatility) -> Self {
+        VolatilityView {
+            pair: v.pair.to_string(),
+            source: v.source.clone(),
+            window: v.window.clone(),
+            ts: v.ts,
+            volatility: v.volatility,
+            samples: v.samples,
+        }
+    }
+}
+
+/// `GET /analytics/volatility`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VolatilityResponse {
+    #[schema(example = "30d")]
+    pub window: String,
+    /// The newest reading of each pair that has one (or every reading in `from`..`to`).
+    pub volatility: Vec<VolatilityView>,
 }
 
 /// A currency the system monitors.

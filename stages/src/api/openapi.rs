@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use super::context::ApiState;
 use super::error::ErrorBody;
-use super::{alerts, meta, rates, stream};
+use super::{alerts, analytics, candles, meta, rates, stream};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,7 +25,8 @@ Changes need `Authorization: Bearer <key>`. Every error is `{\"error\": {\"code\
         license(name = "Apache-2.0"),
     ),
     tags(
-        (name = "rates", description = "Current and historic rates, currencies, conversion"),
+        (name = "rates", description = "Current and historic rates, candles, currencies, conversion"),
+        (name = "analytics", description = "Volatility computed from the rates"),
         (name = "alerts", description = "Alert rules and their firings"),
         (name = "streams", description = "Live Server-Sent Events"),
         (name = "meta", description = "What runs, its health, metrics and this document"),
@@ -59,6 +60,8 @@ pub fn router() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(rates::list))
         .routes(routes!(rates::one))
         .routes(routes!(rates::history))
+        .routes(routes!(candles::candles))
+        .routes(routes!(analytics::volatility))
         .routes(routes!(rates::currencies))
         .routes(routes!(rates::convert))
         .routes(routes!(alerts::create, alerts::list))

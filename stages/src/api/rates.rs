@@ -1,6 +1,6 @@
 //! `/rates`, `/rates/{pair}`, `/rates/{pair}/history`, `/currencies`, `/convert`.
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -11,8 +11,11 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::context::ApiState;
+use super::csv;
 use super::error::{ApiError, ApiResult, ErrorBody, FieldError};
-use super::extract::{currency, cursor, instant, next_page, page_limit, pair_in_path, time_range, Params};
+use super::extract::{
+    currency, encode_time_source, instant, next_page, page_limit, pair_in_path, time_range, time_source_cursor, Params,
+};
 use super::model::{
     parse_decimal, ConvertResponse, CurrenciesResponse, CurrencyView, HistoryResponse, HistoryRow, QuoteSide, RateView,
     RatesResponse,
@@ -22,8 +25,6 @@ use crate::store::RateQuery;
 
 /// Default rows per history page.
 pub const DEFAULT_PAGE: u32 = 1000;
-/// Rows per store query while streaming a CSV export.
-const CSV_CHUNK: u32 = 10_000;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -147,6 +148,9 @@ pub struct HistoryQuery {
     /// `csv` streams the whole range as CSV (also with `Accept: text/csv`).
     #[param(inline)]
     pub format: Option<Format>,
+    /// Not served here: bars of an interval come from `/rates/{pair}/candles?interval=`
+    /// (a 400 says so).
+    pub interval: Option<String>,
 }
 
 /// A pair's rate history, oldest first, one keyset-paginated page at a time;
@@ -168,22 +172,18 @@ pub async fn history(
     Params(q): Params<HistoryQuery>,
 ) -> ApiResult<Response> {
     let pair = state.monitored(pair_in_path(&pair_text)?)?;
+    if let Some(interval) = q.interval.as_deref() {
+        return Err(ApiError::bad_request(
+            "use_candles",
+            format!(
+                "the history is every stored price; bars of an interval are served by /rates/{}{}/candles?interval={interval}",
+                pair.base, pair.quote
+            ),
+        )
+        .with_details(vec![FieldError::new("query.interval", "use /rates/{pair}/candles")]));
+    }
     let (from, to) = time_range(q.from.as_deref(), q.to.as_deref())?;
-    let after = match q.after.as_deref() {
-        Some(text) => {
-            let parts = cursor::decode("query.after", text, 2)?;
-            Some((instant("query.after", &parts[0])?, parts[1].clone()))
-        }
-        None => None,
-    };
-    let wants_csv = match q.format {
-        Some(Format::Csv) => true,
-        Some(Format::Json) => false,
-        None => headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|accept| accept.contains("text/csv")),
-    };
+    let after = time_source_cursor(q.after.as_deref())?;
     let query = RateQuery {
         pair,
         from,
@@ -192,13 +192,20 @@ pub async fn history(
         after,
         limit: 0,
     };
-    if wants_csv {
-        let limit = match q.limit {
-            Some(0) => return Err(ApiError::invalid_parameter("query.limit", "must be at least 1")),
-            Some(n) => u64::from(n),
-            None => u64::MAX,
+    if wants_csv(q.format, &headers) {
+        let limit = csv::export_limit(q.limit)?;
+        let filename = format!("{}{}-history.csv", pair.base, pair.quote);
+        let pages = HistoryPages {
+            state,
+            query,
+            pair: pair.to_string(),
         };
-        return Ok(csv_export(state, query, limit));
+        return Ok(csv::stream(
+            &filename,
+            "pair,ts,source,kind,bid,ask,mid\n",
+            pages,
+            limit,
+        ));
     }
     let limit = page_limit(q.limit, DEFAULT_PAGE, state.limits.max_page)?;
     let mut page = state
@@ -215,7 +222,7 @@ pub async fn history(
     ];
     let path = format!("/rates/{}{}/history", pair.base, pair.quote);
     let next = next_page(&mut page, limit, &path, &filters, |last| {
-        ("after", cursor::encode(&[&ts_text(last.ts), &last.source]))
+        ("after", encode_time_source(last.ts, &last.source))
     });
     Ok(Json(HistoryResponse {
         pair: pair.to_string(),
@@ -225,80 +232,52 @@ pub async fn history(
     .into_response())
 }
 
-fn ts_text(ts: DateTime<Utc>) -> String {
+pub fn ts_text(ts: DateTime<Utc>) -> String {
     ts.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-/// Stream `query`'s whole range as CSV, one store page at a time, so an
-/// export of years never sits in memory. A store failure midway ends the
-/// body with an error (the client sees a broken transfer, not a short file).
-fn csv_export(state: ApiState, mut query: RateQuery, mut remaining: u64) -> Response {
-    let filename = format!(
-        "attachment; filename=\"{}{}-history.csv\"",
-        query.pair.base, query.pair.quote
-    );
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    tokio::spawn(async move {
-        let _ = tx
-            .send(Ok(Bytes::from_static(b"pair,ts,source,kind,bid,ask,mid\n")))
-            .await;
-        let pair = query.pair.to_string();
-        while remaining > 0 {
-            query.limit = CSV_CHUNK.min(u32::try_from(remaining).unwrap_or(u32::MAX));
-            let page = match state.store.rates(&query).await {
-                Ok(page) => page,
-                Err(e) => {
-                    tracing::warn!(error = %e, "CSV export stopped: the store failed.");
-                    let _ = tx.send(Err(std::io::Error::other(e.message))).await;
-                    return;
-                }
-            };
-            let mut chunk = String::with_capacity(page.len() * 80);
-            for row in &page {
-                use std::fmt::Write as _;
-                let _ = writeln!(
-                    chunk,
-                    "{pair},{},{},{},{},{},{}",
-                    ts_text(row.ts),
-                    csv_field(&row.source),
-                    row.kind.as_str(),
-                    row.bid,
-                    row.ask,
-                    row.mid
-                );
-            }
-            remaining = remaining.saturating_sub(page.len() as u64);
-            let done = page.len() < query.limit as usize;
-            if let Some(last) = page.last() {
-                query.after = Some((last.ts, last.source.clone()));
-            }
-            if tx.send(Ok(Bytes::from(chunk))).await.is_err() {
-                return; // the client went away
-            }
-            if done {
-                return;
-            }
-        }
-    });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-    let mut response = Body::from_stream(stream).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/csv; charset=utf-8"),
-    );
-    if let Ok(value) = HeaderValue::from_str(&filename) {
-        headers.insert(header::CONTENT_DISPOSITION, value);
+/// Whether the client asked for CSV: `format=csv`, or `Accept: text/csv` without a `format`.
+pub fn wants_csv(format: Option<Format>, headers: &HeaderMap) -> bool {
+    match format {
+        Some(Format::Csv) => true,
+        Some(Format::Json) => false,
+        None => headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/csv")),
     }
-    response
 }
 
-/// Quote a CSV field if it needs it (source names are ours, but be exact).
-fn csv_field(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\"")).into()
-    } else {
-        text.into()
+/// The history of one pair, page by page, for [`csv::stream`].
+struct HistoryPages {
+    state: ApiState,
+    query: RateQuery,
+    pair: String,
+}
+
+#[fxflow_engine::async_trait]
+impl csv::CsvPages for HistoryPages {
+    async fn next_page(&mut self, limit: u32, out: &mut String) -> Result<usize, crate::store::StoreError> {
+        use std::fmt::Write as _;
+        self.query.limit = limit;
+        let page = self.state.store.rates(&self.query).await?;
+        for row in &page {
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{},{}",
+                self.pair,
+                ts_text(row.ts),
+                csv::field(&row.source),
+                row.kind.as_str(),
+                row.bid,
+                row.ask,
+                row.mid
+            );
+        }
+        if let Some(last) = page.last() {
+            self.query.after = Some((last.ts, last.source.clone()));
+        }
+        Ok(page.len())
     }
 }
 
