@@ -79,6 +79,12 @@ pub enum Command {
         /// The sink's `alerts_index`.
         #[arg(long, default_value = "fx-alerts")]
         alerts_index: String,
+        /// The sink's `candles_index`.
+        #[arg(long, default_value = "fx-candles")]
+        candles_index: String,
+        /// The sink's `volatility_index`.
+        #[arg(long, default_value = "fx-volatility")]
+        volatility_index: String,
     },
     /// Manage the Kafka topics the worker pipelines use.
     Topics {
@@ -218,9 +224,20 @@ pub fn main_with_registry(cli: Cli, registry: Registry<FxEvent>) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::IndexTemplates { index, alerts_index } => {
+        Command::IndexTemplates {
+            index,
+            alerts_index,
+            candles_index,
+            volatility_index,
+        } => {
+            let indices = crate::sinks::elasticsearch::Indices {
+                rates: index,
+                alerts: alerts_index,
+                candles: candles_index,
+                volatility: volatility_index,
+            };
             let templates: serde_json::Map<String, serde_json::Value> =
-                crate::sinks::elasticsearch::index_templates(&index, &alerts_index)
+                crate::sinks::elasticsearch::index_templates(&indices)
                     .into_iter()
                     .collect();
             println!("{}", serde_json::to_string_pretty(&templates).unwrap_or_default());

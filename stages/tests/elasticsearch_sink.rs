@@ -122,7 +122,11 @@ const PIPELINE: &str = r#"Pipeline(name: "${NAME}",
         "enrich": Enrich(inputs: ["ecb"]),
         "cross": CrossRate(inputs: ["enrich"]),
         "alerts": Alert(inputs: ["cross"], rules: [(id: "up", pair: "EUR/USD", condition: Above(1.10))]),
-        "es": Elasticsearch(inputs: ["cross", "alerts"], resource: "es", index: "${INDEX}", alerts_index: "${INDEX}-alerts", max_events: 300),
+        "candles": Candles(inputs: ["cross"], intervals: ["1d"]),
+        "volatility": Volatility(inputs: ["cross"], window: "30d", annualise: ReturnsPerYear(252)),
+        "es": Elasticsearch(inputs: ["cross", "alerts", "candles", "volatility"], resource: "es", index: "${INDEX}",
+            alerts_index: "${INDEX}-alerts", candles_index: "${INDEX}-candles", volatility_index: "${INDEX}-volatility",
+            max_events: 300),
         "dead": JsonlFile(inputs: ["es.errors"], path: "${OUT}/dead.jsonl"),
     })"#;
 
@@ -161,6 +165,32 @@ async fn a_replay_indexed_twice_leaves_one_document_per_pair_day_and_source(es: 
     );
     let alerts = es.get(&format!("/{index}-alerts/_count")).await;
     assert_eq!(alerts["count"], 1);
+    // A bar per pair and ECB day (the last one emitted as not final when the replay ended), and a
+    // volatility reading per pair and calendar day from 2026-09-04 (the first window with two
+    // returns) to 2026-10-30: 57 days.
+    for kind in ["candles", "volatility"] {
+        http("POST", &format!("{}/{index}-{kind}/_refresh", es.url()), None).await;
+    }
+    assert_eq!(es.get(&format!("/{index}-candles/_count")).await["count"], 44 * 28);
+    assert_eq!(es.get(&format!("/{index}-volatility/_count")).await["count"], 57 * 28);
+    let template = es.get(&format!("/_index_template/fxflow-{index}-volatility")).await;
+    assert_eq!(
+        template["index_templates"][0]["index_template"]["template"]["mappings"]["properties"]["volatility"]["type"],
+        "double"
+    );
+    let newest = r#"{"query":{"term":{"pair":"EUR/USD"}},"sort":[{"ts":"desc"}],"size":1}"#;
+    let hit = http(
+        "POST",
+        &format!("{}/{index}-volatility/_search", es.url()),
+        Some(newest),
+    )
+    .await;
+    let reading = &hit["hits"]["hits"][0]["_source"];
+    assert_eq!(
+        (reading["window"].as_str(), reading["ts"].as_str()),
+        (Some("30d"), Some("2026-10-30T00:00:00.000000Z"))
+    );
+    assert!(reading["volatility"].as_f64().unwrap() > 0.0 && reading["samples"].as_u64().unwrap() >= 20);
     let query = r#"{"query":{"term":{"pair":"GBP/JPY"}},"size":100}"#;
     let hits = http("POST", &format!("{}/{index}/_search", es.url()), Some(query)).await;
     assert_eq!(hits["hits"]["total"]["value"], 44);
@@ -229,6 +259,8 @@ async fn documents_a_mapping_refuses_are_reported_each_with_the_reason(es: &Sear
         resource: "es".into(),
         index: index.clone(),
         alerts_index: format!("{index}-alerts"),
+        candles_index: format!("{index}-candles"),
+        volatility_index: format!("{index}-volatility"),
         install_templates: false,
         max_events: 2,
         max_bytes: 1 << 20,
@@ -260,6 +292,8 @@ async fn prices_are_sent_with_every_decimal_digit() {
         resource: "es".into(),
         index: "fx-rates".into(),
         alerts_index: "fx-alerts".into(),
+        candles_index: "fx-candles".into(),
+        volatility_index: "fx-volatility".into(),
         install_templates: false,
         max_events: 10,
         max_bytes: 1 << 20,

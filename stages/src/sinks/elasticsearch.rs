@@ -1,10 +1,11 @@
-//! `Elasticsearch`: rates and alert firings indexed for Kibana.
+//! `Elasticsearch`: rates, alert firings, candles and volatility indexed for Kibana.
 //!
 //! On start the stage installs index templates (pair/source keywords, `ts`
-//! date, prices as `double`, alert fields). Each batch goes out as `_bulk`
-//! requests bounded by event count and bytes; every document's `_id` is its
-//! natural key (pair|ts|source, or rule|ts|source), so a redelivered batch
-//! overwrites instead of duplicating. The bulk response is read item by item:
+//! date, prices as `double`, alert, candle and volatility fields). Each batch
+//! goes out as `_bulk` requests bounded by event count and bytes; every
+//! document's `_id` is its natural key (pair|ts|source, rule|ts|source,
+//! pair|interval|start|source, pair|window|ts|source), so a redelivered batch
+//! — or a later emission of the same candle — overwrites instead of duplicating. The bulk response is read item by item:
 //! an item refused with 429 or 5xx is retried, any other refusal (a mapping
 //! conflict) goes to the error output with Elasticsearch's reason; nothing is
 //! acknowledged before its own item succeeded. Prices are written as JSON
@@ -25,7 +26,9 @@ use crate::fx::{kind, FxEvent};
 use crate::resources::elasticsearch::KIND as ELASTICSEARCH;
 
 /// Indexes quotes and cross rates into `index`, alert firings into
-/// `alerts_index`, with idempotent document ids and index templates installed on start.
+/// `alerts_index`, candles into `candles_index` and volatility readings into
+/// `volatility_index`, with idempotent document ids and index templates
+/// installed on start.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ElasticsearchConfig {
@@ -37,6 +40,12 @@ pub struct ElasticsearchConfig {
     /// Index of alert firings.
     #[serde(default = "default_alerts_index")]
     pub alerts_index: String,
+    /// Index of candles (one document per bar, replaced by later emissions of it).
+    #[serde(default = "default_candles_index")]
+    pub candles_index: String,
+    /// Index of volatility readings.
+    #[serde(default = "default_volatility_index")]
+    pub volatility_index: String,
     /// Install the index templates on start.
     #[serde(default = "yes")]
     pub install_templates: bool,
@@ -53,6 +62,43 @@ fn default_index() -> String {
 }
 fn default_alerts_index() -> String {
     "fx-alerts".into()
+}
+fn default_candles_index() -> String {
+    "fx-candles".into()
+}
+fn default_volatility_index() -> String {
+    "fx-volatility".into()
+}
+
+/// The indices one sink writes, by what they hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Indices {
+    pub rates: String,
+    pub alerts: String,
+    pub candles: String,
+    pub volatility: String,
+}
+
+impl Default for Indices {
+    fn default() -> Self {
+        Indices {
+            rates: default_index(),
+            alerts: default_alerts_index(),
+            candles: default_candles_index(),
+            volatility: default_volatility_index(),
+        }
+    }
+}
+
+impl ElasticsearchConfig {
+    pub fn indices(&self) -> Indices {
+        Indices {
+            rates: self.index.clone(),
+            alerts: self.alerts_index.clone(),
+            candles: self.candles_index.clone(),
+            volatility: self.volatility_index.clone(),
+        }
+    }
 }
 fn yes() -> bool {
     true
@@ -86,10 +132,18 @@ impl StageConfig<FxEvent> for ElasticsearchConfig {
         if self.max_bytes < 1024 {
             problems.push(ConfigProblem::field("max_bytes", "must be at least 1024"));
         }
-        if self.index == self.alerts_index {
-            problems.push(ConfigProblem::field("alerts_index", "must differ from `index`"));
+        let fields = [
+            ("index", &self.index),
+            ("alerts_index", &self.alerts_index),
+            ("candles_index", &self.candles_index),
+            ("volatility_index", &self.volatility_index),
+        ];
+        for (i, (field, index)) in fields.iter().enumerate() {
+            if let Some((other, _)) = fields[..i].iter().find(|(_, earlier)| earlier == index) {
+                problems.push(ConfigProblem::field(field, format!("must differ from `{other}`")));
+            }
         }
-        for (field, index) in [("index", &self.index), ("alerts_index", &self.alerts_index)] {
+        for (field, index) in fields {
             if index.is_empty()
                 || index
                     .chars()
@@ -108,8 +162,7 @@ impl StageConfig<FxEvent> for ElasticsearchConfig {
         let client = cx.resources.get::<Elasticsearch>(&self.resource)?;
         let sink = ElasticsearchSink {
             client: (*client).clone(),
-            index: self.index.clone(),
-            alerts_index: self.alerts_index.clone(),
+            indices: self.indices(),
             max_events: self.max_events,
             max_bytes: self.max_bytes,
         };
@@ -125,9 +178,9 @@ impl StageConfig<FxEvent> for ElasticsearchConfig {
 /// checked against it: `fxflow index-templates`). One template per index,
 /// matching that exact name (wildcards would let `fx-rates*` also claim
 /// `fx-rates-alerts`, which Elasticsearch refuses at equal priority).
-pub fn index_templates(index: &str, alerts_index: &str) -> Vec<(String, serde_json::Value)> {
+pub fn index_templates(indices: &Indices) -> Vec<(String, serde_json::Value)> {
     let rates = json!({
-        "index_patterns": [index],
+        "index_patterns": [indices.rates],
         "template": { "mappings": { "properties": {
             "pair": { "type": "keyword" }, "base": { "type": "keyword" }, "quote": { "type": "keyword" },
             "source": { "type": "keyword" }, "kind": { "type": "keyword" }, "ts": { "type": "date" },
@@ -135,23 +188,53 @@ pub fn index_templates(index: &str, alerts_index: &str) -> Vec<(String, serde_js
         }}}
     });
     let alerts = json!({
-        "index_patterns": [alerts_index],
+        "index_patterns": [indices.alerts],
         "template": { "mappings": { "properties": {
             "rule_id": { "type": "keyword" }, "pair": { "type": "keyword" }, "condition": { "type": "keyword" },
             "source": { "type": "keyword" }, "fired_at": { "type": "date" },
             "value": { "type": "double" }, "previous": { "type": "double" }
         }}}
     });
+    let ohlc = |prefix: &str| {
+        ["open", "high", "low", "close"]
+            .map(|f| (format!("{prefix}{f}"), json!({ "type": "double" })))
+            .into_iter()
+    };
+    let mut candle_fields: serde_json::Map<String, Value> = serde_json::Map::new();
+    for (field, kind) in [
+        ("pair", "keyword"),
+        ("source", "keyword"),
+        ("interval", "keyword"),
+        ("start", "date"),
+        ("end", "date"),
+        ("ticks", "long"),
+        ("closed", "boolean"),
+    ] {
+        candle_fields.insert(field.to_owned(), json!({ "type": kind }));
+    }
+    candle_fields.extend(ohlc("").chain(ohlc("bid_")).chain(ohlc("ask_")));
+    let candles = json!({
+        "index_patterns": [indices.candles],
+        "template": { "mappings": { "properties": candle_fields }}
+    });
+    let volatility = json!({
+        "index_patterns": [indices.volatility],
+        "template": { "mappings": { "properties": {
+            "pair": { "type": "keyword" }, "source": { "type": "keyword" }, "window": { "type": "keyword" },
+            "ts": { "type": "date" }, "volatility": { "type": "double" }, "samples": { "type": "long" }
+        }}}
+    });
     vec![
-        (format!("fxflow-{index}"), rates),
-        (format!("fxflow-{alerts_index}"), alerts),
+        (format!("fxflow-{}", indices.rates), rates),
+        (format!("fxflow-{}", indices.alerts), alerts),
+        (format!("fxflow-{}", indices.candles), candles),
+        (format!("fxflow-{}", indices.volatility), volatility),
     ]
 }
 
 pub struct ElasticsearchSink {
     client: Elasticsearch,
-    index: String,
-    alerts_index: String,
+    indices: Indices,
     max_events: usize,
     max_bytes: usize,
 }
@@ -159,7 +242,7 @@ pub struct ElasticsearchSink {
 impl ElasticsearchSink {
     /// Install [`index_templates`].
     async fn install_templates(&self) -> Result<(), StageError> {
-        for (name, body) in index_templates(&self.index, &self.alerts_index) {
+        for (name, body) in index_templates(&self.indices) {
             let response = self
                 .client
                 .indices()
@@ -180,18 +263,26 @@ impl ElasticsearchSink {
     }
 
     fn lines(&self, event: &FxEvent) -> Option<(String, String)> {
-        lines(&self.index, &self.alerts_index, event)
+        lines(&self.indices, event)
     }
 }
 
 /// The bulk action and document lines of `event` as `config` would send them.
 pub fn document_lines(config: &ElasticsearchConfig, event: &FxEvent) -> Option<(String, String)> {
-    lines(&config.index, &config.alerts_index, event)
+    lines(&config.indices(), event)
+}
+
+fn quoted(text: &str) -> String {
+    Value::String(text.to_owned()).to_string()
+}
+
+fn action(index: &str, id: &str) -> String {
+    format!(r#"{{"index":{{"_index":{},"_id":{}}}}}"#, quoted(index), quoted(id))
 }
 
 /// The bulk action and document lines of one event (exact decimal digits as JSON numbers).
-fn lines(index: &str, alerts_index: &str, event: &FxEvent) -> Option<(String, String)> {
-    let quoted = |text: &str| Value::String(text.to_owned()).to_string();
+fn lines(indices: &Indices, event: &FxEvent) -> Option<(String, String)> {
+    let (index, alerts_index) = (&indices.rates, &indices.alerts);
     if let Some(p) = event.price() {
         let ts = p.ts.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let id = format!("{}|{ts}|{}", p.pair, p.source);
@@ -200,7 +291,7 @@ fn lines(index: &str, alerts_index: &str, event: &FxEvent) -> Option<(String, St
         } else {
             "cross"
         };
-        let action = format!(r#"{{"index":{{"_index":{},"_id":{}}}}}"#, quoted(index), quoted(&id));
+        let action = action(index, &id);
         let mut doc = String::with_capacity(200);
         let _ = write!(
             doc,
@@ -215,14 +306,15 @@ fn lines(index: &str, alerts_index: &str, event: &FxEvent) -> Option<(String, St
         );
         return Some((action, doc));
     }
+    match event {
+        FxEvent::Candle(c) => return Some(candle_lines(&indices.candles, c)),
+        FxEvent::Volatility(v) => return Some(volatility_lines(&indices.volatility, v)),
+        _ => {}
+    }
     let FxEvent::AlertFired(a) = event else { return None };
     let ts = a.ts.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let id = format!("{}|{ts}|{}", a.rule_id, a.source);
-    let action = format!(
-        r#"{{"index":{{"_index":{},"_id":{}}}}}"#,
-        quoted(alerts_index),
-        quoted(&id)
-    );
+    let action = action(alerts_index, &id);
     let previous = a.previous.map_or_else(|| "null".to_owned(), |p| p.to_string());
     let doc = format!(
         r#"{{"rule_id":{},"pair":{},"condition":{},"source":{},"fired_at":"{ts}","value":{},"previous":{previous}}}"#,
@@ -233,6 +325,54 @@ fn lines(index: &str, alerts_index: &str, event: &FxEvent) -> Option<(String, St
         a.value
     );
     Some((action, doc))
+}
+
+fn candle_lines(index: &str, c: &crate::fx::Candle) -> (String, String) {
+    let start = c.start.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let end = c.end().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let interval = c.interval_name();
+    let id = format!("{}|{interval}|{start}|{}", c.pair, c.source);
+    let mut doc = format!(
+        r#"{{"pair":{},"source":{},"interval":"{interval}","start":"{start}","end":"{end}","open":{},"high":{},"low":{},"close":{},"ticks":{},"closed":{}"#,
+        quoted(&c.pair.to_string()),
+        quoted(c.source.as_str()),
+        c.mid.open,
+        c.mid.high,
+        c.mid.low,
+        c.mid.close,
+        c.ticks,
+        c.closed
+    );
+    for (prefix, side) in [("bid_", c.bid), ("ask_", c.ask)] {
+        if let Some(b) = side {
+            let _ = write!(
+                doc,
+                r#","{prefix}open":{},"{prefix}high":{},"{prefix}low":{},"{prefix}close":{}"#,
+                b.open, b.high, b.low, b.close
+            );
+        }
+    }
+    doc.push('}');
+    (action(index, &id), doc)
+}
+
+fn volatility_lines(index: &str, v: &crate::fx::Volatility) -> (String, String) {
+    let ts = v.ts.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let window = v.window_name();
+    let id = format!("{}|{window}|{ts}|{}", v.pair, v.source);
+    // A non-finite statistic is not JSON: written as null.
+    let volatility = if v.volatility.is_finite() {
+        v.volatility.to_string()
+    } else {
+        "null".to_owned()
+    };
+    let doc = format!(
+        r#"{{"pair":{},"source":{},"window":"{window}","ts":"{ts}","volatility":{volatility},"samples":{}}}"#,
+        quoted(&v.pair.to_string()),
+        quoted(v.source.as_str()),
+        v.samples
+    );
+    (action(index, &id), doc)
 }
 
 impl ElasticsearchSink {
