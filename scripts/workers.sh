@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The worker set in one terminal: an Apache Kafka broker (scripts/broker.sh),
 # PostgreSQL and Redis (scripts/services.sh), the topics, and the ingest,
-# process, alerts, store and api workers as separate processes. Fired alerts
+# process, alerts, analytics, store and api workers as separate processes. Fired alerts
 # are printed by the alerts worker. Ctrl-C stops the workers (they drain and
 # commit), then the broker.
 #
@@ -45,7 +45,7 @@ cleanup() {
 trap cleanup EXIT
 
 "$FXFLOW" topics create --resource kafka pipelines/ingest.ron pipelines/process.ron pipelines/alerts.ron \
-    pipelines/store.ron pipelines/api.ron
+    pipelines/analytics.ron pipelines/store.ron pipelines/api.ron
 
 start() { # name file telemetry-port [VAR=value ...]
     local name=$1 file=$2 port=$3
@@ -59,6 +59,7 @@ for i in $(seq 1 "$PROCESS_WORKERS"); do
     start "process-$i" process.ron $((9610 + i))
 done
 start alerts alerts.ron 9603
+start analytics analytics.ron 9607
 start store store.ron 9604
 start api api.ron 9606 FXFLOW_API=127.0.0.1:8000
 echo "    history: psql $DATABASE_URL -c 'SELECT pair, count(*) FROM fx_rates GROUP BY pair'"

@@ -87,7 +87,7 @@ fn shipped_pipelines_are_valid() {
 
     let output = fxflow(&["validate", "pipelines/local.ron"]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("pipelines/local.ron: ok — pipeline `local`, 8 stages"));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("pipelines/local.ron: ok — pipeline `local`, 10 stages"));
     // A short key is refused at validation, with a hint to make a good one.
     let output = fxflow(&["validate", "pipelines/api.ron"])
         .env("FXFLOW_API_KEYS", "short")
@@ -96,7 +96,7 @@ fn shipped_pipelines_are_valid() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("an API key has 5 characters; at least 16 are needed"));
     // The worker set (ingest-http is the live alternative to ingest, so it shares its port).
-    let workers = ["ingest", "process", "alerts", "store", "index", "api"];
+    let workers = ["ingest", "process", "alerts", "analytics", "store", "index", "api"];
     let files: Vec<String> = workers.iter().map(|w| format!("pipelines/{w}.ron")).collect();
     let mut args = vec!["validate"];
     args.extend(files.iter().map(String::as_str));
@@ -181,7 +181,10 @@ fn the_readme_quotes_the_real_validate_output() {
         .expect("the README shows validate on broken.ron");
     let quoted = &readme[start..];
     let quoted = &quoted[quoted.find('\n').unwrap() + 1..quoted.find("\n```").unwrap() + 1];
-    let output = fxflow(&["validate", "examples/pipelines/broken.ron"]).env_remove("FXFLOW_OUT").output().unwrap();
+    let output = fxflow(&["validate", "examples/pipelines/broken.ron"])
+        .env_remove("FXFLOW_OUT")
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert_eq!(
         quoted,
