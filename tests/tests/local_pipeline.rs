@@ -121,7 +121,8 @@ fn stored(db: &std::path::Path) -> (i64, i64, String) {
         let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
             .await
             .unwrap();
-        let crosses: i64 = sqlx::query_scalar("SELECT count(*) FROM fx_rates WHERE kind = 'cross'")
+        // Every cross rate printed is a row (those of EUR pairs are the ECB's quotes: kind 'quote').
+        let crosses: i64 = sqlx::query_scalar("SELECT count(*) FROM fx_rates")
             .fetch_one(&mut conn)
             .await
             .unwrap();
@@ -154,4 +155,194 @@ fn a_taken_telemetry_port_is_a_clear_error() {
         stderr.contains(&format!("pipeline `local`: cannot listen on 127.0.0.1:{port}")),
         "{stderr}"
     );
+}
+
+/// Compare two non-negative decimals written as text, exactly (no float in between).
+fn decimal_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let split = |s: &str| -> (String, String) {
+        let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+        (
+            int.trim_start_matches('0').to_owned(),
+            frac.trim_end_matches('0').to_owned(),
+        )
+    };
+    let ((ai, af), (bi, bf)) = (split(a), split(b));
+    ai.len().cmp(&bi.len()).then_with(|| ai.cmp(&bi)).then_with(|| {
+        let width = af.len().max(bf.len());
+        format!("{af:0<width$}").cmp(&format!("{bf:0<width$}"))
+    })
+}
+
+/// A user's story: "the embedded default keeps daily candles and the 30-day volatility of
+/// every pair, and they are what the raw history says".
+#[test]
+fn the_local_pipeline_stores_daily_candles_and_volatility_that_agree_with_the_raw_history() {
+    let out = tempfile::tempdir().unwrap();
+    let db = out.path().join("fx.db");
+    let mut child = fxflow(&["run", "pipelines/local.ron"])
+        .env("FXFLOW_TELEMETRY", format!("127.0.0.1:{}", free_port()))
+        .env("FXFLOW_API", format!("127.0.0.1:{}", free_port()))
+        .env("FXFLOW_FROM", "2024-01-01")
+        .env("FXFLOW_DAY", "1ms")
+        .env("FXFLOW_OUT", out.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let query = |sql: &'static str| -> Vec<sqlx::sqlite::SqliteRow> {
+        runtime.block_on(async {
+            use sqlx::Connection;
+            let Ok(mut conn) = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await else {
+                return Vec::new();
+            };
+            sqlx::query(sql).fetch_all(&mut conn).await.unwrap_or_default()
+        })
+    };
+    // The replay's end: the bar of its last day, still open, is stored for each of the 28 pairs.
+    wait_for("the replay to end", Duration::from_secs(180), || {
+        let rows = query("SELECT count(*) AS n FROM fx_candles WHERE closed = 0");
+        use sqlx::Row;
+        rows.first().and_then(|r| (r.get::<i64, _>("n") == 28).then_some(()))
+    });
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let exit = wait_for("exit", Duration::from_secs(30), || child.try_wait().unwrap());
+    assert!(exit.success());
+
+    use sqlx::Row;
+    // The raw history: (pair, ts, mid) in time order.
+    let rates: Vec<(String, String, String)> = query("SELECT pair, ts, mid FROM fx_rates ORDER BY pair, ts")
+        .iter()
+        .map(|r| (r.get("pair"), r.get("ts"), r.get("mid")))
+        .collect();
+    assert!(
+        rates.len() > 28 * 600,
+        "two years and more of ECB days: {}",
+        rates.len()
+    );
+    let mut by_pair: std::collections::BTreeMap<String, Vec<(String, String)>> = Default::default();
+    for (pair, ts, mid) in rates {
+        by_pair.entry(pair).or_default().push((ts, mid));
+    }
+    assert_eq!(by_pair.len(), 28);
+
+    // Candles: one per pair and day, open = first, close = last, high and low, ticks = rows.
+    type Bar = (String, String, String, String, i64, bool);
+    let mut expected: Vec<(String, String, Bar)> = Vec::new();
+    for (pair, rows) in &by_pair {
+        let mut days: Vec<(String, Vec<&String>)> = Vec::new();
+        for (ts, mid) in rows {
+            let day = format!("{}T00:00:00.000000Z", &ts[..10]);
+            match days.last_mut() {
+                Some((d, mids)) if *d == day => mids.push(mid),
+                _ => days.push((day, vec![mid])),
+            }
+        }
+        let last = days.len() - 1;
+        for (i, (day, mids)) in days.into_iter().enumerate() {
+            let high = mids.iter().copied().max_by(|a, b| decimal_cmp(a, b)).unwrap().clone();
+            let low = mids.iter().copied().min_by(|a, b| decimal_cmp(a, b)).unwrap().clone();
+            let bar = (
+                mids[0].clone(),
+                high,
+                low,
+                mids[mids.len() - 1].clone(),
+                mids.len() as i64,
+                i != last,
+            );
+            expected.push((pair.clone(), day, bar));
+        }
+    }
+    let stored: Vec<(String, String, Bar)> = query(
+        "SELECT pair, bucket, open, high, low, close, ticks, closed, bid_open FROM fx_candles \
+         WHERE interval_name = '1d' ORDER BY pair, bucket",
+    )
+    .iter()
+    .map(|r| {
+        assert!(
+            r.get::<Option<String>, _>("bid_open").is_none(),
+            "ECB prices are mid-only"
+        );
+        let bar = (
+            r.get("open"),
+            r.get("high"),
+            r.get("low"),
+            r.get("close"),
+            r.get("ticks"),
+            r.get("closed"),
+        );
+        (r.get("pair"), r.get("bucket"), bar)
+    })
+    .collect();
+    assert_eq!(stored.len(), expected.len(), "a bar per pair and ECB day");
+    assert_eq!(stored, expected, "every daily bar is what the raw rows say");
+
+    // Volatility: for every day D with at least two returns in [D - 30 days, D), the sample
+    // standard deviation of the log returns of the mid stamped in that span, × √252.
+    let day_seconds = |ts: &str| chrono::DateTime::parse_from_rfc3339(ts).unwrap().timestamp();
+    let mut reference: Vec<(String, i64, f64, i64)> = Vec::new();
+    for (pair, rows) in &by_pair {
+        let returns: Vec<(i64, f64)> = rows
+            .windows(2)
+            .map(|w| {
+                let (a, b): (f64, f64) = (w[0].1.parse().unwrap(), w[1].1.parse().unwrap());
+                (day_seconds(&w[1].0), (b / a).ln())
+            })
+            .collect();
+        let (first, last) = (day_seconds(&rows[0].0), day_seconds(&rows[rows.len() - 1].0));
+        let mut end = first + 86_400;
+        while end <= last {
+            let inside: Vec<f64> = returns
+                .iter()
+                .filter(|(t, _)| *t >= end - 30 * 86_400 && *t < end)
+                .map(|(_, r)| *r)
+                .collect();
+            if inside.len() >= 2 {
+                let n = inside.len() as f64;
+                let mean = inside.iter().sum::<f64>() / n;
+                let variance = inside.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0);
+                reference.push((pair.clone(), end, variance.sqrt() * 252f64.sqrt(), inside.len() as i64));
+            }
+            end += 86_400;
+        }
+    }
+    let readings: Vec<(String, i64, f64, i64)> =
+        query("SELECT pair, ts, volatility, samples FROM fx_volatility WHERE window_name = '30d' ORDER BY pair, ts")
+            .iter()
+            .map(|r| {
+                (
+                    r.get("pair"),
+                    day_seconds(r.get("ts")),
+                    r.get("volatility"),
+                    r.get("samples"),
+                )
+            })
+            .collect();
+    assert!(
+        reference.len() > 28 * 900,
+        "about 1,000 days of readings per pair: {}",
+        reference.len()
+    );
+    assert_eq!(readings.len(), reference.len(), "a reading per pair and calendar day");
+    for (got, want) in readings.iter().zip(&reference) {
+        assert_eq!(
+            (&got.0, got.1, got.3),
+            (&want.0, want.1, want.3),
+            "the same pair, day and number of returns"
+        );
+        assert!(
+            (got.2 - want.2).abs() <= 1e-9 * want.2,
+            "{} on {}: stored {} vs reference {}",
+            got.0,
+            got.1,
+            got.2,
+            want.2
+        );
+    }
 }
