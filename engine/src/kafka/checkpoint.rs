@@ -80,7 +80,6 @@ pub struct Checkpoints<K> {
     epochs: Vec<(Arc<str>, i32, u64)>,
     /// Per key, the last input its restored state already covers.
     covered: HashMap<K, Position>,
-    restores: u64,
 }
 
 impl<K: Clone + Eq + Hash> Checkpoints<K> {
@@ -92,7 +91,6 @@ impl<K: Clone + Eq + Hash> Checkpoints<K> {
             positions: HashMap::new(),
             epochs: Vec::new(),
             covered: HashMap::new(),
-            restores: 0,
         }
     }
 
@@ -103,11 +101,6 @@ impl<K: Clone + Eq + Hash> Checkpoints<K> {
 
     pub fn topic(&self) -> &str {
         self.store.topic()
-    }
-
-    /// How many restores ran before this one (0 at the first: the stage's start).
-    pub fn restores(&self) -> u64 {
-        self.restores
     }
 
     /// Partitions (with the first input of each) this stage reads for the first
@@ -133,13 +126,11 @@ impl<K: Clone + Eq + Hash> Checkpoints<K> {
     }
 
     /// Everything the state topic holds, by key (read off the async workers).
-    pub async fn load(&mut self) -> Result<HashMap<String, Vec<u8>>, StageError> {
+    pub async fn load(&self) -> Result<HashMap<String, Vec<u8>>, StageError> {
         let store = self.store.clone();
-        let values = tokio::task::spawn_blocking(move || store.load(LOAD_TIMEOUT))
+        tokio::task::spawn_blocking(move || store.load(LOAD_TIMEOUT))
             .await
-            .map_err(|e| StageError::new(format!("reading the state topic: {e}")))??;
-        self.restores += 1;
-        Ok(values)
+            .map_err(|e| StageError::new(format!("reading the state topic: {e}")))?
     }
 
     /// `key`'s state was replaced by a save covering inputs up to `position`:

@@ -10,12 +10,14 @@
 //! - **Windows.** [`WindowShape`]: every `slide` a window of length `size`
 //!   starts, aligned to the Unix epoch (`slide == size`: tumbling). A window is
 //!   the half-open span `[start, end)`.
-//! - **Watermark.** Per *input* — each partition of a log the events were read
-//!   from ([`crate::Origin`]), or the one in-process stream — the newest event
-//!   time seen. The stage's watermark is the oldest of those minus the allowed
-//!   `lateness`, and never goes back. A window closes, and its result is
-//!   emitted, once the watermark reaches its end. So a key that goes quiet
-//!   still has its windows closed by the other keys' events.
+//! - **Watermarks.** Per *input* — each partition of a log the events were
+//!   read from ([`crate::Origin`]), or the one in-process stream — the newest
+//!   event time seen minus the allowed `lateness`, never going back. A key's
+//!   window closes, and its result is emitted, once the watermark of the
+//!   inputs feeding that key reaches its end (the oldest of them if several
+//!   do). So a key that goes quiet still has its windows closed by the other
+//!   keys of its input, and a slow partition (or one not read yet after a
+//!   start) neither holds back nor makes late the keys of the others. See [`set`].
 //! - **Late events.** An event whose windows have all closed is `late`:
 //!   dropped and counted (`fxflow_stage_discarded_events_total{reason="late"}`)
 //!   or sent to the error output (reason `late`).
@@ -213,8 +215,8 @@ pub enum EmitPolicy {
 #[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WindowConfig {
-    /// How far behind the newest event of an input an event may be and still
-    /// count: a window closes once every input is this much past its end.
+    /// How far behind the newest event of its input an event may be and still
+    /// count: a key's window closes once its input is this much past its end.
     #[serde(default, with = "crate::duration")]
     #[schemars(schema_with = "crate::duration::schema")]
     pub lateness: Duration,
@@ -228,10 +230,10 @@ pub struct WindowConfig {
     /// ends first is closed early (counted in `fxflow_window_evictions_total`).
     #[serde(default = "default_max_open")]
     pub max_open: usize,
-    /// Leave an input out of the watermark while its newest event is this far
-    /// behind the newest of all inputs (a partition that stopped, or moved to
-    /// another worker). Unset: the slowest input always holds the watermark
-    /// back, which never closes a window early.
+    /// An input whose newest event is further than this behind the newest of
+    /// all inputs is taken to be this far behind (a partition that went silent,
+    /// or moved to another worker): its keys' windows close, and its events
+    /// older than that are late. Unset: each input's own events move it.
     #[serde(default, with = "crate::duration::option")]
     #[schemars(schema_with = "crate::duration::option_schema")]
     pub idle_after: Option<Duration>,

@@ -1,9 +1,21 @@
-//! [`WindowSet`]: the open windows of every key and the watermark that closes
+//! [`WindowSet`]: the open windows of every key and the watermarks that close
 //! them — pure state, no I/O, so every rule about time is tested here and a
 //! restart is an [`WindowSet::export`] / [`WindowSet::import`] round trip.
+//!
+//! **Whose watermark closes a window.** Each input (a partition of a log, or
+//! the in-process stream) has its own watermark: its newest event time minus
+//! the lateness, never going back. A key's windows close by the watermark of
+//! the inputs that feed it — the oldest of them, when several do. For a topic
+//! keyed by the stage's key (rates by pair) that is the key's own partition:
+//! another partition being slower, or not read yet after a start, can neither
+//! hold the key's windows back nor make its events late, and every other key
+//! of the same input closes a quiet key's windows. With `idle_after`, an input
+//! that falls further behind the newest of all inputs is taken to be that far
+//! behind, so a silent partition's windows close too.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -12,12 +24,13 @@ use super::{nanos, Aggregation, Contribution, EmitPolicy, EventTime, Window, Win
 use crate::ack::AckToken;
 use crate::event::Origin;
 
-/// One input's newest event time.
+/// One input: its newest event time and its watermark.
 #[derive(Debug)]
 struct Input {
     /// `None`: events that came without an [`Origin`] (the in-process stream).
-    partition: Option<(std::sync::Arc<str>, i32)>,
+    partition: Option<(Arc<str>, i32)>,
     newest: EventTime,
+    watermark: EventTime,
     /// Raised since the last [`Watermarks::take_changed`].
     changed: bool,
 }
@@ -30,16 +43,22 @@ impl Input {
             _ => false,
         }
     }
+
+    fn is_partition(&self, topic: &str, partition: i32) -> bool {
+        self.partition
+            .as_ref()
+            .is_some_and(|(t, p)| **t == *topic && *p == partition)
+    }
 }
 
-/// The watermark: per input the newest event time; the oldest of those minus
-/// the lateness, never going back.
+/// The watermark of every input (see the module docs).
 #[derive(Debug)]
 pub struct Watermarks {
     inputs: Vec<Input>,
     lateness: i64,
     idle_after: Option<i64>,
-    current: EventTime,
+    /// The newest event time of any input.
+    newest: EventTime,
 }
 
 impl Watermarks {
@@ -48,78 +67,102 @@ impl Watermarks {
             inputs: Vec::new(),
             lateness: nanos(lateness),
             idle_after: idle_after.map(nanos),
-            current: EventTime::MIN,
+            newest: EventTime::MIN,
         }
     }
 
-    /// The watermark: windows ending at or before it are closed.
-    pub fn current(&self) -> EventTime {
-        self.current
-    }
-
-    /// An event at `time` from `origin`'s partition (or the in-process stream).
-    /// Returns whether it raised that input's newest time.
-    pub fn observe(&mut self, origin: Option<&Origin>, time: EventTime) -> bool {
-        match self.inputs.iter_mut().find(|i| i.is(origin)) {
-            Some(input) if time > input.newest => {
-                input.newest = time;
-                input.changed = true;
-                true
-            }
-            Some(_) => false,
+    fn index(&mut self, origin: Option<&Origin>) -> usize {
+        match self.inputs.iter().position(|i| i.is(origin)) {
+            Some(index) => index,
             None => {
                 self.inputs.push(Input {
                     partition: origin.map(|o| (o.topic.clone(), o.partition)),
-                    newest: time,
-                    changed: true,
+                    newest: EventTime::MIN,
+                    watermark: EventTime::MIN,
+                    changed: false,
                 });
-                true
+                self.inputs.len() - 1
             }
         }
+    }
+
+    /// The input of a partition (`None`: the in-process stream), added if new.
+    pub fn input_of(&mut self, partition: Option<(&str, i32)>) -> usize {
+        match partition {
+            None => self.index(None),
+            Some((topic, partition)) => match self.inputs.iter().position(|i| i.is_partition(topic, partition)) {
+                Some(index) => index,
+                None => {
+                    self.inputs.push(Input {
+                        partition: Some((Arc::from(topic), partition)),
+                        newest: EventTime::MIN,
+                        watermark: EventTime::MIN,
+                        changed: false,
+                    });
+                    self.inputs.len() - 1
+                }
+            },
+        }
+    }
+
+    /// An event at `time` from `origin`'s partition (or the in-process stream):
+    /// its input, and whether the event raised that input's newest time.
+    pub fn observe(&mut self, origin: Option<&Origin>, time: EventTime) -> (usize, bool) {
+        let index = self.index(origin);
+        let input = &mut self.inputs[index];
+        let raised = time > input.newest;
+        if raised {
+            input.newest = time;
+            input.changed = true;
+            self.newest = self.newest.max(time);
+        }
+        (index, raised)
     }
 
     /// Start a partition's input at a saved newest time (a restore).
     pub fn seed(&mut self, topic: &str, partition: i32, newest: EventTime) {
-        match self.inputs.iter_mut().find(|i| {
-            i.partition
-                .as_ref()
-                .is_some_and(|(t, p)| **t == *topic && *p == partition)
-        }) {
-            Some(input) => input.newest = input.newest.max(newest),
-            None => self.inputs.push(Input {
-                partition: Some((std::sync::Arc::from(topic), partition)),
-                newest,
-                changed: false,
-            }),
+        let index = self.input_of(Some((topic, partition)));
+        let input = &mut self.inputs[index];
+        input.newest = input.newest.max(newest);
+        self.newest = self.newest.max(newest);
+    }
+
+    /// Move every input's watermark to what its newest time says.
+    pub fn advance(&mut self) {
+        let floor = self.idle_after.map(|idle| self.newest.0.saturating_sub(idle));
+        for input in &mut self.inputs {
+            let newest = match floor {
+                Some(floor) => input.newest.0.max(floor),
+                None => input.newest.0,
+            };
+            let candidate = EventTime(newest.saturating_sub(self.lateness));
+            if candidate > input.watermark {
+                input.watermark = candidate;
+            }
         }
     }
 
-    /// Recompute; returns whether the watermark moved forward.
-    pub fn advance(&mut self) -> bool {
-        let Some(newest) = self.inputs.iter().map(|i| i.newest).max() else {
-            return false;
-        };
-        let active = |i: &&Input| match self.idle_after {
-            Some(idle) => i.newest.0 >= newest.0.saturating_sub(idle),
-            None => true,
-        };
-        let slowest = self
-            .inputs
+    /// The watermark of a key fed by `inputs`: the oldest of theirs.
+    pub fn of(&self, inputs: &[usize]) -> EventTime {
+        inputs
             .iter()
-            .filter(active)
-            .map(|i| i.newest)
+            .map(|i| self.inputs[*i].watermark)
             .min()
-            .unwrap_or(newest);
-        let candidate = EventTime(slowest.0.saturating_sub(self.lateness));
-        if candidate > self.current {
-            self.current = candidate;
-            return true;
-        }
-        false
+            .unwrap_or(EventTime::MIN)
+    }
+
+    /// The oldest watermark of all inputs (what every window has passed).
+    pub fn slowest(&self) -> EventTime {
+        self.inputs.iter().map(|i| i.watermark).min().unwrap_or(EventTime::MIN)
+    }
+
+    /// The newest watermark of all inputs.
+    pub fn furthest(&self) -> EventTime {
+        self.inputs.iter().map(|i| i.watermark).max().unwrap_or(EventTime::MIN)
     }
 
     /// The partitions whose newest time rose since the last call: (topic, partition, newest).
-    pub fn take_changed(&mut self) -> Vec<(std::sync::Arc<str>, i32, EventTime)> {
+    pub fn take_changed(&mut self) -> Vec<(Arc<str>, i32, EventTime)> {
         let mut changed = Vec::new();
         for input in &mut self.inputs {
             if std::mem::take(&mut input.changed) {
@@ -146,6 +189,8 @@ struct OpenWindow<Acc> {
 struct KeyWindows<S, Acc> {
     state: S,
     open: BTreeMap<EventTime, OpenWindow<Acc>>,
+    /// The inputs that fed the key, in order: their watermarks close its windows.
+    inputs: Vec<usize>,
     /// Windows ending at or before this are closed for the key (also when the
     /// watermark is lower: evicted windows, state restored after a restart).
     closed_until: EventTime,
@@ -180,7 +225,7 @@ pub struct SavedKey<K, S, Acc> {
 /// What leaves the set.
 #[derive(Debug)]
 pub enum Out<K, Acc, E> {
-    /// A window closed (the watermark passed it, or it was evicted): its final result is due.
+    /// A window closed (its watermark passed it, or it was evicted): its final result is due.
     Closed {
         key: K,
         window: Window,
@@ -205,23 +250,25 @@ pub enum Added {
     Repeat,
 }
 
+/// Open windows as (end, key, start), in the order they close.
 type Closing<K> = BTreeSet<(EventTime, K, EventTime)>;
 
 /// An open window taken out of the set when the input ended: key, window, running result, held tokens.
 pub type Drained<K, Acc> = (K, Window, Acc, Vec<AckToken>);
 
-/// The open windows of every key, and the watermark.
+/// The open windows of every key, and the watermarks.
 pub struct WindowSet<E, A: Aggregation<E>> {
     aggregation: A,
     emit: EmitPolicy,
     max_open: usize,
     keys: HashMap<A::Key, KeyWindows<A::KeyState, A::Acc>>,
-    /// Every open window as (end, key, start): what to close next.
-    closing: Closing<A::Key>,
+    /// The open windows of the keys fed by one set of inputs, by that set.
+    closing: HashMap<Vec<usize>, Closing<A::Key>>,
+    /// Every open window: which one ends first (for eviction).
+    by_end: Closing<A::Key>,
     /// Windows changed since their last early result (`emit: Every`).
     updated: BTreeSet<(A::Key, EventTime)>,
     next_every: Option<EventTime>,
-    open: usize,
     evicted: u64,
     pub watermarks: Watermarks,
     out: Vec<Out<A::Key, A::Acc, E>>,
@@ -235,10 +282,10 @@ impl<E, A: Aggregation<E>> WindowSet<E, A> {
             emit: config.emit,
             max_open: config.max_open.max(1),
             keys: HashMap::new(),
-            closing: BTreeSet::new(),
+            closing: HashMap::new(),
+            by_end: BTreeSet::new(),
             updated: BTreeSet::new(),
             next_every: None,
-            open: 0,
             evicted: 0,
             watermarks: Watermarks::new(config.lateness, config.idle_after),
             out: Vec::new(),
@@ -252,7 +299,7 @@ impl<E, A: Aggregation<E>> WindowSet<E, A> {
 
     /// Open windows over all keys.
     pub fn open_windows(&self) -> usize {
-        self.open
+        self.by_end.len()
     }
 
     /// Windows closed early because `max_open` was reached, since the last call.
@@ -265,26 +312,68 @@ impl<E, A: Aggregation<E>> WindowSet<E, A> {
         std::mem::take(&mut self.out)
     }
 
-    /// Feed `event` (at `time`) into `key`'s windows; `hold` is a token to keep
-    /// with each window it goes into (`None` when a state topic keeps it).
-    /// Call [`WindowSet::advance`] after the event's keys are done.
-    pub fn add(&mut self, key: &A::Key, event: &E, time: EventTime, hold: Option<&AckToken>) -> Added {
-        let shape = self.aggregation.shape(key);
-        let watermark = self.watermarks.current();
-        let horizon = self.keys.get(key).map_or(watermark, |k| k.closed_until.max(watermark));
-        let newest = shape.last_window(time);
-        if newest.end <= horizon {
-            return Added::Late(newest);
+    fn insert_open(&mut self, inputs: &[usize], key: &A::Key, start: EventTime, end: EventTime) {
+        self.closing
+            .entry(inputs.to_vec())
+            .or_default()
+            .insert((end, key.clone(), start));
+        self.by_end.insert((end, key.clone(), start));
+    }
+
+    fn remove_open(&mut self, inputs: &[usize], key: &A::Key, start: EventTime, end: EventTime) {
+        let entry = (end, key.clone(), start);
+        if let Some(group) = self.closing.get_mut(inputs) {
+            group.remove(&entry);
+            if group.is_empty() {
+                self.closing.remove(inputs);
+            }
         }
+        self.by_end.remove(&entry);
+    }
+
+    /// `key` is fed by `input` too: its windows close by that input's watermark as well.
+    fn join_input(&mut self, key: &A::Key, input: usize) {
+        let Some(entry) = self.keys.get_mut(key) else { return };
+        if entry.inputs.contains(&input) {
+            return;
+        }
+        let before = entry.inputs.clone();
+        entry.inputs.push(input);
+        entry.inputs.sort_unstable();
+        let after = entry.inputs.clone();
+        let windows: Vec<(EventTime, EventTime)> = entry.open.iter().map(|(start, w)| (*start, w.end)).collect();
+        for (start, end) in windows {
+            self.remove_open(&before, key, start, end);
+            self.insert_open(&after, key, start, end);
+        }
+    }
+
+    /// Feed `event` (at `time`, from `input`: see [`Watermarks::observe`]) into
+    /// `key`'s windows; `hold` is a token to keep with each window it goes into
+    /// (`None` when a state topic keeps it). Call [`WindowSet::advance`] after
+    /// the event's keys are done.
+    pub fn add(&mut self, key: &A::Key, event: &E, time: EventTime, input: usize, hold: Option<&AckToken>) -> Added {
+        let shape = self.aggregation.shape(key);
+        let newest = shape.last_window(time);
         if !self.keys.contains_key(key) {
+            if newest.end <= self.watermarks.of(&[input]) {
+                return Added::Late(newest);
+            }
             self.keys.insert(
                 key.clone(),
                 KeyWindows {
                     state: A::KeyState::default(),
                     open: BTreeMap::new(),
+                    inputs: vec![input],
                     closed_until: EventTime::MIN,
                 },
             );
+        }
+        self.join_input(key, input);
+        let entry = &self.keys[key];
+        let horizon = entry.closed_until.max(self.watermarks.of(&entry.inputs));
+        if newest.end <= horizon {
+            return Added::Late(newest);
         }
         let entry = self.keys.get_mut(key).expect("inserted above");
         let value = match self.aggregation.contribution(key, &mut entry.state, event, time) {
@@ -292,11 +381,12 @@ impl<E, A: Aggregation<E>> WindowSet<E, A> {
             Contribution::StateOnly => return Added::StateOnly,
             Contribution::Repeat => return Added::Repeat,
         };
+        let inputs = entry.inputs.clone();
         let mut changed = Vec::new();
+        let mut opened = Vec::new();
         for window in shape.windows_of(time).filter(|w| w.end > horizon) {
             let slot = entry.open.entry(window.start).or_insert_with(|| {
-                self.closing.insert((window.end, key.clone(), window.start));
-                self.open += 1;
+                opened.push(window);
                 OpenWindow {
                     end: window.end,
                     acc: A::Acc::default(),
@@ -329,8 +419,11 @@ impl<E, A: Aggregation<E>> WindowSet<E, A> {
                 }
             }
         }
-        while self.open > self.max_open {
-            let Some((end, key, start)) = self.closing.pop_first() else {
+        for window in opened {
+            self.insert_open(&inputs, key, window.start, window.end);
+        }
+        while self.by_end.len() > self.max_open {
+            let Some((end, key, start)) = self.by_end.first().cloned() else {
                 break;
             };
             self.evicted += 1;
@@ -339,22 +432,24 @@ impl<E, A: Aggregation<E>> WindowSet<E, A> {
         Added::Windows
     }
 
-    /// Move the watermark to what the inputs say; close the windows it passed
-    /// (in order of their end) and emit due early results.
+    /// Move the watermarks to what the inputs say; close the windows they
+    /// passed (per input set, in order of their end) and emit due early results.
     pub fn advance(&mut self) {
-        let moved = self.watermarks.advance();
-        let watermark = self.watermarks.current();
-        // Also without a move: windows imported behind the watermark close now.
-        while self.closing.first().is_some_and(|(end, _, _)| *end <= watermark) {
-            let (end, key, start) = self.closing.pop_first().expect("checked");
+        self.watermarks.advance();
+        // Also without a move: windows imported behind a watermark close now.
+        let mut due = Vec::new();
+        for (inputs, group) in &self.closing {
+            let watermark = self.watermarks.of(inputs);
+            due.extend(group.iter().take_while(|(end, _, _)| *end <= watermark).cloned());
+        }
+        due.sort();
+        for (end, key, start) in due {
             self.close(key, start, end, false);
         }
-        if !moved {
-            return;
-        }
         if let EmitPolicy::Every(every) = self.emit {
+            let watermark = self.watermarks.furthest();
             let every = nanos(every).max(1);
-            let due = self.next_every.is_none_or(|next| watermark >= next);
+            let due = watermark != EventTime::MIN && self.next_every.is_none_or(|next| watermark >= next);
             if due {
                 self.next_every = Some(EventTime(
                     watermark
@@ -381,7 +476,8 @@ impl<E, A: Aggregation<E>> WindowSet<E, A> {
             return;
         };
         entry.closed_until = entry.closed_until.max(end);
-        self.open -= 1;
+        let inputs = entry.inputs.clone();
+        self.remove_open(&inputs, &key, start, end);
         if matches!(self.emit, EmitPolicy::Every(_)) {
             self.updated.remove(&(key.clone(), start));
         }
@@ -412,13 +508,13 @@ impl<E, A: Aggregation<E>> WindowSet<E, A> {
     /// tokens (the windows are gone from the set).
     pub fn drain(&mut self) -> Vec<Drained<A::Key, A::Acc>> {
         let mut drained = Vec::new();
-        while let Some((end, key, start)) = self.closing.pop_first() {
+        for (end, key, start) in std::mem::take(&mut self.by_end) {
             let Some(entry) = self.keys.get_mut(&key) else { continue };
             if let Some(window) = entry.open.remove(&start) {
-                self.open -= 1;
                 drained.push((key, Window { start, end }, window.acc, window.held));
             }
         }
+        self.closing.clear();
         self.updated.clear();
         drained
     }
@@ -442,20 +538,20 @@ impl<E, A: Aggregation<E>> WindowSet<E, A> {
         })
     }
 
-    /// Replace what the set knows of a key by a saved state. Windows the
-    /// watermark already passed close at the next [`WindowSet::advance`].
-    pub fn import(&mut self, saved: SavedKey<A::Key, A::KeyState, A::Acc>) {
+    /// Replace what the set knows of a key by a saved state, fed by `input`
+    /// (the partition its last save came from). Windows its watermark already
+    /// passed close at the next [`WindowSet::advance`].
+    pub fn import(&mut self, saved: SavedKey<A::Key, A::KeyState, A::Acc>, input: usize) {
         if let Some(old) = self.keys.remove(&saved.key) {
             for (start, window) in old.open {
-                self.closing.remove(&(window.end, saved.key.clone(), start));
+                self.remove_open(&old.inputs, &saved.key, start, window.end);
                 self.updated.remove(&(saved.key.clone(), start));
-                self.open -= 1;
             }
         }
+        let inputs = vec![input];
         let mut open = BTreeMap::new();
         for window in saved.open {
-            self.closing.insert((window.end, saved.key.clone(), window.start));
-            self.open += 1;
+            self.insert_open(&inputs, &saved.key, window.start, window.end);
             open.insert(
                 window.start,
                 OpenWindow {
@@ -470,6 +566,7 @@ impl<E, A: Aggregation<E>> WindowSet<E, A> {
             KeyWindows {
                 state: saved.state,
                 open,
+                inputs,
                 closed_until: saved.closed_until,
             },
         );
@@ -503,15 +600,27 @@ mod tests {
     /// Feed readings one by one as the stage does; returns what came out as
     /// `key [start,end) sum/count` text, and `late key@t` for late events.
     fn feed(set: &mut WindowSet<TestEvent, SumAggregation>, events: &[TestEvent]) -> Vec<String> {
+        let in_process: Vec<(Option<i32>, TestEvent)> = events.iter().map(|e| (None, e.clone())).collect();
+        feed_inputs(set, &in_process)
+    }
+
+    /// [`feed`], each reading read from that partition of one topic (`None`: in-process).
+    fn feed_inputs(set: &mut WindowSet<TestEvent, SumAggregation>, events: &[(Option<i32>, TestEvent)]) -> Vec<String> {
         let mut seen = Vec::new();
-        for event in events {
+        for (partition, event) in events {
+            let origin = partition.map(|partition| Origin {
+                topic: "t".into(),
+                partition,
+                offset: 0,
+                epoch: 0,
+            });
             let mut keys = Vec::new();
             let crate::window::Assigned::At(time) = set.aggregation().assign(event, &mut keys) else {
                 panic!("readings are windowed")
             };
-            set.watermarks.observe(None, time);
+            let (input, _) = set.watermarks.observe(origin.as_ref(), time);
             for key in &keys {
-                if let Added::Late(_) = set.add(key, event, time, None) {
+                if let Added::Late(_) = set.add(key, event, time, input, None) {
                     seen.push(format!("late {key}@{}", time.0 / 1_000_000_000));
                 }
             }
@@ -610,28 +719,36 @@ mod tests {
     }
 
     #[test]
-    fn the_slowest_input_holds_the_watermark_unless_it_is_idle() {
-        let origin = |partition| Origin {
-            topic: "t".into(),
-            partition,
-            offset: 0,
-            epoch: 0,
+    fn each_partition_closes_the_windows_of_its_own_keys() {
+        let events = [
+            (Some(0), reading("a", 1, 1)),
+            (Some(1), reading("b", 2, 1)),
+            (Some(0), reading("a2", 3, 1)),
+            (Some(0), reading("a", 25, 1)),
+            // Partition 1 is slower (or read later): its events are not late for partition 0's pace.
+            (Some(1), reading("b", 8, 1)),
+            (Some(1), reading("b", 12, 1)),
+        ];
+        let mut set = set(10, 10, 0);
+        assert_eq!(
+            feed_inputs(&mut set, &events),
+            vec!["a [0,10) 1/1", "a2 [0,10) 1/1", "b [0,10) 2/2"],
+            "a2 went quiet: partition 0's other key closed its window"
+        );
+        // With `idle_after`, a partition that falls too far behind is taken along.
+        let config = WindowConfig {
+            idle_after: Some(Duration::from_secs(10)),
+            ..WindowConfig::default()
         };
-        let mut watermarks = Watermarks::new(Duration::ZERO, None);
-        watermarks.observe(Some(&origin(0)), EventTime(100));
-        watermarks.observe(Some(&origin(1)), EventTime(10));
-        watermarks.advance();
-        assert_eq!(watermarks.current(), EventTime(10));
-        let mut idle = Watermarks::new(Duration::ZERO, Some(Duration::from_nanos(50)));
-        idle.observe(Some(&origin(0)), EventTime(100));
-        idle.observe(Some(&origin(1)), EventTime(10));
-        idle.advance();
-        assert_eq!(idle.current(), EventTime(100), "partition 1 is 90 behind: idle");
-        idle.observe(Some(&origin(1)), EventTime(60));
-        idle.advance();
-        assert_eq!(idle.current(), EventTime(100), "never goes back");
-        assert_eq!(idle.take_changed().len(), 2);
-        assert!(idle.take_changed().is_empty());
+        let mut idle = WindowSet::new(
+            SumAggregation::new(WindowShape::tumbling(Duration::from_secs(10))),
+            &config,
+        );
+        assert_eq!(
+            feed_inputs(&mut idle, &events),
+            vec!["a [0,10) 1/1", "a2 [0,10) 1/1", "b [0,10) 1/1", "late b@8"],
+            "partition 1 counts as 15 s once partition 0 is at 25"
+        );
     }
 
     #[test]
@@ -740,8 +857,9 @@ mod tests {
                 .collect();
             let newest = before.watermarks.inputs[0].newest;
             let mut after = set(20, 10, 15);
+            let input = after.watermarks.input_of(None);
             for json in &saved {
-                after.import(serde_json::from_str(json).unwrap());
+                after.import(serde_json::from_str(json).unwrap(), input);
             }
             after.watermarks.observe(None, newest);
             after.advance();

@@ -15,8 +15,8 @@
 //!   and the results of closed windows not yet confirmed delivered. A
 //!   result's token releases the input that closed it once it is delivered.
 //!   Each input partition's newest event time is saved too (record
-//!   `watermark:<topic>[<partition>]`), so a restarted stage does not close
-//!   windows early while it has heard from only some partitions.
+//!   `watermark:<topic>[<partition>]`), so after a restart the windows of a
+//!   partition's keys close where they would have.
 //! - When the input ends (shutdown, or a finite source is done): with `state`
 //!   the stage saves and stops, the windows continue after a restart; without
 //!   it the open windows are emitted as not final (`closed: false` results)
@@ -27,7 +27,7 @@
 //! (start, rebalance) reads the state topic: the keys last saved from such a
 //! partition are restored, re-delivered inputs they cover are skipped, their
 //! unconfirmed results are emitted again (duplicates, never losses), and the
-//! watermark of every partition of the stage's topics is seeded.
+//! partition's watermark is seeded.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -151,7 +151,7 @@ impl<E: Event, A: Aggregation<E>> WindowStage<E, A> {
                     continue;
                 }
             };
-            let raised = self.set.watermarks.observe(origin.as_ref(), time);
+            let (input, raised) = self.set.watermarks.observe(origin.as_ref(), time);
             let logged = self.saving.as_mut().zip(origin.as_ref());
             let hold = if logged.is_some() { None } else { Some(&ack) };
             let (mut absorbed, mut repeated) = (false, false);
@@ -163,7 +163,7 @@ impl<E: Event, A: Aggregation<E>> WindowStage<E, A> {
                         continue; // re-delivered; the restored state already includes it
                     }
                 }
-                match self.set.add(key, &event, time, hold) {
+                match self.set.add(key, &event, time, input, hold) {
                     Added::Windows | Added::StateOnly => {
                         absorbed = true;
                         if let Some((saving, origin)) = logged.as_mut() {
@@ -197,8 +197,8 @@ impl<E: Event, A: Aggregation<E>> WindowStage<E, A> {
                         raw: None,
                         reason: "late",
                         error: format!(
-                            "event time {time} arrived after the watermark ({}) closed its window {window}",
-                            self.set.watermarks.current()
+                            "event time {time} arrived after its input's watermark ({}) closed its window {window}",
+                            self.set.watermarks.of(&[input])
                         ),
                         ack: ack.clone(),
                     }),
@@ -269,7 +269,6 @@ impl<E: Event, A: Aggregation<E>> WindowStage<E, A> {
         if fresh.is_empty() {
             return Ok(Vec::new());
         }
-        let first = saving.checkpoints.restores() == 0;
         let values = saving.checkpoints.load().await?;
         let mut replays = Vec::new();
         let (mut restored, mut seeded) = (0, 0);
@@ -282,8 +281,7 @@ impl<E: Event, A: Aggregation<E>> WindowStage<E, A> {
                 let of_fresh = fresh
                     .iter()
                     .any(|(o, _)| *o.topic == *saved.topic && o.partition == saved.partition);
-                let of_topic = fresh.iter().any(|(o, _)| *o.topic == *saved.topic);
-                if of_fresh || (first && of_topic) {
+                if of_fresh {
                     self.set.watermarks.seed(&saved.topic, saved.partition, saved.newest);
                     seeded += 1;
                 }
@@ -305,7 +303,11 @@ impl<E: Event, A: Aggregation<E>> WindowStage<E, A> {
                 continue;
             };
             let key = record.state.key.clone();
-            self.set.import(record.state);
+            let input = self
+                .set
+                .watermarks
+                .input_of(Some((&record.position.topic, record.position.partition)));
+            self.set.import(record.state, input);
             saving.checkpoints.restored(key.clone(), record.position);
             for window in record.emitted {
                 if let Some(event) = self.set.result(&key, window.window(), &window.acc, true) {
@@ -393,7 +395,7 @@ impl WindowMetrics {
 
     fn record<E, A: Aggregation<E>>(&self, set: &mut WindowSet<E, A>) {
         self.open.set(set.open_windows() as f64);
-        let watermark = set.watermarks.current();
+        let watermark = set.watermarks.slowest();
         if watermark != EventTime::MIN {
             self.watermark.set(watermark.as_secs_f64());
         }

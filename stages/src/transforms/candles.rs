@@ -348,9 +348,9 @@ mod tests {
             let Assigned::At(time) = set.aggregation().assign(event, &mut keys) else {
                 continue;
             };
-            set.watermarks.observe(None, time);
+            let (input, _) = set.watermarks.observe(None, time);
             for key in &keys {
-                set.add(key, event, time, None);
+                set.add(key, event, time, input, None);
             }
             set.advance();
             take(&mut set, &mut out);
