@@ -630,3 +630,99 @@ async fn a_bootstrap_source_is_processed_before_the_other_sources_start() {
     running.stop(Duration::from_secs(30)).await.unwrap();
     assert_eq!(firings(&recorded("bootstrap")), vec![("near".to_string(), 4)]);
 }
+
+/// (pair, minute start as seconds after the first quote, ticks, closed) of every candle a probe recorded.
+fn candles(probe: &Probe) -> Vec<(String, i64, u64, bool)> {
+    probe
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            FxEvent::Candle(c) => Some((
+                c.pair.to_string(),
+                c.start.timestamp() - 1_700_000_000,
+                c.ticks,
+                c.closed,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_in_the_middle_of_a_candle_loses_and_double_counts_nothing() {
+    let cluster = mock();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("rates-c", 2, 1).unwrap();
+    cluster.create_topic("candle-state", 1, 1).unwrap();
+    // One quote a second, EUR/USD (partition 0) and USD/JPY (partition 1) in turn; the first at
+    // second 20 of a minute, so minutes start at steps 40, 100, 160, 220.
+    produce_by_pair(&brokers, "rates-c", 0..70).await;
+    let body = |probe: &str| {
+        format!(
+            r#""rates": KafkaSource(resource: "kafka", topics: ["rates-c"], group: "candling", kinds: ["Quote"],
+                commit_interval: "100ms", options: {{"session.timeout.ms": "6000", "heartbeat.interval.ms": "500"}}),
+            "candles": Candles(inputs: ["rates"], intervals: ["1m"],
+                state: (resource: "kafka", topic: "candle-state", interval: "100ms")),
+            "store": Record(inputs: ["candles"], probe: "{probe}"),"#
+        )
+    };
+    let run = |name: &'static str, end: i64| {
+        let (brokers, spec) = (brokers.clone(), pipeline(name, &brokers, &body(name)));
+        async move {
+            let running = fxflow_engine::start(spec).await.unwrap();
+            wait_for("every quote committed", || {
+                committed(&brokers, "candling", "rates-c", 2) == vec![Some(end), Some(end)]
+            })
+            .await;
+            running.stop(Duration::from_secs(30)).await.unwrap();
+            recorded(name)
+        }
+    };
+    // The first process stops in the middle of the minute of steps 40..100.
+    let first = run("candles-first", 35).await;
+    assert_eq!(
+        candles(&first),
+        vec![("EUR/USD".into(), -20, 20, true), ("USD/JPY".into(), -20, 20, true)],
+        "the first minute closed; the second is open in the saved state"
+    );
+    let kafka = fxflow_engine::kafka::KafkaResource {
+        brokers: brokers.clone(),
+        options: Default::default(),
+        topics: Default::default(),
+    };
+    let saved = fxflow_engine::kafka::StateTopic::open(&kafka, "candle-state", "test")
+        .unwrap()
+        .load(Duration::from_secs(10))
+        .unwrap();
+    let mut names: Vec<&String> = saved.keys().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            "watermark:rates-c[0]",
+            "watermark:rates-c[1]",
+            "window:EUR/USD test 1m",
+            "window:USD/JPY test 1m"
+        ]
+    );
+    let state: serde_json::Value = serde_json::from_slice(&saved["window:EUR/USD test 1m"]).unwrap();
+    assert_eq!(
+        state["state"]["open"][0]["acc"]["ticks"], 15,
+        "steps 40..70 of EUR/USD: {state}"
+    );
+
+    // A new process continues the open minute: 30 ticks each, none counted twice, none lost.
+    produce_by_pair(&brokers, "rates-c", 70..230).await;
+    let second = run("candles-second", 115).await;
+    let mut got = candles(&second);
+    got.sort();
+    got.dedup(); // a bar emitted again after the restart is the same bar
+    let mut want = Vec::new();
+    for pair in ["EUR/USD", "USD/JPY"] {
+        for start in [40, 100, 160] {
+            want.push((pair.to_owned(), start, 30, true));
+        }
+    }
+    assert_eq!(got.into_iter().filter(|c| c.1 >= 40).collect::<Vec<_>>(), want);
+}
