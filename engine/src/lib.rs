@@ -12,6 +12,7 @@ pub mod channel;
 pub mod docs;
 pub mod duration;
 pub mod event;
+pub mod fast_hash;
 pub mod graph;
 pub mod health;
 pub mod kafka;

@@ -638,6 +638,11 @@ impl Aggregation<TestEvent> for SumAggregation {
         acc.count += 1;
     }
 
+    fn merge(&self, acc: &mut Sum, later: &Sum) {
+        acc.sum += later.sum;
+        acc.count += later.count;
+    }
+
     fn result(&self, key: &String, _state: &(), window: Window, acc: &Sum, closed: bool) -> Option<TestEvent> {
         Some(TestEvent::Total {
             key: key.clone(),
@@ -676,7 +681,11 @@ impl StageConfig<TestEvent> for WindowSumConfig {
         Kinds::only(&["Total"])
     }
     fn check(&self) -> Vec<ConfigProblem> {
-        self.time.check("time")
+        let mut problems = self.time.check("time");
+        if !WindowShape::fits(self.size, self.slide.unwrap_or(self.size)) {
+            problems.push(ConfigProblem::field("slide", "`size` must be a multiple of `slide`"));
+        }
+        problems
     }
     async fn build(&self, cx: &BuildContext) -> Result<Stage<TestEvent>, StageError> {
         let shape = WindowShape::sliding(self.size, self.slide.unwrap_or(self.size));

@@ -489,7 +489,7 @@ fn candle(
         low: mid.low - dec(d),
         close: mid.close - dec(d),
     };
-    FxEvent::Candle(fxflow_stages::fx::Candle {
+    FxEvent::Candle(Box::new(fxflow_stages::fx::Candle {
         pair: pair(pair_text),
         source: SourceName::intern(source).unwrap(),
         interval: std::time::Duration::from_secs(60),
@@ -499,7 +499,7 @@ fn candle(
         ask: two_sided.then(|| side("-0.0001")),
         ticks,
         closed,
-    })
+    }))
 }
 
 fn volatility(pair_text: &str, day: i64, value: f64) -> FxEvent {

@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::registry::ConfigProblem;
 
-pub use set::{Added, Out, SavedKey, SavedWindow, Watermarks, WindowSet};
+pub use set::{Added, Out, SavedKey, SavedPane, SavedWindow, Watermarks, WindowSet};
 pub use stage::{WindowStage, EVICTIONS, OPEN_WINDOWS, WATERMARK_SECONDS};
 
 const NANOS_PER_SECOND: i64 = 1_000_000_000;
@@ -150,13 +150,26 @@ impl WindowShape {
     }
 
     /// Windows of `size` starting every `slide` (30 days, every day). Each
-    /// instant is in `size / slide` windows.
+    /// instant is in `size / slide` windows. `size` must be a multiple of
+    /// `slide` (windows are made of slide-long panes); it is rounded up to one.
     pub fn sliding(size: Duration, slide: Duration) -> Self {
+        let slide = nanos(slide).max(1);
         let size = nanos(size).max(1);
         WindowShape {
-            size,
-            slide: nanos(slide).clamp(1, size),
+            size: (size.saturating_add(slide - 1) / slide).saturating_mul(slide),
+            slide,
         }
+    }
+
+    /// Whether windows of `size` can slide by `slide`: `size` a multiple of it.
+    pub fn fits(size: Duration, slide: Duration) -> bool {
+        let (size, slide) = (nanos(size), nanos(slide));
+        slide > 0 && size >= slide && size % slide == 0
+    }
+
+    /// A window's length, in nanoseconds.
+    pub fn size(&self) -> i64 {
+        self.size
     }
 
     /// The window containing `t` that ends last.
@@ -331,8 +344,12 @@ pub trait Aggregation<E>: Send + 'static {
         time: EventTime,
     ) -> Contribution<Self::Value>;
 
-    /// Fold a contribution into a window.
+    /// Fold a contribution into a pane (a tumbling window, or a slide of a sliding one).
     fn add(&self, acc: &mut Self::Acc, value: &Self::Value, time: EventTime);
+
+    /// Fold the pane `later` (which follows `acc`'s in time) into `acc`: a
+    /// sliding window's result is its panes merged in order.
+    fn merge(&self, acc: &mut Self::Acc, later: &Self::Acc);
 
     /// The event a window's result is, if any: `closed` for the final result,
     /// not for an early update or a window the input ended inside.

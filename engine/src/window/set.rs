@@ -13,16 +13,17 @@
 //! that falls further behind the newest of all inputs is taken to be that far
 //! behind, so a silent partition's windows close too.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{nanos, Aggregation, Contribution, EmitPolicy, EventTime, Window, WindowConfig};
+use super::{nanos, Aggregation, Contribution, EmitPolicy, EventTime, Window, WindowConfig, WindowShape};
 use crate::ack::AckToken;
 use crate::event::Origin;
+use crate::fast_hash::FastMap;
 
 /// One input: its newest event time and its watermark.
 #[derive(Debug)]
@@ -127,9 +128,10 @@ impl Watermarks {
         self.newest = self.newest.max(newest);
     }
 
-    /// Move every input's watermark to what its newest time says.
-    pub fn advance(&mut self) {
+    /// Move every input's watermark to what its newest time says; returns whether one moved.
+    pub fn advance(&mut self) -> bool {
         let floor = self.idle_after.map(|idle| self.newest.0.saturating_sub(idle));
+        let mut moved = false;
         for input in &mut self.inputs {
             let newest = match floor {
                 Some(floor) => input.newest.0.max(floor),
@@ -138,8 +140,10 @@ impl Watermarks {
             let candidate = EventTime(newest.saturating_sub(self.lateness));
             if candidate > input.watermark {
                 input.watermark = candidate;
+                moved = true;
             }
         }
+        moved
     }
 
     /// The watermark of a key fed by `inputs`: the oldest of theirs.
@@ -175,20 +179,89 @@ impl Watermarks {
     }
 }
 
-/// One open window.
+/// One pane of a key: `slide` of event time, what windows are made of (a
+/// tumbling window is one pane; a 30-day window sliding by a day, 30).
 #[derive(Debug)]
-struct OpenWindow<Acc> {
-    end: EventTime,
+struct Pane<Acc> {
     acc: Acc,
     /// Tokens of the inputs it absorbed (when no state topic releases them).
     held: Vec<AckToken>,
 }
 
-/// A key's state and open windows.
+/// A key's panes by start, oldest first: a few, nearly always appended at the
+/// end and taken from the front (a deque keeps its room between days, where a
+/// map would allocate and free a node for every day's pane).
+#[derive(Debug)]
+struct Panes<Acc>(VecDeque<(EventTime, Pane<Acc>)>);
+
+impl<Acc: Default> Panes<Acc> {
+    fn newest(&self) -> Option<EventTime> {
+        self.0.back().map(|(start, _)| *start)
+    }
+
+    fn contains(&self, start: EventTime) -> bool {
+        self.0.binary_search_by_key(&start, |(s, _)| *s).is_ok()
+    }
+
+    /// The pane starting at `start`, made empty if there is none yet.
+    fn get_or_insert(&mut self, start: EventTime) -> &mut Pane<Acc> {
+        let index = match self.0.back() {
+            Some((newest, _)) if *newest == start => self.0.len() - 1,
+            Some((newest, _)) if *newest < start => {
+                self.0.push_back((start, Pane::default()));
+                self.0.len() - 1
+            }
+            None => {
+                self.0.push_back((start, Pane::default()));
+                0
+            }
+            Some(_) => match self.0.binary_search_by_key(&start, |(s, _)| *s) {
+                Ok(index) => index,
+                Err(index) => {
+                    self.0.insert(index, (start, Pane::default()));
+                    index
+                }
+            },
+        };
+        &mut self.0[index].1
+    }
+
+    /// The panes starting in `[from, to)`.
+    fn range(&self, from: EventTime, to: EventTime) -> impl Iterator<Item = &(EventTime, Pane<Acc>)> {
+        let first = self.0.partition_point(|(s, _)| *s < from);
+        let last = self.0.partition_point(|(s, _)| *s < to);
+        self.0.range(first..last)
+    }
+
+    /// Drop the panes starting at or before `start`; the one at `start`, if any, is returned.
+    fn pop_until(&mut self, start: EventTime) -> Option<Pane<Acc>> {
+        let mut at_start = None;
+        while self.0.front().is_some_and(|(s, _)| *s <= start) {
+            let (s, pane) = self.0.pop_front().expect("checked");
+            if s == start {
+                at_start = Some(pane);
+            }
+        }
+        at_start
+    }
+}
+
+impl<Acc: Default> Default for Pane<Acc> {
+    fn default() -> Self {
+        Pane {
+            acc: Acc::default(),
+            held: Vec::new(),
+        }
+    }
+}
+
+/// A key's state and open panes.
 #[derive(Debug)]
 struct KeyWindows<S, Acc> {
     state: S,
-    open: BTreeMap<EventTime, OpenWindow<Acc>>,
+    /// A window `[s, s + size)` is the panes starting in it; a pane goes when
+    /// the last window containing it closes.
+    panes: Panes<Acc>,
     /// The inputs that fed the key, in order: their watermarks close its windows.
     inputs: Vec<usize>,
     /// Windows ending at or before this are closed for the key (also when the
@@ -196,7 +269,7 @@ struct KeyWindows<S, Acc> {
     closed_until: EventTime,
 }
 
-/// One window as saved.
+/// One window as saved (a closed window whose result is not confirmed yet).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedWindow<Acc> {
     pub start: EventTime,
@@ -213,23 +286,32 @@ impl<Acc> SavedWindow<Acc> {
     }
 }
 
+/// One pane as saved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedPane<Acc> {
+    pub start: EventTime,
+    pub acc: Acc,
+}
+
 /// Everything a [`WindowSet`] knows about one key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedKey<K, S, Acc> {
     pub key: K,
     pub state: S,
-    pub open: Vec<SavedWindow<Acc>>,
+    pub panes: Vec<SavedPane<Acc>>,
     pub closed_until: EventTime,
 }
 
 /// What leaves the set.
 #[derive(Debug)]
 pub enum Out<K, Acc, E> {
-    /// A window closed (its watermark passed it, or it was evicted): its final result is due.
+    /// A window closed (its watermark passed it, or it was evicted): its final
+    /// result, and its running result when [`WindowSet::keep_closed`] asked for it.
     Closed {
         key: K,
         window: Window,
-        acc: Acc,
+        event: Option<E>,
+        acc: Option<Box<Acc>>,
         held: Vec<AckToken>,
         evicted: bool,
     },
@@ -250,29 +332,186 @@ pub enum Added {
     Repeat,
 }
 
-/// Open windows as (end, key, start), in the order they close.
-type Closing<K> = BTreeSet<(EventTime, K, EventTime)>;
+/// Open windows, by end: the windows of all keys end at the same boundaries
+/// (every minute, every midnight), so all those ending at one instant share a
+/// bucket — opening a window is a push, and the due ones leave a bucket at a time.
+#[derive(Debug)]
+struct Closing<K> {
+    by_end: BTreeMap<EventTime, Vec<(K, EventTime)>>,
+    len: usize,
+}
 
-/// An open window taken out of the set when the input ended: key, window, running result, held tokens.
-pub type Drained<K, Acc> = (K, Window, Acc, Vec<AckToken>);
+/// A window in the closing index: (end, key, start).
+type Due<K> = (EventTime, K, EventTime);
+
+impl<K: Clone + Ord> Closing<K> {
+    fn new() -> Self {
+        Closing {
+            by_end: BTreeMap::new(),
+            len: 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Add a window; with `check`, only if it is not there yet. Returns whether it was added.
+    fn insert(&mut self, end: EventTime, key: K, start: EventTime, check: bool) -> bool {
+        let bucket = self.by_end.entry(end).or_default();
+        if check && bucket.iter().any(|(k, s)| *k == key && *s == start) {
+            return false;
+        }
+        bucket.push((key, start));
+        self.len += 1;
+        true
+    }
+
+    fn remove(&mut self, end: EventTime, key: &K, start: EventTime) -> bool {
+        let Some(bucket) = self.by_end.get_mut(&end) else {
+            return false;
+        };
+        let Some(i) = bucket.iter().position(|(k, s)| k == key && *s == start) else {
+            return false;
+        };
+        bucket.swap_remove(i);
+        self.len -= 1;
+        if bucket.is_empty() {
+            self.by_end.remove(&end);
+        }
+        true
+    }
+
+    fn contains(&self, end: EventTime, key: &K, start: EventTime) -> bool {
+        self.by_end
+            .get(&end)
+            .is_some_and(|b| b.iter().any(|(k, s)| k == key && *s == start))
+    }
+
+    /// The window that ends first (ties by key and start).
+    fn first(&self) -> Option<Due<K>> {
+        let (end, bucket) = self.by_end.first_key_value()?;
+        bucket.iter().min().map(|(k, s)| (*end, k.clone(), *s))
+    }
+
+    fn first_end(&self) -> Option<EventTime> {
+        self.by_end.first_key_value().map(|(end, _)| *end)
+    }
+
+    /// Take the windows ending at or before `watermark` into `due`; returns how many.
+    fn pop_due(&mut self, watermark: EventTime, due: &mut Vec<Due<K>>) -> usize {
+        let mut taken = 0;
+        while let Some(entry) = self.by_end.first_entry() {
+            if *entry.key() > watermark {
+                break;
+            }
+            let (end, bucket) = entry.remove_entry();
+            taken += bucket.len();
+            due.extend(bucket.into_iter().map(|(k, s)| (end, k, s)));
+        }
+        self.len -= taken;
+        taken
+    }
+
+    /// Take every window of `key`.
+    fn take_key(&mut self, key: &K) -> Vec<Due<K>> {
+        let mut taken = Vec::new();
+        for (end, bucket) in &mut self.by_end {
+            bucket.retain(|(k, s)| {
+                let mine = k == key;
+                if mine {
+                    taken.push((*end, k.clone(), *s));
+                }
+                !mine
+            });
+        }
+        self.by_end.retain(|_, bucket| !bucket.is_empty());
+        self.len -= taken.len();
+        taken
+    }
+
+    fn into_all(self) -> impl Iterator<Item = Due<K>> {
+        self.by_end
+            .into_iter()
+            .flat_map(|(end, bucket)| bucket.into_iter().map(move |(k, s)| (end, k, s)))
+    }
+}
+
+/// What [`WindowSet::drain`] hands back: the open windows (key, window,
+/// running result) in order of their end, and every token the panes held.
+pub type Drained<K, Acc> = (Vec<(K, Window, Acc)>, Vec<AckToken>);
 
 /// The open windows of every key, and the watermarks.
 pub struct WindowSet<E, A: Aggregation<E>> {
     aggregation: A,
     emit: EmitPolicy,
     max_open: usize,
-    keys: HashMap<A::Key, KeyWindows<A::KeyState, A::Acc>>,
-    /// The open windows of the keys fed by one set of inputs, by that set.
-    closing: HashMap<Vec<usize>, Closing<A::Key>>,
-    /// Every open window: which one ends first (for eviction).
-    by_end: Closing<A::Key>,
+    keys: FastMap<A::Key, KeyWindows<A::KeyState, A::Acc>>,
+    /// The open windows of the keys fed by one set of inputs, per set (a few: scanned).
+    closing: Vec<(Vec<usize>, Closing<A::Key>)>,
+    /// How many windows are open.
+    open: usize,
+    /// Look for due windows even if no watermark moved (windows were imported).
+    rescan: bool,
     /// Windows changed since their last early result (`emit: Every`).
     updated: BTreeSet<(A::Key, EventTime)>,
     next_every: Option<EventTime>,
     evicted: u64,
+    /// Hand closed windows' running results out too (to save them until their result is delivered).
+    keep_closed: bool,
     pub watermarks: Watermarks,
     out: Vec<Out<A::Key, A::Acc, E>>,
     _event: PhantomData<fn(E)>,
+}
+
+/// Add the windows of `key` containing the new pane at `pane_start` that end
+/// after `horizon`; returns how many were new. `newest_pane`: the key's newest
+/// pane before this one — every window containing it is open (or closed)
+/// already, so only the windows starting after it are new (one a pane, in order).
+#[allow(clippy::too_many_arguments)]
+fn open_windows_of<K: Clone + Ord>(
+    shape: &WindowShape,
+    closing: &mut Vec<(Vec<usize>, Closing<K>)>,
+    inputs: &[usize],
+    key: &K,
+    pane_start: EventTime,
+    newest_pane: Option<EventTime>,
+    horizon: EventTime,
+) -> usize {
+    let after = newest_pane.filter(|newest| *newest < pane_start);
+    let group = match closing.iter().position(|(g, _)| g == inputs) {
+        Some(i) => i,
+        None => {
+            closing.push((inputs.to_vec(), Closing::new()));
+            closing.len() - 1
+        }
+    };
+    // An older pane than the newest (out of order): some of its windows may be open already.
+    let check = newest_pane.is_some() && after.is_none();
+    let new = shape
+        .windows_of(pane_start)
+        .take_while(|w| after.is_none_or(|newest| w.start > newest))
+        .filter(|w| w.end > horizon);
+    let mut opened = 0;
+    for window in new {
+        if closing[group].1.insert(window.end, key.clone(), window.start, check) {
+            opened += 1;
+        }
+    }
+    opened
+}
+
+/// The running result of `window`: its panes merged.
+fn merged<E, A: Aggregation<E>>(aggregation: &A, panes: &Panes<A::Acc>, window: Window) -> A::Acc {
+    let mut inside = panes.range(window.start, window.end);
+    let Some((_, first)) = inside.next() else {
+        return A::Acc::default();
+    };
+    let mut acc = first.acc.clone();
+    for (_, pane) in inside {
+        aggregation.merge(&mut acc, &pane.acc);
+    }
+    acc
 }
 
 impl<E, A: Aggregation<E>> WindowSet<E, A> {
@@ -281,12 +520,14 @@ impl<E, A: Aggregation<E>> WindowSet<E, A> {
             aggregation,
             emit: config.emit,
             max_open: config.max_open.max(1),
-            keys: HashMap::new(),
-            closing: HashMap::new(),
-            by_end: BTreeSet::new(),
+            keys: FastMap::default(),
+            closing: Vec::new(),
+            open: 0,
+            rescan: false,
             updated: BTreeSet::new(),
             next_every: None,
             evicted: 0,
+            keep_closed: false,
             watermarks: Watermarks::new(config.lateness, config.idle_after),
             out: Vec::new(),
             _event: PhantomData,
@@ -297,9 +538,14 @@ impl<E, A: Aggregation<E>> WindowSet<E, A> {
         &self.aggregation
     }
 
+    /// Closed windows also hand out their running result (`Out::Closed::acc`).
+    pub fn keep_closed(&mut self, keep: bool) {
+        self.keep_closed = keep;
+    }
+
     /// Open windows over all keys.
     pub fn open_windows(&self) -> usize {
-        self.by_end.len()
+        self.open
     }
 
     /// Windows closed early because `max_open` was reached, since the last call.
@@ -312,105 +558,121 @@ impl<E, A: Aggregation<E>> WindowSet<E, A> {
         std::mem::take(&mut self.out)
     }
 
-    fn insert_open(&mut self, inputs: &[usize], key: &A::Key, start: EventTime, end: EventTime) {
-        self.closing
-            .entry(inputs.to_vec())
-            .or_default()
-            .insert((end, key.clone(), start));
-        self.by_end.insert((end, key.clone(), start));
+    /// [`WindowSet::take_out`] into `buffer` (keeping both vectors' room).
+    pub fn take_out_into(&mut self, buffer: &mut Vec<Out<A::Key, A::Acc, E>>) {
+        buffer.append(&mut self.out);
     }
 
     fn remove_open(&mut self, inputs: &[usize], key: &A::Key, start: EventTime, end: EventTime) {
-        let entry = (end, key.clone(), start);
-        if let Some(group) = self.closing.get_mut(inputs) {
-            group.remove(&entry);
-            if group.is_empty() {
-                self.closing.remove(inputs);
+        if let Some(i) = self.closing.iter().position(|(g, _)| g == inputs) {
+            if self.closing[i].1.remove(end, key, start) {
+                self.open -= 1;
+            }
+            if self.closing[i].1.is_empty() {
+                self.closing.swap_remove(i);
             }
         }
-        self.by_end.remove(&entry);
+    }
+
+    /// The open window that ends first, of all keys.
+    fn first_to_end(&self) -> Option<Due<A::Key>> {
+        self.closing.iter().filter_map(|(_, group)| group.first()).min()
     }
 
     /// `key` is fed by `input` too: its windows close by that input's watermark as well.
     fn join_input(&mut self, key: &A::Key, input: usize) {
         let Some(entry) = self.keys.get_mut(key) else { return };
-        if entry.inputs.contains(&input) {
-            return;
-        }
         let before = entry.inputs.clone();
         entry.inputs.push(input);
         entry.inputs.sort_unstable();
         let after = entry.inputs.clone();
-        let windows: Vec<(EventTime, EventTime)> = entry.open.iter().map(|(start, w)| (*start, w.end)).collect();
-        for (start, end) in windows {
-            self.remove_open(&before, key, start, end);
-            self.insert_open(&after, key, start, end);
+        let Some(i) = self.closing.iter().position(|(g, _)| *g == before) else {
+            return;
+        };
+        let mine = self.closing[i].1.take_key(key);
+        if self.closing[i].1.is_empty() {
+            self.closing.swap_remove(i);
+        }
+        let group = match self.closing.iter().position(|(g, _)| *g == after) {
+            Some(i) => i,
+            None => {
+                self.closing.push((after, Closing::new()));
+                self.closing.len() - 1
+            }
+        };
+        for (end, key, start) in mine {
+            self.closing[group].1.insert(end, key, start, false);
         }
     }
 
     /// Feed `event` (at `time`, from `input`: see [`Watermarks::observe`]) into
-    /// `key`'s windows; `hold` is a token to keep with each window it goes into
-    /// (`None` when a state topic keeps it). Call [`WindowSet::advance`] after
-    /// the event's keys are done.
+    /// `key`'s windows; `hold` is a token to keep with its pane (`None` when a
+    /// state topic keeps it). Call [`WindowSet::advance`] after the event's
+    /// keys are done.
     pub fn add(&mut self, key: &A::Key, event: &E, time: EventTime, input: usize, hold: Option<&AckToken>) -> Added {
         let shape = self.aggregation.shape(key);
         let newest = shape.last_window(time);
-        if !self.keys.contains_key(key) {
-            if newest.end <= self.watermarks.of(&[input]) {
-                return Added::Late(newest);
+        if let Some(entry) = self.keys.get(key) {
+            if !entry.inputs.contains(&input) {
+                self.join_input(key, input);
             }
-            self.keys.insert(
-                key.clone(),
-                KeyWindows {
+        }
+        let Self {
+            aggregation,
+            keys,
+            closing,
+            open,
+            watermarks,
+            updated,
+            out,
+            emit,
+            ..
+        } = self;
+        let entry = match keys.get_mut(key) {
+            Some(entry) => entry,
+            None => {
+                if newest.end <= watermarks.of(&[input]) {
+                    return Added::Late(newest);
+                }
+                keys.entry(key.clone()).or_insert(KeyWindows {
                     state: A::KeyState::default(),
-                    open: BTreeMap::new(),
+                    panes: Panes(VecDeque::new()),
                     inputs: vec![input],
                     closed_until: EventTime::MIN,
-                },
-            );
-        }
-        self.join_input(key, input);
-        let entry = &self.keys[key];
-        let horizon = entry.closed_until.max(self.watermarks.of(&entry.inputs));
+                })
+            }
+        };
+        let horizon = entry.closed_until.max(watermarks.of(&entry.inputs));
         if newest.end <= horizon {
             return Added::Late(newest);
         }
-        let entry = self.keys.get_mut(key).expect("inserted above");
-        let value = match self.aggregation.contribution(key, &mut entry.state, event, time) {
+        let value = match aggregation.contribution(key, &mut entry.state, event, time) {
             Contribution::Value(value) => value,
             Contribution::StateOnly => return Added::StateOnly,
             Contribution::Repeat => return Added::Repeat,
         };
-        let inputs = entry.inputs.clone();
-        let mut changed = Vec::new();
-        let mut opened = Vec::new();
-        for window in shape.windows_of(time).filter(|w| w.end > horizon) {
-            let slot = entry.open.entry(window.start).or_insert_with(|| {
-                opened.push(window);
-                OpenWindow {
-                    end: window.end,
-                    acc: A::Acc::default(),
-                    held: Vec::new(),
-                }
-            });
-            self.aggregation.add(&mut slot.acc, &value, time);
-            if let Some(ack) = hold.filter(|a| a.is_tracked()) {
-                slot.held.push(ack.clone());
-            }
-            changed.push(window);
+        let pane_start = newest.start;
+        let newest_pane = entry.panes.newest();
+        if newest_pane != Some(pane_start) && !entry.panes.contains(pane_start) {
+            *open += open_windows_of(&shape, closing, &entry.inputs, key, pane_start, newest_pane, horizon);
         }
-        match self.emit {
+        let pane = entry.panes.get_or_insert(pane_start);
+        aggregation.add(&mut pane.acc, &value, time);
+        if let Some(ack) = hold.filter(|a| a.is_tracked()) {
+            pane.held.push(ack.clone());
+        }
+        match emit {
             EmitPolicy::OnClose => {}
             EmitPolicy::Every(_) => {
-                for window in &changed {
-                    self.updated.insert((key.clone(), window.start));
+                for window in shape.windows_of(time).filter(|w| w.end > horizon) {
+                    updated.insert((key.clone(), window.start));
                 }
             }
             EmitPolicy::Updates => {
-                for window in changed {
-                    let acc = &entry.open[&window.start].acc;
-                    if let Some(event) = self.aggregation.result(key, &entry.state, window, acc, false) {
-                        self.out.push(Out::Update {
+                for window in shape.windows_of(time).filter(|w| w.end > horizon) {
+                    let acc = merged(aggregation, &entry.panes, window);
+                    if let Some(event) = aggregation.result(key, &entry.state, window, &acc, false) {
+                        out.push(Out::Update {
                             key: key.clone(),
                             window,
                             event,
@@ -419,14 +681,13 @@ impl<E, A: Aggregation<E>> WindowSet<E, A> {
                 }
             }
         }
-        for window in opened {
-            self.insert_open(&inputs, key, window.start, window.end);
-        }
-        while self.by_end.len() > self.max_open {
-            let Some((end, key, start)) = self.by_end.first().cloned() else {
+        while self.open > self.max_open {
+            let Some((end, key, start)) = self.first_to_end() else {
                 break;
             };
             self.evicted += 1;
+            let inputs = self.keys.get(&key).map(|k| k.inputs.clone()).unwrap_or_default();
+            self.remove_open(&inputs, &key, start, end);
             self.close(key, start, end, true);
         }
         Added::Windows
@@ -435,16 +696,23 @@ impl<E, A: Aggregation<E>> WindowSet<E, A> {
     /// Move the watermarks to what the inputs say; close the windows they
     /// passed (per input set, in order of their end) and emit due early results.
     pub fn advance(&mut self) {
-        self.watermarks.advance();
+        let moved = self.watermarks.advance();
         // Also without a move: windows imported behind a watermark close now.
-        let mut due = Vec::new();
-        for (inputs, group) in &self.closing {
-            let watermark = self.watermarks.of(inputs);
-            due.extend(group.iter().take_while(|(end, _, _)| *end <= watermark).cloned());
-        }
-        due.sort();
-        for (end, key, start) in due {
-            self.close(key, start, end, false);
+        if moved || std::mem::take(&mut self.rescan) {
+            let mut due = Vec::new();
+            for (inputs, group) in &mut self.closing {
+                let watermark = self.watermarks.of(inputs);
+                if group.first_end().is_some_and(|end| end <= watermark) {
+                    self.open -= group.pop_due(watermark, &mut due);
+                }
+            }
+            self.closing.retain(|(_, group)| !group.is_empty());
+            if due.len() > 1 {
+                due.sort();
+            }
+            for (end, key, start) in due {
+                self.close(key, start, end, false);
+            }
         }
         if let EmitPolicy::Every(every) = self.emit {
             let watermark = self.watermarks.furthest();
@@ -460,9 +728,14 @@ impl<E, A: Aggregation<E>> WindowSet<E, A> {
                 ));
                 for (key, start) in std::mem::take(&mut self.updated) {
                     let Some(entry) = self.keys.get(&key) else { continue };
-                    let Some(open) = entry.open.get(&start) else { continue };
-                    let window = Window { start, end: open.end };
-                    if let Some(event) = self.aggregation.result(&key, &entry.state, window, &open.acc, false) {
+                    let end = EventTime(start.0.saturating_add(self.aggregation.shape(&key).size()));
+                    let open = self.closing.iter().any(|(_, group)| group.contains(end, &key, start));
+                    if !open {
+                        continue;
+                    }
+                    let window = Window { start, end };
+                    let acc = merged(&self.aggregation, &entry.panes, window);
+                    if let Some(event) = self.aggregation.result(&key, &entry.state, window, &acc, false) {
                         self.out.push(Out::Update { key, window, event });
                     }
                 }
@@ -470,22 +743,57 @@ impl<E, A: Aggregation<E>> WindowSet<E, A> {
         }
     }
 
+    /// Close a window already taken out of the closing index.
     fn close(&mut self, key: A::Key, start: EventTime, end: EventTime, evicted: bool) {
-        let Some(entry) = self.keys.get_mut(&key) else { return };
-        let Some(window) = entry.open.remove(&start) else {
-            return;
-        };
-        entry.closed_until = entry.closed_until.max(end);
-        let inputs = entry.inputs.clone();
-        self.remove_open(&inputs, &key, start, end);
-        if matches!(self.emit, EmitPolicy::Every(_)) {
-            self.updated.remove(&(key.clone(), start));
+        let Self {
+            aggregation,
+            keys,
+            updated,
+            out,
+            emit,
+            keep_closed,
+            ..
+        } = self;
+        let Some(entry) = keys.get_mut(&key) else { return };
+        if matches!(emit, EmitPolicy::Every(_)) {
+            updated.remove(&(key.clone(), start));
         }
-        self.out.push(Out::Closed {
+        entry.closed_until = entry.closed_until.max(end);
+        let window = Window { start, end };
+        let (first, second) = {
+            let mut inside = entry.panes.range(start, end);
+            (inside.next().map(|(s, _)| *s), inside.next().is_some())
+        };
+        // Panes no later window contains (those starting at or before this
+        // window's start) go; one alone at the start (always, for tumbling
+        // windows) is this window's result as it is.
+        let (acc, held) = match first {
+            Some(pane) if !second && pane == start => {
+                let pane = entry.panes.pop_until(start).expect("the pane at the start");
+                (pane.acc, pane.held)
+            }
+            Some(_) => {
+                let acc = merged(aggregation, &entry.panes, window);
+                let held = entry
+                    .panes
+                    .range(start, end)
+                    .flat_map(|(_, p)| p.held.iter().cloned())
+                    .collect();
+                entry.panes.pop_until(start);
+                (acc, held)
+            }
+            None => {
+                entry.panes.pop_until(start);
+                (A::Acc::default(), Vec::new())
+            }
+        };
+        let event = aggregation.result(&key, &entry.state, window, &acc, true);
+        out.push(Out::Closed {
             key,
-            window: Window { start, end },
-            acc: window.acc,
-            held: window.held,
+            window,
+            event,
+            acc: keep_closed.then(|| Box::new(acc)),
+            held,
             evicted,
         });
     }
@@ -504,19 +812,29 @@ impl<E, A: Aggregation<E>> WindowSet<E, A> {
         self.aggregation.result(key, state, window, acc, closed)
     }
 
-    /// The input ended: every open window, in order of its end, with its
-    /// tokens (the windows are gone from the set).
-    pub fn drain(&mut self) -> Vec<Drained<A::Key, A::Acc>> {
-        let mut drained = Vec::new();
-        for (end, key, start) in std::mem::take(&mut self.by_end) {
-            let Some(entry) = self.keys.get_mut(&key) else { continue };
-            if let Some(window) = entry.open.remove(&start) {
-                drained.push((key, Window { start, end }, window.acc, window.held));
+    /// The input ended: every open window (key, window, running result) in
+    /// order of its end, and every token the panes held (all gone from the set).
+    pub fn drain(&mut self) -> Drained<A::Key, A::Acc> {
+        let mut open: Vec<_> = std::mem::take(&mut self.closing)
+            .into_iter()
+            .flat_map(|(_, group)| group.into_all())
+            .collect();
+        open.sort();
+        let mut windows = Vec::new();
+        for (end, key, start) in open {
+            let Some(entry) = self.keys.get(&key) else { continue };
+            let window = Window { start, end };
+            windows.push((key, window, merged(&self.aggregation, &entry.panes, window)));
+        }
+        let mut held = Vec::new();
+        for entry in self.keys.values_mut() {
+            for (_, pane) in std::mem::take(&mut entry.panes.0) {
+                held.extend(pane.held);
             }
         }
-        self.closing.clear();
+        self.open = 0;
         self.updated.clear();
-        drained
+        (windows, held)
     }
 
     /// Everything about `key`, to be saved.
@@ -525,13 +843,13 @@ impl<E, A: Aggregation<E>> WindowSet<E, A> {
         Some(SavedKey {
             key: key.clone(),
             state: entry.state.clone(),
-            open: entry
-                .open
+            panes: entry
+                .panes
+                .0
                 .iter()
-                .map(|(start, w)| SavedWindow {
+                .map(|(start, pane)| SavedPane {
                     start: *start,
-                    end: w.end,
-                    acc: w.acc.clone(),
+                    acc: pane.acc.clone(),
                 })
                 .collect(),
             closed_until: entry.closed_until,
@@ -542,30 +860,46 @@ impl<E, A: Aggregation<E>> WindowSet<E, A> {
     /// (the partition its last save came from). Windows its watermark already
     /// passed close at the next [`WindowSet::advance`].
     pub fn import(&mut self, saved: SavedKey<A::Key, A::KeyState, A::Acc>, input: usize) {
-        if let Some(old) = self.keys.remove(&saved.key) {
-            for (start, window) in old.open {
-                self.remove_open(&old.inputs, &saved.key, start, window.end);
-                self.updated.remove(&(saved.key.clone(), start));
+        if self.keys.remove(&saved.key).is_some() {
+            for (_, group) in &mut self.closing {
+                for (_, key, start) in group.take_key(&saved.key) {
+                    self.open -= 1;
+                    self.updated.remove(&(key, start));
+                }
             }
+            self.closing.retain(|(_, group)| !group.is_empty());
         }
+        self.rescan = true;
+        let shape = self.aggregation.shape(&saved.key);
         let inputs = vec![input];
-        let mut open = BTreeMap::new();
-        for window in saved.open {
-            self.insert_open(&inputs, &saved.key, window.start, window.end);
-            open.insert(
-                window.start,
-                OpenWindow {
-                    end: window.end,
-                    acc: window.acc,
+        let mut panes = VecDeque::new();
+        let mut saved_panes = saved.panes;
+        saved_panes.sort_by_key(|p| p.start);
+        let mut newest_pane = None;
+        for pane in saved_panes {
+            self.open += open_windows_of(
+                &shape,
+                &mut self.closing,
+                &inputs,
+                &saved.key,
+                pane.start,
+                newest_pane,
+                saved.closed_until,
+            );
+            newest_pane = Some(pane.start);
+            panes.push_back((
+                pane.start,
+                Pane {
+                    acc: pane.acc,
                     held: Vec::new(),
                 },
-            );
+            ));
         }
         self.keys.insert(
             saved.key,
             KeyWindows {
                 state: saved.state,
-                open,
+                panes: Panes(panes),
                 inputs,
                 closed_until: saved.closed_until,
             },
@@ -634,7 +968,7 @@ mod tests {
         set.take_out()
             .into_iter()
             .filter_map(|out| match out {
-                Out::Closed { key, window, acc, .. } => set.result(&key, window, &acc, true),
+                Out::Closed { event, .. } => event,
                 Out::Update { event, .. } => Some(event),
             })
             .map(|e| match e {
@@ -685,7 +1019,7 @@ mod tests {
         );
         assert_eq!(out, vec!["a [0,10) 1/1", "late a@9"]);
         assert_eq!(
-            set.export(&"a".into()).unwrap().open[0].acc.sum,
+            set.export(&"a".into()).unwrap().panes[0].acc.sum,
             17,
             "10 and 7 in [10,20)"
         );
@@ -839,8 +1173,9 @@ mod tests {
         expected.extend(
             whole
                 .drain()
+                .0
                 .into_iter()
-                .map(|(k, w, acc, _)| format!("{k} {w} {}", acc.sum)),
+                .map(|(k, w, acc)| format!("{k} {w} {}", acc.sum)),
         );
         assert!(
             expected.iter().filter(|e| !e.starts_with("late")).count() >= 8,
@@ -868,8 +1203,9 @@ mod tests {
             seen.extend(
                 after
                     .drain()
+                    .0
                     .into_iter()
-                    .map(|(k, w, acc, _)| format!("{k} {w} {}", acc.sum)),
+                    .map(|(k, w, acc)| format!("{k} {w} {}", acc.sum)),
             );
             assert_eq!(seen, expected, "restarted after {split} events");
         }

@@ -92,13 +92,17 @@ pub struct WindowStage<E, A: Aggregation<E>> {
     late: LatePolicy,
     saving: Option<Saving<A::Key, A::Acc>>,
     keys: Vec<A::Key>,
+    /// What left the window set, being turned into events (kept for its room).
+    outs: Vec<Out<A::Key, A::Acc, E>>,
 }
 
 impl<E: Event, A: Aggregation<E>> WindowStage<E, A> {
     /// The stage, saving to `state` (a topic and how often) when given.
     pub fn new(aggregation: A, config: &WindowConfig, state: Option<(StateTopic, Duration)>) -> Self {
+        let mut set = WindowSet::new(aggregation, config);
+        set.keep_closed(state.is_some());
         Self {
-            set: WindowSet::new(aggregation, config),
+            set,
             late: config.late,
             saving: state.map(|(topic, interval)| Saving {
                 checkpoints: Checkpoints::new(topic, interval),
@@ -106,6 +110,7 @@ impl<E: Event, A: Aggregation<E>> WindowStage<E, A> {
                 watermark_held: Vec::new(),
             }),
             keys: Vec::new(),
+            outs: Vec::new(),
         }
     }
 
@@ -132,6 +137,7 @@ impl<E: Event, A: Aggregation<E>> WindowStage<E, A> {
     ) -> Vec<Failure<E>> {
         let mut failures = Vec::new();
         let (mut late, mut repeats) = (0, 0);
+        emitted.reserve(batch.len());
         for Envelope { event, ack, origin } in batch {
             self.keys.clear();
             let time = match self.set.aggregation().assign(&event, &mut self.keys) {
@@ -219,12 +225,15 @@ impl<E: Event, A: Aggregation<E>> WindowStage<E, A> {
     /// Turn what left the window set into events. `input`: the token of the
     /// input that caused it (a result releases it once delivered).
     fn drain_out(&mut self, input: &AckToken, emitted: &mut Vec<Envelope<E>>) {
-        for out in self.set.take_out() {
+        let mut outs = std::mem::take(&mut self.outs);
+        self.set.take_out_into(&mut outs);
+        for out in outs.drain(..) {
             match out {
                 Out::Update { event, .. } => emitted.push(Envelope::new(event, input.clone())),
                 Out::Closed {
                     key,
                     window,
+                    event,
                     acc,
                     mut held,
                     evicted,
@@ -232,7 +241,6 @@ impl<E: Event, A: Aggregation<E>> WindowStage<E, A> {
                     if evicted {
                         tracing::debug!(key = %key, %window, "Window closed early: too many open windows.");
                     }
-                    let event = self.set.result(&key, window, &acc, true);
                     let Some(saving) = self.saving.as_mut() else {
                         if let Some(event) = event {
                             emitted.push(Envelope::new(event, AckToken::joined(held)));
@@ -240,14 +248,16 @@ impl<E: Event, A: Aggregation<E>> WindowStage<E, A> {
                         continue;
                     };
                     saving.checkpoints.touch(&key);
-                    let Some(event) = event else { continue };
+                    let (Some(event), Some(acc)) = (event, acc) else {
+                        continue;
+                    };
                     held.push(input.clone());
                     let token = saving.unconfirmed.track(
                         key,
                         SavedWindow {
                             start: window.start,
                             end: window.end,
-                            acc,
+                            acc: *acc,
                         },
                         AckToken::joined(held),
                     );
@@ -255,6 +265,7 @@ impl<E: Event, A: Aggregation<E>> WindowStage<E, A> {
                 }
             }
         }
+        self.outs = outs;
     }
 
     /// Before a batch: restore the saved state of partitions read for the first
@@ -363,16 +374,15 @@ impl<E: Event, A: Aggregation<E>> WindowStage<E, A> {
     /// The input ended without a state topic: the open windows as not final
     /// results; the inputs they held are not done (see the module docs).
     fn drain_partial(&mut self) -> Vec<Envelope<E>> {
-        let mut partial = Vec::new();
-        for (key, window, acc, held) in self.set.drain() {
-            for token in &held {
-                token.mark(AckStatus::Failed);
-            }
-            if let Some(event) = self.set.result(&key, window, &acc, false) {
-                partial.push(Envelope::unacked(event));
-            }
+        let (windows, held) = self.set.drain();
+        for token in &held {
+            token.mark(AckStatus::Failed);
         }
-        partial
+        windows
+            .into_iter()
+            .filter_map(|(key, window, acc)| self.set.result(&key, window, &acc, false))
+            .map(Envelope::unacked)
+            .collect()
     }
 }
 

@@ -43,7 +43,9 @@ pub enum FxEvent {
     CrossRate(CrossRate),
     AlertFired(AlertFired),
     AlertRuleChange(AlertRuleChange),
-    Candle(Candle),
+    /// Boxed: a candle is three times the size of a price, and every event in
+    /// flight would pay for the largest variant.
+    Candle(Box<Candle>),
     Volatility(Volatility),
     DeadLetter(DeadLetterRecord),
 }

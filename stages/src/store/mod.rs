@@ -348,7 +348,7 @@ pub(crate) fn candles_of<'a>(events: &[&'a FxEvent]) -> Vec<&'a Candle> {
     one_per_key(
         events,
         |e| match e {
-            FxEvent::Candle(c) => Some(c),
+            FxEvent::Candle(c) => Some(c.as_ref()),
             _ => None,
         },
         |c| (c.pair, c.interval, c.start, c.source),

@@ -26,6 +26,7 @@ use fxflow_engine::window::{
 use fxflow_engine::{
     async_trait, BuildContext, ConfigProblem, Kinds, ResourceUse, Shape, Stage, StageConfig, StageError,
 };
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::{event_time, utc};
@@ -141,31 +142,80 @@ impl fmt::Display for CandleKey {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Newest(Option<EventTime>);
 
-/// A bar in the making: a tick is a bar of one price.
+/// A bar in the making. Bid and ask bars are kept only once a price was
+/// two-sided (before that they equal the mid's).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Bar {
     /// Event time of the open and of the close.
     pub first: EventTime,
     pub last: EventTime,
     pub mid: Ohlc,
-    pub bid: Ohlc,
-    pub ask: Ohlc,
+    /// Bid and ask, once a price was two-sided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sides: Option<[Ohlc; 2]>,
     pub ticks: u64,
-    pub two_sided: bool,
 }
 
 impl Bar {
+    fn of_tick(time: EventTime, bid: Decimal, ask: Decimal) -> Bar {
+        Bar {
+            first: time,
+            last: time,
+            mid: Ohlc::at(mid(bid, ask)),
+            sides: (bid != ask).then(|| [Ohlc::at(bid), Ohlc::at(ask)]),
+            ticks: 1,
+        }
+    }
+
+    fn of_candle(time: EventTime, c: &Candle) -> Bar {
+        Bar {
+            first: time,
+            last: time,
+            mid: c.mid,
+            sides: c.bid.zip(c.ask).map(|(bid, ask)| [bid, ask]),
+            ticks: c.ticks,
+        }
+    }
+
+    fn sides_or_mid(&mut self) -> &mut [Ohlc; 2] {
+        let mid = self.mid;
+        self.sides.get_or_insert([mid, mid])
+    }
+
+    /// One more price (the hot path: a few comparisons, nothing built).
+    fn add_tick(&mut self, time: EventTime, bid: Decimal, ask: Decimal) {
+        let (earlier, later) = (time < self.first, time >= self.last);
+        self.mid.merge(&Ohlc::at(mid(bid, ask)), earlier, later);
+        if bid != ask || self.sides.is_some() {
+            let [b, a] = self.sides_or_mid();
+            b.merge(&Ohlc::at(bid), earlier, later);
+            a.merge(&Ohlc::at(ask), earlier, later);
+        }
+        self.first = self.first.min(time);
+        self.last = self.last.max(time);
+        self.ticks += 1;
+    }
+
     fn merge(&mut self, other: &Bar) {
         let earlier = other.first < self.first;
         let later = other.last >= self.last;
         self.mid.merge(&other.mid, earlier, later);
-        self.bid.merge(&other.bid, earlier, later);
-        self.ask.merge(&other.ask, earlier, later);
+        if self.sides.is_some() || other.sides.is_some() {
+            let theirs = other.sides.unwrap_or([other.mid, other.mid]);
+            let [b, a] = self.sides_or_mid();
+            b.merge(&theirs[0], earlier, later);
+            a.merge(&theirs[1], earlier, later);
+        }
         self.first = self.first.min(other.first);
         self.last = self.last.max(other.last);
         self.ticks += other.ticks;
-        self.two_sided |= other.two_sided;
     }
+}
+
+/// What one input adds to a bar: a price, or a closed bar of a shorter interval.
+pub enum BarPart {
+    Tick { bid: Decimal, ask: Decimal },
+    Bar(Box<Bar>),
 }
 
 /// One window's bar (none before its first price).
@@ -185,38 +235,13 @@ impl CandleAggregation {
         intervals.dedup();
         Self { intervals }
     }
-
-    fn bar(event: &FxEvent, time: EventTime) -> Option<Bar> {
-        if let Some(price) = event.price() {
-            let mid = mid(price.bid, price.ask);
-            return Some(Bar {
-                first: time,
-                last: time,
-                mid: Ohlc::at(mid),
-                bid: Ohlc::at(price.bid),
-                ask: Ohlc::at(price.ask),
-                ticks: 1,
-                two_sided: price.bid != price.ask,
-            });
-        }
-        let FxEvent::Candle(c) = event else { return None };
-        Some(Bar {
-            first: time,
-            last: time,
-            mid: c.mid,
-            bid: c.bid.unwrap_or(c.mid),
-            ask: c.ask.unwrap_or(c.mid),
-            ticks: c.ticks,
-            two_sided: c.bid.is_some(),
-        })
-    }
 }
 
 impl Aggregation<FxEvent> for CandleAggregation {
     type Key = CandleKey;
     type KeyState = Newest;
     type Acc = OpenBar;
-    type Value = Bar;
+    type Value = BarPart;
 
     fn shape(&self, key: &CandleKey) -> WindowShape {
         WindowShape::tumbling(key.interval)
@@ -271,37 +296,53 @@ impl Aggregation<FxEvent> for CandleAggregation {
         newest: &mut Newest,
         event: &FxEvent,
         time: EventTime,
-    ) -> Contribution<Bar> {
+    ) -> Contribution<BarPart> {
         if newest.0.is_some_and(|n| time <= n) {
             return Contribution::Repeat;
         }
         newest.0 = Some(time);
-        match Self::bar(event, time) {
-            Some(bar) => Contribution::Value(bar),
-            None => Contribution::StateOnly,
+        if let Some(price) = event.price() {
+            return Contribution::Value(BarPart::Tick {
+                bid: price.bid,
+                ask: price.ask,
+            });
+        }
+        match event {
+            FxEvent::Candle(c) => Contribution::Value(BarPart::Bar(Box::new(Bar::of_candle(time, c)))),
+            _ => Contribution::StateOnly,
         }
     }
 
-    fn add(&self, acc: &mut OpenBar, bar: &Bar, _time: EventTime) {
-        match &mut acc.0 {
-            Some(open) => open.merge(bar),
-            None => acc.0 = Some(bar.clone()),
+    fn add(&self, acc: &mut OpenBar, part: &BarPart, time: EventTime) {
+        match (&mut acc.0, part) {
+            (Some(bar), BarPart::Tick { bid, ask }) => bar.add_tick(time, *bid, *ask),
+            (Some(bar), BarPart::Bar(other)) => bar.merge(other),
+            (None, BarPart::Tick { bid, ask }) => acc.0 = Some(Bar::of_tick(time, *bid, *ask)),
+            (None, BarPart::Bar(other)) => acc.0 = Some((**other).clone()),
+        }
+    }
+
+    fn merge(&self, acc: &mut OpenBar, later: &OpenBar) {
+        match (&mut acc.0, &later.0) {
+            (Some(bar), Some(other)) => bar.merge(other),
+            (None, Some(other)) => acc.0 = Some(other.clone()),
+            (_, None) => {}
         }
     }
 
     fn result(&self, key: &CandleKey, _state: &Newest, window: Window, acc: &OpenBar, closed: bool) -> Option<FxEvent> {
         let bar = acc.0.as_ref()?;
-        Some(FxEvent::Candle(Candle {
+        Some(FxEvent::Candle(Box::new(Candle {
             pair: key.pair,
             source: key.source,
             interval: key.interval,
             start: utc(window.start),
             mid: bar.mid,
-            bid: bar.two_sided.then_some(bar.bid),
-            ask: bar.two_sided.then_some(bar.ask),
+            bid: bar.sides.map(|[bid, _]| bid),
+            ask: bar.sides.map(|[_, ask]| ask),
             ticks: bar.ticks,
             closed,
-        }))
+        })))
     }
 }
 
@@ -338,7 +379,7 @@ mod tests {
         let take = |set: &mut WindowSet<FxEvent, CandleAggregation>, out: &mut Vec<FxEvent>| {
             for o in set.take_out() {
                 match o {
-                    Out::Closed { key, window, acc, .. } => out.extend(set.result(&key, window, &acc, true)),
+                    Out::Closed { event, .. } => out.extend(event),
                     Out::Update { event, .. } => out.push(event),
                 }
             }
@@ -355,12 +396,12 @@ mod tests {
             set.advance();
             take(&mut set, &mut out);
         }
-        for (key, window, acc, _) in set.drain() {
+        for (key, window, acc) in set.drain().0 {
             out.extend(set.result(&key, window, &acc, false));
         }
         out.into_iter()
             .map(|e| match e {
-                FxEvent::Candle(c) => c,
+                FxEvent::Candle(c) => *c,
                 other => panic!("{other:?}"),
             })
             .collect()
@@ -401,19 +442,10 @@ mod tests {
 
     #[test]
     fn bars_merge_by_event_time_whatever_order_they_come_in() {
-        let bar = |t: i64, price: Decimal| Bar {
-            first: EventTime(t),
-            last: EventTime(t),
-            mid: Ohlc::at(price),
-            bid: Ohlc::at(price),
-            ask: Ohlc::at(price),
-            ticks: 1,
-            two_sided: false,
-        };
-        let mut open = bar(20, dec!(1.2));
-        open.merge(&bar(30, dec!(1.3)));
-        open.merge(&bar(10, dec!(1.0))); // earlier: the new open
-        open.merge(&bar(25, dec!(1.5))); // inside: only the high
+        let mut open = Bar::of_tick(EventTime(20), dec!(1.2), dec!(1.2));
+        open.add_tick(EventTime(30), dec!(1.3), dec!(1.3));
+        open.add_tick(EventTime(10), dec!(1.0), dec!(1.0)); // earlier: the new open
+        open.merge(&Bar::of_tick(EventTime(25), dec!(1.5), dec!(1.5))); // inside: only the high
         assert_eq!(
             open.mid,
             Ohlc {
@@ -424,6 +456,12 @@ mod tests {
             }
         );
         assert_eq!((open.first, open.last, open.ticks), (EventTime(10), EventTime(30), 4));
+        assert_eq!(open.sides, None, "mid-only prices");
+        // A two-sided price later: the sides start from the mid bar so far.
+        open.add_tick(EventTime(40), dec!(1.29), dec!(1.31));
+        let [bid, ask] = open.sides.unwrap();
+        assert_eq!((bid.open, bid.low, bid.close), (dec!(1.0), dec!(1.0), dec!(1.29)));
+        assert_eq!((ask.high, ask.close), (dec!(1.5), dec!(1.31)));
     }
 
     #[test]
@@ -473,7 +511,7 @@ mod tests {
         let minutes: Vec<FxEvent> = candles(&["1m"], WindowConfig::default(), &ticks)
             .into_iter()
             .filter(|c| c.closed)
-            .map(FxEvent::Candle)
+            .map(|c| FxEvent::Candle(Box::new(c)))
             .collect();
         let built = candles(&["1h"], WindowConfig::default(), &minutes);
         let closed = |bars: Vec<Candle>| bars.into_iter().filter(|c| c.closed).collect::<Vec<_>>();
