@@ -195,5 +195,7 @@ pub fn reference<E: Event>(registry: &Registry<E>, intro: &str) -> String {
             }
         }
     }
+    out.push('\n');
+    out.push_str(crate::pipeline_test::REFERENCE);
     out
 }

@@ -17,6 +17,7 @@ pub mod graph;
 pub mod health;
 pub mod kafka;
 pub mod metrics;
+pub mod pipeline_test;
 pub mod registry;
 pub mod spec;
 pub mod stage;

@@ -145,6 +145,13 @@ pub trait StageConfig<E: Event>: Send + Sync + fmt::Debug + 'static {
         Vec::new()
     }
 
+    /// This stage as it runs in a pipeline test (`pipeline_test`): without the
+    /// resources it would open, when it can work without them (a transform that
+    /// only saves state there). `None`: it runs as configured.
+    fn offline(&self) -> Option<Box<dyn StageConfig<E>>> {
+        None
+    }
+
     /// Build the runtime stage. This is where I/O may happen (open files, connect).
     async fn build(&self, cx: &BuildContext) -> Result<Stage<E>, StageError>;
 }

@@ -25,6 +25,12 @@ pub struct Cli {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TestFormat {
+    Text,
+    Junit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
@@ -47,6 +53,18 @@ pub enum Command {
     Validate {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Run the pipeline tests of the given files: a test file
+    /// (`PipelineTests(...)`), or a pipeline file (its own `tests`, and
+    /// `tests/<name>.ron` beside it). Sources and sinks are replaced by test
+    /// doubles, so nothing outside the process is touched. Exits 0 when every
+    /// case passes, 1 when one fails, 2 when a file is invalid.
+    Test {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// `text` for people, `junit` (XML on standard output) for CI.
+        #[arg(long, value_enum, default_value_t = TestFormat::Text)]
+        format: TestFormat,
     },
     /// Print a pipeline's stages and edges as a graph.
     Graph {
@@ -116,13 +134,26 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     fxflow_engine::duration::parse(text)
 }
 
+impl Command {
+    /// The log level when `RUST_LOG` is not set: `info`, except for `test`,
+    /// whose report is the output (its pipelines' start-up lines would bury it).
+    pub fn log_level(&self) -> &'static str {
+        match self {
+            Command::Test { .. } => "warn",
+            _ => "info",
+        }
+    }
+}
+
 /// Exit codes: 0 success, 1 a pipeline failed while running, 2 invalid pipeline files.
 const EXIT_FAILED: u8 = 1;
 const EXIT_INVALID: u8 = 2;
 
-pub fn init_logging(format: LogFormat) {
+/// Logging on standard error at `RUST_LOG`'s level, else `default_level`
+/// ([`Command::log_level`]).
+pub fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -197,6 +228,7 @@ pub fn main_with_registry(cli: Cli, registry: Registry<FxEvent>) -> ExitCode {
                 ExitCode::from(EXIT_INVALID)
             }
         },
+        Command::Test { files, format } => test(&files, format, &registry),
         Command::Graph { file, format } => match load_all(std::slice::from_ref(&file), &registry) {
             Ok(specs) => {
                 let spec = &specs[0];
@@ -255,12 +287,8 @@ pub fn main_with_registry(cli: Cli, registry: Registry<FxEvent>) -> ExitCode {
                     return ExitCode::from(EXIT_INVALID);
                 }
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the runtime: {e}");
-                    return ExitCode::from(EXIT_FAILED);
-                }
+            let Some(runtime) = runtime() else {
+                return ExitCode::from(EXIT_FAILED);
             };
             match runtime.block_on(run(specs, grace)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -271,6 +299,79 @@ pub fn main_with_registry(cli: Cli, registry: Registry<FxEvent>) -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// The multi-threaded runtime commands run on (`None` after saying why it cannot start).
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            None
+        }
+    }
+}
+
+/// `fxflow test`: every case of every test file found for `files`.
+fn test(files: &[PathBuf], format: TestFormat, registry: &Registry<FxEvent>) -> ExitCode {
+    use fxflow_engine::pipeline_test;
+    let found = pipeline_test::discover(files);
+    if found.is_empty() {
+        for file in files {
+            eprintln!(
+                "{}: no tests: not a test file, no `tests` in it and no tests/{} beside it",
+                file.display(),
+                file.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+            );
+        }
+        return ExitCode::from(EXIT_INVALID);
+    }
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(EXIT_FAILED);
+    };
+    let mut invalid = false;
+    let mut results = Vec::new();
+    for path in &found {
+        let outcome = pipeline_test::load(path).and_then(|file| {
+            runtime
+                .block_on(pipeline_test::run_file(&file, registry))
+                .map(|outcomes| (file.file.clone(), outcomes))
+        });
+        match outcome {
+            Ok(result) => {
+                if format == TestFormat::Text {
+                    print!("{}", pipeline_test::text(&result.0, &result.1));
+                }
+                results.push(result);
+            }
+            Err(problems) => {
+                invalid = true;
+                eprintln!("{problems}");
+            }
+        }
+    }
+    let cases: usize = results.iter().map(|(_, o)| o.len()).sum();
+    let failed: usize = results
+        .iter()
+        .map(|(_, o)| o.iter().filter(|c| !c.passed()).count())
+        .sum();
+    match format {
+        TestFormat::Junit => print!("{}", pipeline_test::junit(&results)),
+        TestFormat::Text => println!(
+            "{} file{}, {cases} case{}: {} passed, {failed} failed",
+            results.len(),
+            if results.len() == 1 { "" } else { "s" },
+            if cases == 1 { "" } else { "s" },
+            cases - failed
+        ),
+    }
+    if invalid {
+        ExitCode::from(EXIT_INVALID)
+    } else if failed > 0 {
+        ExitCode::from(EXIT_FAILED)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -19,6 +19,10 @@ pub trait WireEvent: Event + Serialize + DeserializeOwned {
     /// Every kind name the application defines (what a Kafka source may declare in `kinds`).
     const KINDS: &'static [&'static str];
 
+    /// The field of the serialized event that names its kind (serde's `tag`):
+    /// pipeline tests write events as `Kind(field: ...)` and match on it.
+    const KIND_FIELD: &'static str = "kind";
+
     /// The message key: events with one key land on one partition, in order.
     /// Writes the key into `out` and returns `true`, or returns `false` for no key.
     fn write_key(&self, out: &mut String) -> bool;

@@ -47,6 +47,19 @@ impl fmt::Display for Diagnostic {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Diagnostics(pub Vec<Diagnostic>);
 
+impl Diagnostics {
+    /// The one problem of a file that cannot be read (at 1:1).
+    pub fn unreadable(file: &str, error: &std::io::Error, hint: Option<&str>) -> Self {
+        Diagnostics(vec![Diagnostic {
+            file: file.to_owned(),
+            line: 1,
+            column: 1,
+            message: format!("cannot read the file: {error}"),
+            hint: hint.map(str::to_owned),
+        }])
+    }
+}
+
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, d) in self.0.iter().enumerate() {
@@ -144,19 +157,17 @@ impl<E: Event> PipelineSpec<E> {
 
 /// Fields of a stage that belong to the engine, not to the stage kind.
 const ENGINE_STAGE_FIELDS: &[&str] = &["inputs", "buffer", "retry", "batch"];
-const TOP_LEVEL_FIELDS: &[&str] = &["name", "telemetry", "resources", "stages"];
+const TOP_LEVEL_FIELDS: &[&str] = &["name", "telemetry", "resources", "stages", "tests"];
 
 /// Read and validate a pipeline file, with `${VAR}` taken from the process environment.
 pub fn load_file<E: Event>(path: &Path, registry: &Registry<E>) -> Result<PipelineSpec<E>, Diagnostics> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostics(vec![Diagnostic {
-            file: file.clone(),
-            line: 1,
-            column: 1,
-            message: format!("cannot read the file: {e}"),
-            hint: Some("check the path; pipeline files usually live in pipelines/".into()),
-        }])
+        Diagnostics::unreadable(
+            &file,
+            &e,
+            Some("check the path; pipeline files usually live in pipelines/"),
+        )
     })?;
     load_str(&file, &text, registry, |name| std::env::var(name).ok())
 }

@@ -12,6 +12,6 @@ use fxflow_stages::cli::{init_logging, main_with_registry, Cli};
 fn main() -> ExitCode {
     let matches = Cli::command().name("fxflow-examples").get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    init_logging(cli.log_format);
+    init_logging(cli.log_format, cli.command.log_level());
     main_with_registry(cli, fxflow_examples::registry())
 }

@@ -107,6 +107,15 @@ impl StageConfig<FxEvent> for CandlesConfig {
         StateTopicConfig::resources_of(self.state.as_ref(), "state")
     }
 
+    /// In a pipeline test the state lives in memory (nothing is saved to Kafka).
+    fn offline(&self) -> Option<Box<dyn StageConfig<FxEvent>>> {
+        self.state.as_ref()?;
+        Some(Box::new(Self {
+            state: None,
+            ..self.clone()
+        }))
+    }
+
     async fn build(&self, cx: &BuildContext) -> Result<Stage<FxEvent>, StageError> {
         WindowStage::build(
             CandleAggregation::new(&self.intervals),
