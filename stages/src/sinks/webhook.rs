@@ -120,6 +120,8 @@ impl StageConfig<FxEvent> for WebhookConfig {
         let mut client = reqwest::Client::builder()
             .timeout(self.timeout)
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy from the environment would resolve the target itself, around the checks below.
+            .no_proxy()
             .user_agent(concat!("fxflow/", env!("CARGO_PKG_VERSION")));
         if !self.allow_private_targets {
             client = client.dns_resolver(Arc::new(PublicOnly));
@@ -232,6 +234,7 @@ impl WebhookSink {
         delivery: &Delivery,
         body: &[u8],
     ) -> Outcome {
+        let shown = shown(url);
         let mut request = client
             .post(url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -251,7 +254,7 @@ impl WebhookSink {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map(Duration::from_secs);
-                let message = format!("{url} answered {status}");
+                let message = format!("{shown} answered {status}");
                 if status.is_server_error()
                     || status == StatusCode::REQUEST_TIMEOUT
                     || status == StatusCode::TOO_MANY_REQUESTS
@@ -261,8 +264,8 @@ impl WebhookSink {
                     Outcome::Final(message)
                 }
             }
-            Err(e) if e.is_builder() => Outcome::Final(format!("{url}: {e}")),
-            Err(e) => Outcome::Retry(format!("{url}: {}", error_chain(&e)), None),
+            Err(e) if e.is_builder() => Outcome::Final(format!("{shown}: {}", e.without_url())),
+            Err(e) => Outcome::Retry(format!("{shown}: {}", error_chain(&e.without_url())), None),
         }
     }
 
@@ -293,6 +296,15 @@ impl WebhookSink {
             tokio::time::sleep(wait).await;
             backoff = (backoff * 2).min(config.max_backoff);
         }
+    }
+}
+
+/// A webhook URL as logs and dead letters show it: scheme, host and port only
+/// (paths and queries of webhook URLs often carry tokens).
+fn shown(url: &Url) -> String {
+    match url.port() {
+        Some(port) => format!("{}://{}:{port}/…", url.scheme(), url.host_str().unwrap_or("?")),
+        None => format!("{}://{}/…", url.scheme(), url.host_str().unwrap_or("?")),
     }
 }
 
@@ -373,18 +385,37 @@ pub fn is_internal(ip: IpAddr) -> bool {
                 || a == 0
                 || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT 100.64/10
                 || (a == 198 && (b == 18 || b == 19)) // benchmarking 198.18/15
+                || (a == 192 && b == 0 && v4.octets()[2] == 0) // IETF protocol assignments 192.0.0/24
+                || (a == 192 && b == 88 && v4.octets()[2] == 99) // 6to4 relay anycast 192.88.99/24
                 || a >= 240
         }
         IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let embedded =
+                |hi: u16, lo: u16| std::net::Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+            // IPv4 carried inside IPv6 — mapped ::ffff:a.b.c.d, compatible ::a.b.c.d,
+            // NAT64 64:ff9b::/96 and 64:ff9b:1::/48, 6to4 2002::/16 — is judged by the IPv4 inside.
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_internal(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            if s[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified() {
+                return is_internal(IpAddr::V4(embedded(s[6], s[7])));
+            }
+            if s[0] == 0x64 && s[1] == 0xff9b {
+                return s[2] == 1 || is_internal(IpAddr::V4(embedded(s[6], s[7])));
+            }
+            if s[0] == 0x2002 {
+                return is_internal(IpAddr::V4(embedded(s[1], s[2])));
+            }
+            let first = s[0];
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
                 || (first & 0xffc0) == 0xfe80 // link-local fe80::/10
+                || (first & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated, still inward)
+                || (first == 0x2001 && s[1] == 0x0db8) // documentation 2001:db8::/32
+                || (first == 0x0100 && s[1..4] == [0, 0, 0]) // discard 100::/64
         }
     }
 }
@@ -452,12 +483,25 @@ mod tests {
             "http://api.localhost/",
             "http://0.0.0.0/",
             "http://100.64.0.1/",
+            "http://[::127.0.0.1]/",
+            "http://[64:ff9b::a00:1]/",
+            "http://[2002:c0a8:101::1]/",
+            "http://[fec0::1]/",
+            "http://192.0.0.8/",
         ] {
             assert!(check_url(url, false).is_err(), "{url} must be refused");
             assert!(check_url(url, true).is_ok(), "{url} is fine when allowed");
         }
         assert!(check_url("https://hooks.example.com/fx", false).is_ok());
         assert!(check_url("http://8.8.8.8/", false).is_ok());
+        assert!(
+            check_url("http://[2606:4700::1111]/", false).is_ok(),
+            "a public IPv6 address"
+        );
+        assert!(
+            check_url("http://[64:ff9b::808:808]/", false).is_ok(),
+            "NAT64 of a public IPv4"
+        );
         assert!(check_url("ftp://example.com/", true).is_err());
         assert!(check_url("https://user:pw@example.com/", true).is_err());
         assert!(check_url("not a url", true).is_err());
