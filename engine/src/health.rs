@@ -51,14 +51,17 @@ impl Readiness {
     }
 
     /// Register a component under `name` (not ready until it says so). Names
-    /// are per process, so say whose it is (`"rates: kafka"`); registering a
-    /// name again replaces its state.
+    /// are per process, so say whose it is (`"alerts/rates: kafka"`: pipeline,
+    /// stage, what); registering a name again replaces its state.
     pub fn component(&self, name: impl Into<String>, detail: impl Into<String>) -> ReadyReporter {
         let name = name.into();
-        self.lock().entry(name.clone()).or_insert(ComponentState {
-            ready: false,
-            detail: detail.into(),
-        });
+        self.lock().insert(
+            name.clone(),
+            ComponentState {
+                ready: false,
+                detail: detail.into(),
+            },
+        );
         ReadyReporter {
             readiness: self.clone(),
             name,

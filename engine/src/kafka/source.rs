@@ -218,8 +218,11 @@ impl<E: WireEvent> StageConfig<E> for KafkaSourceConfig {
             revoked: Mutex::new(Vec::new()),
             drain_timeout: self.drain_timeout,
             labels: labels.clone(),
+            from_end: self.auto_offset_reset == OffsetReset::Latest,
             health: Health {
-                reporter: cx.readiness.component(format!("{}: kafka", cx.stage), "connecting"),
+                reporter: cx
+                    .readiness
+                    .component(format!("{}/{}: kafka", cx.pipeline, cx.stage), "connecting"),
                 state: Mutex::new(HealthState {
                     group: self.group.clone(),
                     ..Default::default()
@@ -362,6 +365,8 @@ struct Shared {
     drain_timeout: Duration,
     labels: StageLabels,
     health: Health,
+    /// Where reading starts without a committed offset: the end (`Latest`).
+    from_end: bool,
 }
 
 /// What `/ready` says of this source: connected to a broker, and holding its
@@ -498,10 +503,13 @@ impl ClientContext for ConsumerHooks {
                 if partition < 0 || p.fetch_state != "active" {
                     continue; // the internal "unassigned" partition, or one this consumer does not read
                 }
-                // Before the first message is read or committed librdkafka knows no lag (-1):
-                // everything the partition holds is then still to read (0 for an empty one).
+                // librdkafka's lag counts from the committed offset, which a source without a
+                // group never has: then from what was handed over (`app_offset`), and before
+                // the first message from where reading starts (the end, or the beginning).
                 let lag = match p.consumer_lag {
                     lag if lag >= 0 => lag,
+                    _ if p.hi_offset >= 0 && p.app_offset >= 0 => (p.hi_offset - p.app_offset).max(0),
+                    _ if self.shared.from_end => 0,
                     _ if p.hi_offset >= 0 && p.lo_offset >= 0 => p.hi_offset - p.lo_offset,
                     _ => continue,
                 };
