@@ -144,6 +144,9 @@ pub struct Origin {
     pub topic: std::sync::Arc<str>,
     pub partition: i32,
     pub offset: i64,
+    /// The event's place among those of its message: 0 for a message holding
+    /// one event, 0, 1, … for a batch (`kafka::Framing::Partition`).
+    pub index: u32,
     /// Bumped each time the reading worker is (re)assigned the partition: a
     /// new epoch means another worker may have owned the partition meanwhile.
     pub epoch: u64,

@@ -41,6 +41,13 @@ pub struct Position {
     pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
+    /// The event's place in its message (batches); absent in saves of single-event messages.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub index: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Position {
@@ -49,7 +56,14 @@ impl Position {
             topic: origin.topic.clone(),
             partition: origin.partition,
             offset: origin.offset,
+            index: origin.index,
         }
+    }
+
+    /// Whether the input at `origin` is this one or an earlier one of its partition
+    /// (an event of a batch message counts by its place in the message).
+    pub fn covers(&self, origin: &Origin) -> bool {
+        self.same_partition(origin) && (origin.offset, origin.index) <= (self.offset, self.index)
     }
 
     pub fn same_partition(&self, origin: &Origin) -> bool {
@@ -148,7 +162,7 @@ impl<K: Clone + Eq + Hash> Checkpoints<K> {
         let Some(position) = self.covered.get(key) else {
             return false;
         };
-        if position.same_partition(origin) && origin.offset <= position.offset {
+        if position.covers(origin) {
             return true;
         }
         self.covered.remove(key);
@@ -313,6 +327,7 @@ mod tests {
             topic: Arc::from("t"),
             partition,
             offset,
+            index: 0,
             epoch,
         }
     }
@@ -336,5 +351,28 @@ mod tests {
         assert!(position.in_fresh(&fresh).is_some());
         assert!(position.in_fresh(&[(origin(2, 5, 1), AckToken::none())]).is_none());
         assert!(position.same_partition(&origin(1, 99, 3)));
+        assert!(position.covers(&origin(1, 10, 0)) && position.covers(&origin(1, 9, 0)));
+        assert!(!position.covers(&origin(1, 11, 0)) && !position.covers(&origin(2, 1, 0)));
+        // Within a batch message: the events up to the saved one are covered, the later ones not.
+        let in_batch = Position::of(&Origin {
+            index: 3,
+            ..origin(1, 10, 0)
+        });
+        assert!(in_batch.covers(&Origin {
+            index: 3,
+            ..origin(1, 10, 0)
+        }));
+        assert!(!in_batch.covers(&Origin {
+            index: 4,
+            ..origin(1, 10, 0)
+        }));
+        assert!(in_batch.covers(&Origin {
+            index: 9,
+            ..origin(1, 9, 0)
+        }));
+        // A save of a single-event message reads back without an index.
+        let saved = serde_json::to_string(&position).unwrap();
+        assert!(!saved.contains("index"), "{saved}");
+        assert_eq!(serde_json::from_str::<Position>(&saved).unwrap(), position);
     }
 }

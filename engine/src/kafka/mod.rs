@@ -13,6 +13,7 @@
 
 pub mod checkpoint;
 pub mod codec;
+pub mod framing;
 pub mod offsets;
 mod resource;
 mod sink;
@@ -21,6 +22,7 @@ mod state;
 
 pub use checkpoint::{decode_saved, save_timer, Checkpoints, Position, Unconfirmed};
 pub use codec::{Codec, DecodeError, WireEvent, FORMAT_VERSION};
+pub use framing::Framing;
 pub use resource::{KafkaResource, KafkaResourceConfig, TopicSpec, KIND as RESOURCE_KIND};
 pub use sink::{Compression, KafkaSinkConfig};
 pub use source::{Assignment, KafkaSourceConfig, OffsetReset, CONSUMER_LAG};

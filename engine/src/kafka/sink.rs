@@ -18,6 +18,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use serde::Deserialize;
 
 use super::codec::{Codec, WireEvent};
+use super::framing::{encode_batch, partition_of, Framing};
 use super::resource::{KafkaResource, KIND as RESOURCE_KIND};
 use crate::event::{Envelope, Kinds};
 use crate::registry::{BuildContext, ConfigProblem, ResourceUse, StageConfig};
@@ -48,6 +49,13 @@ pub struct KafkaSinkConfig {
     /// The wire format (`Json`: `{"v":1,"kind":...}`).
     #[serde(default)]
     pub codec: Codec,
+    /// Events per message: `Event` (one keyed message each, the default) or
+    /// `Partition(max_events: 1000)` (the events of one write bound for one
+    /// partition as one message: far fewer, larger messages for a high-rate
+    /// topic; per-key order holds, compaction and per-key reads do not — see
+    /// `kafka::framing`).
+    #[serde(default)]
+    pub framing: Framing,
     /// Also label every message with a `content-type` header. Off by default:
     /// the payload names its own format version (`v`), and tansu 0.6 serves
     /// records with headers ~40× slower (one storage query per header), which
@@ -94,6 +102,9 @@ impl<E: WireEvent> StageConfig<E> for KafkaSinkConfig {
         if self.topic.trim().is_empty() {
             problems.push(ConfigProblem::field("topic", "no topic given"));
         }
+        if let Framing::Partition { max_events: 0 } = self.framing {
+            problems.push(ConfigProblem::field("framing", "max_events must be at least 1"));
+        }
         if self.delivery_timeout < Duration::from_millis(1) {
             problems.push(ConfigProblem::field("delivery_timeout", "must be at least 1ms"));
         }
@@ -135,6 +146,8 @@ impl<E: WireEvent> StageConfig<E> for KafkaSinkConfig {
             keyed: self.keyed,
             codec: self.codec,
             content_type_header: self.content_type_header,
+            framing: self.framing,
+            partitions: None,
             payload: Vec::new(),
             key: String::new(),
         })))
@@ -147,6 +160,9 @@ struct KafkaSink {
     keyed: bool,
     codec: Codec,
     content_type_header: bool,
+    framing: Framing,
+    /// The topic's partition count, read once (`Framing::Partition` picks partitions itself).
+    partitions: Option<i32>,
     payload: Vec<u8>,
     key: String,
 }
@@ -160,23 +176,100 @@ impl KafkaSink {
     }
 }
 
+impl KafkaSink {
+    /// The topic's partition count, from the broker's metadata (once).
+    async fn partitions(&mut self) -> Result<i32, SinkError> {
+        if let Some(n) = self.partitions {
+            return Ok(n);
+        }
+        let producer = self.producer.clone();
+        let topic = self.topic.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            let metadata = producer
+                .client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(10))
+                .map_err(|e| e.to_string())?;
+            match metadata.topics().first() {
+                Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(t.partitions().len() as i32),
+                _ => Err(format!("the broker knows no topic `{topic}`")),
+            }
+        })
+        .await
+        .map_err(|e| SinkError::fatal(e.to_string()))?
+        .map_err(|e| SinkError::retryable(format!("reading the partitions of `{}`: {e}", self.topic)))?;
+        self.partitions = Some(found);
+        Ok(found)
+    }
+
+    /// The messages of a write: the event indexes in sending order, and per message the range
+    /// of them it carries and its partition. With `Event` framing one message per event (the
+    /// producer's partitioner picks); with `Partition`, the events bound for one partition,
+    /// `max_events` at a time, sent to that partition.
+    async fn messages<E: WireEvent>(&mut self, batch: &[Envelope<E>]) -> Result<Messages, SinkError> {
+        let Framing::Partition { max_events } = self.framing else {
+            return Ok(Messages {
+                order: (0..batch.len()).collect(),
+                messages: (0..batch.len()).map(|i| (i..i + 1, None)).collect(),
+            });
+        };
+        let partitions = self.partitions().await?;
+        let mut by_partition: Vec<Vec<usize>> = vec![Vec::new(); partitions as usize];
+        for (index, envelope) in batch.iter().enumerate() {
+            self.key.clear();
+            let partition = if self.keyed && envelope.event.write_key(&mut self.key) {
+                partition_of(self.key.as_bytes(), partitions)
+            } else {
+                (index as i32) % partitions
+            };
+            by_partition[partition as usize].push(index);
+        }
+        let mut out = Messages {
+            order: Vec::with_capacity(batch.len()),
+            messages: Vec::new(),
+        };
+        for (partition, indexes) in by_partition.into_iter().enumerate() {
+            for chunk in indexes.chunks(max_events.max(1)) {
+                let start = out.order.len();
+                out.order.extend_from_slice(chunk);
+                out.messages.push((start..out.order.len(), Some(partition as i32)));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// How a write's events are framed into messages (see [`KafkaSink::messages`]).
+struct Messages {
+    order: Vec<usize>,
+    messages: Vec<(std::ops::Range<usize>, Option<i32>)>,
+}
+
 #[async_trait]
 impl<E: WireEvent> Sink<E> for KafkaSink {
     async fn write(&mut self, batch: &[Envelope<E>]) -> Result<(), SinkError> {
-        let mut deliveries: Vec<(usize, DeliveryFuture)> = Vec::with_capacity(batch.len());
+        let Messages { order, messages } = self.messages(batch).await?;
+        // (the message's entry in `messages`, its delivery)
+        let mut deliveries: Vec<(usize, DeliveryFuture)> = Vec::with_capacity(messages.len());
         let mut failed: Vec<ItemError> = Vec::new();
         let mut waited = 0; // deliveries[..waited] already resolved into `failed`
-        for (index, envelope) in batch.iter().enumerate() {
-            if let Err(e) = self.codec.encode(&envelope.event, &mut self.payload) {
-                failed.push(ItemError {
-                    index,
-                    message: format!("cannot encode: {e}"),
-                    retryable: false,
-                });
+        for (m, (range, partition)) in messages.iter().enumerate() {
+            let indexes = &order[range.clone()];
+            let encoded = match partition {
+                None => self.codec.encode(&batch[indexes[0]].event, &mut self.payload),
+                Some(_) => encode_batch(indexes.iter().map(|&i| &batch[i].event), &mut self.payload),
+            };
+            if let Err(e) = encoded {
+                for &index in indexes {
+                    failed.push(ItemError {
+                        index,
+                        message: format!("cannot encode: {e}"),
+                        retryable: false,
+                    });
+                }
                 continue;
             }
             self.key.clear();
-            let keyed = self.keyed && envelope.event.write_key(&mut self.key);
+            let keyed = partition.is_none() && self.keyed && batch[indexes[0]].event.write_key(&mut self.key);
             loop {
                 let mut record = FutureRecord::to(&self.topic).payload(&self.payload[..]);
                 if self.content_type_header {
@@ -185,35 +278,40 @@ impl<E: WireEvent> Sink<E> for KafkaSink {
                 if keyed {
                     record = record.key(self.key.as_str());
                 }
+                if let Some(partition) = partition {
+                    record = record.partition(*partition);
+                }
                 match self.producer.send_result(record) {
                     Ok(delivery) => {
-                        deliveries.push((index, delivery));
+                        deliveries.push((m, delivery));
                         break;
                     }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                         // librdkafka's queue is full: wait for the oldest outstanding delivery, then retry.
                         match deliveries.get_mut(waited) {
-                            Some((i, future)) => {
-                                let i = *i;
-                                settle(i, future.await, &mut failed);
+                            Some((sent, future)) => {
+                                let sent = *sent;
+                                settle(&order[messages[sent].0.clone()], future.await, &mut failed);
                                 waited += 1;
                             }
                             None => tokio::time::sleep(Duration::from_millis(5)).await,
                         }
                     }
                     Err((e, _)) => {
-                        failed.push(ItemError {
-                            index,
-                            message: format!("cannot enqueue: {e}"),
-                            retryable: true,
-                        });
+                        for &index in indexes {
+                            failed.push(ItemError {
+                                index,
+                                message: format!("cannot enqueue: {e}"),
+                                retryable: true,
+                            });
+                        }
                         break;
                     }
                 }
             }
         }
-        for (index, future) in deliveries.drain(..).skip(waited) {
-            settle(index, future.await, &mut failed);
+        for (m, future) in deliveries.drain(..).skip(waited) {
+            settle(&order[messages[m].0.clone()], future.await, &mut failed);
         }
         if failed.is_empty() {
             Ok(())
@@ -221,7 +319,7 @@ impl<E: WireEvent> Sink<E> for KafkaSink {
             failed.sort_by_key(|f| f.index);
             Err(SinkError::items(
                 format!(
-                    "{} of {} messages not delivered to `{}`",
+                    "{} of {} events not delivered to `{}`",
                     failed.len(),
                     batch.len(),
                     self.topic
@@ -240,19 +338,19 @@ impl<E: WireEvent> Sink<E> for KafkaSink {
     }
 }
 
-fn settle<C>(index: usize, outcome: Result<OwnedDeliveryResult, C>, failed: &mut Vec<ItemError>) {
-    match outcome {
-        Ok(Ok(_)) => {}
-        Ok(Err((e, _))) => failed.push(ItemError {
+/// Record a message's delivery failure against every event it carried.
+fn settle<C>(indexes: &[usize], outcome: Result<OwnedDeliveryResult, C>, failed: &mut Vec<ItemError>) {
+    let (message, retryable) = match outcome {
+        Ok(Ok(_)) => return,
+        // librdkafka already retried until `delivery_timeout`; more retries would reorder.
+        Ok(Err((e, _))) => (format!("delivery failed: {e}"), false),
+        Err(_) => ("the producer was dropped before reporting delivery".to_owned(), true),
+    };
+    for &index in indexes {
+        failed.push(ItemError {
             index,
-            // librdkafka already retried until `delivery_timeout`; more retries would reorder.
-            message: format!("delivery failed: {e}"),
-            retryable: false,
-        }),
-        Err(_) => failed.push(ItemError {
-            index,
-            message: "the producer was dropped before reporting delivery".into(),
-            retryable: true,
-        }),
+            message: message.clone(),
+            retryable,
+        });
     }
 }

@@ -600,7 +600,22 @@ struct Polled<E> {
     tp: TopicPartition,
     offset: i64,
     generation: u64,
-    decoded: Result<E, Undecodable>,
+    decoded: Result<Decoded<E>, Undecodable>,
+}
+
+/// The events of one message: one, or a batch (`Framing::Partition`).
+enum Decoded<E> {
+    One(E),
+    Batch(Vec<E>),
+}
+
+impl<E> Decoded<E> {
+    fn events(&self) -> &[E] {
+        match self {
+            Decoded::One(event) => std::slice::from_ref(event),
+            Decoded::Batch(events) => events,
+        }
+    }
 }
 
 struct Undecodable {
@@ -756,31 +771,44 @@ impl<E: WireEvent> KafkaSource<E> {
         let at = || format!("{}[{}]@{}", tp.topic, tp.partition, offset);
         let decoded = match message.payload() {
             None => match message.key().and_then(E::tombstone) {
-                Some(event) => Ok(event),
+                Some(event) => Ok(Decoded::One(event)),
                 None => Err(Undecodable {
                     reason: "empty_payload",
                     error: format!("{}: message without payload", at()),
                     raw: message.key().unwrap_or_default().to_vec(),
                 }),
             },
-            Some(bytes) => match self.settings.codec.decode::<E>(bytes) {
-                Ok(event) if self.settings.kinds.contains(&event.kind()) => Ok(event),
-                Ok(event) => Err(Undecodable {
-                    reason: "unexpected_kind",
-                    error: format!(
-                        "{}: a {} event, but this source declares {}",
-                        at(),
-                        event.kind(),
-                        self.settings.kinds.join(", ")
-                    ),
-                    raw: bytes.to_vec(),
-                }),
-                Err(e) => Err(Undecodable {
-                    reason: "decode_failed",
-                    error: format!("{}: {e}", at()),
-                    raw: bytes.to_vec(),
-                }),
-            },
+            Some(bytes) => {
+                let decoded = if super::framing::is_batch(bytes) {
+                    super::framing::decode_batch::<E>(bytes).map(Decoded::Batch)
+                } else {
+                    self.settings.codec.decode::<E>(bytes).map(Decoded::One)
+                };
+                match decoded {
+                    Ok(decoded) => match decoded
+                        .events()
+                        .iter()
+                        .find(|e| !self.settings.kinds.contains(&e.kind()))
+                    {
+                        None => Ok(decoded),
+                        Some(event) => Err(Undecodable {
+                            reason: "unexpected_kind",
+                            error: format!(
+                                "{}: a {} event, but this source declares {}",
+                                at(),
+                                event.kind(),
+                                self.settings.kinds.join(", ")
+                            ),
+                            raw: bytes.to_vec(),
+                        }),
+                    },
+                    Err(e) => Err(Undecodable {
+                        reason: "decode_failed",
+                        error: format!("{}: {e}", at()),
+                        raw: bytes.to_vec(),
+                    }),
+                }
+            }
         };
         Polled {
             tp,
@@ -794,6 +822,7 @@ impl<E: WireEvent> KafkaSource<E> {
     /// before a revoke of their partition are dropped: the partition's next
     /// owner (maybe this worker again) reads them from the committed position.
     fn hand_over(&self, pending: &mut Vec<Polled<E>>) -> Vec<Item<E>> {
+        let mut items = Vec::with_capacity(pending.len());
         let revoked = std::mem::take(&mut *self.shared.revoked.lock().unwrap_or_else(|p| p.into_inner()));
         let mut tracked = Vec::with_capacity(pending.len());
         {
@@ -811,27 +840,37 @@ impl<E: WireEvent> KafkaSource<E> {
                 }
             }
         }
-        tracked
-            .into_iter()
-            .map(|(polled, epoch)| {
-                let origin = Origin {
-                    topic: polled.tp.topic.clone(),
-                    partition: polled.tp.partition,
-                    offset: polled.offset,
-                    epoch,
-                };
-                let ack = self.shared.token(polled.tp, epoch, polled.offset);
-                match polled.decoded {
-                    Ok(event) => Item::Event(Envelope::new(event, ack).with_origin(origin)),
-                    Err(bad) => Item::Failure(Failure {
-                        event: None,
-                        raw: Some(bad.raw),
-                        reason: bad.reason,
-                        error: bad.error,
-                        ack,
-                    }),
+        for (polled, epoch) in tracked {
+            let origin = Origin {
+                topic: polled.tp.topic.clone(),
+                partition: polled.tp.partition,
+                offset: polled.offset,
+                index: 0,
+                epoch,
+            };
+            let ack = self.shared.token(polled.tp, epoch, polled.offset);
+            match polled.decoded {
+                Ok(Decoded::One(event)) => items.push(Item::Event(Envelope::new(event, ack).with_origin(origin))),
+                // Every event of a batch holds a clone of the message's token: the offset is
+                // committed once all of them are finalized.
+                Ok(Decoded::Batch(events)) => {
+                    for (index, event) in events.into_iter().enumerate() {
+                        let origin = Origin {
+                            index: index as u32,
+                            ..origin.clone()
+                        };
+                        items.push(Item::Event(Envelope::new(event, ack.clone()).with_origin(origin)));
+                    }
                 }
-            })
-            .collect()
+                Err(bad) => items.push(Item::Failure(Failure {
+                    event: None,
+                    raw: Some(bad.raw),
+                    reason: bad.reason,
+                    error: bad.error,
+                    ack,
+                })),
+            }
+        }
+        items
     }
 }

@@ -946,6 +946,7 @@ mod tests {
                 topic: "t".into(),
                 partition,
                 offset: 0,
+                index: 0,
                 epoch: 0,
             });
             let mut keys = Vec::new();
