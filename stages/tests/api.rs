@@ -274,6 +274,11 @@ async fn scenario(store: &str, label: &str) {
         .send()
         .await
         .unwrap();
+    assert_eq!(
+        stream.headers().get("x-accel-buffering").and_then(|v| v.to_str().ok()),
+        Some("no"),
+        "{label}: proxies are told not to buffer the stream"
+    );
     let ticks = read_events(stream, 3, Duration::from_secs(10)).await;
     assert_eq!(ticks.len(), 3, "{label}: three EUR/USD ticks");
     assert!(ticks.iter().all(|(_, e, d)| e == "rate" && d["pair"] == "EUR/USD"));

@@ -173,9 +173,15 @@ fn open(state: ApiState, headers: &HeaderMap, q: StreamQuery, which: Which) -> A
             return Some((Ok::<_, Infallible>(event), (st, shutdown)));
         }
     });
-    Ok(Sse::new(stream)
+    let mut response = Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response())
+        .into_response();
+    // A reverse proxy (nginx) would otherwise buffer the stream and deliver ticks in lumps.
+    response.headers_mut().insert(
+        axum::http::header::HeaderName::from_static("x-accel-buffering"),
+        axum::http::HeaderValue::from_static("no"),
+    );
+    Ok(response)
 }
 
 struct Reader {
