@@ -151,14 +151,19 @@ fn alert_ticks(c: &mut Criterion) {
     group.finish();
 }
 
+/// Every day of the ECB history.
+fn ecb_days() -> Vec<QuoteSnapshot> {
+    let text = std::fs::read_to_string(ECB_CSV).unwrap();
+    parse_history(&text, &fxflow_stages::fx::currency::majors(), None, None, "ecb")
+        .unwrap()
+        .days
+}
+
 fn pipeline(c: &mut Criterion) {
     let mut group = c.benchmark_group("pipeline");
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(8));
-    let text = std::fs::read_to_string(ECB_CSV).unwrap();
-    let days = parse_history(&text, &fxflow_stages::fx::currency::majors(), None, None, "ecb")
-        .unwrap()
-        .days;
+    let days = ecb_days();
     let quotes: usize = days.iter().map(|d| d.quotes.len()).sum();
     let ron = r#"Pipeline(name: "bench", stages: {
         "ecb": Replay(path: "${CSV}", speed: AsFastAsPossible),
@@ -210,5 +215,144 @@ fn pipeline(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, cross_rates, alert_ticks, pipeline);
+/// The seven rules of `pipelines/local.ron`, as RON.
+const LOCAL_RULES: &str = r#"
+    (id: "eurusd-above-1.15", pair: "EUR/USD", condition: Above(1.15)),
+    (id: "eurusd-up-1.10", pair: "EUR/USD", condition: CrossingUp(1.10), trigger: Every(cooldown: "7d", rearm: 0.005)),
+    (id: "eurusd-down-1.05", pair: "EUR/USD", condition: CrossingDown(1.05), trigger: Every(cooldown: "7d", rearm: 0.005)),
+    (id: "usdjpy-above-155", pair: "USD/JPY", condition: Above(155), trigger: Every(cooldown: "30d", rearm: 2)),
+    (id: "gbpjpy-up-200", pair: "GBP/JPY", condition: CrossingUp(200), trigger: Every(cooldown: "14d", rearm: 1)),
+    (id: "audusd-drop-3pct", pair: "AUD/USD", condition: PctChange(percent: -3, window: "30d"), trigger: Every(cooldown: "30d", rearm: 1)),
+    (id: "chfjpy-above-190", pair: "CHF/JPY", condition: Above(190)),
+"#;
+
+/// 1,000 crossing rules per pair (28,000), half up and half down, thresholds evenly spread
+/// over ±30% of the pair's price on the replay's first day; `Every` with a 1-day cooldown and
+/// a re-arm band of 1% of that price.
+fn many_rules(days: &[QuoteSnapshot]) -> String {
+    let (crosses, _) = CrossRates::new(None, usize::MAX).compute(&days[0]);
+    let mut rules = String::new();
+    for cross in &crosses {
+        let price = cross.bid;
+        for i in 0..1_000i64 {
+            let threshold = (price * (Decimal::new(70, 2) + Decimal::new(60 * i, 5))).round_dp(6);
+            let condition = if i % 2 == 0 { "CrossingUp" } else { "CrossingDown" };
+            rules.push_str(&format!(
+                "(id: \"{}-{i}\", pair: \"{}\", condition: {condition}({threshold}), trigger: Every(cooldown: \"1d\", rearm: {})),\n",
+                cross.pair,
+                cross.pair,
+                (price / Decimal::ONE_HUNDRED).round_dp(6)
+            ));
+        }
+    }
+    rules
+}
+
+/// The in-process pipeline with the analytics beside the alert stage, against the same pipeline
+/// without them, and with 28,000 rules instead of 7 — one group, one run. Two inputs: the ECB
+/// replay with `local.ron`'s analytics (daily candles, 30-day volatility: one price per pair and
+/// window, so every price opens and closes a window in both stages) and the synthetic walk with
+/// the analytics worker's (1m/5m/1h/1d candles, 30-day volatility: a window takes many prices).
+fn analytics_pipeline(c: &mut Criterion) {
+    let mut group = c.benchmark_group("analytics_pipeline");
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(8));
+    let days = ecb_days();
+    let quotes: usize = days.iter().map(|d| d.quotes.len()).sum();
+    const ECB: &str = r#""ecb": Replay(path: "${CSV}", speed: AsFastAsPossible),"#;
+    const WALK: &str = r#""ecb": Synthetic(rate: 0, count: 50000, seed: 1, start_time: "2026-01-01T00:00:00Z"),"#;
+    const LOCAL_ANALYTICS: &str = r#""candles": Candles(inputs: ["cross"], intervals: ["1d"]),
+        "volatility": Volatility(inputs: ["cross"], window: "30d", every: "1d", annualise: ReturnsPerYear(252)),"#;
+    const WORKER_ANALYTICS: &str = r#""candles": Candles(inputs: ["cross"], intervals: ["1m", "5m", "1h", "1d"]),
+        "volatility": Volatility(inputs: ["cross"], window: "30d", every: "1d"),"#;
+    let ron = |source: &str, rules: &str, analytics: &str, stages: &[&str]| {
+        let inputs: Vec<String> = stages.iter().map(|s| format!("\"{s}\"")).collect();
+        format!(
+            r#"Pipeline(name: "bench-analytics", stages: {{
+                {source}
+                "enrich": Enrich(inputs: ["ecb"]),
+                "cross": CrossRate(inputs: ["enrich"]),
+                "alert": Alert(inputs: ["cross"], rules: [{rules}]),
+                {analytics}
+                "null": Null(inputs: [{}]),
+            }})"#,
+            inputs.join(", ")
+        )
+    };
+    let without = ["alert", "cross"];
+    let with = ["alert", "cross", "candles", "volatility"];
+    let many = many_rules(&days);
+    let registry = fxflow_stages::registry();
+    let load =
+        |text: &str| fxflow_engine::spec::load_str("bench.ron", text, &registry, |_| Some(ECB_CSV.to_owned())).unwrap();
+    let started = std::time::Instant::now();
+    let _ = load(&ron(ECB, &many, LOCAL_ANALYTICS, &with));
+    eprintln!(
+        "loading the pipeline file with 28,000 rules takes {:.1?} (inside each iteration below)",
+        started.elapsed()
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let metrics = fxflow_engine::metrics::install_recorder();
+    let variants = [
+        (
+            format!("ECB, 7 rules, {quotes} quotes"),
+            ron(ECB, LOCAL_RULES, "", &without),
+            quotes,
+        ),
+        (
+            format!("ECB, 7 rules + daily candles + volatility, {quotes} quotes"),
+            ron(ECB, LOCAL_RULES, LOCAL_ANALYTICS, &with),
+            quotes,
+        ),
+        (
+            format!("ECB, 28,000 rules + daily candles + volatility, {quotes} quotes"),
+            ron(ECB, &many, LOCAL_ANALYTICS, &with),
+            quotes,
+        ),
+        (
+            "synthetic, 7 rules, 350000 quotes".to_owned(),
+            ron(WALK, LOCAL_RULES, "", &without),
+            350_000,
+        ),
+        (
+            "synthetic, 7 rules + 1m/5m/1h/1d candles + volatility, 350000 quotes".to_owned(),
+            ron(WALK, LOCAL_RULES, WORKER_ANALYTICS, &with),
+            350_000,
+        ),
+    ];
+    for (name, text, quotes) in &variants {
+        // One run first: how often the rules fired, and each stage's share of the work.
+        let sum = |rendered: &str, metric: &str, stage: &str| {
+            fxflow_engine::testkit::counter_value(
+                rendered,
+                metric,
+                &[("pipeline", "bench-analytics"), ("stage", stage)],
+            )
+        };
+        let before = metrics.render();
+        runtime.block_on(async { fxflow_engine::start(load(text)).await.unwrap().wait().await.unwrap() });
+        let after = metrics.render();
+        let firings =
+            sum(&after, "fxflow_alerts_fired_total", "alert") - sum(&before, "fxflow_alerts_fired_total", "alert");
+        let busy: Vec<String> = ["cross", "alert", "candles", "volatility"]
+            .iter()
+            .map(|stage| {
+                let seconds = sum(&after, "fxflow_stage_processing_seconds_sum", stage)
+                    - sum(&before, "fxflow_stage_processing_seconds_sum", stage);
+                format!("{stage} {:.1} ms", seconds * 1e3)
+            })
+            .collect();
+        eprintln!("{name}: {firings} firings; busy {}", busy.join(", "));
+        group.throughput(Throughput::Elements(*quotes as u64));
+        group.bench_function(name.as_str(), |b| {
+            b.iter(|| runtime.block_on(async { fxflow_engine::start(load(text)).await.unwrap().wait().await.unwrap() }))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, cross_rates, alert_ticks, pipeline, analytics_pipeline);
 criterion_main!(benches);

@@ -1,18 +1,25 @@
-//! The worker chain over a real Kafka-protocol broker (tansu, SQLite storage),
-//! next to the broker's own ceiling measured in the same run.
+//! The worker chain over a real Apache Kafka broker (KRaft, one node, started by
+//! `Broker::start` from the Maven jars, on the same 2 cores), next to the broker's
+//! own ceiling measured in the same run.
 //!
-//! `FXFLOW_PROFILE=release cargo bench -p fxflow-tests --bench workers`
+//! `FXFLOW_PROFILE=release cargo bench -p fxflow-tests --bench workers -- [--phases=ceiling,chain,latency,recovery,peer]`
 //!
-//! 1. Ceiling: a plain rdkafka producer writes N rate-sized messages (the size
+//! 1. `ceiling`: a plain rdkafka producer writes N rate-sized messages (the size
 //!    of one encoded CrossRate) to an 8-partition topic, then a plain consumer
 //!    reads them back: messages/s each way.
-//! 2. Chain: ingest (synthetic, 4 providers, as fast as possible) → process →
+//! 2. `chain`: ingest (synthetic, 4 providers, as fast as possible) → process →
 //!    alerts as three OS processes; snapshots/s, quotes/s and broker messages/s
 //!    until the alerts worker has read every cross.
-//! 3. Latency: ingest at `--rate` snapshots/s (default 200: 1,000/s is 29,000 broker
-//!    messages/s, above tansu's ceiling here); alert rules at every pip around
-//!    EUR/USD fire many times a second; p50/p99 of (arrival on fx.alerts −
-//!    the quote's own timestamp).
+//! 3. `latency`: ingest at `--rate` snapshots/s; alert rules every `--rule-step`
+//!    pips around EUR/USD fire many times a second; p50/p99 of (arrival on
+//!    fx.alerts − the quote's own timestamp).
+//! 4. `recovery`: 3 process workers in their group at `--recovery-rate`
+//!    snapshots/s; one is `kill -9`ed; the time until the alerts worker's input
+//!    rate is back (its 1-second rate at ≥ 90% of the offered rate again after
+//!    the dip), and until it has caught up with everything offered.
+//! 5. `peer`: the same job in Quix Streams (`tests/benches/quix_peer.py`, Python
+//!    in `.cache/peer-venv` from `tests/benches/requirements-peer.txt`) on the
+//!    same broker: snapshots → 28 crosses, one message each → a threshold check.
 
 use std::time::{Duration, Instant};
 
@@ -25,9 +32,8 @@ use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 const RATE_MESSAGE: &str = r#"{"v":1,"kind":"CrossRate","pair":"GBP/JPY","bid":"210.69800900000000000000000000","ask":"210.69800900000000000000000000","ts":"2026-10-30T00:00:00Z","source":"ecb","via":"EUR"}"#;
 
 fn main() {
-    // A fresh broker per phase: tansu 0.6's SQLite storage has failed ("UnableToSend") after a
-    // few hundred thousand messages in one run here.
-    println!("broker: tansu 0.6.0, SQLite storage, one fresh broker per phase");
+    // A fresh broker per phase, so one phase's topics and groups do not weigh on the next.
+    println!("broker: Apache Kafka (KRaft, one node, same box), one fresh broker per phase");
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str, default: usize| {
         args.iter()
@@ -38,7 +44,7 @@ fn main() {
     let phases = args
         .iter()
         .find_map(|a| a.strip_prefix("--phases="))
-        .unwrap_or("ceiling,chain,latency")
+        .unwrap_or("ceiling,chain,latency,recovery,peer")
         .to_owned();
     let ceiling_rates = phases.contains("ceiling").then(|| {
         let (dir, broker) = fresh();
@@ -58,6 +64,25 @@ fn main() {
                 100.0 * chain_rate / both
             );
         }
+    }
+    if phases.contains("recovery") {
+        let (dir, broker) = fresh();
+        recovery(
+            dir.path(),
+            &broker.address(),
+            arg("recovery-rate", 500) as u32,
+            arg("seconds", 15),
+        );
+    }
+    if phases.contains("peer") {
+        let (dir, broker) = fresh();
+        peer(
+            dir.path(),
+            &broker.address(),
+            arg("snapshots", 2_000),
+            arg("rate", 1_000) as u32,
+            arg("seconds", 15),
+        );
     }
     if phases.contains("latency") {
         let (dir, broker) = fresh();
@@ -324,4 +349,192 @@ fn latency(dir: &std::path::Path, brokers: &str, rate: u32, seconds: usize, rule
     let _ = ingest.wait(Duration::from_secs(60));
     process.kill9();
     alerts.kill9();
+}
+
+/// kill -9 of one of three process workers at a steady input rate: how long until the group's
+/// output is back.
+fn recovery(dir: &std::path::Path, brokers: &str, rate: u32, seconds: usize) {
+    let root = fxflow_tests::workspace().join("pipelines");
+    let ap = free_port();
+    let mut processes: Vec<(Worker, u16)> = (0..3)
+        .map(|i| {
+            let port = free_port();
+            let worker = Worker::start(
+                &format!("process-{i}"),
+                &root.join("process.ron"),
+                &env(brokers, port),
+                dir,
+            );
+            (worker, port)
+        })
+        .collect();
+    let mut alerts = Worker::start("alerts", &root.join("alerts.ron"), &env(brokers, ap), dir);
+    for port in processes.iter().map(|(_, p)| *p).chain([ap]) {
+        wait_for("workers up", Duration::from_secs(60), || {
+            http_get(port, "/ready").ok().filter(|r| r.0 == 200)
+        });
+    }
+    std::thread::sleep(Duration::from_secs(5)); // three members assigned
+    let total = rate as usize * (seconds + 20);
+    let ingest_file = synthetic_ingest(dir, brokers, total, rate / 4);
+    let mut ingest = Worker::start("ingest", &ingest_file, &env(brokers, free_port()), dir);
+    let read = || metric(ap, "fxflow_stage_sent_events_total{pipeline=\"alerts\",stage=\"rates\"");
+    let offered = f64::from(rate) * 28.0; // crosses per second
+    let started = Instant::now();
+    let mut samples: Vec<(f64, f64)> = Vec::new(); // (seconds since start, crosses read)
+    let mut killed_at = None;
+    while started.elapsed() < Duration::from_secs(seconds as u64 + 40) {
+        let t = started.elapsed().as_secs_f64();
+        samples.push((t, read()));
+        if killed_at.is_none() && t >= 8.0 {
+            processes[0].0.kill9();
+            killed_at = Some(t);
+        }
+        if samples.last().is_some_and(|s| s.1 >= (total / 4 * 4 * 28) as f64) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let killed_at = killed_at.unwrap_or(0.0);
+    // The 1-second rate at each sample, from the sample a second before.
+    let rate_at = |i: usize| -> Option<f64> {
+        let (t, n) = samples[i];
+        let j = samples.iter().rposition(|s| s.0 <= t - 1.0)?;
+        Some((n - samples[j].1) / (t - samples[j].0))
+    };
+    let before: Vec<f64> = (0..samples.len())
+        .filter(|&i| samples[i].0 > 4.0 && samples[i].0 < killed_at)
+        .filter_map(rate_at)
+        .collect();
+    let steady = before.iter().sum::<f64>() / before.len().max(1) as f64;
+    let after: Vec<usize> = (0..samples.len()).filter(|&i| samples[i].0 > killed_at).collect();
+    let dip = after
+        .iter()
+        .copied()
+        .find(|&i| rate_at(i).is_some_and(|r| r < 0.9 * steady));
+    let back = dip.and_then(|d| {
+        after
+            .iter()
+            .copied()
+            .find(|&i| i > d && rate_at(i).is_some_and(|r| r >= 0.9 * steady))
+    });
+    // Caught up: everything read at the kill plus what was offered since (99%), after the dip.
+    let at_kill = after.first().map_or(0.0, |&i| samples[i.saturating_sub(1)].1);
+    let caught_up = dip.and_then(|d| {
+        after
+            .iter()
+            .copied()
+            .find(|&i| i > d && samples[i].1 >= at_kill + offered * (samples[i].0 - killed_at) * 0.99)
+    });
+    let show = |i: Option<usize>| i.map_or("never".to_owned(), |i| format!("{:.1} s", samples[i].0 - killed_at));
+    println!(
+        "recovery, 3 process workers at {rate} snapshots/s ({offered:.0} crosses/s offered, {steady:.0}/s read before): \
+         kill -9 of one; output below 90% after {}, back at ≥ 90% {} after the kill, caught up with the offered stream {} after",
+        show(dip),
+        show(back),
+        show(caught_up)
+    );
+    let _ = ingest.wait(Duration::from_secs(60));
+    for (mut worker, _) in processes.drain(1..) {
+        worker.kill9();
+    }
+    alerts.kill9();
+}
+
+/// The peer: the same job in Quix Streams on the same broker. Throughput: N snapshots are
+/// written to `fx.snapshots` first, then our process + alerts workers read them all, then the
+/// peer does (each timed from its first input to its last output). Latency: the peer reads
+/// `--rate` snapshots/s from our ingest worker while they are written (as our `latency` phase).
+fn peer(dir: &std::path::Path, brokers: &str, snapshots: usize, rate: u32, seconds: usize) {
+    let python = fxflow_tests::workspace().join(".cache/peer-venv/bin/python");
+    assert!(
+        python.exists(),
+        "the peer's Python: python3 -m venv .cache/peer-venv && .cache/peer-venv/bin/pip install -r tests/benches/requirements-peer.txt"
+    );
+    let script = fxflow_tests::workspace().join("tests/benches/quix_peer.py");
+    let run_peer = |input: &str, count: usize, group: &str| {
+        let output = std::process::Command::new(&python)
+            .arg(&script)
+            .args(["--brokers", brokers, "--input", input, "--output", "peer.crosses"])
+            .args([
+                "--alerts",
+                "peer.alerts",
+                "--count",
+                &count.to_string(),
+                "--group",
+                group,
+            ])
+            .arg("--state-dir")
+            .arg(dir.join(format!("quix-state-{group}")))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let report = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_owned();
+        report
+    };
+
+    let ingest_file = synthetic_ingest(dir, brokers, snapshots, 0);
+    let mut ingest = Worker::start("ingest-peer", &ingest_file, &env(brokers, free_port()), dir);
+    assert!(ingest.wait(Duration::from_secs(300)).success());
+    let count = snapshots / 4 * 4;
+    let crosses = (count * 28) as f64;
+
+    // Ours on the backlog: from the process worker's first snapshot to the alerts worker's last cross.
+    let root = fxflow_tests::workspace().join("pipelines");
+    let (pp, ap) = (free_port(), free_port());
+    let mut alerts = Worker::start("alerts-backlog", &root.join("alerts.ron"), &env(brokers, ap), dir);
+    wait_for("the alerts worker up", Duration::from_secs(60), || {
+        http_get(ap, "/ready").ok().filter(|r| r.0 == 200)
+    });
+    let mut process = Worker::start("process-backlog", &root.join("process.ron"), &env(brokers, pp), dir);
+    let first = wait_for("the process worker's first snapshot", Duration::from_secs(60), || {
+        (metric(
+            pp,
+            "fxflow_stage_received_events_total{pipeline=\"process\",stage=\"crosses\"",
+        ) > 0.0)
+            .then(Instant::now)
+    });
+    wait_for(
+        "the alerts worker to read every cross",
+        Duration::from_secs(600),
+        || (metric(ap, "fxflow_stage_sent_events_total{pipeline=\"alerts\",stage=\"rates\"") >= crosses).then_some(()),
+    );
+    let ours = first.elapsed().as_secs_f64();
+    process.kill9();
+    alerts.kill9();
+    println!(
+        "backlog of {count} snapshots on fx.snapshots, ours (process + alerts workers): {:.0} snapshots/s = {:.0} crosses/s",
+        count as f64 / ours,
+        crosses / ours
+    );
+    println!(
+        "backlog of {count} snapshots on fx.snapshots, peer (Quix Streams, one process): {}",
+        run_peer("fx.snapshots", count, "quix-peer")
+    );
+
+    // Latency: the peer next to a live ingest at `rate`.
+    let total = rate as usize * seconds / 4 * 4;
+    let live = dir.join("ingest-peer-live.ron");
+    let text = std::fs::read_to_string(synthetic_ingest(dir, brokers, total, rate / 4))
+        .unwrap()
+        .replace("fx.snapshots", "peer.live")
+        .replace(
+            &format!(r#"Kafka(brokers: "{brokers}")"#),
+            &format!(r#"Kafka(brokers: "{brokers}", topics: {{ "peer.live": (partitions: 8) }})"#),
+        );
+    std::fs::write(&live, text).unwrap();
+    let created = fxflow(&["topics", "create", "--resource", "kafka", live.to_str().unwrap()])
+        .env("KAFKA_BROKERS", brokers)
+        .env("FXFLOW_TELEMETRY", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let mut ingest = Worker::start("ingest-peer-live", &live, &env(brokers, free_port()), dir);
+    let report = run_peer("peer.live", total, "quix-peer-live");
+    let _ = ingest.wait(Duration::from_secs(60));
+    println!("peer (Quix Streams) at {rate} snapshots/s for {seconds} s, latency from the snapshot's write: {report}");
 }
