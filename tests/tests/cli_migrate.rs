@@ -44,7 +44,10 @@ fn migrate_creates_the_tables_once_and_names_unknown_resources() {
         "SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables \
          WHERE table_schema = '{schema}' AND table_name LIKE 'fx_%' AND table_name <> 'fx_rates_default'"
     ));
-    assert_eq!(tables, "fx_alert_history,fx_alert_rules,fx_rates");
+    assert_eq!(
+        tables,
+        "fx_alert_history,fx_alert_rules,fx_candles,fx_rates,fx_volatility"
+    );
 
     let output = fxflow(&["migrate", "--resource", "nope", path]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));

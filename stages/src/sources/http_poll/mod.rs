@@ -242,13 +242,20 @@ impl StageConfig<FxEvent> for HttpPollConfig {
             ),
             _ => {}
         }
-        match (self.provider, &self.account_id) {
-            (Provider::Oanda, None) => problems.push(ConfigProblem::field("provider", "Oanda needs `account_id`")),
-            (Provider::Oanda, Some(id)) if id.trim().is_empty() || id.contains('/') => {
-                problems.push(ConfigProblem::field("account_id", "not an OANDA account ID"))
-            }
-            (Provider::Oanda, Some(_)) | (_, None) => {}
-            (_, Some(_)) => problems.push(ConfigProblem::field("account_id", "only `Oanda` takes an account ID")),
+        match (self.provider.api().needs_account(), &self.account_id) {
+            (true, None) => problems.push(ConfigProblem::field(
+                "provider",
+                format!("{:?} needs `account_id`", self.provider),
+            )),
+            (true, Some(id)) if id.trim().is_empty() || id.contains('/') => problems.push(ConfigProblem::field(
+                "account_id",
+                format!("not a {:?} account ID", self.provider),
+            )),
+            (true, Some(_)) | (false, None) => {}
+            (false, Some(_)) => problems.push(ConfigProblem::field(
+                "account_id",
+                format!("{:?} takes no account ID", self.provider),
+            )),
         }
         if self.source_name().trim().is_empty() {
             problems.push(ConfigProblem::field("source", "must not be empty"));

@@ -30,32 +30,100 @@ mod frankfurter;
 mod oanda;
 mod open_exchange_rates;
 
-/// The rate provider polled, which fixes the request and the response format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
-pub enum Provider {
+/// One rate provider: where it is, what one poll asks it, and what its answers mean. A new
+/// provider is one file in `providers/` implementing this, and one line in [`providers!`].
+pub trait RateApi: Sync {
+    /// The default `source` name stamped on quotes.
+    fn name(&self) -> &'static str;
+
+    /// Whether it takes an API key.
+    fn key_use(&self) -> KeyUse {
+        KeyUse::None
+    }
+
+    /// Its real endpoint (the keyed one when `keyed`).
+    fn default_url(&self, keyed: bool) -> &'static str;
+
+    /// The only base it serves, if that is fixed.
+    fn fixed_base(&self) -> Option<Currency> {
+        None
+    }
+
+    /// Whether a poll needs the config's `account_id`.
+    fn needs_account(&self) -> bool {
+        false
+    }
+
+    /// Whether the key goes in an `Authorization: Bearer` header rather than the URL.
+    fn bearer_key(&self) -> bool {
+        false
+    }
+
+    /// The URL (and the pair it asks for, when one request asks for one pair) of each request of
+    /// one poll, with `key` wherever the provider wants it in the URL.
+    fn urls(&self, target: &Target<'_>, key: &str) -> Result<Vec<(Url, Option<Pair>)>, String>;
+
+    /// The rates of a 2xx response (`status`: some providers report errors with a 200).
+    fn read(
+        &self,
+        status: u16,
+        body: &[u8],
+        request: &Request,
+        base: Currency,
+        symbols: &[Currency],
+    ) -> Result<Rates, PollError>;
+
+    /// Its own message in an error body, and a classification when the body decides it.
+    fn error_body(&self, body: &[u8]) -> Option<(String, Option<PollError>)> {
+        Some((ErrorFields::of(body)?.message?, None))
+    }
+}
+
+/// The registry of providers: the `Provider` names pipeline files use (with their reference
+/// text), each with its implementation.
+macro_rules! providers {
+    ($($(#[doc = $doc:literal])* $variant:ident => $api:expr,)*) => {
+        /// The rate provider polled, which fixes the request and the response format.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+        pub enum Provider {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl Provider {
+            /// Its implementation.
+            pub fn api(self) -> &'static dyn RateApi {
+                match self {
+                    $(Provider::$variant => &$api,)*
+                }
+            }
+        }
+    };
+}
+
+providers! {
     /// Frankfurter API v1: `GET {url}/latest?base=USD&symbols=EUR,…`, one object with a `rates` map. Mid
     /// rates, daily, no key. Default url `https://api.frankfurter.dev/v1`.
-    Frankfurter,
+    Frankfurter => frankfurter::V1,
     /// Frankfurter API v2: `GET {url}/rates?base=USD&quotes=EUR,…`, an array of `{date, base, quote,
     /// rate}` rows. Mid rates, no key. Default url `https://api.frankfurter.dev/v2`.
-    FrankfurterV2,
+    FrankfurterV2 => frankfurter::V2,
     /// The ECB's daily euro reference rates, `eurofxref-daily.xml` (`url` is the whole file URL). Base
     /// EUR only, mid rates, no key.
-    Ecb,
+    Ecb => ecb::Ecb,
     /// Open Exchange Rates: `GET {url}/latest.json?app_id=…&base=USD&symbols=…`. Needs `api_key_env`
     /// (the App ID). Mid rates. Default url `https://openexchangerates.org/api`.
-    OpenExchangeRates,
+    OpenExchangeRates => open_exchange_rates::OpenExchangeRates,
     /// ExchangeRate-API v6. Without `api_key_env`, the open-access endpoint `GET {url}/latest/USD`
     /// (default url `https://open.er-api.com/v6`); with it, `GET {url}/KEY/latest/USD` (default url
     /// `https://v6.exchangerate-api.com/v6`). Mid rates.
-    ExchangeRateApi,
+    ExchangeRateApi => exchange_rate_api::ExchangeRateApi,
     /// Alpha Vantage `CURRENCY_EXCHANGE_RATE`: one request per pair, in market orientation. Needs
     /// `api_key_env`. Bid and ask. Default url `https://www.alphavantage.co`.
-    AlphaVantage,
+    AlphaVantage => alpha_vantage::AlphaVantage,
     /// OANDA v20 pricing: `GET {url}/v3/accounts/{account_id}/pricing?instruments=EUR_USD,…` with the
     /// token of `api_key_env` as a bearer token. Best bid and ask. Default url
     /// `https://api-fxtrade.oanda.com` (practice accounts: `https://api-fxpractice.oanda.com`).
-    Oanda,
+    Oanda => oanda::Oanda,
 }
 
 /// Whether a provider takes an API key.
@@ -69,41 +137,21 @@ pub enum KeyUse {
 impl Provider {
     /// The default `source` name stamped on quotes.
     pub fn name(self) -> &'static str {
-        match self {
-            Provider::Frankfurter | Provider::FrankfurterV2 => "frankfurter",
-            Provider::Ecb => "ecb",
-            Provider::OpenExchangeRates => "openexchangerates",
-            Provider::ExchangeRateApi => "exchangerate-api",
-            Provider::AlphaVantage => "alphavantage",
-            Provider::Oanda => "oanda",
-        }
+        self.api().name()
     }
 
     pub fn key_use(self) -> KeyUse {
-        match self {
-            Provider::Frankfurter | Provider::FrankfurterV2 | Provider::Ecb => KeyUse::None,
-            Provider::ExchangeRateApi => KeyUse::Optional,
-            Provider::OpenExchangeRates | Provider::AlphaVantage | Provider::Oanda => KeyUse::Required,
-        }
+        self.api().key_use()
     }
 
     /// The provider's real endpoint (the keyed one when `keyed`).
     pub fn default_url(self, keyed: bool) -> &'static str {
-        match self {
-            Provider::Frankfurter => "https://api.frankfurter.dev/v1",
-            Provider::FrankfurterV2 => "https://api.frankfurter.dev/v2",
-            Provider::Ecb => "https://www.ecb.europa.eu/stats/eurofxref/eurofxref-daily.xml",
-            Provider::OpenExchangeRates => "https://openexchangerates.org/api",
-            Provider::ExchangeRateApi if keyed => "https://v6.exchangerate-api.com/v6",
-            Provider::ExchangeRateApi => "https://open.er-api.com/v6",
-            Provider::AlphaVantage => "https://www.alphavantage.co",
-            Provider::Oanda => "https://api-fxtrade.oanda.com",
-        }
+        self.api().default_url(keyed)
     }
 
     /// The only base the provider serves, if it is fixed.
     pub fn fixed_base(self) -> Option<Currency> {
-        (self == Provider::Ecb).then_some(Currency::EUR)
+        self.api().fixed_base()
     }
 }
 
@@ -167,66 +215,10 @@ pub fn instrument(pair: Pair) -> String {
 pub fn requests(target: &Target<'_>) -> Result<Vec<Request>, String> {
     let key = target.key.unwrap_or("");
     // Built twice: with the key (sent) and with `REDACTED` (shown).
-    let build = |key: &str| -> Result<Vec<(Url, Option<Pair>)>, String> {
-        let base = target.base.code();
-        Ok(match target.provider {
-            Provider::Frankfurter => {
-                let mut url = join(target.url, &["latest"])?;
-                url.query_pairs_mut()
-                    .append_pair("base", base)
-                    .append_pair("symbols", &codes(target.symbols));
-                vec![(url, None)]
-            }
-            Provider::FrankfurterV2 => {
-                let mut url = join(target.url, &["rates"])?;
-                url.query_pairs_mut()
-                    .append_pair("base", base)
-                    .append_pair("quotes", &codes(target.symbols));
-                vec![(url, None)]
-            }
-            Provider::Ecb => vec![(target.url.clone(), None)],
-            Provider::OpenExchangeRates => {
-                let mut url = join(target.url, &["latest.json"])?;
-                url.query_pairs_mut()
-                    .append_pair("app_id", key)
-                    .append_pair("base", base)
-                    .append_pair("symbols", &codes(target.symbols));
-                vec![(url, None)]
-            }
-            Provider::ExchangeRateApi if target.key.is_some() => {
-                vec![(join(target.url, &[key, "latest", base])?, None)]
-            }
-            Provider::ExchangeRateApi => vec![(join(target.url, &["latest", base])?, None)],
-            Provider::AlphaVantage => target
-                .symbols
-                .iter()
-                .map(|symbol| {
-                    let pair = Pair::market(target.base, *symbol);
-                    let mut url = join(target.url, &["query"])?;
-                    url.query_pairs_mut()
-                        .append_pair("function", "CURRENCY_EXCHANGE_RATE")
-                        .append_pair("from_currency", pair.base.code())
-                        .append_pair("to_currency", pair.quote.code())
-                        .append_pair("apikey", key);
-                    Ok((url, Some(pair)))
-                })
-                .collect::<Result<_, String>>()?,
-            Provider::Oanda => {
-                let account = target.account_id.ok_or("OANDA needs `account_id`")?;
-                let mut url = join(target.url, &["v3", "accounts", account, "pricing"])?;
-                let instruments: Vec<String> = target
-                    .symbols
-                    .iter()
-                    .map(|s| instrument(Pair::market(target.base, *s)))
-                    .collect();
-                url.query_pairs_mut().append_pair("instruments", &instruments.join(","));
-                vec![(url, None)]
-            }
-        })
-    };
+    let build = |key: &str| target.provider.api().urls(target, key);
     let real = build(key)?;
     let shown = build(REDACTED)?;
-    let bearer = (target.provider == Provider::Oanda).then(|| key.to_owned());
+    let bearer = target.provider.api().bearer_key().then(|| key.to_owned());
     Ok(real
         .into_iter()
         .zip(shown)
@@ -378,14 +370,7 @@ pub fn read(
     body: &[u8],
 ) -> Result<Rates, PollError> {
     let result = if (200..300).contains(&status) {
-        match provider {
-            Provider::Frankfurter | Provider::FrankfurterV2 => frankfurter::read(body, base, symbols),
-            Provider::Ecb => ecb::read(body, symbols),
-            Provider::OpenExchangeRates => open_exchange_rates::read(status, body, base, symbols),
-            Provider::ExchangeRateApi => exchange_rate_api::read(body, base, symbols),
-            Provider::AlphaVantage => alpha_vantage::read(body, request.pair),
-            Provider::Oanda => oanda::read(body, base, symbols),
-        }
+        provider.api().read(status, body, request, base, symbols)
     } else {
         Err(http_error(provider, status, body))
     };
@@ -414,35 +399,26 @@ fn http_error(provider: Provider, status: u16, body: &[u8]) -> PollError {
 
 /// The provider's own error message in a body, and a classification when the body decides it.
 fn error_body(provider: Provider, body: &[u8]) -> Option<(String, Option<PollError>)> {
-    #[derive(Deserialize)]
-    struct Any {
-        // Frankfurter, OXR
-        message: Option<String>,
-        description: Option<String>,
-        // OANDA
-        #[serde(rename = "errorMessage")]
-        error_message: Option<String>,
-        // ExchangeRate-API
-        #[serde(rename = "error-type")]
-        error_type: Option<String>,
-    }
-    let any: Any = serde_json::from_slice(body).ok()?;
-    match provider {
-        Provider::OpenExchangeRates => {
-            let message = any.message?;
-            let text = match &any.description {
-                Some(d) => format!("{message}: {d}"),
-                None => message.clone(),
-            };
-            Some((text.clone(), open_exchange_rates::error(&message, None, text)))
-        }
-        Provider::ExchangeRateApi => {
-            let kind = any.error_type?;
-            let known = exchange_rate_api::error(&kind);
-            Some((format!("ExchangeRate-API error `{kind}`"), known))
-        }
-        Provider::Oanda => Some((any.error_message?, None)),
-        _ => Some((any.message?, None)),
+    provider.api().error_body(body)
+}
+
+/// The fields providers put their error messages in (each reads the ones it uses).
+#[derive(Deserialize)]
+struct ErrorFields {
+    // Frankfurter, Open Exchange Rates
+    message: Option<String>,
+    description: Option<String>,
+    // OANDA
+    #[serde(rename = "errorMessage")]
+    error_message: Option<String>,
+    // ExchangeRate-API
+    #[serde(rename = "error-type")]
+    error_type: Option<String>,
+}
+
+impl ErrorFields {
+    fn of(body: &[u8]) -> Option<Self> {
+        serde_json::from_slice(body).ok()
     }
 }
 

@@ -104,6 +104,45 @@ pub(super) fn read(body: &[u8], asked: Option<Pair>) -> Result<Rates, PollError>
     })
 }
 
+/// Alpha Vantage `CURRENCY_EXCHANGE_RATE`.
+pub(super) struct AlphaVantage;
+
+impl RateApi for AlphaVantage {
+    fn name(&self) -> &'static str {
+        "alphavantage"
+    }
+
+    fn key_use(&self) -> KeyUse {
+        KeyUse::Required
+    }
+
+    fn default_url(&self, _keyed: bool) -> &'static str {
+        "https://www.alphavantage.co"
+    }
+
+    /// One request per pair, in market orientation.
+    fn urls(&self, target: &Target<'_>, key: &str) -> Result<Vec<(Url, Option<Pair>)>, String> {
+        target
+            .symbols
+            .iter()
+            .map(|symbol| {
+                let pair = Pair::market(target.base, *symbol);
+                let mut url = join(target.url, &["query"])?;
+                url.query_pairs_mut()
+                    .append_pair("function", "CURRENCY_EXCHANGE_RATE")
+                    .append_pair("from_currency", pair.base.code())
+                    .append_pair("to_currency", pair.quote.code())
+                    .append_pair("apikey", key);
+                Ok((url, Some(pair)))
+            })
+            .collect()
+    }
+
+    fn read(&self, _: u16, body: &[u8], request: &Request, _: Currency, _: &[Currency]) -> Result<Rates, PollError> {
+        read(body, request.pair)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rust_decimal_macros::dec;

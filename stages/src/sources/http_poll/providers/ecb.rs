@@ -79,6 +79,31 @@ fn xml_attributes(tag: &str) -> Result<Vec<(&str, &str)>, String> {
     Ok(out)
 }
 
+/// The ECB's daily reference rates file.
+pub(super) struct Ecb;
+
+impl RateApi for Ecb {
+    fn name(&self) -> &'static str {
+        "ecb"
+    }
+
+    fn default_url(&self, _keyed: bool) -> &'static str {
+        "https://www.ecb.europa.eu/stats/eurofxref/eurofxref-daily.xml"
+    }
+
+    fn fixed_base(&self) -> Option<Currency> {
+        Some(Currency::EUR)
+    }
+
+    fn urls(&self, target: &Target<'_>, _key: &str) -> Result<Vec<(Url, Option<Pair>)>, String> {
+        Ok(vec![(target.url.clone(), None)])
+    }
+
+    fn read(&self, _: u16, body: &[u8], _: &Request, _: Currency, symbols: &[Currency]) -> Result<Rates, PollError> {
+        read(body, symbols)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rust_decimal_macros::dec;

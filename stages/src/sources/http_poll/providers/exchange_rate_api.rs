@@ -62,6 +62,46 @@ pub(super) fn read(body: &[u8], base: Currency, symbols: &[Currency]) -> Result<
     })
 }
 
+/// ExchangeRate-API v6 (open access without a key, the keyed endpoint with one).
+pub(super) struct ExchangeRateApi;
+
+impl RateApi for ExchangeRateApi {
+    fn name(&self) -> &'static str {
+        "exchangerate-api"
+    }
+
+    fn key_use(&self) -> KeyUse {
+        KeyUse::Optional
+    }
+
+    fn default_url(&self, keyed: bool) -> &'static str {
+        if keyed {
+            "https://v6.exchangerate-api.com/v6"
+        } else {
+            "https://open.er-api.com/v6"
+        }
+    }
+
+    fn urls(&self, target: &Target<'_>, key: &str) -> Result<Vec<(Url, Option<Pair>)>, String> {
+        let base = target.base.code();
+        let url = match target.key {
+            Some(_) => join(target.url, &[key, "latest", base])?,
+            None => join(target.url, &["latest", base])?,
+        };
+        Ok(vec![(url, None)])
+    }
+
+    fn read(&self, _: u16, body: &[u8], _: &Request, base: Currency, symbols: &[Currency]) -> Result<Rates, PollError> {
+        read(body, base, symbols)
+    }
+
+    fn error_body(&self, body: &[u8]) -> Option<(String, Option<PollError>)> {
+        let kind = ErrorFields::of(body)?.error_type?;
+        let known = error(&kind);
+        Some((format!("ExchangeRate-API error `{kind}`"), known))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rust_decimal_macros::dec;

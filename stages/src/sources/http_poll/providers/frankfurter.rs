@@ -59,6 +59,55 @@ pub(super) fn read(body: &[u8], base: Currency, symbols: &[Currency]) -> Result<
     })
 }
 
+/// Frankfurter API v1 (`/latest`).
+pub(super) struct V1;
+/// Frankfurter API v2 (`/rates`).
+pub(super) struct V2;
+
+impl RateApi for V1 {
+    fn name(&self) -> &'static str {
+        "frankfurter"
+    }
+
+    fn default_url(&self, _keyed: bool) -> &'static str {
+        "https://api.frankfurter.dev/v1"
+    }
+
+    fn urls(&self, target: &Target<'_>, _key: &str) -> Result<Vec<(Url, Option<Pair>)>, String> {
+        let mut url = join(target.url, &["latest"])?;
+        url.query_pairs_mut()
+            .append_pair("base", target.base.code())
+            .append_pair("symbols", &codes(target.symbols));
+        Ok(vec![(url, None)])
+    }
+
+    fn read(&self, _: u16, body: &[u8], _: &Request, base: Currency, symbols: &[Currency]) -> Result<Rates, PollError> {
+        read(body, base, symbols)
+    }
+}
+
+impl RateApi for V2 {
+    fn name(&self) -> &'static str {
+        "frankfurter"
+    }
+
+    fn default_url(&self, _keyed: bool) -> &'static str {
+        "https://api.frankfurter.dev/v2"
+    }
+
+    fn urls(&self, target: &Target<'_>, _key: &str) -> Result<Vec<(Url, Option<Pair>)>, String> {
+        let mut url = join(target.url, &["rates"])?;
+        url.query_pairs_mut()
+            .append_pair("base", target.base.code())
+            .append_pair("quotes", &codes(target.symbols));
+        Ok(vec![(url, None)])
+    }
+
+    fn read(&self, _: u16, body: &[u8], _: &Request, base: Currency, symbols: &[Currency]) -> Result<Rates, PollError> {
+        read(body, base, symbols)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rust_decimal_macros::dec;

@@ -72,6 +72,51 @@ pub(super) fn read(body: &[u8], base: Currency, symbols: &[Currency]) -> Result<
     Ok(Rates { ts: None, rates })
 }
 
+/// OANDA v20 pricing.
+pub(super) struct Oanda;
+
+impl RateApi for Oanda {
+    fn name(&self) -> &'static str {
+        "oanda"
+    }
+
+    fn key_use(&self) -> KeyUse {
+        KeyUse::Required
+    }
+
+    fn default_url(&self, _keyed: bool) -> &'static str {
+        "https://api-fxtrade.oanda.com"
+    }
+
+    fn needs_account(&self) -> bool {
+        true
+    }
+
+    fn bearer_key(&self) -> bool {
+        true
+    }
+
+    fn urls(&self, target: &Target<'_>, _key: &str) -> Result<Vec<(Url, Option<Pair>)>, String> {
+        let account = target.account_id.ok_or("OANDA needs `account_id`")?;
+        let mut url = join(target.url, &["v3", "accounts", account, "pricing"])?;
+        let instruments: Vec<String> = target
+            .symbols
+            .iter()
+            .map(|s| instrument(Pair::market(target.base, *s)))
+            .collect();
+        url.query_pairs_mut().append_pair("instruments", &instruments.join(","));
+        Ok(vec![(url, None)])
+    }
+
+    fn read(&self, _: u16, body: &[u8], _: &Request, base: Currency, symbols: &[Currency]) -> Result<Rates, PollError> {
+        read(body, base, symbols)
+    }
+
+    fn error_body(&self, body: &[u8]) -> Option<(String, Option<PollError>)> {
+        Some((ErrorFields::of(body)?.error_message?, None))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rust_decimal_macros::dec;

@@ -59,6 +59,53 @@ pub(super) fn read(status: u16, body: &[u8], base: Currency, symbols: &[Currency
     })
 }
 
+/// Open Exchange Rates.
+pub(super) struct OpenExchangeRates;
+
+impl RateApi for OpenExchangeRates {
+    fn name(&self) -> &'static str {
+        "openexchangerates"
+    }
+
+    fn key_use(&self) -> KeyUse {
+        KeyUse::Required
+    }
+
+    fn default_url(&self, _keyed: bool) -> &'static str {
+        "https://openexchangerates.org/api"
+    }
+
+    fn urls(&self, target: &Target<'_>, key: &str) -> Result<Vec<(Url, Option<Pair>)>, String> {
+        let mut url = join(target.url, &["latest.json"])?;
+        url.query_pairs_mut()
+            .append_pair("app_id", key)
+            .append_pair("base", target.base.code())
+            .append_pair("symbols", &codes(target.symbols));
+        Ok(vec![(url, None)])
+    }
+
+    fn read(
+        &self,
+        status: u16,
+        body: &[u8],
+        _: &Request,
+        base: Currency,
+        symbols: &[Currency],
+    ) -> Result<Rates, PollError> {
+        read(status, body, base, symbols)
+    }
+
+    fn error_body(&self, body: &[u8]) -> Option<(String, Option<PollError>)> {
+        let fields = ErrorFields::of(body)?;
+        let message = fields.message?;
+        let text = match &fields.description {
+            Some(d) => format!("{message}: {d}"),
+            None => message.clone(),
+        };
+        Some((text.clone(), error(&message, None, text)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rust_decimal_macros::dec;
