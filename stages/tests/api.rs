@@ -282,16 +282,34 @@ async fn scenario(store: &str, label: &str) {
     let ticks = read_events(stream, 3, Duration::from_secs(10)).await;
     assert_eq!(ticks.len(), 3, "{label}: three EUR/USD ticks");
     assert!(ticks.iter().all(|(_, e, d)| e == "rate" && d["pair"] == "EUR/USD"));
-    let last_id: u64 = ticks[0].0.parse().unwrap();
+    let last_id = ticks[0].0.clone();
+    let (run, seq) = last_id.split_once('-').expect("ids are {run}-{seq}");
     let resumed = c
         .http
         .get(format!("{}/stream/rates?pairs=EURUSD", c.base))
-        .header("last-event-id", last_id.to_string())
+        .header("last-event-id", &last_id)
         .send()
         .await
         .unwrap();
     let replayed = read_events(resumed, 1, Duration::from_secs(5)).await;
     assert_eq!(replayed[0].0, ticks[1].0, "{label}: Last-Event-ID resumes right after");
+    // An id of another run (before a restart), numbered far ahead of this one, does not make
+    // the stream skip this run's events: it starts from now.
+    let foreign = format!(
+        "{}-{}",
+        run.parse::<u64>().unwrap() - 1,
+        seq.parse::<u64>().unwrap() + 1_000_000_000
+    );
+    let restarted = c
+        .http
+        .get(format!("{}/stream/rates?pairs=EURUSD", c.base))
+        .header("last-event-id", foreign)
+        .send()
+        .await
+        .unwrap();
+    let fresh = read_events(restarted, 1, Duration::from_secs(10)).await;
+    assert_eq!(fresh.len(), 1, "{label}: an id from another run is ignored");
+    assert!(fresh[0].0.starts_with(&format!("{run}-")), "{label}: {}", fresh[0].0);
 
     // Currencies and conversion (exact, with the side of the quote used).
     let currencies = c.get("/currencies").await.json();

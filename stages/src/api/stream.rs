@@ -111,10 +111,11 @@ impl Drop for Connected {
 
 fn open(state: ApiState, headers: &HeaderMap, q: StreamQuery, which: Which) -> ApiResult<Response> {
     let filter: Option<HashSet<Pair>> = pair_filter(&state, q.pairs.as_deref())?.map(|p| p.into_iter().collect());
+    let feed = which.feed(&state);
     let last_seen = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+        .and_then(|v| feed.seen(v));
     let open = state.streams_open.fetch_add(1, Ordering::AcqRel);
     let connected = Connected {
         state: state.clone(),
@@ -131,8 +132,8 @@ fn open(state: ApiState, headers: &HeaderMap, q: StreamQuery, which: Which) -> A
             ),
         ));
     }
-    let feed = which.feed(&state);
     let (receiver, missed) = feed.subscribe(last_seen);
+    let run = feed.run;
     let event_name = feed.event;
     let shutdown = state.shutdown.clone();
     let st = Reader {
@@ -167,7 +168,7 @@ fn open(state: ApiState, headers: &HeaderMap, q: StreamQuery, which: Which) -> A
                 continue;
             }
             let event = Event::default()
-                .id(item.seq.to_string())
+                .id(Feed::event_id(run, item.seq))
                 .event(event_name)
                 .data(item.json.as_str());
             return Some((Ok::<_, Infallible>(event), (st, shutdown)));

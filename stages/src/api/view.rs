@@ -39,6 +39,10 @@ pub struct Feed {
     ring: Mutex<VecDeque<Arc<FeedItem>>>,
     ring_capacity: usize,
     next_seq: AtomicU64,
+    /// Which run of the process numbered the items (milliseconds since the Unix epoch at
+    /// start): SSE ids are `{run}-{seq}`, so a client's `Last-Event-ID` from before a restart
+    /// is not mistaken for a position in this run's numbering (it would skip everything up to it).
+    pub run: u64,
 }
 
 impl Feed {
@@ -50,7 +54,22 @@ impl Feed {
             ring: Mutex::new(VecDeque::with_capacity(ring_capacity)),
             ring_capacity,
             next_seq: AtomicU64::new(1),
+            run: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
         }
+    }
+
+    /// The SSE id of the item numbered `seq`.
+    pub fn event_id(run: u64, seq: u64) -> String {
+        format!("{run}-{seq}")
+    }
+
+    /// The sequence number a client's `Last-Event-ID` names in this run (`None`: another run's,
+    /// or not an id of ours: the client starts from now).
+    pub fn seen(&self, last_event_id: &str) -> Option<u64> {
+        let (run, seq) = last_event_id.trim().split_once('-')?;
+        (run.parse::<u64>().ok()? == self.run).then(|| seq.parse().ok())?
     }
 
     pub fn publish(&self, pair: Pair, json: String) {
