@@ -230,6 +230,7 @@ struct ResourceEntry {
 pub struct Registry<E> {
     stages: BTreeMap<&'static str, StageEntry<E>>,
     resources: BTreeMap<&'static str, ResourceEntry>,
+    command: &'static str,
 }
 
 impl<E> Default for Registry<E> {
@@ -237,6 +238,7 @@ impl<E> Default for Registry<E> {
         Self {
             stages: BTreeMap::new(),
             resources: BTreeMap::new(),
+            command: "",
         }
     }
 }
@@ -257,6 +259,22 @@ fn parse_resource<C: ResourceConfig + DeserializeOwned>(node: &Node) -> Result<B
 impl<E: Event> Registry<E> {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Name the application's command, so messages and generated docs can say what to run
+    /// (`mytool docs`); the engine knows no command of its own.
+    pub fn command_name(&mut self, name: &'static str) -> &mut Self {
+        self.command = name;
+        self
+    }
+
+    /// `subcommand` as the user types it: `mytool docs`, or just `docs` when unnamed.
+    pub fn command(&self, subcommand: &str) -> String {
+        if self.command.is_empty() {
+            subcommand.to_owned()
+        } else {
+            format!("{} {subcommand}", self.command)
+        }
     }
 
     /// Register a stage kind under the name pipeline files use (`Filter`).

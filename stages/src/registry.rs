@@ -10,6 +10,7 @@ use crate::{api, resources, sinks, sources, transforms};
 pub fn registry() -> Registry<FxEvent> {
     let mut registry = Registry::new();
     registry
+        .command_name("fxflow")
         // sources
         .stage::<sources::http_poll::HttpPollConfig>("HttpPoll")
         .stage::<sources::replay::ReplayConfig>("Replay")

@@ -135,7 +135,7 @@ impl StateTopic {
         for t in metadata.topics() {
             if let Some(error) = t.error() {
                 return Err(StageError::new(format!(
-                    "state topic `{}`: {:?} (create it with `fxflow topics create`)",
+                    "state topic `{}`: {:?} (create it on the broker first, e.g. with the `topics create` command)",
                     self.topic,
                     RDKafkaErrorCode::from(error)
                 )));

@@ -7,23 +7,23 @@
 //!
 //! ```ron
 //! PipelineTests(
-//!     pipeline: "../local.ron",          // relative to this file
-//!     env: { "FXFLOW_OUT": "/tmp" },     // ${VAR}s of the pipeline (over the process's)
+//!     pipeline: "../main.ron",           // relative to this file
+//!     env: { "OUT": "/tmp" },            // ${VAR}s of the pipeline (over the process's)
 //!     cases: {
-//!         "a known day": (
-//!             replace: { "ecb": [ QuoteSnapshot(source: "ecb", ...) ] },  // a source's events
-//!             inject: { "alerts": [ CrossRate(pair: "EUR/USD", ...) ] },  // events into a stage
+//!         "a case": (
+//!             replace: { "source": [ Reading(key: "a", value: 1.50) ] },  // a source's events
+//!             inject: { "stage": [ Reading(key: "b", value: 2) ] },       // events into a stage
 //!             expect: {
-//!                 "crosses": [ Count(28), Contains(CrossRate(pair: "JPY/CAD", bid: 0.008763)) ],
-//!                 "alerts": [ Nothing ],
-//!                 "validate.errors": [ DeadLetter(reason: "stale") ],
+//!                 "stage": [ Count(2), Contains(Reading(key: "a", value: 1.5)) ],
+//!                 "other": [ Nothing ],
+//!                 "stage.errors": [ DeadLetter(reason: "invalid") ],
 //!             },
 //!         ),
 //!     },
 //! )
 //! ```
 //!
-//! An event is written as its kind with its fields (`CrossRate(pair: ..., bid: ...)`);
+//! An event is written as its kind with its fields (`Reading(key: ..., value: ...)`);
 //! nested values follow the event's serde shape (a nested `Name(...)` is an enum
 //! variant). Expected events match on the fields they name (the others are free);
 //! numbers compare as exact decimals (`1.10` = `1.1`), times as instants.
@@ -148,10 +148,10 @@ pub enum CheckKind {
     DeadLetter { reason: String, error: Option<String> },
 }
 
-/// `(field: "pair", equals: "EUR/USD")`, `(field: "value", above: 1.15)`.
+/// `(field: "key", equals: "a")`, `(field: "value", above: 1.15)`.
 #[derive(Debug, Clone)]
 pub struct FieldCondition {
-    /// A field path: `pair`, `event.pair` (dots go into nested objects).
+    /// A field path: `key`, `event.key` (dots go into nested objects).
     pub field: String,
     pub op: Op,
     pub value: Node,
@@ -330,7 +330,7 @@ All(field: ..., equals|above|below|contains: ...), Any(...), DeadLetter(reason: 
                             "field" => {
                                 field = value.as_str().map(str::to_owned);
                                 if field.is_none() {
-                                    self.report(value.span, "`field` is a string: \"pair\"", None);
+                                    self.report(value.span, "`field` is a string: \"name\" or \"nested.name\"", None);
                                 }
                                 continue;
                             }

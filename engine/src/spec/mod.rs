@@ -524,7 +524,7 @@ impl Checker<'_> {
                     continue;
                 }
                 Some(Err(e)) => {
-                    let hint = stage_hint(&e.message, kind);
+                    let hint = stage_hint(&e.message, kind, &registry.command("docs"));
                     self.report(e.span.unwrap_or(value.span), e.message, hint);
                     continue;
                 }
@@ -669,7 +669,10 @@ impl Checker<'_> {
             self.report(
                 node.span,
                 "the pipeline has no source, so nothing will ever flow",
-                Some("add a source stage; `fxflow docs` lists the kinds".into()),
+                Some(format!(
+                    "add a source stage; `{}` lists the kinds",
+                    registry.command("docs")
+                )),
             );
         }
         stages
@@ -949,10 +952,10 @@ fn output_kinds<'a, E: Event>(
     kinds
 }
 
-fn stage_hint(message: &str, kind: &str) -> Option<String> {
+fn stage_hint(message: &str, kind: &str, docs: &str) -> Option<String> {
     if message.starts_with("unknown field") || message.starts_with("missing field") {
         Some(format!(
-            "see the `{kind}` section of PIPELINES.md for its fields (`fxflow docs`)"
+            "see the `{kind}` section of the pipeline reference for its fields (`{docs}`)"
         ))
     } else {
         None
