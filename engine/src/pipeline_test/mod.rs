@@ -676,14 +676,26 @@ pub(crate) fn decimal(text: &str) -> Option<(bool, String, i64)> {
     Some((negative, trimmed.to_owned(), exponent))
 }
 
-/// Compare `a` to `b` as decimals: `Some(Less | Equal | Greater)`.
+/// Compare `a` to `b` as decimals, exactly, on their digits (never through a float, which
+/// would call 1.1 and 1.10000000000000000001 equal): `Some(Less | Equal | Greater)`.
 pub(crate) fn decimal_cmp(a: &str, b: &str) -> Option<std::cmp::Ordering> {
-    // Exact for the values tests write; f64 only orders, equality is decided above.
-    let (x, y) = (a.trim().parse::<f64>().ok()?, b.trim().parse::<f64>().ok()?);
-    if decimal(a)? == decimal(b)? {
-        return Some(std::cmp::Ordering::Equal);
+    let (a, b) = (decimal(a)?, decimal(b)?);
+    let sign = |(negative, digits, _): &(bool, String, i64)| match (digits.is_empty(), negative) {
+        (true, _) => 0,
+        (false, true) => -1,
+        (false, false) => 1,
+    };
+    let (sa, sb) = (sign(&a), sign(&b));
+    if sa != sb || sa == 0 {
+        return Some(sa.cmp(&sb));
     }
-    x.partial_cmp(&y)
+    // Same sign, both non-zero: the magnitude of the leading digit first, then the digits.
+    let magnitude = |(_, digits, exponent): &(bool, String, i64)| digits.len() as i64 + exponent;
+    let abs = magnitude(&a).cmp(&magnitude(&b)).then_with(|| {
+        let width = a.1.len().max(b.1.len());
+        format!("{:0<width$}", a.1).cmp(&format!("{:0<width$}", b.1))
+    });
+    Some(if sa < 0 { abs.reverse() } else { abs })
 }
 
 /// RFC 3339 instants without a time crate in the engine: normalised to UTC text.
@@ -734,6 +746,24 @@ mod tests {
 
     fn node(text: &str) -> Node {
         value::parse(text).unwrap()
+    }
+
+    #[test]
+    fn decimals_compare_exactly() {
+        use std::cmp::Ordering::*;
+        for (a, b, want) in [
+            ("1.10000000000000000001", "1.1", Greater),
+            ("1.1", "1.10", Equal),
+            ("-0.5", "-0.25", Less),
+            ("-1", "0", Less),
+            ("0.00", "-0", Equal),
+            ("99", "100", Less),
+            ("1e3", "999.999999999999999999", Greater),
+            ("155.68", "155.679", Greater),
+        ] {
+            assert_eq!(decimal_cmp(a, b), Some(want), "{a} vs {b}");
+        }
+        assert_eq!(decimal_cmp("x", "1"), None);
     }
 
     #[test]
