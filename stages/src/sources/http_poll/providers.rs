@@ -103,10 +103,10 @@ macro_rules! providers {
 providers! {
     /// Frankfurter API v1: `GET {url}/latest?base=USD&symbols=EUR,…`, one object with a `rates` map. Mid
     /// rates, daily, no key. Default url `https://api.frankfurter.dev/v1`.
-    Frankfurter => frankfurter::V1,
+    Frankfurter => frankfurter::Frankfurter { v2: false },
     /// Frankfurter API v2: `GET {url}/rates?base=USD&quotes=EUR,…`, an array of `{date, base, quote,
     /// rate}` rows. Mid rates, no key. Default url `https://api.frankfurter.dev/v2`.
-    FrankfurterV2 => frankfurter::V2,
+    FrankfurterV2 => frankfurter::Frankfurter { v2: true },
     /// The ECB's daily euro reference rates, `eurofxref-daily.xml` (`url` is the whole file URL). Base
     /// EUR only, mid rates, no key.
     Ecb => ecb::Ecb,

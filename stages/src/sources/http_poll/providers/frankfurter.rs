@@ -59,47 +59,34 @@ pub(super) fn read(body: &[u8], base: Currency, symbols: &[Currency]) -> Result<
     })
 }
 
-/// Frankfurter API v1 (`/latest`).
-pub(super) struct V1;
-/// Frankfurter API v2 (`/rates`).
-pub(super) struct V2;
-
-impl RateApi for V1 {
-    fn name(&self) -> &'static str {
-        "frankfurter"
-    }
-
-    fn default_url(&self, _keyed: bool) -> &'static str {
-        "https://api.frankfurter.dev/v1"
-    }
-
-    fn urls(&self, target: &Target<'_>, _key: &str) -> Result<Vec<(Url, Option<Pair>)>, String> {
-        let mut url = join(target.url, &["latest"])?;
-        url.query_pairs_mut()
-            .append_pair("base", target.base.code())
-            .append_pair("symbols", &codes(target.symbols));
-        Ok(vec![(url, None)])
-    }
-
-    fn read(&self, _: u16, body: &[u8], _: &Request, base: Currency, symbols: &[Currency]) -> Result<Rates, PollError> {
-        read(body, base, symbols)
-    }
+/// Frankfurter: API v1 (`/latest?symbols=`) or v2 (`/rates?quotes=`); one reader takes both shapes.
+pub(super) struct Frankfurter {
+    pub v2: bool,
 }
 
-impl RateApi for V2 {
+impl RateApi for Frankfurter {
     fn name(&self) -> &'static str {
         "frankfurter"
     }
 
     fn default_url(&self, _keyed: bool) -> &'static str {
-        "https://api.frankfurter.dev/v2"
+        if self.v2 {
+            "https://api.frankfurter.dev/v2"
+        } else {
+            "https://api.frankfurter.dev/v1"
+        }
     }
 
     fn urls(&self, target: &Target<'_>, _key: &str) -> Result<Vec<(Url, Option<Pair>)>, String> {
-        let mut url = join(target.url, &["rates"])?;
+        let (path, symbols) = if self.v2 {
+            ("rates", "quotes")
+        } else {
+            ("latest", "symbols")
+        };
+        let mut url = join(target.url, &[path])?;
         url.query_pairs_mut()
             .append_pair("base", target.base.code())
-            .append_pair("quotes", &codes(target.symbols));
+            .append_pair(symbols, &codes(target.symbols));
         Ok(vec![(url, None)])
     }
 
