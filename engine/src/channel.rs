@@ -76,8 +76,20 @@ pub fn bounded<E: Event>(config: BufferConfig, labels: &StageLabels) -> (Sender<
             when_full: config.when_full,
             labels: labels.clone(),
         },
-        Receiver { rx, shared },
+        Receiver {
+            rx,
+            shared,
+            older: None,
+        },
     )
+}
+
+/// One receiver over two channels: everything `older` holds or still gets
+/// first, then `newer`. A reload that gives a stage a new buffer uses it, so
+/// producers not yet rewired still reach the stage and each producer's order holds.
+pub(crate) fn merged<E>(older: Receiver<E>, mut newer: Receiver<E>) -> Receiver<E> {
+    newer.older = Some(Box::new(older));
+    newer
 }
 
 struct ChannelShared {
@@ -118,6 +130,40 @@ impl<E> Clone for Sender<E> {
             when_full: self.when_full,
             labels: self.labels.clone(),
         }
+    }
+}
+
+impl<E> Sender<E> {
+    /// A handle that does not keep the channel open: the running pipeline keeps
+    /// one per stage so a reload can wire new producers to a stage that keeps
+    /// running, while shutdown still closes the channel once its producers end.
+    pub(crate) fn downgrade(&self) -> WeakSender<E> {
+        WeakSender {
+            tx: self.tx.downgrade(),
+            shared: self.shared.clone(),
+            when_full: self.when_full,
+            labels: self.labels.clone(),
+        }
+    }
+}
+
+/// A [`Sender`] that does not keep the channel open (see [`Sender::downgrade`]).
+pub(crate) struct WeakSender<E> {
+    tx: mpsc::WeakUnboundedSender<Vec<Envelope<E>>>,
+    shared: Arc<ChannelShared>,
+    when_full: WhenFull,
+    labels: StageLabels,
+}
+
+impl<E> WeakSender<E> {
+    /// A sender again, unless every producer has ended and the channel closed.
+    pub(crate) fn upgrade(&self) -> Option<Sender<E>> {
+        Some(Sender {
+            tx: self.tx.upgrade()?,
+            shared: self.shared.clone(),
+            when_full: self.when_full,
+            labels: self.labels.clone(),
+        })
     }
 }
 
@@ -165,11 +211,31 @@ impl<E: Event> Sender<E> {
 pub struct Receiver<E> {
     rx: mpsc::UnboundedReceiver<Vec<Envelope<E>>>,
     shared: Arc<ChannelShared>,
+    /// A channel read first until it closes (see [`merged`]).
+    older: Option<Box<Receiver<E>>>,
 }
 
 impl<E> Receiver<E> {
     /// The next batch; `None` once every sender is gone and the buffer is empty.
     pub async fn recv(&mut self) -> Option<Vec<Envelope<E>>> {
+        if let Some(older) = &mut self.older {
+            tokio::select! {
+                biased;
+                batch = older.recv_own() => match batch {
+                    Some(batch) => return Some(batch),
+                    None => self.older = None,
+                },
+                batch = self.rx.recv() => {
+                    let batch = batch?;
+                    self.release(&batch);
+                    return Some(batch);
+                }
+            }
+        }
+        self.recv_own().await
+    }
+
+    async fn recv_own(&mut self) -> Option<Vec<Envelope<E>>> {
         let batch = self.rx.recv().await?;
         self.release(&batch);
         Some(batch)
@@ -177,6 +243,11 @@ impl<E> Receiver<E> {
 
     /// A batch if one is waiting, without waiting.
     pub fn try_recv(&mut self) -> Option<Vec<Envelope<E>>> {
+        if let Some(older) = &mut self.older {
+            if let Some(batch) = older.try_recv() {
+                return Some(batch);
+            }
+        }
         let batch = self.rx.try_recv().ok()?;
         self.release(&batch);
         Some(batch)
@@ -191,7 +262,8 @@ impl<E> Receiver<E> {
 
     /// Events waiting in the buffer.
     pub fn len(&self) -> usize {
-        self.shared.capacity - self.shared.permits.available_permits().min(self.shared.capacity)
+        let older = self.older.as_ref().map_or(0, |o| o.len());
+        older + self.shared.capacity - self.shared.permits.available_permits().min(self.shared.capacity)
     }
 
     pub fn is_empty(&self) -> bool {

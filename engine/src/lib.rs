@@ -19,6 +19,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod pipeline_test;
 pub mod registry;
+pub mod reload;
 pub mod spec;
 pub mod stage;
 pub mod telemetry;
@@ -34,6 +35,7 @@ pub use registry::{
     BuildContext, ConfigProblem, ListenAddress, Registry, ResourceConfig, ResourceUse, Resources, StageConfig,
     StageSummary,
 };
+pub use reload::ReloadReport;
 pub use spec::{Diagnostic, Diagnostics, PipelineSpec};
 pub use stage::{
     BatchConfig, Emit, Failure, FunctionTransform, Input, ItemError, Outputs, RetryConfig, Shape, Shutdown, Sink,

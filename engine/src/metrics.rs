@@ -16,6 +16,13 @@ pub const ERRORS: &str = "fxflow_stage_errors_total";
 pub const DISCARDED_EVENTS: &str = "fxflow_stage_discarded_events_total";
 pub const PROCESSING_SECONDS: &str = "fxflow_stage_processing_seconds";
 pub const CHANNEL_UTILIZATION: &str = "fxflow_channel_utilization";
+pub const RELOADS: &str = "fxflow_reloads_total";
+
+/// Count one reload attempt of a pipeline: `applied`, `unchanged`, `rejected`
+/// (the new file is invalid) or `failed` (it could not be built).
+pub fn reload(pipeline: &str, outcome: &'static str) {
+    counter!(RELOADS, "pipeline" => pipeline.to_owned(), "outcome" => outcome).increment(1);
+}
 
 /// Install the Prometheus recorder for this process (once; later calls return the same handle).
 pub fn install_recorder() -> PrometheusHandle {

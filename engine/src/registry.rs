@@ -182,6 +182,10 @@ impl Resources {
         self.0.insert(name, resource);
     }
 
+    pub(crate) fn get_any(&self, name: &str) -> Option<Arc<dyn Any + Send + Sync>> {
+        self.0.get(name).cloned()
+    }
+
     pub fn get<T: Send + Sync + 'static>(&self, name: &str) -> Result<Arc<T>, StageError> {
         let resource = self
             .0

@@ -11,8 +11,10 @@
 //! Every stage has a default output (referred to by the stage name) and an
 //! `errors` output (`name.errors`) carrying dead letters.
 
+use std::any::Any;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -155,14 +157,32 @@ impl fmt::Display for SinkError {
     }
 }
 
-/// Tells long-running sources to stop.
+/// Tells long-running sources to stop: the whole pipeline's shutdown, or
+/// (after a reload replaced the source) this stage's own stop.
 #[derive(Clone, Debug)]
-pub struct Shutdown(watch::Receiver<bool>);
+pub struct Shutdown {
+    pipeline: watch::Receiver<bool>,
+    stage: Option<watch::Receiver<bool>>,
+}
 
 impl Shutdown {
     pub(crate) fn new() -> (watch::Sender<bool>, Self) {
         let (tx, rx) = watch::channel(false);
-        (tx, Shutdown(rx))
+        (
+            tx,
+            Shutdown {
+                pipeline: rx,
+                stage: None,
+            },
+        )
+    }
+
+    /// The same pipeline signal, plus the stop of one stage.
+    pub(crate) fn or_stage(&self, stop: watch::Receiver<bool>) -> Self {
+        Shutdown {
+            pipeline: self.pipeline.clone(),
+            stage: Some(stop),
+        }
     }
 
     /// A signal that never fires (tests, one-shot runs).
@@ -170,17 +190,30 @@ impl Shutdown {
         let (tx, rx) = watch::channel(false);
         // Keep the sender alive forever so `wait` never returns.
         std::mem::forget(tx);
-        Shutdown(rx)
+        Shutdown {
+            pipeline: rx,
+            stage: None,
+        }
     }
 
     pub fn is_triggered(&self) -> bool {
-        *self.0.borrow()
+        *self.pipeline.borrow() || self.stage.as_ref().is_some_and(|s| *s.borrow())
     }
 
     /// Resolves once shutdown is signalled.
     pub async fn wait(&self) {
-        let mut rx = self.0.clone();
-        let _ = rx.wait_for(|stop| *stop).await;
+        let mut pipeline = self.pipeline.clone();
+        match self.stage.clone() {
+            None => {
+                let _ = pipeline.wait_for(|stop| *stop).await;
+            }
+            Some(mut stage) => {
+                tokio::select! {
+                    _ = pipeline.wait_for(|stop| *stop) => {}
+                    _ = stage.wait_for(|stop| *stop) => {}
+                }
+            }
+        }
     }
 }
 
@@ -239,32 +272,146 @@ impl Startup {
     }
 }
 
+/// What a stage that a reload replaces hands its successor: its input buffer
+/// (with every batch it had not taken yet) and, if the stage left one, its state.
+pub(crate) struct Baton<E> {
+    pub rx: Receiver<E>,
+    pub state: Option<Box<dyn Any + Send>>,
+}
+
+/// Where a replaced stage leaves its [`Baton`].
+pub(crate) type BatonSlot<E> = Arc<Mutex<Option<Baton<E>>>>;
+
 /// A stage's receiving end: batches from all its inputs, counted as received.
 pub struct Input<E> {
-    rx: Receiver<E>,
+    /// `None` only while dropping.
+    rx: Option<Receiver<E>>,
     received: KindCounters,
+    /// Set by a reload that replaces this stage.
+    stop: Option<watch::Receiver<bool>>,
+    baton: Option<BatonSlot<E>>,
+    inherited: Option<Box<dyn Any + Send>>,
+    bequest: Option<Box<dyn Any + Send>>,
 }
 
 impl<E: Event> Input<E> {
     pub(crate) fn new(rx: Receiver<E>, labels: &StageLabels) -> Self {
         Self {
-            rx,
+            rx: Some(rx),
             received: labels.received(),
+            stop: None,
+            baton: None,
+            inherited: None,
+            bequest: None,
         }
     }
 
-    /// The next batch; `None` once every upstream stage has finished and the buffer is drained.
+    /// An input a reload can take over: once `stop` fires, [`Input::next`]
+    /// ends at the next batch boundary and the buffer, with what is still
+    /// queued, goes to `baton` for the successor.
+    pub(crate) fn relayed(
+        mut self,
+        stop: watch::Receiver<bool>,
+        baton: BatonSlot<E>,
+        inherited: Option<Box<dyn Any + Send>>,
+    ) -> Self {
+        self.stop = Some(stop);
+        self.baton = Some(baton);
+        self.inherited = inherited;
+        self
+    }
+
+    /// The next batch; `None` once every upstream stage has finished and the
+    /// buffer is drained — or once a reload replaces this stage (see
+    /// [`Input::is_replaced`]); either way the stage finishes what it holds and ends.
     pub async fn next(&mut self) -> Option<Vec<Envelope<E>>> {
-        let batch = self.rx.recv().await?;
+        let rx = self.rx.as_mut()?;
+        let batch = match &mut self.stop {
+            None => rx.recv().await?,
+            Some(stop) => {
+                if *stop.borrow() {
+                    return None;
+                }
+                tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|stop| *stop) => return None,
+                    batch = rx.recv() => batch?,
+                }
+            }
+        };
         self.received.add_batch(batch.iter().map(|e| e.event.kind()));
         Some(batch)
     }
 
     /// Like [`Input::next`] but never waits.
     pub fn try_next(&mut self) -> Option<Vec<Envelope<E>>> {
-        let batch = self.rx.try_recv()?;
+        if self.is_replaced() {
+            return None;
+        }
+        let batch = self.rx.as_mut()?.try_recv()?;
         self.received.add_batch(batch.iter().map(|e| e.event.kind()));
         Some(batch)
+    }
+
+    /// Whether a reload is replacing this stage with a new version of it. A
+    /// stage with state worth keeping (rules, windows) passes it on with
+    /// [`Input::bequeath`] before it ends.
+    pub fn is_replaced(&self) -> bool {
+        self.stop.as_ref().is_some_and(|stop| *stop.borrow())
+    }
+
+    /// Leave `state` to the stage's next version (taken there by [`Input::inherit`]).
+    /// Only a replaced stage has a successor; otherwise the state is dropped.
+    pub fn bequeath<T: Any + Send>(&mut self, state: T) {
+        self.bequest = Some(Box::new(state));
+    }
+
+    /// What the stage's previous version left with [`Input::bequeath`], if it
+    /// was of type `T`. Each version decides what of it still applies to its config.
+    pub fn inherit<T: Any + Send>(&mut self) -> Option<T> {
+        let state = self.inherited.take()?;
+        state.downcast::<T>().ok().map(|state| *state)
+    }
+}
+
+impl<E> Drop for Input<E> {
+    fn drop(&mut self) {
+        let replaced = self.stop.as_ref().is_some_and(|stop| *stop.borrow());
+        if let (true, Some(baton), Some(rx)) = (replaced, self.baton.take(), self.rx.take()) {
+            let state = self.bequest.take();
+            *baton.lock().unwrap_or_else(|p| p.into_inner()) = Some(Baton { rx, state });
+        }
+    }
+}
+
+/// New consumers for a running stage's output, set by a reload and taken by
+/// the output at its next send.
+pub(crate) struct Rewire<E> {
+    changed: AtomicBool,
+    targets: Mutex<Option<Vec<Sender<E>>>>,
+}
+
+impl<E> Default for Rewire<E> {
+    fn default() -> Self {
+        Self {
+            changed: AtomicBool::new(false),
+            targets: Mutex::new(None),
+        }
+    }
+}
+
+impl<E> Rewire<E> {
+    pub(crate) fn set(&self, targets: Vec<Sender<E>>) {
+        *self.targets.lock().unwrap_or_else(|p| p.into_inner()) = Some(targets);
+        self.changed.store(true, Ordering::Release);
+    }
+
+    fn take(&self) -> Option<Vec<Sender<E>>> {
+        if !self.changed.load(Ordering::Acquire) {
+            return None;
+        }
+        self.changed.store(false, Ordering::Release);
+        self.targets.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
 
@@ -274,6 +421,7 @@ pub struct Output<E> {
     sent: KindCounters,
     /// Counts events emitted where nobody listens (an output no stage lists as input).
     unconnected: Option<StageLabels>,
+    rewire: Option<Arc<Rewire<E>>>,
 }
 
 impl<E: Event> Output<E> {
@@ -282,10 +430,25 @@ impl<E: Event> Output<E> {
             targets,
             sent,
             unconnected: Some(labels.clone()),
+            rewire: None,
         }
     }
 
-    pub fn is_connected(&self) -> bool {
+    /// An output whose consumers a reload can change.
+    pub(crate) fn rewirable(mut self, rewire: Arc<Rewire<E>>) -> Self {
+        self.rewire = Some(rewire);
+        self
+    }
+
+    /// Take the consumers a reload set, if it did (an atomic load otherwise).
+    fn refresh(&mut self) {
+        if let Some(targets) = self.rewire.as_ref().and_then(|r| r.take()) {
+            self.targets = targets;
+        }
+    }
+
+    pub fn is_connected(&mut self) -> bool {
+        self.refresh();
         !self.targets.is_empty()
     }
 
@@ -294,6 +457,7 @@ impl<E: Event> Output<E> {
         if batch.is_empty() {
             return Ok(());
         }
+        self.refresh();
         if self.targets.is_empty() {
             if let Some(labels) = &self.unconnected {
                 labels.discarded("unconnected_output", batch.len() as u64);

@@ -47,6 +47,12 @@ pub enum Command {
         /// How long to wait for in-flight events to drain after a signal.
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         grace: Duration,
+        /// Re-read the files when they change and apply the new version while
+        /// running (SIGHUP does the same without this flag): unchanged stages
+        /// keep running, changed ones hand over without losing an event; an
+        /// invalid version is reported and the running one keeps going.
+        #[arg(long)]
+        watch: bool,
     },
     /// Check pipeline files without connecting to anything; prints every
     /// problem as FILE:LINE:COL and exits non-zero if there is one.
@@ -279,7 +285,7 @@ pub fn main_with_registry(cli: Cli, registry: Registry<FxEvent>) -> ExitCode {
         Command::Topics {
             action: TopicsCommand::Create { files, resource },
         } => provision(&registry, &files, &resource, Some(fxflow_engine::kafka::RESOURCE_KIND)),
-        Command::Run { files, grace } => {
+        Command::Run { files, grace, watch } => {
             let specs = match load_all(&files, &registry) {
                 Ok(specs) => specs,
                 Err(problems) => {
@@ -290,7 +296,12 @@ pub fn main_with_registry(cli: Cli, registry: Registry<FxEvent>) -> ExitCode {
             let Some(runtime) = runtime() else {
                 return ExitCode::from(EXIT_FAILED);
             };
-            match runtime.block_on(run(specs, grace)) {
+            let reload = Reload {
+                files: &files,
+                registry: &registry,
+                watch,
+            };
+            match runtime.block_on(run(specs, grace, reload)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "Stopped with an error.");
@@ -382,7 +393,18 @@ Each stage is `\"name\": Kind(field: value, ...)`. Every stage except a source l
 the names of upstream stages, or `\"stage.errors\"` for a stage's dead letters. \
 `${VAR}` and `${VAR:-default}` are replaced from the environment before parsing.";
 
-async fn run(specs: Vec<PipelineSpec<FxEvent>>, grace: Duration) -> Result<(), String> {
+/// What `run` needs to reload its pipelines.
+struct Reload<'a> {
+    files: &'a [PathBuf],
+    registry: &'a Registry<FxEvent>,
+    /// Poll the files for changes (SIGHUP reloads either way).
+    watch: bool,
+}
+
+/// How often `run --watch` looks at the files.
+const WATCH_EVERY: Duration = Duration::from_millis(500);
+
+async fn run(specs: Vec<PipelineSpec<FxEvent>>, grace: Duration, reload: Reload<'_>) -> Result<(), String> {
     let handle = metrics::install_recorder();
     let readiness = Readiness::default();
     for spec in &specs {
@@ -394,51 +416,66 @@ async fn run(specs: Vec<PipelineSpec<FxEvent>>, grace: Duration) -> Result<(), S
     }
     let mut running = Vec::new();
     for spec in specs {
-        running.push(
+        running.push(Some(
             fxflow_engine::start_with(spec, &readiness)
                 .await
                 .map_err(|e| e.to_string())?,
-        );
+        ));
     }
     readiness.set(true);
-    let handles: Vec<_> = running.iter().map(|p| p.shutdown_handle()).collect();
-    // Wait for every pipeline; the first failure stops the others too.
-    let mut waiting = tokio::task::JoinSet::new();
-    for pipeline in running {
-        waiting.spawn(pipeline.wait());
-    }
-    let stop_all = handles.clone();
-    let mut all = Box::pin(async move {
-        let mut first_error = None;
-        while let Some(joined) = waiting.join_next().await {
-            let result = joined
-                .map_err(|e| fxflow_engine::StageError::new(format!("pipeline task: {e}")))
-                .and_then(|r| r);
-            if let Err(e) = result {
+    let mut triggers = reload_triggers(reload.files, reload.watch);
+    let mut signals = StopSignals::new();
+    let mut first_error: Option<fxflow_engine::StageError> = None;
+    let mut drain_until: Option<tokio::time::Instant> = None;
+    let stop_all = |running: &[Option<fxflow_engine::RunningPipeline<FxEvent>>]| {
+        running.iter().flatten().for_each(|p| p.shutdown());
+    };
+    // Supervise: the first failure stops every pipeline; a signal drains them
+    // (within `grace`); a reload trigger applies the files' new version.
+    while running.iter().any(Option::is_some) {
+        let next = futures_util::future::select_all(
+            running
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, p)| p.as_mut().map(|p| (i, p)))
+                .map(|(i, p)| Box::pin(async move { (i, p.next_finished().await) })),
+        );
+        let deadline = drain_until.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
+        enum Step {
+            Finished(usize, Option<Result<(), fxflow_engine::StageError>>),
+            Reload(&'static str),
+            Signal(&'static str),
+            Late,
+        }
+        let step = tokio::select! {
+            ((i, finished), _, _) = next => Step::Finished(i, finished),
+            Some(reason) = triggers.recv(), if drain_until.is_none() && first_error.is_none() => Step::Reload(reason),
+            signal = signals.next() => Step::Signal(signal),
+            _ = tokio::time::sleep_until(deadline), if drain_until.is_some() => Step::Late,
+        };
+        match step {
+            Step::Finished(i, None) => running[i] = None,
+            Step::Finished(_, Some(Ok(()))) => {}
+            Step::Finished(_, Some(Err(e))) => {
                 if first_error.is_none() {
-                    stop_all.iter().for_each(|h| h.shutdown());
+                    stop_all(&running);
                 }
                 first_error.get_or_insert(e);
             }
-        }
-        first_error
-    });
-    let result = tokio::select! {
-        error = &mut all => error,
-        signal = shutdown_signal() => {
-            tracing::info!(signal, "Shutting down: sources stopped, draining in-flight events.");
-            handles.iter().for_each(|h| h.shutdown());
-            tokio::select! {
-                error = tokio::time::timeout(grace, &mut all) => match error {
-                    Ok(error) => error,
-                    Err(_) => return Err(format!("in-flight events did not drain within {grace:?}")),
-                },
-                signal = shutdown_signal() => return Err(format!("{signal} again: stopped without draining")),
+            Step::Reload(reason) => reload_all(&mut running, &reload, reason).await,
+            Step::Signal(signal) => {
+                if drain_until.is_some() {
+                    return Err(format!("{signal} again: stopped without draining"));
+                }
+                tracing::info!(signal, "Shutting down: sources stopped, draining in-flight events.");
+                stop_all(&running);
+                drain_until = Some(tokio::time::Instant::now() + grace);
             }
+            Step::Late => return Err(format!("in-flight events did not drain within {grace:?}")),
         }
-    };
+    }
     readiness.set(false);
-    match result {
+    match first_error {
         None => {
             tracing::info!("All pipelines finished.");
             Ok(())
@@ -447,25 +484,126 @@ async fn run(specs: Vec<PipelineSpec<FxEvent>>, grace: Duration) -> Result<(), S
     }
 }
 
-async fn shutdown_signal() -> &'static str {
+/// Reasons to reload: SIGHUP, and with `watch` a change of a file's content.
+fn reload_triggers(files: &[PathBuf], watch: bool) -> tokio::sync::mpsc::Receiver<&'static str> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return "SIGINT";
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => "SIGINT",
-            _ = term.recv() => "SIGTERM",
+        let tx = tx.clone();
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    if tx.send("SIGHUP").await.is_err() {
+                        break;
+                    }
+                }
+            });
         }
     }
-    #[cfg(not(unix))]
-    {
+    if watch {
+        let files = files.to_vec();
+        tokio::spawn(async move {
+            let read = |files: &[PathBuf]| files.iter().map(|f| std::fs::read(f).ok()).collect::<Vec<_>>();
+            let mut seen = read(&files);
+            loop {
+                tokio::time::sleep(WATCH_EVERY).await;
+                let now = read(&files);
+                // A file half written (or replaced by rename) reads empty or missing: wait for it to settle.
+                if now == seen || now.iter().any(|c| c.as_ref().is_none_or(|c| c.is_empty())) {
+                    continue;
+                }
+                tokio::time::sleep(WATCH_EVERY / 2).await;
+                if read(&files) != now {
+                    continue;
+                }
+                seen = now;
+                if tx.send("file changed").await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    rx
+}
+
+/// Re-read every file and apply each pipeline's new version; an invalid
+/// file changes nothing (its problems are printed) and a version that cannot
+/// be built leaves that pipeline as it was.
+async fn reload_all(
+    running: &mut [Option<fxflow_engine::RunningPipeline<FxEvent>>],
+    reload: &Reload<'_>,
+    reason: &str,
+) {
+    let names: Vec<String> = running.iter().flatten().map(|p| p.name.clone()).collect();
+    let specs = match load_files(reload.files, reload.registry, true) {
+        Ok(specs) => specs,
+        Err(problems) => {
+            eprintln!("{problems}");
+            let n = problems.0.len();
+            eprintln!(
+                "{n} error{} found; the running version keeps going.",
+                if n == 1 { "" } else { "s" }
+            );
+            tracing::warn!(reason, problems = n, "Reload rejected: the new version is invalid.");
+            names.iter().for_each(|name| metrics::reload(name, "rejected"));
+            return;
+        }
+    };
+    for (pipeline, spec) in running.iter_mut().zip(specs) {
+        let Some(pipeline) = pipeline else { continue };
+        match pipeline.reload(spec).await {
+            Ok(report) if report.is_empty() => {
+                tracing::info!(reason, pipeline = %pipeline.name, "Reload: nothing changed.");
+                metrics::reload(&pipeline.name, "unchanged");
+            }
+            Ok(report) => {
+                tracing::info!(reason, pipeline = %pipeline.name, %report, "Reload applied.");
+                metrics::reload(&pipeline.name, "applied");
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: reload of `{}` failed: {e}; the running version keeps going.",
+                    pipeline.name
+                );
+                tracing::warn!(reason, pipeline = %pipeline.name, error = %e, "Reload failed; the running version keeps going.");
+                metrics::reload(&pipeline.name, "failed");
+            }
+        }
+    }
+}
+
+/// SIGINT and SIGTERM, listened to for the whole run so none arriving
+/// between two waits is missed.
+struct StopSignals {
+    #[cfg(unix)]
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl StopSignals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            StopSignals {
+                signals: signal(SignalKind::interrupt())
+                    .and_then(|int| Ok((int, signal(SignalKind::terminate())?)))
+                    .ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        StopSignals {}
+    }
+
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        if let Some((int, term)) = &mut self.signals {
+            return tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+        }
         let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
+        "SIGINT"
     }
 }
 

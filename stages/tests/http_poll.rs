@@ -113,7 +113,7 @@ async fn serve(script: Vec<Reply>, after: After) -> (String, Arc<Server>) {
 }
 
 /// Start `HttpPoll(<stage>)` with its events and dead letters written to JSON lines in `out`.
-async fn start(name: &str, stage: &str, out: &Path) -> fxflow_engine::RunningPipeline {
+async fn start(name: &str, stage: &str, out: &Path) -> fxflow_engine::RunningPipeline<fxflow_stages::fx::FxEvent> {
     let ron = format!(
         r#"Pipeline(name: "{name}", stages: {{
             "poll": HttpPoll({stage}),

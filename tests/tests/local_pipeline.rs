@@ -2,11 +2,13 @@
 //! and everything it printed is also safely in the history file."
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fxflow_tests::{free_port, fxflow, http_get, wait_for};
+
+mod support;
 
 #[test]
 fn the_local_pipeline_prints_crosses_and_alerts_serves_metrics_and_drains_on_ctrl_c() {
@@ -75,14 +77,7 @@ fn the_local_pipeline_prints_crosses_and_alerts_serves_metrics_and_drains_on_ctr
     }
 
     // Ctrl-C: the replay stops, in-flight events drain, the process exits 0.
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = wait_for("exit after SIGINT", Duration::from_secs(30), || {
-        child.try_wait().unwrap()
-    });
+    let exit = support::interrupt(&mut child);
     reader.join().unwrap();
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
@@ -112,29 +107,17 @@ fn the_local_pipeline_prints_crosses_and_alerts_serves_metrics_and_drains_on_ctr
 
 /// (crosses, alerts, one bid) in the SQLite history the pipeline wrote.
 fn stored(db: &std::path::Path) -> (i64, i64, String) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
-            .await
-            .unwrap();
-        // Every cross rate printed is a row (those of EUR pairs are the ECB's quotes: kind 'quote').
-        let crosses: i64 = sqlx::query_scalar("SELECT count(*) FROM fx_rates")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        let alerts: i64 = sqlx::query_scalar("SELECT count(*) FROM fx_alert_history")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        let bid: String = sqlx::query_scalar("SELECT bid FROM fx_rates ORDER BY ts LIMIT 1")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        (crosses, alerts, bid)
+    support::on_sqlite(db, |conn| {
+        Box::pin(async move {
+            // Every cross rate printed is a row (those of EUR pairs are the ECB's quotes: kind 'quote').
+            let crosses = support::count(conn, "SELECT count(*) FROM fx_rates").await;
+            let alerts = support::count(conn, "SELECT count(*) FROM fx_alert_history").await;
+            let bid: String = sqlx::query_scalar("SELECT bid FROM fx_rates ORDER BY ts LIMIT 1")
+                .fetch_one(conn)
+                .await
+                .unwrap();
+            (crosses, alerts, bid)
+        })
     })
 }
 
@@ -208,11 +191,7 @@ fn the_local_pipeline_stores_daily_candles_and_volatility_that_agree_with_the_ra
         use sqlx::Row;
         rows.first().and_then(|r| (r.get::<i64, _>("n") == 28).then_some(()))
     });
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let exit = wait_for("exit", Duration::from_secs(30), || child.try_wait().unwrap());
+    let exit = support::interrupt(&mut child);
     assert!(exit.success());
 
     use sqlx::Row;

@@ -490,6 +490,7 @@ fn stage_spec<E: WireEvent>(name: &str, inputs: Vec<InputRef>, config: Box<dyn S
         retry: Default::default(),
         batch: Default::default(),
         config,
+        fingerprint: String::new(),
     }
 }
 

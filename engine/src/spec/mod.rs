@@ -104,6 +104,9 @@ pub struct StageSpec<E> {
     pub retry: RetryConfig,
     pub batch: BatchConfig,
     pub config: Box<dyn StageConfig<E>>,
+    /// The stage as written, in canonical form (after `${VAR}`s): a reload
+    /// replaces a running stage only when this (or a resource it uses) changed.
+    pub fingerprint: String,
 }
 
 impl<E: Event> StageSpec<E> {
@@ -117,6 +120,8 @@ pub struct ResourceSpec {
     pub name: String,
     pub kind: String,
     pub config: Box<dyn ResourceConfig>,
+    /// See [`StageSpec::fingerprint`].
+    pub fingerprint: String,
 }
 
 /// The worker's HTTP endpoint for `/metrics`, `/health` and `/ready`.
@@ -494,6 +499,7 @@ impl Checker<'_> {
                         name,
                         kind: kind.to_owned(),
                         config,
+                        fingerprint: value.canonical(),
                     });
                 }
             }
@@ -658,6 +664,7 @@ impl Checker<'_> {
                 retry,
                 batch,
                 config,
+                fingerprint: value.canonical(),
             });
         }
         self.graph(&stages, &input_spans);

@@ -62,7 +62,67 @@ pub enum Value {
     },
 }
 
+fn items_canonical(out: &mut String, items: &[Node]) {
+    for item in items {
+        item.value.write_canonical(out);
+        out.push(',');
+    }
+}
+
 impl Value {
+    fn write_canonical(&self, out: &mut String) {
+        use std::fmt::Write;
+        let name = |out: &mut String, name: &Option<Name>| {
+            if let Some(name) = name {
+                out.push_str(&name.text);
+            }
+        };
+        match self {
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Number(n) => out.push_str(n),
+            Value::String(s) => {
+                let _ = write!(out, "{s:?}");
+            }
+            Value::Char(c) => {
+                let _ = write!(out, "{c:?}");
+            }
+            Value::Ident(i) => out.push_str(i),
+            Value::Unit => out.push_str("()"),
+            Value::List(items) => {
+                out.push('[');
+                items_canonical(out, items);
+                out.push(']');
+            }
+            Value::Map(entries) => {
+                out.push('{');
+                for (key, value) in entries {
+                    key.value.write_canonical(out);
+                    out.push(':');
+                    value.value.write_canonical(out);
+                    out.push(',');
+                }
+                out.push('}');
+            }
+            Value::Struct { name: n, fields } => {
+                name(out, n);
+                out.push('(');
+                for (field, value) in fields {
+                    out.push_str(&field.text);
+                    out.push(':');
+                    value.value.write_canonical(out);
+                    out.push(',');
+                }
+                out.push(')');
+            }
+            Value::Tuple { name: n, items } => {
+                name(out, n);
+                out.push('(');
+                items_canonical(out, items);
+                out.push(')');
+            }
+        }
+    }
+
     /// What the value is, for error messages ("expected a list, found a string").
     pub fn describe(&self) -> &'static str {
         match self {
@@ -81,6 +141,15 @@ impl Value {
 }
 
 impl Node {
+    /// The value in one canonical text, without positions, whitespace or
+    /// comments: two nodes that mean the same have the same text (a reload
+    /// compares stages by it).
+    pub fn canonical(&self) -> String {
+        let mut out = String::new();
+        self.value.write_canonical(&mut out);
+        out
+    }
+
     /// The named field of a struct node, if this is a struct and has it.
     pub fn field(&self, name: &str) -> Option<(&Name, &Node)> {
         match &self.value {

@@ -124,6 +124,7 @@ impl StageConfig<FxEvent> for AlertConfig {
         };
         Ok(Stage::Task(Box::new(Alert {
             book,
+            configured: self.rules.iter().map(|r| r.id.clone()).collect(),
             sweep: self.expiry_sweep,
             now: None,
             checkpoints,
@@ -133,13 +134,63 @@ impl StageConfig<FxEvent> for AlertConfig {
 
 struct Alert {
     book: RuleBook,
+    /// Ids of the rules in the stage's config; the others came as changes (the API).
+    configured: HashSet<String>,
     sweep: Duration,
     /// The newest sample time seen: the stage's clock.
     now: Option<chrono::DateTime<chrono::Utc>>,
     checkpoints: Option<Checkpoints>,
 }
 
+/// What an `Alert` replaced by a reload leaves its new version: the rules
+/// that came as changes (the config's are the new version's own), the state
+/// of every pair (rules of an unchanged definition keep cooldowns and arming,
+/// crossings their last price), and the stage's clock.
+struct Legacy {
+    changed_rules: Vec<AlertRule>,
+    pairs: Vec<(crate::fx::Pair, rules::PairRules)>,
+    now: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 impl Alert {
+    fn bequest(&self) -> Legacy {
+        Legacy {
+            changed_rules: self
+                .book
+                .rules()
+                .into_iter()
+                .filter(|r| !self.configured.contains(&r.id))
+                .collect(),
+            pairs: self
+                .book
+                .pairs()
+                .into_iter()
+                .filter_map(|pair| Some((pair, self.book.export(pair)?)))
+                .collect(),
+            now: self.now,
+        }
+    }
+
+    /// Continue from what the previous version left; its rules that the new
+    /// config defines (by id) take the new definition.
+    fn adopt(&mut self, legacy: Legacy) {
+        let mut adopted = 0;
+        for rule in legacy.changed_rules {
+            if !self.configured.contains(&rule.id) && self.book.add(&rule).is_ok() {
+                adopted += 1;
+            }
+        }
+        for (pair, state) in legacy.pairs {
+            self.book.import(pair, state);
+        }
+        self.now = self.now.max(legacy.now);
+        tracing::info!(
+            rules = self.book.len(),
+            from_changes = adopted,
+            "Alert state taken over from the previous version."
+        );
+    }
+
     /// Replace, add or delete a rule. A replaced rule starts afresh (armed, no
     /// cooldown); a change carrying the rule exactly as it is changes nothing
     /// (re-delivered changes, and the changelog re-read at every start).
@@ -243,6 +294,9 @@ impl TaskTransform<FxEvent> for Alert {
         let mut sweep = tokio::time::interval_at(tokio::time::Instant::now() + self.sweep, self.sweep);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut save = save_timer(self.checkpoints.as_ref().map(|c| c.interval));
+        if let Some(legacy) = input.inherit::<Legacy>() {
+            self.adopt(legacy);
+        }
         loop {
             tokio::select! {
                 batch = input.next() => {
@@ -285,6 +339,63 @@ impl TaskTransform<FxEvent> for Alert {
         if let Some(checkpoints) = self.checkpoints.as_mut() {
             checkpoints.save(&self.book).await;
         }
+        if input.is_replaced() {
+            input.bequeath(self.bequest());
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rust_decimal::Decimal;
+    use rust_decimal_macros::dec;
+
+    use super::rules::tests::{mid_at, rule};
+    use super::*;
+    use crate::fx::{Condition, Trigger};
+
+    /// An `Alert` built from `configured` the way its config builds it.
+    fn alert(configured: &[AlertRule]) -> Alert {
+        let mut book = RuleBook::new();
+        for rule in configured {
+            book.add(rule).unwrap();
+        }
+        Alert {
+            book,
+            configured: configured.iter().map(|r| r.id.clone()).collect(),
+            sweep: Duration::from_secs(60),
+            now: None,
+            checkpoints: None,
+        }
+    }
+
+    fn fired(alert: &mut Alert, step: usize, price: Decimal) -> Vec<String> {
+        let mut ids: Vec<String> = alert
+            .book
+            .on_sample(mid_at(step, price))
+            .iter()
+            .map(|f| f.rule_id.to_string())
+            .collect();
+        ids.sort();
+        ids
+    }
+    #[test]
+    fn a_replaced_alert_keeps_rules_from_changes_and_the_state_of_unchanged_rules() {
+        let once = rule("once", Condition::Above(dec!(1.10)), Trigger::Once);
+        let up = rule("up", Condition::CrossingUp(dec!(1.12)), Trigger::Once);
+        let from_api = rule("api", Condition::Below(dec!(1.00)), Trigger::Once);
+        let mut old = alert(&[once.clone(), up.clone()]);
+        old.book.add(&from_api).unwrap();
+        assert_eq!(fired(&mut old, 0, dec!(1.11)), ["once"]);
+
+        // The new config drops nothing of these and adds one rule.
+        let added = rule("added", Condition::Above(dec!(1.05)), Trigger::Once);
+        let mut new = alert(&[once, up, added]);
+        new.adopt(old.bequest());
+        // `once` already fired (it stays retired); `up` crosses from the old
+        // version's last price; `added` is new; the API's rule is still there.
+        assert_eq!(fired(&mut new, 1, dec!(1.13)), ["added", "up"]);
+        assert_eq!(fired(&mut new, 2, dec!(0.99)), ["api"]);
     }
 }

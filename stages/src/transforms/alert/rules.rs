@@ -833,6 +833,28 @@ impl RuleBook {
         }
     }
 
+    /// Every live rule as it was added (definitions are the rules' JSON).
+    pub fn rules(&self) -> Vec<AlertRule> {
+        self.rules
+            .iter()
+            .flatten()
+            .filter_map(|r| serde_json::from_str(&r.definition).ok())
+            .collect()
+    }
+
+    /// Every pair the book keeps something of (prices or retired rules).
+    pub fn pairs(&self) -> Vec<Pair> {
+        let mut pairs: Vec<Pair> = self
+            .books
+            .keys()
+            .copied()
+            .chain(self.retired.values().map(|r| r.pair))
+            .collect();
+        pairs.sort_by_key(|p| p.to_string());
+        pairs.dedup();
+        pairs
+    }
+
     /// The state of one pair, to be saved; `None` when the book knows nothing of it.
     pub fn export(&self, pair: Pair) -> Option<PairRules> {
         let mut state = PairRules {
@@ -952,14 +974,14 @@ impl RuleBook {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use rust_decimal_macros::dec;
 
     use super::*;
 
-    fn rule(id: &str, condition: Condition, trigger: Trigger) -> AlertRule {
+    pub(crate) fn rule(id: &str, condition: Condition, trigger: Trigger) -> AlertRule {
         AlertRule {
             id: id.into(),
             pair: "EUR/USD".parse().unwrap(),
@@ -979,7 +1001,7 @@ mod tests {
     }
 
     /// An EUR/USD sample with mid `price`, `step` seconds after 2026-01-01.
-    fn mid_at(step: usize, price: Decimal) -> Sample {
+    pub(crate) fn mid_at(step: usize, price: Decimal) -> Sample {
         let t0: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
         Sample {
             pair: "EUR/USD".parse().unwrap(),
