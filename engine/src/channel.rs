@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use metrics::Gauge;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::ack::AckStatus;
@@ -19,7 +19,7 @@ use crate::event::{Envelope, Event};
 use crate::metrics::StageLabels;
 
 /// What a sender does when the receiving stage's buffer is full.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WhenFull {
     /// Wait until there is room: slow stages slow their producers (backpressure).
@@ -30,7 +30,7 @@ pub enum WhenFull {
 }
 
 /// A stage's input buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BufferConfig {
     /// How many events may wait in front of the stage.

@@ -162,27 +162,8 @@ pub fn reference<E: Event>(registry: &Registry<E>, intro: &str) -> String {
     );
     let _ = writeln!(out, "{intro}\n");
     out.push_str("## Fields every stage has\n\n");
-    out.push_str("| field | applies to | default | description |\n|---|---|---|---|\n");
-    out.push_str("| `inputs` | transforms, sinks | required | Upstream stages: `\"name\"` for a stage's events, `\"name.errors\"` for its dead letters. |\n");
-    let buffer = crate::BufferConfig::default();
-    let retry = crate::RetryConfig::default();
-    let _ = writeln!(
-        out,
-        "| `buffer` | transforms, sinks | `(capacity: {}, when_full: block)` | Events that may wait in front of the stage. `when_full`: `block` (backpressure) or `drop_newest` (drop and count). |",
-        buffer.capacity
-    );
-    let _ = writeln!(
-        out,
-        "| `retry` | sinks | `(attempts: {}, initial_backoff: \"{}\", max_backoff: \"{}\")` | Retries of a failed write, with doubling backoff, before the events go to the error output (or are marked failed). |",
-        retry.attempts,
-        crate::duration::format(&retry.initial_backoff),
-        crate::duration::format(&retry.max_backoff)
-    );
-    let _ = writeln!(
-        out,
-        "| `batch` | sinks | `(max_events: {}, max_wait: \"0ms\")` | Size of one write: what is waiting, up to `max_events`; with `max_wait` above zero, waits up to that long for a full batch first (fewer, larger writes for that much latency). |\n",
-        crate::BatchConfig::DEFAULT_MAX_EVENTS
-    );
+    out.push_str(&crate::pipeline_file::stage_fields_table());
+    out.push('\n');
     out.push_str("Durations are text: `\"250ms\"`, `\"30s\"`, `\"5m\"`, `\"2h\"`, `\"7d\"`. Decimal numbers are read from their text, never through a float.\n\n");
     out.push_str("## Stage kinds\n\n");
     for kind in registry.stage_kinds() {

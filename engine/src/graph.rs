@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::event::Event;
-use crate::spec::PipelineSpec;
+use crate::pipeline_file::PipelineSpec;
 use crate::stage::{Shape, ERROR_OUTPUT};
 
 fn quote(text: &str) -> String {

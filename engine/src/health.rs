@@ -27,7 +27,7 @@ struct Inner {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ComponentState {
     pub ready: bool,
-    /// What the component sees, for people (`"assigned 4 partitions of fx.rates"`).
+    /// What the component sees, for people (`"assigned 4 partitions of events"`).
     pub detail: String,
 }
 

@@ -1,6 +1,6 @@
 //! fxflow-engine: a small typed dataflow engine.
 //!
-//! Pipelines are declared in RON files (see [`spec`]), validated with every
+//! Pipelines are declared in RON files (see [`pipeline_file`]), validated with every
 //! problem reported at its line and column, and run as one tokio task per
 //! stage joined by bounded channels ([`topology`]). Events carry
 //! acknowledgement tokens ([`ack`]) so a source learns when everything derived
@@ -17,10 +17,11 @@ pub mod graph;
 pub mod health;
 pub mod kafka;
 pub mod metrics;
+pub mod pipeline_file;
 pub mod pipeline_test;
 pub mod registry;
 pub mod reload;
-pub mod spec;
+pub mod ron;
 pub mod stage;
 pub mod telemetry;
 pub mod testkit;
@@ -31,12 +32,12 @@ pub use ack::{AckReceiver, AckStatus, AckToken};
 pub use channel::{BufferConfig, WhenFull};
 pub use event::{DeadLetter, Envelope, Event, Kinds, Origin, DEAD_LETTER_KIND};
 pub use health::{Readiness, ReadyReporter};
+pub use pipeline_file::{Diagnostic, Diagnostics, PipelineSpec};
 pub use registry::{
     BuildContext, ConfigProblem, ListenAddress, Registry, ResourceConfig, ResourceUse, Resources, StageConfig,
     StageSummary,
 };
 pub use reload::ReloadReport;
-pub use spec::{Diagnostic, Diagnostics, PipelineSpec};
 pub use stage::{
     BatchConfig, Emit, Failure, FunctionTransform, Input, ItemError, Outputs, RetryConfig, Shape, Shutdown, Sink,
     SinkError, Source, SourceContext, Stage, StageError, Startup, TaskTransform, DEFAULT_OUTPUT, ERROR_OUTPUT,

@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 
 use crate::event::{Event, Kinds};
-use crate::spec::de::{DeError, NodeDeserializer};
-use crate::spec::value::Node;
+use crate::ron::de::{DeError, NodeDeserializer};
+use crate::ron::value::Node;
 use crate::stage::{Shape, Stage, StageError};
 
 /// A problem with a stage's or resource's settings found without any I/O.

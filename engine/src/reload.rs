@@ -2,7 +2,7 @@
 //! new version of its file (applied by [`crate::RunningPipeline::reload`]).
 //!
 //! A stage is compared by its fingerprint — its text in canonical form after
-//! `${VAR}`s ([`crate::spec::StageSpec::fingerprint`]), so whitespace and
+//! `${VAR}`s ([`crate::pipeline_file::StageSpec::fingerprint`]), so whitespace and
 //! comments do not count — joined with the fingerprints of the resources it
 //! uses: a stage whose resource changed is rebuilt on the new one. Its
 //! `inputs` are part of its text, so a stage that reads from somewhere else
@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 use crate::event::Event;
-use crate::spec::PipelineSpec;
+use crate::pipeline_file::PipelineSpec;
 
 /// What happens to one stage of the new version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

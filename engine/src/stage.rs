@@ -618,7 +618,7 @@ pub(crate) async fn run_function<E: Event>(
 }
 
 /// How a sink retries a failed write before giving up on the events.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     /// Attempts after the first one.
@@ -660,7 +660,7 @@ impl Default for RetryConfig {
 /// `max_events`; with `max_wait` above zero it first waits up to that long
 /// for a full batch (fewer, larger writes — e.g. database transactions — at
 /// the cost of that much latency).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
     /// Most events in one write.

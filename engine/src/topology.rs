@@ -29,9 +29,9 @@ use crate::channel::{self, Receiver, Sender, WeakSender};
 use crate::event::Event;
 use crate::health::Readiness;
 use crate::metrics::StageLabels;
+use crate::pipeline_file::{PipelineSpec, StageSpec, TelemetryConfig};
 use crate::registry::{BuildContext, Resources, StageSummary};
 use crate::reload::{Change, Plan, ReloadReport};
-use crate::spec::{PipelineSpec, StageSpec, TelemetryConfig};
 use crate::stage::{
     self, Baton, BatonSlot, Input, Output, Outputs, Rewire, Shape, Shutdown, SourceContext, Stage, StageError, Startup,
     DEFAULT_OUTPUT, ERROR_OUTPUT,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use fxflow_engine::spec::load_str;
+use fxflow_engine::pipeline_file::load_str;
 use fxflow_engine::testkit::{probe, test_registry, TestEvent};
 use fxflow_engine::{AckStatus, PipelineSpec};
 

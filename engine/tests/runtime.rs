@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use fxflow_engine::channel::{bounded, BufferConfig, WhenFull};
 use fxflow_engine::metrics::{install_recorder, StageLabels};
-use fxflow_engine::spec::load_str;
+use fxflow_engine::pipeline_file::load_str;
 use fxflow_engine::testkit::{assert_stage_metrics, counter_value, probe, test_registry, TestEvent};
 use fxflow_engine::{AckStatus, AckToken, Envelope, PipelineSpec, Shape};
 

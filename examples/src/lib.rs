@@ -34,7 +34,7 @@
 //!    [`Sink`](fxflow_engine::Sink).
 //! 4. **Tests inline**: [`fxflow_engine::testkit::run_transform`] feeds events
 //!    through a function transform exactly as the engine does;
-//!    [`fxflow_engine::spec::load_str`] checks how a pipeline file using the
+//!    [`fxflow_engine::pipeline_file::load_str`] checks how a pipeline file using the
 //!    stage parses and validates.
 //! 5. **Register it** under the name pipeline files use, on top of
 //!    [`fxflow_stages::registry()`] — see [`registry`] — and run pipelines with

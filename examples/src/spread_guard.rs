@@ -128,7 +128,7 @@ impl FunctionTransform<FxEvent> for SpreadGuard {
 #[cfg(test)]
 mod tests {
 
-    use fxflow_engine::spec::load_str;
+    use fxflow_engine::pipeline_file::load_str;
     use fxflow_engine::testkit::run_transform;
     use fxflow_stages::fx::{CrossRate, Currency, Quote};
     use rust_decimal_macros::dec;

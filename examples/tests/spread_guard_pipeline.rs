@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use fxflow_engine::spec::load_str;
+use fxflow_engine::pipeline_file::load_str;
 use fxflow_examples::spread_guard::{reason, spread_pips};
 use fxflow_stages::fx::{Currency, FxEvent};
 use rust_decimal::Decimal;

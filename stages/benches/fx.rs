@@ -187,7 +187,8 @@ fn pipeline(c: &mut Criterion) {
         |b| {
             b.iter(|| {
                 let spec =
-                    fxflow_engine::spec::load_str("bench.ron", ron, &registry, |_| Some(ECB_CSV.to_owned())).unwrap();
+                    fxflow_engine::pipeline_file::load_str("bench.ron", ron, &registry, |_| Some(ECB_CSV.to_owned()))
+                        .unwrap();
                 runtime.block_on(async { fxflow_engine::start(spec).await.unwrap().wait().await.unwrap() });
             })
         },
@@ -207,7 +208,7 @@ fn pipeline(c: &mut Criterion) {
         "synthetic→enrich→cross→alert→null, 350000 two-sided quotes",
         |b| {
             b.iter(|| {
-                let spec = fxflow_engine::spec::load_str("bench.ron", synthetic, &registry, |_| None).unwrap();
+                let spec = fxflow_engine::pipeline_file::load_str("bench.ron", synthetic, &registry, |_| None).unwrap();
                 runtime.block_on(async { fxflow_engine::start(spec).await.unwrap().wait().await.unwrap() });
             })
         },
@@ -283,8 +284,9 @@ fn analytics_pipeline(c: &mut Criterion) {
     let with = ["alert", "cross", "candles", "volatility"];
     let many = many_rules(&days);
     let registry = fxflow_stages::registry();
-    let load =
-        |text: &str| fxflow_engine::spec::load_str("bench.ron", text, &registry, |_| Some(ECB_CSV.to_owned())).unwrap();
+    let load = |text: &str| {
+        fxflow_engine::pipeline_file::load_str("bench.ron", text, &registry, |_| Some(ECB_CSV.to_owned())).unwrap()
+    };
     let started = std::time::Instant::now();
     let _ = load(&ron(ECB, &many, LOCAL_ANALYTICS, &with));
     eprintln!(

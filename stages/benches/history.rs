@@ -200,7 +200,8 @@ async fn candles(pool: &PgPool) {
                     limits: (per_ip: None, per_key: None, max_page: 50000)),
             }})"#
     );
-    let spec = fxflow_engine::spec::load_str("bench.ron", &text, &fxflow_stages::registry(), |_| None).unwrap();
+    let spec =
+        fxflow_engine::pipeline_file::load_str("bench.ron", &text, &fxflow_stages::registry(), |_| None).unwrap();
     let running = fxflow_engine::start(spec).await.unwrap();
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use fxflow_engine::spec::{check_together, load_file, Diagnostics};
+use fxflow_engine::pipeline_file::{check_together, load_file, Diagnostics};
 use fxflow_engine::{graph, metrics, telemetry, PipelineSpec, Readiness, Registry};
 
 use crate::fx::FxEvent;

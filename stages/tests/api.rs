@@ -190,7 +190,7 @@ async fn scenario(store: &str, label: &str) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let text = pipeline(store, port, dir.path());
-    let spec = fxflow_engine::spec::load_str("api-test.ron", &text, &fxflow_stages::registry(), |_| None)
+    let spec = fxflow_engine::pipeline_file::load_str("api-test.ron", &text, &fxflow_stages::registry(), |_| None)
         .unwrap_or_else(|e| panic!("{e}"));
     let readiness = fxflow_engine::Readiness::default();
     let running = fxflow_engine::start_with(spec, &readiness).await.unwrap();

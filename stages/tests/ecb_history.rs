@@ -43,7 +43,7 @@ async fn every_cross_of_every_day_is_exact_triangulation() {
     })"#;
     let registry = fxflow_stages::registry();
     let out_path = path.display().to_string();
-    let spec = fxflow_engine::spec::load_str("ecb.ron", ron, &registry, |name| match name {
+    let spec = fxflow_engine::pipeline_file::load_str("ecb.ron", ron, &registry, |name| match name {
         "CSV" => Some(CSV.to_owned()),
         "OUT" => Some(out_path.clone()),
         _ => None,

@@ -123,7 +123,7 @@ async fn start(name: &str, stage: &str, out: &Path) -> fxflow_engine::RunningPip
         events = out.join("events.jsonl").display(),
         dead = out.join("dead.jsonl").display(),
     );
-    let spec = fxflow_engine::spec::load_str("test.ron", &ron, &fxflow_stages::registry(), |_| None)
+    let spec = fxflow_engine::pipeline_file::load_str("test.ron", &ron, &fxflow_stages::registry(), |_| None)
         .unwrap_or_else(|e| panic!("{e}"));
     fxflow_engine::start(spec).await.unwrap()
 }

@@ -166,7 +166,7 @@ fn pipeline(name: &str, brokers: &str, body: &str) -> fxflow_engine::PipelineSpe
             stages: {{ {body} }},
         )"#
     );
-    fxflow_engine::spec::load_str("test.ron", &text, &registry(), |_| None).unwrap_or_else(|e| panic!("{e}"))
+    fxflow_engine::pipeline_file::load_str("test.ron", &text, &registry(), |_| None).unwrap_or_else(|e| panic!("{e}"))
 }
 
 async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {

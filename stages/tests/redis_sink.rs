@@ -23,7 +23,7 @@ fn unique(tag: &str) -> String {
 /// Run a pipeline to the end with `${VAR}` taken from `vars`.
 async fn run(ron: &str, vars: &[(&str, String)]) {
     let vars: HashMap<&str, String> = vars.iter().cloned().collect();
-    let spec = fxflow_engine::spec::load_str("test.ron", ron, &fxflow_stages::registry(), |name| {
+    let spec = fxflow_engine::pipeline_file::load_str("test.ron", ron, &fxflow_stages::registry(), |name| {
         vars.get(name).cloned()
     })
     .unwrap_or_else(|e| panic!("{e}"));
@@ -211,7 +211,7 @@ fn a_redis_sink_must_name_a_declared_redis_resource() {
         "cross": CrossRate(inputs: ["walk"]),
         "redis": Redis(inputs: ["cross"], resource: "cahce"),
     })"#;
-    let err = fxflow_engine::spec::load_str("p.ron", ron, &fxflow_stages::registry(), |_| None).unwrap_err();
+    let err = fxflow_engine::pipeline_file::load_str("p.ron", ron, &fxflow_stages::registry(), |_| None).unwrap_err();
     assert_eq!(err.0.len(), 1, "{err}");
     assert_eq!(err.0[0].message, "no resource named `cahce`");
     assert_eq!(err.0[0].hint.as_deref(), Some("did you mean `cache`?"));

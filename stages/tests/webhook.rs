@@ -77,7 +77,7 @@ async fn firings_are_delivered_signed_retried_and_dead_lettered() {
         csv = support::CSV,
         dead = dead.display(),
     );
-    let spec = fxflow_engine::spec::load_str("hooks.ron", &text, &fxflow_stages::registry(), |_| None)
+    let spec = fxflow_engine::pipeline_file::load_str("hooks.ron", &text, &fxflow_stages::registry(), |_| None)
         .unwrap_or_else(|e| panic!("{e}"));
     let running = fxflow_engine::start(spec).await.unwrap();
     let http = reqwest::Client::new();

@@ -131,7 +131,7 @@ mod tests {
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
     #[serde(tag = "kind")]
     enum Ev {
-        Price { pair: String, value: String },
+        Reading { key: String, value: String },
         Empty {},
         Dead { error: String },
     }
@@ -139,7 +139,7 @@ mod tests {
     impl Event for Ev {
         fn kind(&self) -> &'static str {
             match self {
-                Ev::Price { .. } => "Price",
+                Ev::Reading { .. } => "Reading",
                 Ev::Empty {} => "Empty",
                 Ev::Dead { .. } => DEAD_LETTER_KIND,
             }
@@ -150,11 +150,11 @@ mod tests {
     }
 
     impl WireEvent for Ev {
-        const KINDS: &'static [&'static str] = &["Price", "Empty", DEAD_LETTER_KIND];
+        const KINDS: &'static [&'static str] = &["Reading", "Empty", DEAD_LETTER_KIND];
         fn write_key(&self, out: &mut String) -> bool {
             match self {
-                Ev::Price { pair, .. } => {
-                    out.push_str(pair);
+                Ev::Reading { key, .. } => {
+                    out.push_str(key);
                     true
                 }
                 _ => false,
@@ -162,9 +162,9 @@ mod tests {
         }
     }
 
-    fn price() -> Ev {
-        Ev::Price {
-            pair: "EUR/USD".into(),
+    fn reading() -> Ev {
+        Ev::Reading {
+            key: "sensor-7".into(),
             value: "1.16170000000000000000000001".into(),
         }
     }
@@ -172,13 +172,13 @@ mod tests {
     #[test]
     fn version_comes_first_and_round_trips() {
         let mut buf = Vec::new();
-        Codec::Json.encode(&price(), &mut buf).unwrap();
+        Codec::Json.encode(&reading(), &mut buf).unwrap();
         let text = std::str::from_utf8(&buf).unwrap();
         assert_eq!(
             text,
-            r#"{"v":1,"kind":"Price","pair":"EUR/USD","value":"1.16170000000000000000000001"}"#
+            r#"{"v":1,"kind":"Reading","key":"sensor-7","value":"1.16170000000000000000000001"}"#
         );
-        assert_eq!(Codec::Json.decode::<Ev>(&buf).unwrap(), price());
+        assert_eq!(Codec::Json.decode::<Ev>(&buf).unwrap(), reading());
     }
 
     #[test]
@@ -190,18 +190,18 @@ mod tests {
 
     #[test]
     fn other_writers_may_order_fields_differently() {
-        let text = br#"{"kind":"Price","value":"2","pair":"USD/JPY","v":1}"#;
-        assert!(matches!(Codec::Json.decode::<Ev>(text).unwrap(), Ev::Price { .. }));
+        let text = br#"{"kind":"Reading","value":"2","key":"sensor-9","v":1}"#;
+        assert!(matches!(Codec::Json.decode::<Ev>(text).unwrap(), Ev::Reading { .. }));
     }
 
     #[test]
     fn refuses_unknown_versions_and_garbage() {
         assert_eq!(
-            Codec::Json.decode::<Ev>(br#"{"v":2,"kind":"Price","pair":"x","value":"1"}"#),
+            Codec::Json.decode::<Ev>(br#"{"v":2,"kind":"Reading","key":"x","value":"1"}"#),
             Err(DecodeError::Version(2))
         );
         assert_eq!(
-            Codec::Json.decode::<Ev>(br#"{"kind":"Price","pair":"x","value":"1"}"#),
+            Codec::Json.decode::<Ev>(br#"{"kind":"Reading","key":"x","value":"1"}"#),
             Err(DecodeError::NoVersion)
         );
         assert!(matches!(

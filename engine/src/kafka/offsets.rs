@@ -180,7 +180,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn tp() -> TopicPartition {
-        TopicPartition::new("fx.rates", 0)
+        TopicPartition::new("events", 0)
     }
 
     #[test]

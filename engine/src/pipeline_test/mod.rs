@@ -86,8 +86,8 @@ use std::path::{Path, PathBuf};
 pub use report::{junit, text};
 pub use run::{run_file, CaseOutcome, Failure};
 
-use crate::spec::value::{self, Node, Span, Value};
-use crate::spec::{Diagnostic, Diagnostics};
+use crate::pipeline_file::{Diagnostic, Diagnostics};
+use crate::ron::value::{self, Node, Span, Value};
 
 /// A parsed test file (or a pipeline's own `tests`).
 #[derive(Debug)]
@@ -769,13 +769,13 @@ mod tests {
     #[test]
     fn events_become_json_with_exact_numbers() {
         let json = event_json(
-            &node(r#"Price(pair: "EUR/USD", bid: 1.0956, n: 3, via: Some("EUR"), t: Every(rearm: 0.5))"#),
+            &node(r#"Reading(key: "sensor-7", level: 1.0956, n: 3, via: Some("north"), t: Every(rearm: 0.5))"#),
             "kind",
         )
         .unwrap();
         assert_eq!(
             json,
-            serde_json::json!({"kind": "Price", "pair": "EUR/USD", "bid": "1.0956", "n": 3, "via": "EUR", "t": {"Every": {"rearm": "0.5"}}})
+            serde_json::json!({"kind": "Reading", "key": "sensor-7", "level": "1.0956", "n": 3, "via": "north", "t": {"Every": {"rearm": "0.5"}}})
         );
         assert!(event_json(&node("[1]"), "kind").is_err());
     }
@@ -783,17 +783,17 @@ mod tests {
     #[test]
     fn matching_names_only_the_fields_that_matter() {
         let actual =
-            serde_json::json!({"pair": "EUR/USD", "bid": "1.10000", "ts": "2024-01-02T00:00:00Z", "source": "ecb"});
+            serde_json::json!({"key": "sensor-7", "level": "1.10000", "ts": "2024-01-02T00:00:00Z", "source": "north"});
         assert!(
-            matches(&serde_json::json!({"bid": "1.1"}), &actual).is_ok(),
+            matches(&serde_json::json!({"level": "1.1"}), &actual).is_ok(),
             "decimals compare exactly"
         );
         assert!(
             matches(&serde_json::json!({"ts": "2024-01-02T01:00:00+01:00"}), &actual).is_ok(),
             "instants"
         );
-        let miss = matches(&serde_json::json!({"bid": "1.11", "pair": "EUR/USD"}), &actual).unwrap_err();
-        assert!(miss.starts_with("bid:"), "{miss}");
+        let miss = matches(&serde_json::json!({"level": "1.11", "key": "sensor-7"}), &actual).unwrap_err();
+        assert!(miss.starts_with("level:"), "{miss}");
         assert!(matches(&serde_json::json!({"gone": 1}), &actual).is_err());
         assert_eq!(decimal_cmp("1.15", "1.150"), Some(std::cmp::Ordering::Equal));
         assert_eq!(decimal_cmp("1.2", "1.15"), Some(std::cmp::Ordering::Greater));

@@ -11,9 +11,9 @@ use super::{decimal_cmp, event_json, matches, scalar_eq, Case, CheckKind, FieldC
 use crate::channel::BufferConfig;
 use crate::event::{Envelope, Kinds};
 use crate::kafka::WireEvent;
+use crate::pipeline_file::{load_str, Diagnostic, Diagnostics, InputRef, StageSpec};
 use crate::registry::{BuildContext, Registry, StageConfig};
-use crate::spec::value::{Node, Span};
-use crate::spec::{load_str, Diagnostic, Diagnostics, InputRef, StageSpec};
+use crate::ron::value::{Node, Span};
 use crate::stage::{Shape, Sink, SinkError, Source, SourceContext, Stage, StageError, DEFAULT_OUTPUT, ERROR_OUTPUT};
 
 /// How long one case may run.

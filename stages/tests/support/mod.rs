@@ -44,7 +44,7 @@ pub async fn pool(schema: &str) -> sqlx::PgPool {
 /// Run a pipeline to the end with `${VAR}` taken from `vars`.
 pub async fn run(ron: &str, vars: &[(&str, String)]) {
     let vars: HashMap<&str, String> = vars.iter().cloned().collect();
-    let spec = fxflow_engine::spec::load_str("test.ron", ron, &fxflow_stages::registry(), |name| {
+    let spec = fxflow_engine::pipeline_file::load_str("test.ron", ron, &fxflow_stages::registry(), |name| {
         vars.get(name).cloned()
     })
     .unwrap_or_else(|e| panic!("{e}"));

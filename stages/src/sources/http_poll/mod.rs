@@ -642,7 +642,7 @@ mod tests {
     /// Validate a one-stage pipeline around `stage`.
     fn load(stage: &str) -> Result<(), String> {
         let text = format!(r#"Pipeline(name: "t", stages: {{ "poll": {stage}, "out": Null(inputs: ["poll"]) }})"#);
-        fxflow_engine::spec::load_str("t.ron", &text, &crate::registry(), |_| None)
+        fxflow_engine::pipeline_file::load_str("t.ron", &text, &crate::registry(), |_| None)
             .map(|_| ())
             .map_err(|e| e.to_string())
     }

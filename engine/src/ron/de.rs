@@ -413,13 +413,17 @@ impl<'de, 'a> de::MapAccess<'de> for MapEntries<'a> {
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
-        let node = self
-            .value
-            .take()
-            .ok_or_else(|| de::Error::custom("value requested before key"))?;
-        seed.deserialize(NodeDeserializer::new(node))
-            .map_err(|e| e.at(node.span))
+        value_after_key(&mut self.value, seed)
     }
+}
+
+/// The value whose key a map access just returned.
+fn value_after_key<'de, V: DeserializeSeed<'de>>(value: &mut Option<&Node>, seed: V) -> Result<V::Value, DeError> {
+    let node = value
+        .take()
+        .ok_or_else(|| de::Error::custom("value requested before key"))?;
+    seed.deserialize(NodeDeserializer::new(node))
+        .map_err(|e| e.at(node.span))
 }
 
 struct Fields<'a> {
@@ -454,12 +458,7 @@ impl<'de, 'a> de::MapAccess<'de> for Fields<'a> {
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
-        let node = self
-            .value
-            .take()
-            .ok_or_else(|| de::Error::custom("value requested before key"))?;
-        seed.deserialize(NodeDeserializer::new(node))
-            .map_err(|e| e.at(node.span))
+        value_after_key(&mut self.value, seed)
     }
 }
 

@@ -5,74 +5,29 @@
 //! pure, build does I/O). Every problem found is collected, each with its
 //! position in the user's file and a hint, before loading fails.
 
-pub mod de;
+//!
+//! Files: [`diagnostics`] (how a problem is reported), [`interpolate`]
+//! (`${VAR}`), `stage_fields` (the fields every stage shares), `graph_checks`
+//! (edges and cycles); this file reads the pipeline, its resources and stages.
+
+pub mod diagnostics;
+mod graph_checks;
 pub mod interpolate;
-pub mod value;
+mod stage_fields;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
 
 use crate::channel::BufferConfig;
-use crate::event::{Event, Kinds, DEAD_LETTER_KIND};
+use crate::event::Event;
 use crate::registry::{closest, Registry, ResourceConfig, StageConfig};
-use crate::stage::{BatchConfig, RetryConfig, Shape, DEFAULT_OUTPUT, ERROR_OUTPUT};
-use value::{Node, Span, Value};
-
-/// One problem in a pipeline file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnostic {
-    pub file: String,
-    pub line: usize,
-    pub column: usize,
-    pub message: String,
-    pub hint: Option<String>,
-}
-
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: error: {}",
-            self.file, self.line, self.column, self.message
-        )?;
-        if let Some(hint) = &self.hint {
-            write!(f, "\n  hint: {hint}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Every problem found in one or more files.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Diagnostics(pub Vec<Diagnostic>);
-
-impl Diagnostics {
-    /// The one problem of a file that cannot be read (at 1:1).
-    pub fn unreadable(file: &str, error: &std::io::Error, hint: Option<&str>) -> Self {
-        Diagnostics(vec![Diagnostic {
-            file: file.to_owned(),
-            line: 1,
-            column: 1,
-            message: format!("cannot read the file: {error}"),
-            hint: hint.map(str::to_owned),
-        }])
-    }
-}
-
-impl fmt::Display for Diagnostics {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{d}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for Diagnostics {}
+use crate::ron::de;
+use crate::ron::value::{self, Node, Span, Value};
+use crate::stage::{BatchConfig, RetryConfig, Shape, DEFAULT_OUTPUT};
+use diagnostics::address_conflict;
+pub use diagnostics::{Diagnostic, Diagnostics};
+pub use stage_fields::{reference_table as stage_fields_table, FieldInfo, StageFields};
 
 /// Where a stage reads from: `stage` (its default output) or `stage.errors`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,8 +115,6 @@ impl<E: Event> PipelineSpec<E> {
     }
 }
 
-/// Fields of a stage that belong to the engine, not to the stage kind.
-const ENGINE_STAGE_FIELDS: &[&str] = &["inputs", "buffer", "retry", "batch"];
 const TOP_LEVEL_FIELDS: &[&str] = &["name", "telemetry", "resources", "stages", "tests"];
 
 /// Read and validate a pipeline file, with `${VAR}` taken from the process environment.
@@ -236,22 +189,6 @@ pub fn check_together<E: Event>(specs: &[PipelineSpec<E>]) -> Diagnostics {
         }
     }
     Diagnostics(problems)
-}
-
-fn address_conflict(bound: &BoundAddress, first: &BoundAddress) -> Diagnostic {
-    Diagnostic {
-        file: bound.file.clone(),
-        line: bound.line,
-        column: bound.column,
-        message: format!(
-            "{} listens on `{}`, which {} already uses",
-            bound.owner, bound.address, first.owner
-        ),
-        hint: Some(format!(
-            "first bound at {}:{}:{}; give each listener its own port",
-            first.file, first.line, first.column
-        )),
-    }
 }
 
 struct Checker<'a> {
@@ -524,7 +461,7 @@ impl Checker<'_> {
             let Some((kind, kind_span)) = self.kind_of(value, "stage") else {
                 continue;
             };
-            let config = match registry.parse_stage(kind, value, ENGINE_STAGE_FIELDS) {
+            let config = match registry.parse_stage(kind, value, StageFields::names()) {
                 None => {
                     self.unknown_kind(kind, kind_span, "stage", registry.stage_kinds());
                     continue;
@@ -538,23 +475,6 @@ impl Checker<'_> {
             };
             let shape = config.shape();
             let field_span = |field: &str| value.field(field).map(|(k, _)| k.span);
-            // serde checks the kind's own fields for repeats; the engine's fields are ours to check.
-            if let Value::Struct { fields, .. } = &value.value {
-                for engine_field in ENGINE_STAGE_FIELDS {
-                    let mut spans = fields
-                        .iter()
-                        .filter(|(k, _)| k.text == *engine_field)
-                        .map(|(k, _)| k.span);
-                    if let (Some(first), Some(again)) = (spans.next(), spans.next()) {
-                        let (line, col) = self.line_col(first);
-                        self.report(
-                            again,
-                            format!("`{engine_field}` is set twice"),
-                            Some(format!("first set at line {line}, column {col}")),
-                        );
-                    }
-                }
-            }
             for problem in config.check() {
                 let span = problem
                     .field
@@ -607,45 +527,9 @@ impl Checker<'_> {
                     addresses.push(bound);
                 }
             }
-            let buffer = match value.field("buffer") {
-                None => BufferConfig::default(),
-                Some((_, node)) => de::from_node(node).unwrap_or_else(|e| {
-                    self.report(
-                        e.span.unwrap_or(node.span),
-                        e.message,
-                        Some("buffer: (capacity: 4096, when_full: block) — when_full is block or drop_newest".into()),
-                    );
-                    BufferConfig::default()
-                }),
-            };
-            if buffer.capacity == 0 {
-                self.report(
-                    value.field("buffer").map_or(kind_span, |(_, v)| v.span),
-                    "buffer capacity must be at least 1",
-                    None,
-                );
-            }
-            let retry: RetryConfig = self.sink_field(
-                value,
-                "retry",
-                name,
-                shape,
-                "retry: (attempts: 5, initial_backoff: \"100ms\", max_backoff: \"10s\")",
-            );
-            let batch: BatchConfig = self.sink_field(
-                value,
-                "batch",
-                name,
-                shape,
-                "batch: (max_events: 5000, max_wait: \"100ms\")",
-            );
-            if batch.max_events == 0 {
-                self.report(
-                    value.field("batch").map_or(kind_span, |(_, v)| v.span),
-                    "batch max_events must be at least 1",
-                    None,
-                );
-            }
+            let StageFields {
+                buffer, retry, batch, ..
+            } = self.stage_fields(name, value, shape, kind_span);
             let inputs = self.inputs(
                 name,
                 value,
@@ -684,279 +568,6 @@ impl Checker<'_> {
         }
         stages
     }
-
-    /// An engine field that only sinks take (`retry`, `batch`): its default when
-    /// absent, a problem (with `hint`) when malformed or on another shape.
-    fn sink_field<T: serde::de::DeserializeOwned + Default>(
-        &mut self,
-        value: &Node,
-        field: &str,
-        name: &str,
-        shape: Shape,
-        hint: &str,
-    ) -> T {
-        let Some((key, node)) = value.field(field) else {
-            return T::default();
-        };
-        if shape != Shape::Sink {
-            self.report(
-                key.span,
-                format!("`{field}` applies to sinks; `{name}` is a {shape}"),
-                Some("remove it".into()),
-            );
-        }
-        de::from_node(node).unwrap_or_else(|e| {
-            self.report(e.span.unwrap_or(node.span), e.message, Some(hint.into()));
-            T::default()
-        })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn inputs(
-        &mut self,
-        name: &str,
-        value: &Node,
-        shape: Shape,
-        watches: bool,
-        kind_span: Span,
-        inputs_key: Option<Span>,
-        declared: &[&str],
-        input_spans: &mut BTreeMap<String, Vec<Span>>,
-    ) -> Vec<InputRef> {
-        let watches = shape == Shape::Source && watches;
-        let Some((_, list)) = value.field("inputs") else {
-            if shape != Shape::Source {
-                self.report(
-                    kind_span,
-                    format!("`{name}` is a {shape} and needs `inputs`"),
-                    Some("inputs: [\"upstream-stage\"]".into()),
-                );
-            }
-            return Vec::new();
-        };
-        if shape == Shape::Source && !watches {
-            self.report(
-                inputs_key.unwrap_or(list.span),
-                format!("`{name}` is a source and takes no `inputs`"),
-                Some("remove the `inputs` field".into()),
-            );
-            return Vec::new();
-        }
-        let Value::List(items) = &list.value else {
-            self.report(
-                list.span,
-                format!(
-                    "`inputs` must be a list of stage names, found {}",
-                    list.value.describe()
-                ),
-                Some("inputs: [\"upstream-stage\"]".into()),
-            );
-            return Vec::new();
-        };
-        if items.is_empty() && !watches {
-            self.report(
-                list.span,
-                format!("`{name}` has no inputs"),
-                Some("name at least one upstream stage".into()),
-            );
-        }
-        let mut refs = Vec::new();
-        let mut spans = Vec::new();
-        for item in items {
-            let Some(text) = item.as_str() else {
-                self.report(
-                    item.span,
-                    format!("inputs are stage names in quotes, found {}", item.value.describe()),
-                    None,
-                );
-                continue;
-            };
-            let (stage, output) = match text.rsplit_once('.') {
-                Some((stage, output)) => (stage, output),
-                None => (text, DEFAULT_OUTPUT),
-            };
-            let output = match output {
-                DEFAULT_OUTPUT => DEFAULT_OUTPUT,
-                ERROR_OUTPUT => ERROR_OUTPUT,
-                other => {
-                    self.report(
-                        item.span,
-                        format!("`{stage}` has no output `{other}`"),
-                        Some(format!(
-                            "use \"{stage}\" for its events or \"{stage}.errors\" for its dead letters"
-                        )),
-                    );
-                    continue;
-                }
-            };
-            if !declared.contains(&stage) {
-                let hint = match closest(stage, declared.iter().copied()) {
-                    Some(near) => format!("did you mean \"{near}\"?"),
-                    None => format!("declared stages: {}", declared.join(", ")),
-                };
-                self.report(item.span, format!("unknown input `{stage}`"), Some(hint));
-                continue;
-            }
-            let (line, column) = self.line_col(item.span);
-            let input = InputRef {
-                stage: stage.to_owned(),
-                output,
-                line,
-                column,
-            };
-            if refs.contains(&input) {
-                self.report(
-                    item.span,
-                    format!("`{text}` is listed twice"),
-                    Some("each input once is enough".into()),
-                );
-                continue;
-            }
-            refs.push(input);
-            spans.push(item.span);
-        }
-        input_spans.insert(name.to_owned(), spans);
-        refs
-    }
-
-    /// Edge checks (shape, kinds) and cycles.
-    fn graph<E: Event>(&mut self, stages: &[StageSpec<E>], input_spans: &BTreeMap<String, Vec<Span>>) {
-        let by_name: HashMap<&str, &StageSpec<E>> = stages.iter().map(|s| (s.name.as_str(), s)).collect();
-        let mut resolved = HashMap::new();
-        for stage in stages {
-            let spans = input_spans.get(&stage.name).map(Vec::as_slice).unwrap_or(&[]);
-            let accepts = stage.config.accepts();
-            for (input, span) in stage.inputs.iter().zip(spans) {
-                // A stage whose own config failed to parse is already reported.
-                let Some(upstream) = by_name.get(input.stage.as_str()) else {
-                    continue;
-                };
-                let emitted = if input.output == ERROR_OUTPUT {
-                    Kinds::only(&[DEAD_LETTER_KIND])
-                } else if upstream.shape() == Shape::Sink {
-                    self.report(
-                        *span,
-                        format!("`{}` is a sink and has no output", input.stage),
-                        Some(format!("a sink's failures are available as \"{}.errors\"", input.stage)),
-                    );
-                    continue;
-                } else {
-                    output_kinds(upstream, &by_name, &mut resolved, &mut Vec::new())
-                };
-                match emitted.not_accepted_by(&accepts) {
-                    Some(rejected) if rejected.is_empty() => {}
-                    rejected => {
-                        let what = match rejected {
-                            Some(kinds) => kinds.join(", "),
-                            None => "any kind".to_owned(),
-                        };
-                        self.report(
-                            *span,
-                            format!(
-                                "kind mismatch: `{input}` emits {emitted}, but `{}` ({}) accepts only {accepts}",
-                                stage.name, stage.kind
-                            ),
-                            Some(format!(
-                                "{what} cannot flow into `{}`; connect it to a stage that emits {accepts}",
-                                stage.name
-                            )),
-                        );
-                    }
-                }
-            }
-        }
-        // Cycles: depth-first search; report each cycle once, at the input entry that closes it.
-        #[derive(Clone, Copy, PartialEq)]
-        enum Mark {
-            New,
-            Active,
-            Done,
-        }
-        let index: HashMap<&str, usize> = stages.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
-        let mut marks = vec![Mark::New; stages.len()];
-        fn visit<E: Event>(
-            i: usize,
-            stages: &[StageSpec<E>],
-            index: &HashMap<&str, usize>,
-            marks: &mut Vec<Mark>,
-            path: &mut Vec<usize>,
-            found: &mut Vec<(usize, usize, Vec<usize>)>,
-        ) {
-            marks[i] = Mark::Active;
-            path.push(i);
-            // A source's inputs are watched, not part of the flow (`StageConfig::watches_inputs`).
-            let flow_inputs = if stages[i].shape() == Shape::Source {
-                &[][..]
-            } else {
-                &stages[i].inputs[..]
-            };
-            for (n, input) in flow_inputs.iter().enumerate() {
-                let Some(&j) = index.get(input.stage.as_str()) else {
-                    continue;
-                };
-                match marks[j] {
-                    Mark::Active => {
-                        let start = path.iter().position(|&p| p == j).unwrap_or(0);
-                        found.push((i, n, path[start..].to_vec()));
-                    }
-                    Mark::New => visit(j, stages, index, marks, path, found),
-                    Mark::Done => {}
-                }
-            }
-            path.pop();
-            marks[i] = Mark::Done;
-        }
-        let mut found = Vec::new();
-        for i in 0..stages.len() {
-            if marks[i] == Mark::New {
-                visit(i, stages, &index, &mut marks, &mut Vec::new(), &mut found);
-            }
-        }
-        for (stage, input, cycle) in found {
-            let mut names: Vec<&str> = cycle.iter().rev().map(|&i| stages[i].name.as_str()).collect();
-            names.push(names[0]);
-            let span = input_spans
-                .get(&stages[stage].name)
-                .and_then(|s| s.get(input))
-                .copied()
-                .unwrap_or_default();
-            self.report(
-                span,
-                format!("cycle: {}", names.join(" → ")),
-                Some("events must flow one way; remove one of these inputs".into()),
-            );
-        }
-    }
-}
-
-/// What a stage's default output can carry, given what its inputs deliver
-/// (resolved upstream first; a cycle, reported elsewhere, falls back to the declared kinds).
-fn output_kinds<'a, E: Event>(
-    stage: &'a StageSpec<E>,
-    by_name: &HashMap<&str, &'a StageSpec<E>>,
-    resolved: &mut HashMap<&'a str, Kinds>,
-    visiting: &mut Vec<&'a str>,
-) -> Kinds {
-    if let Some(kinds) = resolved.get(stage.name.as_str()) {
-        return kinds.clone();
-    }
-    if stage.shape() == Shape::Source || visiting.contains(&stage.name.as_str()) {
-        return stage.config.emits();
-    }
-    visiting.push(&stage.name);
-    let mut arriving = Kinds::none();
-    for input in &stage.inputs {
-        let kinds = match by_name.get(input.stage.as_str()) {
-            _ if input.output == ERROR_OUTPUT => Kinds::only(&[DEAD_LETTER_KIND]),
-            Some(upstream) => output_kinds(upstream, by_name, resolved, visiting),
-            None => Kinds::Any,
-        };
-        arriving = arriving.union(&kinds);
-    }
-    visiting.pop();
-    let kinds = stage.config.emits_given(&arriving);
-    resolved.insert(&stage.name, kinds.clone());
-    kinds
 }
 
 fn stage_hint(message: &str, kind: &str, docs: &str) -> Option<String> {

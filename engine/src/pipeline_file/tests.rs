@@ -1,4 +1,5 @@
 use super::*;
+use crate::stage::ERROR_OUTPUT;
 use crate::testkit::{test_registry, TestEvent};
 
 fn load(text: &str) -> Result<PipelineSpec<TestEvent>, Diagnostics> {
@@ -240,4 +241,36 @@ fn batch_is_a_sink_field_with_at_least_one_event() {
     let out = spec.stages.iter().find(|s| s.name == "out").unwrap();
     assert_eq!(out.batch.max_events, 500);
     assert_eq!(out.batch.max_wait, std::time::Duration::from_millis(50));
+}
+
+#[test]
+fn the_shared_stage_fields_come_from_one_struct() {
+    // Every field of `StageFields` is a row of the reference and no kind may claim it.
+    let table = stage_fields_table();
+    let names = StageFields::names();
+    assert_eq!(names.len(), StageFields::fields().len());
+    for name in ["inputs", "buffer", "retry", "batch"] {
+        assert!(names.contains(&name), "{names:?}");
+        assert!(table.contains(&format!("| `{name}` |")), "{table}");
+    }
+    assert!(
+        table.contains("| `retry` | sinks | `(attempts: 5, initial_backoff: \"100ms\", max_backoff: \"10s\")` |"),
+        "defaults are written as RON from `Default`: {table}"
+    );
+    // A malformed field is reported at its value with the field's example as the hint.
+    let problems = load(
+        r#"Pipeline(name: "p", stages: {
+    "src": Counter(probe: "x"),
+    "out": Collect(inputs: ["src"], probe: "x", buffer: (capacity: "many")),
+})"#,
+    )
+    .unwrap_err();
+    let d = &problems.0[0];
+    assert_eq!((d.line, d.column), (3, 68), "{problems}");
+    assert!(
+        d.hint
+            .as_deref()
+            .is_some_and(|h| h.starts_with("buffer: (capacity: 4096")),
+        "{problems}"
+    );
 }

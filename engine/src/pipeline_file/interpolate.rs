@@ -5,7 +5,7 @@
 //! back through [`SourceMap`] so the user sees the line and column of *their*
 //! file, not of the substituted one. `$${` writes a literal `${`.
 
-use super::value::Span;
+use crate::ron::value::Span;
 
 /// One substitution: `original` in the file became `output` in the text we parse.
 #[derive(Clone, Debug)]
