@@ -24,6 +24,8 @@ pub mod reload;
 pub mod ron;
 pub mod stage;
 pub mod telemetry;
+/// Test event type, test stages and helpers (the `testkit` feature).
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod topology;
 pub mod window;

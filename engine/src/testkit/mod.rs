@@ -9,6 +9,10 @@
 //! - [`TestEvent`] and the `test_registry` stages (`Counter`, `Readings`, `Double`,
 //!   `ToText`, `Repeat`, `WindowSum`, `Collect`, `Listen`, `Echo`) build small real
 //!   pipelines whose behaviour tests observe through a named [`Probe`].
+//! - [`kafka`]: a wire-ready event type and helpers for tests of the Kafka
+//!   transport on librdkafka's mock cluster.
+
+pub mod kafka;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
