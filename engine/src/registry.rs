@@ -207,6 +207,10 @@ pub struct BuildContext {
     pub readiness: crate::health::Readiness,
     /// Every stage of the pipeline, in file order (for stages that show what runs).
     pub stages: Arc<Vec<StageSummary>>,
+    /// This build replaces a running version of the stage (a reload), which
+    /// stops before this one runs: a port it listens on is still taken during
+    /// `build`, so bind it when the stage starts to run instead.
+    pub replaces_running: bool,
 }
 
 /// A stage of the pipeline being built.

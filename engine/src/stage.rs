@@ -279,8 +279,33 @@ pub(crate) struct Baton<E> {
     pub state: Option<Box<dyn Any + Send>>,
 }
 
-/// Where a replaced stage leaves its [`Baton`].
-pub(crate) type BatonSlot<E> = Arc<Mutex<Option<Baton<E>>>>;
+/// Where a replaced stage leaves its [`Baton`], and a bell for whoever waits for it.
+pub(crate) struct Relay<E> {
+    baton: Mutex<Option<Baton<E>>>,
+    pub filled: tokio::sync::Notify,
+}
+
+impl<E> Default for Relay<E> {
+    fn default() -> Self {
+        Self {
+            baton: Mutex::new(None),
+            filled: tokio::sync::Notify::new(),
+        }
+    }
+}
+
+impl<E> Relay<E> {
+    fn leave(&self, baton: Baton<E>) {
+        *self.baton.lock().unwrap_or_else(|p| p.into_inner()) = Some(baton);
+        self.filled.notify_one();
+    }
+
+    pub fn take(&self) -> Option<Baton<E>> {
+        self.baton.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+pub(crate) type BatonSlot<E> = Arc<Relay<E>>;
 
 /// A stage's receiving end: batches from all its inputs, counted as received.
 pub struct Input<E> {
@@ -379,7 +404,7 @@ impl<E> Drop for Input<E> {
         let replaced = self.stop.as_ref().is_some_and(|stop| *stop.borrow());
         if let (true, Some(baton), Some(rx)) = (replaced, self.baton.take(), self.rx.take()) {
             let state = self.bequest.take();
-            *baton.lock().unwrap_or_else(|p| p.into_inner()) = Some(Baton { rx, state });
+            baton.leave(Baton { rx, state });
         }
     }
 }

@@ -19,10 +19,10 @@
 //! Producers whose consumers changed take their new targets at their next send.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::channel::{self, Receiver, Sender, WeakSender};
@@ -76,17 +76,15 @@ struct LiveStage<E> {
     rewire: [Weak<Rewire<E>>; 2],
 }
 
-/// Where a stopped stage leaves its input, and a bell for whoever waits for it.
+/// Where a stopped stage leaves its input.
 struct Relay<E> {
     slot: BatonSlot<E>,
-    filled: Arc<Notify>,
 }
 
 impl<E> Clone for Relay<E> {
     fn clone(&self) -> Self {
         Self {
             slot: self.slot.clone(),
-            filled: self.filled.clone(),
         }
     }
 }
@@ -94,26 +92,25 @@ impl<E> Clone for Relay<E> {
 impl<E> Relay<E> {
     fn new() -> Self {
         Self {
-            slot: Arc::new(Mutex::new(None)),
-            filled: Arc::new(Notify::new()),
+            slot: Arc::new(stage::Relay::default()),
         }
     }
 
-    fn take(&self) -> Option<Baton<E>> {
-        self.slot.lock().unwrap_or_else(|p| p.into_inner()).take()
-    }
-
-    /// The baton, waiting for it up to `patience` once `ended` says the stage finished.
+    /// The baton, waiting for it up to `patience` once `ended` says the stage
+    /// finished (its input may live in a task of its own a little longer).
     async fn receive(&self, mut ended: watch::Receiver<bool>, patience: Duration) -> Option<Baton<E>> {
         let _ = ended.wait_for(|ended| *ended).await;
         let deadline = tokio::time::Instant::now() + patience;
         loop {
-            let filled = self.filled.notified();
-            if let Some(baton) = self.take() {
+            if let Some(baton) = self.slot.take() {
                 return Some(baton);
             }
-            if tokio::time::timeout_at(deadline, filled).await.is_err() {
-                return self.take();
+            // `Notify` keeps a permit for a fill that happens before this wait.
+            if tokio::time::timeout_at(deadline, self.slot.filled.notified())
+                .await
+                .is_err()
+            {
+                return self.slot.take();
             }
         }
     }
@@ -268,6 +265,7 @@ impl<E: Event> RunningPipeline<E> {
                 resources: resources.clone(),
                 readiness: self.readiness.clone(),
                 stages: summaries.clone(),
+                replaces_running: plan.change(&stage.name) == Change::Replace,
             };
             match stage.config.build(&cx).await {
                 Ok(runtime) => {

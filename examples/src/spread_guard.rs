@@ -249,6 +249,7 @@ mod tests {
             resources: Default::default(),
             readiness: Default::default(),
             stages: Default::default(),
+            replaces_running: false,
         };
         let Stage::Function(mut guard) = spec.stage("guard").unwrap().config.build(&cx).await.unwrap() else {
             panic!("a function-shaped stage")

@@ -65,6 +65,7 @@ fn redis_sink(c: &mut Criterion) {
         resources,
         readiness: Default::default(),
         stages: Default::default(),
+        replaces_running: false,
     };
     let mut group = c.benchmark_group("redis_sink");
     group.measurement_time(Duration::from_secs(5));

@@ -254,6 +254,7 @@ async fn documents_a_mapping_refuses_are_reported_each_with_the_reason(es: &Sear
         resources,
         readiness: Default::default(),
         stages: Default::default(),
+        replaces_running: false,
     };
     let config = ElasticsearchConfig {
         resource: "es".into(),

@@ -246,6 +246,7 @@ async fn rule_changes_keep_a_cache_of_the_rules_of_each_pair() {
         resources,
         readiness: Default::default(),
         stages: Default::default(),
+        replaces_running: false,
     };
     let config: fxflow_stages::sinks::redis::RedisConfig =
         serde_json::from_value(serde_json::json!({"resource": "cache", "rules_prefix": prefix})).unwrap();

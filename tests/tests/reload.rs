@@ -46,10 +46,10 @@ fn editing_local_ron_while_it_runs_applies_a_new_alert_rule_without_losing_or_re
     let file = out.path().join("local.ron");
     let original = std::fs::read_to_string(workspace().join("pipelines/local.ron")).unwrap();
     std::fs::write(&file, &original).unwrap();
-    let port = free_port();
+    let (port, api) = (free_port(), free_port());
     let mut child = fxflow(&["run", "--watch", file.to_str().unwrap()])
         .env("FXFLOW_TELEMETRY", format!("127.0.0.1:{port}"))
-        .env("FXFLOW_API", format!("127.0.0.1:{}", free_port()))
+        .env("FXFLOW_API", format!("127.0.0.1:{api}"))
         .env("FXFLOW_FROM", FROM)
         .env("FXFLOW_DAY", "30ms")
         .env("FXFLOW_OUT", out.path())
@@ -97,6 +97,19 @@ fn editing_local_ron_while_it_runs_applies_a_new_alert_rule_without_losing_or_re
         "only the alerts stage was replaced:\n{log}"
     );
 
+    // The API stage itself, replaced while it serves: it lets its port go, the new version takes it.
+    std::fs::write(&file, with_rule.replace("generate_key: true", "generate_key: false")).unwrap();
+    wait_for("the API replaced", Duration::from_secs(30), || {
+        (count(&stderr, "replaced: api") >= 1).then_some(())
+    });
+    let (_, body) = wait_for("the new API answering", Duration::from_secs(30), || {
+        http_get(api, "/rates?pairs=EUR/USD").ok().filter(|(s, _)| *s == 200)
+    });
+    assert!(
+        body.contains("EUR/USD"),
+        "the new version serves the rates it watches: {body}"
+    );
+
     // The replay runs to its end; every cross reached the history sink exactly once.
     let history = "fxflow_stage_received_events_total{pipeline=\"local\",stage=\"history\",kind=\"CrossRate\"}";
     wait_for("the whole replay in the history sink", Duration::from_secs(120), || {
@@ -119,7 +132,7 @@ fn editing_local_ron_while_it_runs_applies_a_new_alert_rule_without_losing_or_re
     );
     assert_eq!(
         metric(port, "fxflow_reloads_total{pipeline=\"local\",outcome=\"applied\"}"),
-        Some(1.0)
+        Some(2.0)
     );
 
     let exit = support::interrupt(&mut child);

@@ -234,9 +234,13 @@ impl StageConfig<FxEvent> for ApiConfig {
             }
             None => None,
         };
-        let listener = tokio::net::TcpListener::bind(&self.listen)
-            .await
-            .map_err(|e| StageError::new(format!("cannot listen on {}: {e}", self.listen)))?;
+        // Bound here, so a taken port stops the start before anything runs; a
+        // version replacing a running one binds once that one let the port go.
+        let listener = if cx.replaces_running {
+            Listener::Later(self.listen.clone())
+        } else {
+            Listener::Bound(bind(&self.listen).await?)
+        };
         let mut keys = self.keys.0.clone();
         if keys.is_empty() && self.generate_key {
             let key = auth::random_key();
@@ -293,6 +297,17 @@ struct Probes {
     cache: Option<ReadyReporter>,
 }
 
+enum Listener {
+    Bound(tokio::net::TcpListener),
+    Later(String),
+}
+
+async fn bind(address: &str) -> Result<tokio::net::TcpListener, StageError> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| StageError::new(format!("cannot listen on {address}: {e}")))
+}
+
 struct Api {
     config: ApiConfig,
     pipeline: String,
@@ -300,7 +315,7 @@ struct Api {
     stages: Vec<StageView>,
     store: Arc<dyn HistoryStore>,
     cache: Option<RedisRates>,
-    listener: tokio::net::TcpListener,
+    listener: Listener,
     keys: Vec<String>,
     pairs: Vec<Pair>,
     readiness: fxflow_engine::Readiness,
@@ -378,6 +393,10 @@ impl Source<FxEvent> for Api {
             }
         }
 
+        let listener = match listener {
+            Listener::Bound(listener) => listener,
+            Listener::Later(address) => bind(&address).await?,
+        };
         let prober = tokio::spawn(probe(state.clone(), probes));
         let app = app(state.clone(), &config)?;
         let address = listener.local_addr().map_err(StageError::new)?;

@@ -96,6 +96,7 @@ mod tests {
             resources: Default::default(),
             readiness: Default::default(),
             stages: Default::default(),
+            replaces_running: false,
         };
         let event = FxEvent::CrossRate(CrossRate {
             pair: "GBP/JPY".parse().unwrap(),
