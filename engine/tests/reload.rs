@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use fxflow_engine::pipeline_file::load_str;
-use fxflow_engine::testkit::{probe, test_registry, TestEvent};
+use fxflow_engine::testkit::{probe, test_registry, totals, TestEvent};
 use fxflow_engine::{AckStatus, PipelineSpec};
 
 fn pipeline(text: &str) -> PipelineSpec<TestEvent> {
@@ -174,5 +174,52 @@ async fn a_version_that_cannot_be_built_or_is_renamed_changes_nothing() {
         numbers(&probe("keep-sink").stored()),
         (1..=2000).collect::<Vec<_>>(),
         "the running version went on untouched"
+    );
+}
+
+fn windowed(prefix: &str, sum: &str) -> PipelineSpec<TestEvent> {
+    // One reading a second for a minute, value 1: six whole windows of 10 s.
+    let readings: String = (0..60).map(|s| format!("(\"a\", {}, 1),", s * 1000)).collect();
+    pipeline(&format!(
+        r#"Pipeline(name: "{prefix}", stages: {{
+            "src": Readings(probe: "{prefix}-src", readings: [{readings}], pause_ms: 20),
+            "sum": WindowSum(inputs: ["src"], size: "10s", {sum}),
+            "out": Collect(inputs: ["sum"], probe: "{prefix}-out"),
+        }})"#
+    ))
+}
+
+#[tokio::test]
+async fn a_replaced_window_stage_takes_the_open_windows_over() {
+    let mut running = fxflow_engine::start(windowed("win", "")).await.unwrap();
+    // Inside the second window: one is closed, one is open.
+    stored_at_least("win-out", 1).await;
+    let report = running.reload(windowed("win", "buffer: (capacity: 64)")).await.unwrap();
+    assert_eq!(report.replaced, ["sum"]);
+    running.wait().await.unwrap();
+    let mut want: Vec<_> = (0..5).map(|w| ("a".to_owned(), w * 10, 10, 10, true)).collect();
+    want.push(("a".to_owned(), 50, 10, 10, false)); // the input ended inside it
+    assert_eq!(totals("win-out"), want, "no window split in two by the reload");
+    assert_eq!(probe("win-src").acks().len(), 60);
+}
+
+#[tokio::test]
+async fn a_window_stage_whose_time_settings_changed_ends_the_old_windows_as_not_final() {
+    let mut running = fxflow_engine::start(windowed("wint", "")).await.unwrap();
+    stored_at_least("wint-out", 1).await;
+    running
+        .reload(windowed("wint", "time: (lateness: \"1s\")"))
+        .await
+        .unwrap();
+    running.wait().await.unwrap();
+    let totals = totals("wint-out");
+    let summed: i64 = totals.iter().map(|t| t.2).sum();
+    assert_eq!(
+        summed, 60,
+        "every reading counted once, in the old or the new windows: {totals:?}"
+    );
+    assert!(
+        totals.iter().any(|t| !t.4 && t.1 < 50),
+        "the window open at the reload ended as not final: {totals:?}"
     );
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use fxflow_engine::metrics::install_recorder;
 use fxflow_engine::pipeline_file::load_str;
-use fxflow_engine::testkit::{assert_stage_metrics, counter_value, probe, test_registry, TestEvent};
+use fxflow_engine::testkit::{assert_stage_metrics, counter_value, probe, test_registry, totals, TestEvent};
 use fxflow_engine::{AckStatus, PipelineSpec, Shape};
 
 fn pipeline(text: &str) -> PipelineSpec<TestEvent> {
@@ -18,25 +18,6 @@ async fn run_to_end(text: &str) {
         .await
         .expect("pipeline finished")
         .unwrap();
-}
-
-/// (key, start s, sum, count, closed) of every total a probe stored.
-fn totals(name: &str) -> Vec<(String, i64, i64, u64, bool)> {
-    probe(name)
-        .stored()
-        .into_iter()
-        .filter_map(|e| match e {
-            TestEvent::Total {
-                key,
-                start_ms,
-                sum,
-                count,
-                closed,
-                ..
-            } => Some((key, start_ms / 1000, sum, count, closed)),
-            _ => None,
-        })
-        .collect()
 }
 
 #[tokio::test]

@@ -173,6 +173,25 @@ pub fn probe(name: &str) -> Arc<Probe> {
         .clone()
 }
 
+/// (key, start s, sum, count, closed) of every window total (`WindowSum`) the probe `name` stored.
+pub fn totals(name: &str) -> Vec<(String, i64, i64, u64, bool)> {
+    probe(name)
+        .stored()
+        .into_iter()
+        .filter_map(|e| match e {
+            TestEvent::Total {
+                key,
+                start_ms,
+                sum,
+                count,
+                closed,
+                ..
+            } => Some((key, start_ms / 1000, sum, count, closed)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A registry of the test stages.
 pub fn test_registry() -> Registry<TestEvent> {
     let mut registry = Registry::new();
@@ -543,12 +562,16 @@ pub struct ReadingsConfig {
     pub readings: Vec<(String, i64, i64)>,
     #[serde(default = "one")]
     pub per_send: usize,
+    /// Wait between two sends.
+    #[serde(default)]
+    pub pause_ms: u64,
 }
 
 struct Readings {
     probe: Arc<Probe>,
     readings: Vec<(String, i64, i64)>,
     per_send: usize,
+    pause: Duration,
 }
 
 #[async_trait]
@@ -564,6 +587,7 @@ impl StageConfig<TestEvent> for ReadingsConfig {
             probe: probe(&self.probe),
             readings: self.readings.clone(),
             per_send: self.per_send.max(1),
+            pause: Duration::from_millis(self.pause_ms),
         })))
     }
 }
@@ -582,7 +606,11 @@ impl Source<TestEvent> for Readings {
             }
             self.probe.emitted.fetch_add(batch.len() as u64, Ordering::SeqCst);
             cx.outputs.send(batch).await?;
-            tokio::task::yield_now().await;
+            if self.pause.is_zero() {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(self.pause).await;
+            }
         }
         Ok(())
     }

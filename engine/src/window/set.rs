@@ -534,6 +534,12 @@ impl<E, A: Aggregation<E>> WindowSet<E, A> {
         }
     }
 
+    /// Run on with another aggregation of the same kind (a reload's new
+    /// version): the windows and key state stay; `other` gets the old aggregation.
+    pub fn swap_aggregation(&mut self, other: &mut Self) {
+        std::mem::swap(&mut self.aggregation, &mut other.aggregation);
+    }
+
     pub fn aggregation(&self) -> &A {
         &self.aggregation
     }

@@ -22,6 +22,10 @@
 //!   it the open windows are emitted as not final (`closed: false` results)
 //!   and the tokens they held are marked `Failed`, so a source with something
 //!   to commit re-delivers those inputs rather than losing them.
+//! - When a reload replaces the stage: with `state` it saves and its new
+//!   version restores, as after a restart; without, the new version takes the
+//!   open windows over, with the tokens they hold (when the `time` settings are
+//!   the same; otherwise it emits them as not final, as at the end of an input).
 //!
 //! **Restore.** The first input from a partition with a new assignment epoch
 //! (start, rebalance) reads the state topic: the keys last saved from such a
@@ -89,6 +93,9 @@ struct Saving<K, Acc> {
 /// A windowed stage: an [`Aggregation`] and the engine's handling of time.
 pub struct WindowStage<E, A: Aggregation<E>> {
     set: WindowSet<E, A>,
+    /// The event-time settings, as text: a reload's new version takes the
+    /// open windows over only when they are the same.
+    time: String,
     late: LatePolicy,
     saving: Option<Saving<A::Key, A::Acc>>,
     keys: Vec<A::Key>,
@@ -103,6 +110,7 @@ impl<E: Event, A: Aggregation<E>> WindowStage<E, A> {
         set.keep_closed(state.is_some());
         Self {
             set,
+            time: format!("{config:?}"),
             late: config.late,
             saving: state.map(|(topic, interval)| Saving {
                 checkpoints: Checkpoints::new(topic, interval),
@@ -373,17 +381,39 @@ impl<E: Event, A: Aggregation<E>> WindowStage<E, A> {
 
     /// The input ended without a state topic: the open windows as not final
     /// results; the inputs they held are not done (see the module docs).
-    fn drain_partial(&mut self) -> Vec<Envelope<E>> {
-        let (windows, held) = self.set.drain();
+    fn drain_partial(set: &mut WindowSet<E, A>) -> Vec<Envelope<E>> {
+        let (windows, held) = set.drain();
         for token in &held {
             token.mark(AckStatus::Failed);
         }
         windows
             .into_iter()
-            .filter_map(|(key, window, acc)| self.set.result(&key, window, &acc, false))
+            .filter_map(|(key, window, acc)| set.result(&key, window, &acc, false))
             .map(Envelope::unacked)
             .collect()
     }
+
+    /// Continue from the version a reload replaced (without a state topic):
+    /// its open windows, key state and the input tokens they hold, when the
+    /// event-time settings are the same; otherwise its windows end here as
+    /// not-final results, as at the end of an input. Returns what to emit.
+    fn adopt(&mut self, mut old: Legacy<E, A>, stage: &str) -> Vec<Envelope<E>> {
+        if self.saving.is_none() && old.time == self.time {
+            old.set.swap_aggregation(&mut self.set);
+            self.set = old.set;
+            tracing::info!(%stage, windows = self.set.open_windows(), "Open windows taken over from the previous version.");
+            return Vec::new();
+        }
+        let partial = Self::drain_partial(&mut old.set);
+        tracing::info!(%stage, windows = partial.len(), "Event-time settings changed: the previous version's open windows emitted as not final.");
+        partial
+    }
+}
+
+/// What a window stage replaced by a reload leaves its new version.
+struct Legacy<E, A: Aggregation<E>> {
+    set: WindowSet<E, A>,
+    time: String,
 }
 
 /// The stage's window gauges and counters.
@@ -422,6 +452,10 @@ impl<E: Event, A: Aggregation<E>> TaskTransform<E> for WindowStage<E, A> {
         let timer = outputs.labels.processing();
         let metrics = WindowMetrics::new(&outputs.labels);
         let mut save = save_timer(self.saving.as_ref().map(|s| s.checkpoints.interval()));
+        if let Some(old) = input.inherit::<Legacy<E, A>>() {
+            let partial = self.adopt(old, &outputs.labels.stage);
+            outputs.send(partial).await?;
+        }
         loop {
             tokio::select! {
                 batch = input.next() => {
@@ -438,9 +472,17 @@ impl<E: Event, A: Aggregation<E>> TaskTransform<E> for WindowStage<E, A> {
             }
         }
         if self.saving.is_some() {
+            // A new version restores from the topic, like a restarted process.
             self.save().await;
+        } else if input.is_replaced() {
+            metrics.record(&mut self.set);
+            let this = *self;
+            input.bequeath(Legacy {
+                set: this.set,
+                time: this.time,
+            });
         } else {
-            let partial = self.drain_partial();
+            let partial = Self::drain_partial(&mut self.set);
             if !partial.is_empty() {
                 tracing::info!(stage = %outputs.labels.stage, windows = partial.len(), "Input ended: open windows emitted as not final.");
             }
