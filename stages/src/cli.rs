@@ -39,7 +39,8 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run one or more pipelines in this process until their sources end or
-    /// SIGINT/SIGTERM arrives (then drain in-flight events and exit).
+    /// SIGINT/SIGTERM arrives (then drain in-flight events and exit). SIGHUP
+    /// applies the files' new version while running.
     Run {
         /// Pipeline files; each one runs as its own pipeline.
         #[arg(required = true)]
