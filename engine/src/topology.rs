@@ -391,7 +391,15 @@ impl<E: Event> RunningPipeline<E> {
             // A stage that had ended on its own starts afresh (`Change::Add`); it has nothing to hand over.
             let old = previous.remove(&stage.name);
             let predecessor = match plan.change(&stage.name) {
-                Change::Replace => old.map(|old| (old.baton.clone(), old.ended.clone())),
+                // A stage without input (a source) has nothing to hand over: no wait for it.
+                Change::Replace => old.map(|old| {
+                    let patience = if old.channel.is_some() {
+                        HANDOVER_WAIT
+                    } else {
+                        Duration::ZERO
+                    };
+                    (old.baton.clone(), old.ended.clone(), patience)
+                }),
                 _ => None,
             };
             let start = Start {
@@ -492,8 +500,9 @@ struct Start<'a, E: Event> {
     relay: Relay<E>,
     /// A new input channel (a new stage, or a changed one whose buffer changed).
     fresh: Option<Receiver<E>>,
-    /// The running version this one replaces: where it leaves its input, and when it ended.
-    predecessor: Option<(Relay<E>, watch::Receiver<bool>)>,
+    /// The running version this one replaces: where it leaves its input, when
+    /// it ended, and how long to wait for its input after that.
+    predecessor: Option<(Relay<E>, watch::Receiver<bool>, Duration)>,
     startup: Startup,
     bootstrap_pending: watch::Receiver<usize>,
 }
@@ -538,8 +547,8 @@ impl<E: Event> Start<'_, E> {
             // A new version starts once the old one has finished and handed over.
             let mut inherited = None;
             let mut previous_rx = None;
-            if let Some((old, ended)) = predecessor {
-                let baton = old.receive(ended, HANDOVER_WAIT).await;
+            if let Some((old, ended, patience)) = predecessor {
+                let baton = old.receive(ended, patience).await;
                 if let Some(baton) = baton {
                     inherited = baton.state;
                     previous_rx = Some(baton.rx);

@@ -262,33 +262,30 @@ impl<E: WireEvent> StageConfig<E> for KafkaSourceConfig {
         let consumer: BaseConsumer<ConsumerHooks> = config
             .create_with_context(ConsumerHooks { shared: shared.clone() })
             .map_err(|e| StageError::new(format!("kafka consumer: {e}")))?;
-        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
-        match (&self.group, self.assignment) {
-            (Some(_), Assignment::Subscribe) => consumer
-                .subscribe(&topics)
-                .map_err(|e| StageError::new(format!("subscribing to {topics:?}: {e}")))?,
+        let take = match (&self.group, self.assignment) {
+            (Some(_), Assignment::Subscribe) => Take::Subscribe,
             // Resume from the group's committed offsets (then `auto_offset_reset`).
-            (Some(_), Assignment::AllPartitions) => assign_everything(&consumer, &shared, &topics, Offset::Stored)?,
+            (Some(_), Assignment::AllPartitions) => Take::Assign(Offset::Stored),
             // No group, nothing committed: the whole log, or (Latest) only what comes from now on.
-            (None, _) => {
-                let start = match self.auto_offset_reset {
-                    OffsetReset::Earliest => Offset::Beginning,
-                    OffsetReset::Latest => Offset::End,
-                };
-                assign_everything(&consumer, &shared, &topics, start)?
-            }
-        }
-        if !matches!((&self.group, self.assignment), (Some(_), Assignment::Subscribe)) {
-            let partitions = shared.tracker().assigned().len();
-            shared.health.update(|h| {
-                h.assigned_once = true;
-                h.partitions = partitions;
-            });
-        }
-        let catch_up = if self.bootstrap {
-            ends_now(&consumer, &shared)?
+            (None, _) => Take::Assign(match self.auto_offset_reset {
+                OffsetReset::Earliest => Offset::Beginning,
+                OffsetReset::Latest => Offset::End,
+            }),
+        };
+        let join = Join {
+            topics: self.topics.clone(),
+            take,
+            bootstrap: self.bootstrap,
+        };
+        // Taking the partitions here makes a missing topic stop the start before anything
+        // runs. A version that replaces a running one (a reload) takes them once that one
+        // has finished and committed: joining the group now would start a rebalance while
+        // the old consumer still commits.
+        let (join, catch_up) = if cx.replaces_running {
+            (Some(join), Vec::new())
         } else {
-            Vec::new()
+            let catch_up = join.take(&consumer, &shared)?;
+            (None, catch_up)
         };
         Ok(Stage::Source(Box::new(KafkaSource::<E> {
             consumer,
@@ -301,8 +298,53 @@ impl<E: WireEvent> StageConfig<E> for KafkaSourceConfig {
                 kinds: self.kinds_of::<E>(),
                 catch_up,
             },
+            join,
             _event: std::marker::PhantomData,
         })))
+    }
+}
+
+/// How a consumer takes its partitions.
+enum Take {
+    /// Join the group; it assigns them.
+    Subscribe,
+    /// Every partition of every topic, from this offset, without membership.
+    Assign(Offset),
+}
+
+/// Taking the partitions, at build or (after a reload) when the consumer thread starts.
+struct Join {
+    topics: Vec<String>,
+    take: Take,
+    bootstrap: bool,
+}
+
+impl Join {
+    /// Returns, for a bootstrap source, the positions to finish before catching up.
+    fn take(
+        &self,
+        consumer: &BaseConsumer<ConsumerHooks>,
+        shared: &Shared,
+    ) -> Result<Vec<(TopicPartition, i64)>, StageError> {
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        match self.take {
+            Take::Subscribe => consumer
+                .subscribe(&topics)
+                .map_err(|e| StageError::new(format!("subscribing to {topics:?}: {e}")))?,
+            Take::Assign(start) => {
+                assign_everything(consumer, shared, &topics, start)?;
+                let partitions = shared.tracker().assigned().len();
+                shared.health.update(|h| {
+                    h.assigned_once = true;
+                    h.partitions = partitions;
+                });
+            }
+        }
+        if self.bootstrap {
+            ends_now(consumer, shared)
+        } else {
+            Ok(Vec::new())
+        }
     }
 }
 
@@ -592,6 +634,8 @@ struct KafkaSource<E> {
     consumer: BaseConsumer<ConsumerHooks>,
     shared: Arc<Shared>,
     settings: Settings,
+    /// Partitions still to take (see `Join`).
+    join: Option<Join>,
     _event: std::marker::PhantomData<fn() -> E>,
 }
 
@@ -669,7 +713,8 @@ impl<E: WireEvent> Source<E> for KafkaSource<E> {
         }
         drop(rx);
         match tokio::task::spawn_blocking(move || poller.join()).await {
-            Ok(Ok(())) => result,
+            Ok(Ok(Ok(()))) => result,
+            Ok(Ok(Err(e))) => Err(e),
             _ => Err(StageError::new("the consumer thread panicked")),
         }
     }
@@ -692,7 +737,15 @@ async fn forward<E: WireEvent>(outputs: &mut crate::stage::Outputs<E>, batch: Ve
 }
 
 impl<E: WireEvent> KafkaSource<E> {
-    fn poll_loop(mut self, tx: mpsc::Sender<Vec<Item<E>>>, stop: &AtomicBool, startup: Startup) {
+    fn poll_loop(
+        mut self,
+        tx: mpsc::Sender<Vec<Item<E>>>,
+        stop: &AtomicBool,
+        startup: Startup,
+    ) -> Result<(), StageError> {
+        if let Some(join) = self.join.take() {
+            self.settings.catch_up = join.take(&self.consumer, &self.shared)?;
+        }
         let mut pending: Vec<Polled<E>> = Vec::with_capacity(self.settings.max_batch);
         let mut caught_up = false;
         let mut last_commit = Instant::now();
@@ -751,6 +804,7 @@ impl<E: WireEvent> KafkaSource<E> {
             let positions = self.shared.drain(&assigned);
             self.shared.commit(&self.consumer, positions);
         }
+        Ok(())
     }
 
     fn read(&self, message: &BorrowedMessage<'_>, topics: &mut Vec<Arc<str>>) -> Polled<E> {
