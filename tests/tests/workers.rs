@@ -785,6 +785,72 @@ fn scaling_process_workers_out_and_back_in_loses_and_repeats_nothing() {
     }
 }
 
+/// A process worker whose file is edited while the replay flows, applied
+/// with SIGHUP: its Kafka consumer and its cross stage are replaced (the old
+/// consumer drains and commits before the new one joins the group; the cross
+/// stage hands its queue over), and the output has every cross once, in per-pair order.
+#[test]
+fn reloading_a_process_worker_under_load_loses_and_repeats_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let cluster = Cluster::new();
+    let from = "2016-01-01";
+    let synthetics = Synthetics {
+        names: ["alpha", "bravo"].map(String::from).to_vec(),
+        rate: 100,
+        count: 1_500,
+    };
+    let (expected_rates, _) = expected_with(cluster.dir.path(), from, &synthetics);
+    let original = std::fs::read_to_string(pipeline("process.ron")).unwrap();
+    let file = cluster.path("process.ron");
+    std::fs::write(&file, &original).unwrap();
+    let mut process = cluster.worker("process", &file, &[]);
+    let mut collect = cluster.collector();
+    wait_for("the worker to own every partition", WAIT, || {
+        process.logs().contains("Partitions assigned").then_some(())
+    });
+    let ingest_file = ingest_file(&cluster, from, "5ms", &synthetics);
+    let mut ingest = cluster.worker("ingest", &ingest_file, &[]);
+    std::thread::sleep(Duration::from_secs(4));
+
+    let edited = original
+        .replace(
+            r#"fetch_wait: "${KAFKA_FETCH_WAIT:-10ms}","#,
+            r#"fetch_wait: "${KAFKA_FETCH_WAIT:-20ms}","#,
+        )
+        .replace(
+            "\"crosses\": CrossRate(\n            inputs: [\"validate\"],",
+            "\"crosses\": CrossRate(\n            inputs: [\"validate\"],\n            buffer: (capacity: 2048),",
+        );
+    assert_eq!(edited.matches("20ms").count(), 1, "the edit applies to process.ron");
+    assert!(edited.contains("capacity: 2048"), "the edit applies to process.ron");
+    std::fs::write(&file, edited).unwrap();
+    process.hangup();
+    wait_for("the reload", WAIT, || {
+        process.logs().contains("Reload applied").then_some(())
+    });
+    assert!(ingest.is_running(), "reloaded while the replay still produces");
+    let log = process.logs();
+    assert!(
+        log.contains("replaced: snapshots, crosses; 3 kept running"),
+        "{}",
+        tail(&log, 20)
+    );
+
+    assert!(ingest.wait(WAIT).success(), "{}", ingest.logs());
+    wait_until_collected(&cluster, expected_rates.len(), 0, &mut [&mut process, &mut collect]);
+    let rates = cluster.lines("rates.jsonl");
+    assert_eq!(
+        assert_same_set("rates", &rates, &expected_rates),
+        0,
+        "the reload repeats nothing"
+    );
+    assert_eq!(rates.len(), expected_rates.len());
+    assert_per_pair_order(&rates);
+    for worker in [&mut process, &mut collect] {
+        assert!(worker.terminate(Duration::from_secs(60)).success());
+    }
+}
+
 /// The API worker and the alerts worker as separate processes: a rule created
 /// over HTTP travels the compacted rules topic, fires in the alerts worker,
 /// and shows in `/alerts/history` (store worker → PostgreSQL) and on the API
