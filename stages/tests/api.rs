@@ -796,3 +796,69 @@ async fn every_endpoint_on_postgres() {
     let store = format!("Postgres(url: \"{}\", schema: \"{schema}\")", support::POSTGRES);
     scenario(&store, "PostgreSQL").await;
 }
+
+/// A rule whose creation is not accepted downstream in time: 503, and no rule
+/// left behind — not in the store, and not running either (its delete follows
+/// the create, so a slow stage that takes the create later also takes the delete).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_not_accepted_in_time_is_undone_in_the_store_and_downstream() {
+    use fxflow_engine::testkit::kafka::{recorded, RecordConfig};
+    use fxflow_stages::fx::FxEvent;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let text = format!(
+        r#"Pipeline(
+    name: "api-slow",
+    resources: {{ "history": Sqlite(path: "{db}") }},
+    stages: {{
+        "api": Api(listen: "127.0.0.1:{port}", store: "history", keys: "{KEY}", change_timeout: "200ms"),
+        "slow": Record(inputs: ["api"], probe: "api-slow", delay_ms: 1000),
+    }},
+)"#,
+        db = dir.path().join("fx.db").display()
+    );
+    let mut registry = fxflow_stages::registry();
+    registry.stage::<RecordConfig>("Record");
+    let spec = fxflow_engine::pipeline_file::load_str("api-slow.ron", &text, &registry, |_| None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let running = fxflow_engine::start(spec).await.unwrap();
+    let c = Client {
+        http: reqwest::Client::new(),
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    c.wait_for("the API", Duration::from_secs(20), |a| a.status == 200, "/")
+        .await;
+    let answer = c
+        .post(
+            "/alerts",
+            Some(KEY),
+            &json!({"pair": "EUR/USD", "condition": {"type": "above", "threshold": "1.20"}}),
+        )
+        .await;
+    assert_eq!(answer.status, 503, "{}", answer.text);
+    assert_eq!(answer.code(), "pipeline_unavailable");
+    assert_eq!(c.get("/alerts").await.json()["alerts"], json!([]), "not listed");
+
+    let changes = recorded::<FxEvent>("api-slow");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while changes.lock().unwrap().len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let changes: Vec<(String, bool)> = changes
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| match e {
+            FxEvent::AlertRuleChange(c) => (c.id.clone(), c.rule.is_some()),
+            other => panic!("not a rule change: {other:?}"),
+        })
+        .collect();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert_eq!(changes[0].0, changes[1].0, "one rule");
+    assert_eq!(
+        (changes[0].1, changes[1].1),
+        (true, false),
+        "the create, then its delete: nothing keeps running"
+    );
+    running.stop(Duration::from_secs(10)).await.unwrap();
+}

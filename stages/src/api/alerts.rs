@@ -325,12 +325,15 @@ pub async fn create(
     };
     state.store.write(&[&FxEvent::AlertRuleChange(change.clone())]).await?;
     if let Err(e) = state.emit(change).await {
-        // Not delivered: take it back out of the store, so what is listed is what runs.
-        let undo = FxEvent::AlertRuleChange(AlertRuleChange {
+        // Not accepted in time: take it back out of the store and, since the
+        // change may still arrive, send its delete after it, so what is listed
+        // is what runs (no rule left firing that nobody can see).
+        let undo = AlertRuleChange {
             id: id.clone(),
             rule: None,
-        });
-        let _ = state.store.write(&[&undo]).await;
+        };
+        let _ = state.store.write(&[&FxEvent::AlertRuleChange(undo.clone())]).await;
+        state.retract(undo).await;
         return Err(e);
     }
     let stored = state

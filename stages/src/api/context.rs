@@ -102,6 +102,15 @@ impl ApiContext {
         Ok(pairs.iter().filter_map(|p| self.view.board.get(*p)).collect())
     }
 
+    /// Send a change downstream without waiting for it (the undo of a change
+    /// that was not accepted in time: queued behind it, so it lands after it).
+    pub async fn retract(&self, change: AlertRuleChange) {
+        let _ = self
+            .changes
+            .send(Envelope::unacked(FxEvent::AlertRuleChange(change)))
+            .await;
+    }
+
     /// Send a rule change downstream and wait until it is accepted there
     /// (every stage it reaches has taken it; for a Kafka sink: written with acks=all).
     pub async fn emit(&self, change: AlertRuleChange) -> Result<(), ApiError> {
