@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -19,7 +20,8 @@ pub struct LimitsConfig {
     /// Most rows a page may ask for (`limit` of history and alert listings); more gets 400.
     #[serde(default = "default_max_page")]
     pub max_page: u32,
-    /// Requests per client address (every endpoint). `None`: unlimited.
+    /// Requests per client address (every endpoint); an IPv6 client counts by its /64.
+    /// `None`: unlimited.
     #[serde(default = "default_per_ip")]
     pub per_ip: Option<RateLimit>,
     /// Mutating requests per API key. `None`: unlimited.
@@ -120,7 +122,27 @@ struct Bucket {
 /// Token buckets by key (client address, API key).
 pub struct Limiter<K> {
     limit: RateLimit,
-    buckets: Mutex<HashMap<K, Bucket>>,
+    buckets: Mutex<Buckets<K>>,
+}
+
+struct Buckets<K> {
+    by_key: HashMap<K, Bucket>,
+    /// The last sweep: at most one per refill period, so many keys cannot make
+    /// every request pay for a sweep.
+    swept: Option<Instant>,
+}
+
+/// The key a client address is limited by: an IPv6 client by its /64 (one
+/// host's, or one subscriber's, prefix: rotating addresses inside it does not
+/// buy more requests), an IPv4 one (also when mapped into IPv6) by its address.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+    }
 }
 
 /// Buckets kept before idle ones are swept.
@@ -130,7 +152,10 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
     pub fn new(limit: RateLimit) -> Self {
         Limiter {
             limit,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets {
+                by_key: HashMap::new(),
+                swept: None,
+            }),
         }
     }
 
@@ -143,12 +168,18 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
         let rate = f64::from(self.limit.per_second);
         let burst = f64::from(self.limit.burst);
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() > SWEEP_ABOVE {
-            // A bucket idle long enough to be full again is the same as no bucket.
-            let full_after = burst / rate;
-            buckets.retain(|_, b| now.duration_since(b.updated).as_secs_f64() < full_after);
+        // A bucket idle long enough to be full again is the same as no bucket.
+        let full_after = burst / rate;
+        let due = buckets
+            .swept
+            .is_none_or(|at| now.duration_since(at).as_secs_f64() >= full_after);
+        if buckets.by_key.len() > SWEEP_ABOVE && due {
+            buckets
+                .by_key
+                .retain(|_, b| now.duration_since(b.updated).as_secs_f64() < full_after);
+            buckets.swept = Some(now);
         }
-        let bucket = buckets.entry(key.clone()).or_insert(Bucket {
+        let bucket = buckets.by_key.entry(key.clone()).or_insert(Bucket {
             tokens: burst,
             updated: now,
         });
@@ -168,6 +199,43 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn an_ipv6_client_is_limited_by_its_slash_64_and_a_mapped_ipv4_one_by_its_address() {
+        let key = |text: &str| client_key(text.parse().unwrap()).to_string();
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2:ffff:ffff:ffff:ffff"), "2001:db8:1:2::");
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+    }
+
+    #[test]
+    fn idle_buckets_are_swept_at_most_once_per_refill_period() {
+        // 10 per second, burst 10: an idle bucket is full again after 1 s.
+        let limiter = Limiter::new(RateLimit {
+            per_second: 10,
+            burst: 10,
+        });
+        let t = |ms: u64| Instant::now() + Duration::from_millis(ms);
+        let (t0, t900, t1200, t1900) = (t(0), t(900), t(1200), t(1900));
+        let count = |limiter: &Limiter<usize>| limiter.buckets.lock().unwrap().by_key.len();
+        for i in 0..=SWEEP_ABOVE {
+            limiter.check_at(&i, t0).unwrap();
+        }
+        limiter.check_at(&(usize::MAX - 1), t900).unwrap(); // sweeps; nothing is idle yet
+        assert_eq!(count(&limiter), SWEEP_ABOVE + 2);
+        // The first buckets are idle now, but a sweep ran 300 ms ago: none this time.
+        limiter.check_at(&(usize::MAX - 2), t1200).unwrap();
+        assert_eq!(
+            count(&limiter),
+            SWEEP_ABOVE + 3,
+            "no sweep within a refill period of the last"
+        );
+        // A refill period after the last sweep: everything idle for 1 s goes.
+        limiter.check_at(&(usize::MAX - 3), t1900).unwrap();
+        assert_eq!(count(&limiter), 2, "left: the one from 1.2 s and the new one");
+    }
 
     #[test]
     fn a_bucket_allows_the_burst_then_the_rate() {

@@ -590,7 +590,7 @@ async fn frame(State(state): State<ApiState>, request: Request, next: Next) -> R
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(address)| address.ip());
     let limited = match (&state.per_ip, client) {
-        (Some(limiter), Some(ip)) => limiter.check(&ip).err().map(|wait| (ip, wait)),
+        (Some(limiter), Some(ip)) => limiter.check(&limits::client_key(ip)).err().map(|wait| (ip, wait)),
         _ => None,
     };
     let mut response = match limited {
