@@ -28,7 +28,8 @@ fn count(lines: &Mutex<Vec<String>>, pattern: &str) -> usize {
     lines.lock().unwrap().iter().filter(|l| l.contains(pattern)).count()
 }
 
-fn metric(port: u16, series: &str) -> Option<f64> {
+/// A counter's value (counters are whole numbers of events).
+fn metric(port: u16, series: &str) -> Option<u64> {
     let (_, body) = http_get(port, "/metrics").ok()?;
     body.lines()
         .find(|l| l.starts_with(series))
@@ -113,12 +114,12 @@ fn editing_local_ron_while_it_runs_applies_a_new_alert_rule_without_losing_or_re
     // The replay runs to its end; every cross reached the history sink exactly once.
     let history = "fxflow_stage_received_events_total{pipeline=\"local\",stage=\"history\",kind=\"CrossRate\"}";
     wait_for("the whole replay in the history sink", Duration::from_secs(120), || {
-        (metric(port, history)? as usize >= expected).then_some(())
+        (metric(port, history)? >= expected as u64).then_some(())
     });
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
         metric(port, history),
-        Some(expected as f64),
+        Some(expected as u64),
         "no cross reached the sink twice"
     );
     assert_eq!(
@@ -128,11 +129,11 @@ fn editing_local_ron_while_it_runs_applies_a_new_alert_rule_without_losing_or_re
     );
     assert_eq!(
         metric(port, "fxflow_reloads_total{pipeline=\"local\",outcome=\"rejected\"}"),
-        Some(1.0)
+        Some(1)
     );
     assert_eq!(
         metric(port, "fxflow_reloads_total{pipeline=\"local\",outcome=\"applied\"}"),
-        Some(2.0)
+        Some(2)
     );
 
     let exit = support::interrupt(&mut child);
