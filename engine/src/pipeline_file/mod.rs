@@ -570,14 +570,20 @@ impl Checker<'_> {
     }
 }
 
+/// The hint for a kind's config that did not parse. serde's "unknown field `x`,
+/// expected ..." lists only the kind's own fields, so a misspelt shared field
+/// (`inptus`) is matched against both those and [`StageFields`].
 fn stage_hint(message: &str, kind: &str, docs: &str) -> Option<String> {
-    if message.starts_with("unknown field") || message.starts_with("missing field") {
-        Some(format!(
-            "see the `{kind}` section of the pipeline reference for its fields (`{docs}`)"
-        ))
-    } else {
-        None
+    let reference = format!("see the `{kind}` section of the pipeline reference for its fields (`{docs}`)");
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
+        let own = expected.split('`').skip(1).step_by(2);
+        return Some(match closest(field, own.chain(StageFields::names().iter().copied())) {
+            Some(near) => format!("did you mean `{near}`? Or {reference}"),
+            None => reference,
+        });
     }
+    message.starts_with("missing field").then_some(reference)
 }
 
 #[cfg(test)]

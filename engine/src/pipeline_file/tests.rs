@@ -69,6 +69,20 @@ fn every_problem_is_reported_with_its_position() {
 }
 
 #[test]
+fn a_misspelt_field_is_matched_against_the_kinds_and_the_shared_fields() {
+    let hint = |stage: &str| {
+        let text = format!(r#"Pipeline(name: "p", stages: {{ "n": Counter(probe: "x", count: 1), "out": {stage} }})"#);
+        load(&text).unwrap_err().0[0].hint.clone().unwrap_or_default()
+    };
+    // A shared field, which serde's own message does not list.
+    assert!(hint(r#"Collect(inptus: ["n"], probe: "x")"#).starts_with("did you mean `inputs`?"));
+    // The kind's own field.
+    assert!(hint(r#"Collect(inputs: ["n"], prob: "x")"#).starts_with("did you mean `probe`?"));
+    // Nothing near: the pointer to the reference alone.
+    assert!(hint(r#"Collect(inputs: ["n"], probe: "x", zzzzzzzz: 1)"#).starts_with("see the `Collect` section"));
+}
+
+#[test]
 fn hints_suggest_the_near_name() {
     let err = load(r#"Pipeline(name: "p", stages: { "a": Countr(probe: "x") })"#).unwrap_err();
     assert_eq!(
