@@ -1,6 +1,6 @@
 //! Cross rates: triangulation through a common currency, exactly as the desk does it.
 //!
-//! For X/Y through C (DESIGN.md):
+//! For X/Y through C (ARCHITECTURE.md §9, "FX rules that must be exact"):
 //! - from X/C and C/Y: bid = bid(X/C)·bid(C/Y), ask = ask(X/C)·ask(C/Y);
 //! - from X/C and Y/C: bid = bid(X/C)/ask(Y/C), ask = ask(X/C)/bid(Y/C);
 //! - from C/X and C/Y: bid = bid(C/Y)/ask(C/X), ask = ask(C/Y)/bid(C/X);

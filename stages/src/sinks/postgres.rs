@@ -14,9 +14,10 @@ use crate::resources::postgres::{migrate, KIND as POSTGRES};
 use crate::store::postgres::PostgresStore;
 
 /// Stores quotes and cross rates in `fx_rates` (monthly partitions), alert
-/// firings in `fx_alert_history` and rule changes in `fx_alert_rules`
-/// (tables from `migrations/postgres`). Idempotent: a redelivered batch adds
-/// no rows. Acknowledges after `COMMIT`.
+/// firings in `fx_alert_history`, rule changes in `fx_alert_rules`, candles in
+/// `fx_candles` and volatility readings in `fx_volatility` (tables from
+/// `migrations/postgres`). Idempotent: a redelivered batch adds no rows.
+/// Acknowledges after `COMMIT`.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresConfig {

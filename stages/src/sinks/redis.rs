@@ -33,7 +33,7 @@ use crate::store::{last_rule_changes, rule_json, PriceKind};
 use rust_decimal::Decimal;
 
 /// Keeps the current quote of each pair in Redis (a hash per pair with a TTL)
-/// and publishes every update on a pub/sub channel.
+/// and, when `channel` is set, publishes every update on that pub/sub channel.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {

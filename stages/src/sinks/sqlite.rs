@@ -14,7 +14,8 @@ use crate::resources::sqlite::{migrate, KIND as SQLITE};
 use crate::store::sqlite::SqliteStore;
 
 /// Stores quotes and cross rates in `fx_rates`, alert firings in
-/// `fx_alert_history` and rule changes in `fx_alert_rules` of a SQLite file
+/// `fx_alert_history`, rule changes in `fx_alert_rules`, candles in
+/// `fx_candles` and volatility readings in `fx_volatility` of a SQLite file
 /// (tables from `migrations/sqlite`). Idempotent; acknowledges after `COMMIT`.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
