@@ -106,7 +106,8 @@ def fxflow_bin(args) -> Path:
     candidates = [args.fxflow, os.environ.get("FXFLOW_BIN"), str(HERE / "target" / "debug" / "fxflow")]
     for c in candidates:
         if c and Path(c).is_file() and os.access(c, os.X_OK):
-            return Path(c)
+            # Absolute: the checks run the binary from other folders (cwd=...).
+            return Path(c).resolve()
     die("no fxflow binary: build it (cargo build -p fxflow-stages --bin fxflow) or pass --fxflow / FXFLOW_BIN")
 
 

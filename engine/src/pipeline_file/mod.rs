@@ -97,6 +97,14 @@ pub struct BoundAddress {
     pub column: usize,
 }
 
+impl BoundAddress {
+    /// Whether two listeners would fight over one socket. Port 0 asks the
+    /// system for any free port, so it never clashes, not even with another 0.
+    fn clashes_with(&self, other: &BoundAddress) -> bool {
+        self.address == other.address && !self.address.ends_with(":0")
+    }
+}
+
 /// A validated pipeline file.
 #[derive(Debug)]
 pub struct PipelineSpec<E> {
@@ -179,7 +187,10 @@ pub fn check_together<E: Event>(specs: &[PipelineSpec<E>]) -> Diagnostics {
     let mut problems = Vec::new();
     for spec in specs {
         for bound in &spec.addresses {
-            if let Some(first) = seen.get(bound.address.as_str()) {
+            if let Some(first) = seen
+                .get(bound.address.as_str())
+                .filter(|first| bound.clashes_with(first))
+            {
                 if first.file != bound.file {
                     problems.push(address_conflict(bound, first));
                 }
@@ -520,7 +531,7 @@ impl Checker<'_> {
                     line,
                     column,
                 };
-                if let Some(first) = addresses.iter().find(|a| a.address == bound.address) {
+                if let Some(first) = addresses.iter().find(|a| bound.clashes_with(a)) {
                     let d = address_conflict(&bound, first);
                     self.report(span, d.message, d.hint);
                 } else {

@@ -172,6 +172,20 @@ fn two_stages_cannot_bind_one_address() {
 }
 
 #[test]
+fn port_zero_is_any_free_port_and_never_clashes() {
+    let spec = load(
+        r#"Pipeline(name: "p", telemetry: (address: "127.0.0.1:0"), stages: {
+    "src": Counter(probe: "x"),
+    "a": Listen(inputs: ["src"], address: "127.0.0.1:0"),
+    "b": Listen(inputs: ["src"], address: "127.0.0.1:0"),
+})"#,
+    )
+    .expect("port 0 never clashes");
+    assert_eq!(spec.addresses.len(), 3);
+    assert!(check_together(&[spec]).0.is_empty());
+}
+
+#[test]
 fn syntax_errors_have_positions() {
     let errors = errors("Pipeline(\n  name: \"p\"\n  stages: {},\n)");
     assert_eq!(errors, vec!["3:3 expected `,` or `)`, found `s`"]);
