@@ -141,6 +141,25 @@ fn compose_file_is_valid_and_consistent() {
 }
 
 #[test]
+fn a_relative_fxflow_bin_works_from_the_repository_root() {
+    // The k8s check runs the binary from a temporary folder; a relative path must still find it.
+    let relative = fxflow_bin()
+        .strip_prefix(workspace())
+        .expect("the test binary is built under the workspace")
+        .to_owned();
+    let output = Command::new(python())
+        .arg("scripts/check_deployment.py")
+        .arg("k8s")
+        .env("FXFLOW_BIN", &relative)
+        .current_dir(workspace())
+        .output()
+        .expect("python runs scripts/check_deployment.py");
+    let report = text(&output);
+    assert!(output.status.success(), "FXFLOW_BIN={}:\n{report}", relative.display());
+    assert!(report.contains("k8s: ok"), "{report}");
+}
+
+#[test]
 fn compose_check_names_a_service_that_does_not_exist() {
     let copy = copy_tree();
     edit(
