@@ -116,6 +116,8 @@ pub struct Envelope<E> {
     /// (Kafka). Stateful stages use it to know which inputs their restored
     /// state already covers; derived events carry `None`.
     pub origin: Option<Origin>,
+    /// When the input this event came from entered the first worker (see [`IngestTime`]).
+    pub ingested: IngestTime,
 }
 
 impl<E> Envelope<E> {
@@ -124,7 +126,23 @@ impl<E> Envelope<E> {
             event,
             ack,
             origin: None,
+            ingested: IngestTime::UNKNOWN,
         }
+    }
+
+    /// An event derived from this one: the same ack token and ingest time.
+    pub fn derive(&self, event: E) -> Self {
+        Self {
+            event,
+            ack: self.ack.clone(),
+            origin: None,
+            ingested: self.ingested,
+        }
+    }
+
+    pub fn with_ingested(mut self, ingested: IngestTime) -> Self {
+        self.ingested = ingested;
+        self
     }
 
     /// An event nobody waits for (synthetic data, tests).
@@ -135,6 +153,44 @@ impl<E> Envelope<E> {
     pub fn with_origin(mut self, origin: Origin) -> Self {
         self.origin = Some(origin);
         self
+    }
+}
+
+/// When an event's input entered the pipeline's first worker, in microseconds
+/// since the Unix epoch (0: not known). A source's output stamps it (one clock
+/// read per batch) unless the source read it with the event (a Kafka message's
+/// ingest-time header or timestamp), and derived events inherit it, so at any
+/// stage `now − ingested` is the time the worker set has spent on the event
+/// so far — a processing latency that means something for a replay of 1999
+/// too, unlike the event's own timestamp. Each stage's input exports it as
+/// [`crate::metrics::EVENT_AGE_SECONDS`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IngestTime(u64);
+
+impl IngestTime {
+    pub const UNKNOWN: IngestTime = IngestTime(0);
+
+    pub fn now() -> Self {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(Self::UNKNOWN, |d| IngestTime(d.as_micros() as u64))
+    }
+
+    pub fn from_micros(micros: u64) -> Self {
+        IngestTime(micros)
+    }
+
+    pub fn as_micros(self) -> u64 {
+        self.0
+    }
+
+    pub fn is_known(self) -> bool {
+        self.0 != 0
+    }
+
+    /// `now − self`; `None` when unknown, or later than `now` (another machine's clock).
+    pub fn age_at(self, now: IngestTime) -> Option<std::time::Duration> {
+        (self.is_known() && now.0 >= self.0).then(|| std::time::Duration::from_micros(now.0 - self.0))
     }
 }
 

@@ -32,7 +32,7 @@ pub mod window;
 
 pub use ack::{AckReceiver, AckStatus, AckToken};
 pub use channel::{BufferConfig, WhenFull};
-pub use event::{DeadLetter, Envelope, Event, Kinds, Origin, DEAD_LETTER_KIND};
+pub use event::{DeadLetter, Envelope, Event, IngestTime, Kinds, Origin, DEAD_LETTER_KIND};
 pub use health::{Readiness, ReadyReporter};
 pub use pipeline_file::{Diagnostic, Diagnostics, PipelineSpec};
 pub use registry::{
@@ -41,8 +41,9 @@ pub use registry::{
 };
 pub use reload::ReloadReport;
 pub use stage::{
-    BatchConfig, Emit, Failure, FunctionTransform, Input, ItemError, Outputs, RetryConfig, Shape, Shutdown, Sink,
-    SinkError, Source, SourceContext, Stage, StageError, Startup, TaskTransform, DEFAULT_OUTPUT, ERROR_OUTPUT,
+    BatchConfig, Emit, Failure, FunctionTransform, Input, ItemError, Outputs, PendingWrite, RetryConfig, Shape,
+    Shutdown, Sink, SinkError, Source, SourceContext, Stage, StageError, StartedWrite, Startup, TaskTransform,
+    DEFAULT_OUTPUT, ERROR_OUTPUT,
 };
 pub use topology::{start, start_with, RunningPipeline, ShutdownHandle};
 

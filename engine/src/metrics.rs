@@ -17,6 +17,13 @@ pub const DISCARDED_EVENTS: &str = "fxflow_stage_discarded_events_total";
 pub const PROCESSING_SECONDS: &str = "fxflow_stage_processing_seconds";
 pub const CHANNEL_UTILIZATION: &str = "fxflow_channel_utilization";
 pub const RELOADS: &str = "fxflow_reloads_total";
+/// How long ago the events a stage receives entered the first worker
+/// (`now − ingest time`, one observation per received batch: its oldest event).
+pub const EVENT_AGE_SECONDS: &str = "fxflow_stage_event_age_seconds";
+/// [`EVENT_AGE_SECONDS`]' buckets: 100 µs to 10 s, for tick-to-alert latencies.
+const EVENT_AGE_BUCKETS: [f64; 16] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// Count one reload attempt of a pipeline: `applied`, `unchanged`, `rejected`
 /// (the new file is invalid) or `failed` (it could not be built).
@@ -33,6 +40,8 @@ pub fn install_recorder() -> PrometheusHandle {
                 0.000_001, 0.000_005, 0.000_025, 0.000_1, 0.000_5, 0.002_5, 0.01, 0.05, 0.25, 1.0, 5.0,
             ];
             let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(EVENT_AGE_SECONDS.into()), &EVENT_AGE_BUCKETS)
+                .expect("static bucket list is not empty")
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
                 .expect("static bucket list is not empty")
                 .build_recorder();
@@ -140,6 +149,10 @@ impl StageLabels {
         )
     }
 
+    pub fn event_age(&self) -> EventAge {
+        EventAge(histogram!(EVENT_AGE_SECONDS, "pipeline" => self.pipeline.clone(), "stage" => self.stage.clone()))
+    }
+
     pub fn channel_utilization(&self) -> Gauge {
         gauge!(CHANNEL_UTILIZATION, "pipeline" => self.pipeline.clone(), "stage" => self.stage.clone())
     }
@@ -152,5 +165,21 @@ pub struct ProcessingTimer(Histogram);
 impl ProcessingTimer {
     pub fn record(&self, elapsed: Duration) {
         self.0.record(elapsed.as_secs_f64());
+    }
+}
+
+/// The event-age histogram of a stage's input ([`EVENT_AGE_SECONDS`]).
+#[derive(Clone)]
+pub struct EventAge(Histogram);
+
+impl EventAge {
+    /// Observe a received batch: the age of its first event whose ingest time is known.
+    pub fn observe<E>(&self, batch: &[crate::event::Envelope<E>]) {
+        let Some(oldest) = batch.iter().map(|e| e.ingested).find(|t| t.is_known()) else {
+            return;
+        };
+        if let Some(age) = oldest.age_at(crate::event::IngestTime::now()) {
+            self.0.record(age.as_secs_f64());
+        }
     }
 }

@@ -12,6 +12,7 @@
 //! `errors` output (`name.errors`) carrying dead letters.
 
 use std::any::Any;
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,8 +23,8 @@ use tokio::sync::watch;
 
 use crate::ack::{AckStatus, AckToken};
 use crate::channel::{Closed, Receiver, Sender};
-use crate::event::{DeadLetter, Envelope, Event};
-use crate::metrics::{KindCounters, ProcessingTimer, StageLabels};
+use crate::event::{DeadLetter, Envelope, Event, IngestTime};
+use crate::metrics::{EventAge, KindCounters, ProcessingTimer, StageLabels};
 
 /// The name of a stage's main output.
 pub const DEFAULT_OUTPUT: &str = "default";
@@ -100,11 +101,35 @@ pub trait Sink<E: Event>: Send {
     /// store allows); the engine then acknowledges them.
     async fn write(&mut self, batch: &[Envelope<E>]) -> Result<(), SinkError>;
 
+    /// Start a write without waiting for its outcome, for sinks whose client
+    /// keeps several requests in flight (a Kafka producer): the engine hands
+    /// the sink its next batch while earlier ones are still on the wire, and
+    /// finishes (acknowledges, retries, dead-letters) the writes in order. A
+    /// sink that waits for every write returns [`StartedWrite::Done`] (the
+    /// default, through [`Sink::write`]).
+    async fn start_write(&mut self, batch: &[Envelope<E>]) -> StartedWrite {
+        StartedWrite::Done(self.write(batch).await)
+    }
+
     /// Called once after the input has closed, before the stage ends.
     async fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
 }
+
+/// A write the sink has started (see [`Sink::start_write`]).
+pub enum StartedWrite {
+    /// Already finished.
+    Done(Result<(), SinkError>),
+    /// Finishes when the future does; it must not need the sink any more.
+    Pending(PendingWrite),
+}
+
+/// The rest of a started write.
+pub type PendingWrite = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), SinkError>> + Send>>;
+
+/// How many writes a pipelining sink may have started and not finished.
+const MAX_WRITES_IN_FLIGHT: usize = 8;
 
 /// Why a write failed. With `items` empty the whole batch failed; otherwise
 /// exactly the listed items failed and the rest were stored.
@@ -282,7 +307,7 @@ pub(crate) struct Baton<E> {
 /// Where a replaced stage leaves its [`Baton`], and a bell for whoever waits for it.
 pub(crate) struct Relay<E> {
     baton: Mutex<Option<Baton<E>>>,
-    pub filled: tokio::sync::Notify,
+    filled: tokio::sync::Notify,
 }
 
 impl<E> Default for Relay<E> {
@@ -300,21 +325,36 @@ impl<E> Relay<E> {
         self.filled.notify_one();
     }
 
-    pub fn take(&self) -> Option<Baton<E>> {
+    fn take(&self) -> Option<Baton<E>> {
         self.baton.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
-}
 
-pub(crate) type BatonSlot<E> = Arc<Relay<E>>;
+    /// The baton, waiting for it up to `patience` once `ended` says the stage
+    /// finished (its input may live in a task of its own a little longer).
+    pub async fn receive(&self, mut ended: watch::Receiver<bool>, patience: std::time::Duration) -> Option<Baton<E>> {
+        let _ = ended.wait_for(|ended| *ended).await;
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            if let Some(baton) = self.take() {
+                return Some(baton);
+            }
+            // `Notify` keeps a permit for a fill that happens before this wait.
+            if tokio::time::timeout_at(deadline, self.filled.notified()).await.is_err() {
+                return self.take();
+            }
+        }
+    }
+}
 
 /// A stage's receiving end: batches from all its inputs, counted as received.
 pub struct Input<E> {
     /// `None` only while dropping.
     rx: Option<Receiver<E>>,
     received: KindCounters,
+    age: EventAge,
     /// Set by a reload that replaces this stage.
     stop: Option<watch::Receiver<bool>>,
-    baton: Option<BatonSlot<E>>,
+    baton: Option<Arc<Relay<E>>>,
     inherited: Option<Box<dyn Any + Send>>,
     bequest: Option<Box<dyn Any + Send>>,
 }
@@ -324,6 +364,7 @@ impl<E: Event> Input<E> {
         Self {
             rx: Some(rx),
             received: labels.received(),
+            age: labels.event_age(),
             stop: None,
             baton: None,
             inherited: None,
@@ -337,7 +378,7 @@ impl<E: Event> Input<E> {
     pub(crate) fn relayed(
         mut self,
         stop: watch::Receiver<bool>,
-        baton: BatonSlot<E>,
+        baton: Arc<Relay<E>>,
         inherited: Option<Box<dyn Any + Send>>,
     ) -> Self {
         self.stop = Some(stop);
@@ -365,6 +406,7 @@ impl<E: Event> Input<E> {
             }
         };
         self.received.add_batch(batch.iter().map(|e| e.event.kind()));
+        self.age.observe(&batch);
         Some(batch)
     }
 
@@ -375,6 +417,7 @@ impl<E: Event> Input<E> {
         }
         let batch = self.rx.as_mut()?.try_recv()?;
         self.received.add_batch(batch.iter().map(|e| e.event.kind()));
+        self.age.observe(&batch);
         Some(batch)
     }
 
@@ -447,6 +490,8 @@ pub struct Output<E> {
     /// Counts events emitted where nobody listens (an output no stage lists as input).
     unconnected: Option<StageLabels>,
     rewire: Option<Arc<Rewire<E>>>,
+    /// A source's output: stamps the ingest time of events that have none.
+    stamps_ingest: bool,
 }
 
 impl<E: Event> Output<E> {
@@ -456,7 +501,14 @@ impl<E: Event> Output<E> {
             sent,
             unconnected: Some(labels.clone()),
             rewire: None,
+            stamps_ingest: false,
         }
+    }
+
+    /// A source's output: events enter the pipeline here (see [`IngestTime`]).
+    pub(crate) fn stamping_ingest(mut self) -> Self {
+        self.stamps_ingest = true;
+        self
     }
 
     /// An output whose consumers a reload can change.
@@ -478,9 +530,15 @@ impl<E: Event> Output<E> {
     }
 
     /// Send a batch to every consumer (fan-out clones it for all but the last).
-    pub async fn send(&mut self, batch: Vec<Envelope<E>>) -> Result<(), Closed> {
+    pub async fn send(&mut self, mut batch: Vec<Envelope<E>>) -> Result<(), Closed> {
         if batch.is_empty() {
             return Ok(());
+        }
+        if self.stamps_ingest {
+            let now = IngestTime::now();
+            for envelope in batch.iter_mut().filter(|e| !e.ingested.is_known()) {
+                envelope.ingested = now;
+            }
         }
         self.refresh();
         if self.targets.is_empty() {
@@ -572,6 +630,7 @@ impl<E> Failure<E> {
 /// Where a [`FunctionTransform`] puts its results for the current input.
 pub struct Emit<E> {
     ack: AckToken,
+    ingested: IngestTime,
     events: Vec<Envelope<E>>,
     failures: Vec<Failure<E>>,
 }
@@ -580,6 +639,7 @@ impl<E> Default for Emit<E> {
     fn default() -> Self {
         Self {
             ack: AckToken::none(),
+            ingested: IngestTime::UNKNOWN,
             events: Vec::new(),
             failures: Vec::new(),
         }
@@ -589,7 +649,8 @@ impl<E> Default for Emit<E> {
 impl<E> Emit<E> {
     /// Emit an event derived from the current input.
     pub fn push(&mut self, event: E) {
-        self.events.push(Envelope::new(event, self.ack.clone()));
+        self.events
+            .push(Envelope::new(event, self.ack.clone()).with_ingested(self.ingested));
     }
 
     /// Send an event to the error output with a short reason and a message.
@@ -630,6 +691,7 @@ pub(crate) async fn run_function<E: Event>(
         emit.events.reserve(batch.len());
         for envelope in batch {
             emit.ack = envelope.ack;
+            emit.ingested = envelope.ingested;
             stage.transform(envelope.event, &mut emit);
         }
         emit.ack = AckToken::none();
@@ -715,7 +777,10 @@ impl Default for BatchConfig {
 }
 
 /// Runs a sink: gather a batch (see [`BatchConfig`]), write, retry with backoff,
-/// then acknowledge (drop) what was stored and dead-letter what was not.
+/// then acknowledge (drop) what was stored and dead-letter what was not. A sink
+/// that pipelines ([`Sink::start_write`]) gets its next batch while up to
+/// [`MAX_WRITES_IN_FLIGHT`] writes are on the wire, so a write never waits for
+/// the round trip of the one before it; their outcomes are taken in order.
 pub(crate) async fn run_sink<E: Event>(
     mut sink: Box<dyn Sink<E>>,
     mut input: Input<E>,
@@ -725,7 +790,28 @@ pub(crate) async fn run_sink<E: Event>(
     timer: ProcessingTimer,
 ) -> Result<(), StageError> {
     let max = batching.max_events.max(1);
-    while let Some(mut batch) = input.next().await {
+    let mut in_flight: VecDeque<(Vec<Envelope<E>>, Instant, PendingWrite)> = VecDeque::new();
+    loop {
+        let step = tokio::select! {
+            biased;
+            finished = async {
+                match in_flight.front_mut() {
+                    Some((_, _, pending)) => pending.await,
+                    None => std::future::pending().await,
+                }
+            } => SinkStep::Finished(finished),
+            next = input.next(), if in_flight.len() < MAX_WRITES_IN_FLIGHT => SinkStep::Next(next),
+        };
+        let mut batch = match step {
+            SinkStep::Finished(result) => {
+                let (batch, started, _) = in_flight.pop_front().expect("a write was in flight");
+                settle_write(sink.as_mut(), batch, result, &mut outputs, &retry).await?;
+                timer.record(started.elapsed());
+                continue;
+            }
+            SinkStep::Next(None) => break,
+            SinkStep::Next(Some(batch)) => batch,
+        };
         let deadline = tokio::time::Instant::now() + batching.max_wait;
         loop {
             while batch.len() < max {
@@ -750,10 +836,20 @@ pub(crate) async fn run_sink<E: Event>(
                 Vec::new()
             };
             let started = Instant::now();
-            write_with_retry(sink.as_mut(), batch, &mut outputs, &retry).await?;
-            timer.record(started.elapsed());
+            match sink.start_write(&batch).await {
+                StartedWrite::Pending(pending) => in_flight.push_back((batch, started, pending)),
+                StartedWrite::Done(result) => {
+                    settle_write(sink.as_mut(), batch, result, &mut outputs, &retry).await?;
+                    timer.record(started.elapsed());
+                }
+            }
             batch = rest;
         }
+    }
+    while let Some((batch, started, pending)) = in_flight.pop_front() {
+        let result = pending.await;
+        settle_write(sink.as_mut(), batch, result, &mut outputs, &retry).await?;
+        timer.record(started.elapsed());
     }
     if let Err(error) = sink.flush().await {
         outputs.labels.error("flush_failed", 1);
@@ -762,16 +858,24 @@ pub(crate) async fn run_sink<E: Event>(
     Ok(())
 }
 
-async fn write_with_retry<E: Event>(
+enum SinkStep<E> {
+    Finished(Result<(), SinkError>),
+    Next(Option<Vec<Envelope<E>>>),
+}
+
+/// Finish a write that returned `result`: acknowledge what was stored, retry
+/// what may succeed later (with backoff), dead-letter the rest.
+async fn settle_write<E: Event>(
     sink: &mut dyn Sink<E>,
     mut pending: Vec<Envelope<E>>,
+    mut result: Result<(), SinkError>,
     outputs: &mut Outputs<E>,
     retry: &RetryConfig,
 ) -> Result<(), Closed> {
     let mut attempt = 0;
     let mut backoff = retry.initial_backoff;
     loop {
-        let error = match sink.write(&pending).await {
+        let error = match result {
             Ok(()) => return Ok(()), // dropping `pending` acknowledges it
             Err(error) => error,
         };
@@ -812,5 +916,6 @@ async fn write_with_retry<E: Event>(
         tracing::warn!(stage = %outputs.labels.stage, attempt, error = %error.message, "Write failed, retrying.");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(retry.max_backoff);
+        result = sink.write(&pending).await;
     }
 }

@@ -33,7 +33,7 @@ use crate::pipeline_file::{PipelineSpec, StageSpec, TelemetryConfig};
 use crate::registry::{BuildContext, Resources, StageSummary};
 use crate::reload::{Change, Plan, ReloadReport};
 use crate::stage::{
-    self, Baton, BatonSlot, Input, Output, Outputs, Rewire, Shape, Shutdown, SourceContext, Stage, StageError, Startup,
+    self, Input, Output, Outputs, Relay, Rewire, Shape, Shutdown, SourceContext, Stage, StageError, Startup,
     DEFAULT_OUTPUT, ERROR_OUTPUT,
 };
 
@@ -70,50 +70,10 @@ struct LiveStage<E> {
     /// A handle on the stage's input channel that does not keep it open.
     channel: Option<WeakSender<E>>,
     stop: watch::Sender<bool>,
-    baton: Relay<E>,
+    baton: Arc<Relay<E>>,
     ended: watch::Receiver<bool>,
     /// The outputs' rewiring slots; weak, so pending targets die with the stage.
     rewire: [Weak<Rewire<E>>; 2],
-}
-
-/// Where a stopped stage leaves its input.
-struct Relay<E> {
-    slot: BatonSlot<E>,
-}
-
-impl<E> Clone for Relay<E> {
-    fn clone(&self) -> Self {
-        Self {
-            slot: self.slot.clone(),
-        }
-    }
-}
-
-impl<E> Relay<E> {
-    fn new() -> Self {
-        Self {
-            slot: Arc::new(stage::Relay::default()),
-        }
-    }
-
-    /// The baton, waiting for it up to `patience` once `ended` says the stage
-    /// finished (its input may live in a task of its own a little longer).
-    async fn receive(&self, mut ended: watch::Receiver<bool>, patience: Duration) -> Option<Baton<E>> {
-        let _ = ended.wait_for(|ended| *ended).await;
-        let deadline = tokio::time::Instant::now() + patience;
-        loop {
-            if let Some(baton) = self.slot.take() {
-                return Some(baton);
-            }
-            // `Notify` keeps a permit for a fill that happens before this wait.
-            if tokio::time::timeout_at(deadline, self.slot.filled.notified())
-                .await
-                .is_err()
-            {
-                return self.slot.take();
-            }
-        }
-    }
 }
 
 impl<E: Event> RunningPipeline<E> {
@@ -378,7 +338,13 @@ impl<E: Event> RunningPipeline<E> {
                 if targets.is_empty() && i == 0 && stage.shape() == Shape::Transform {
                     tracing::warn!(pipeline = %spec.name, stage = %stage.name, "No stage reads this stage's output; its events are discarded and counted.");
                 }
-                Output::new(targets, labels.sent(OUTPUTS[i]), &labels).rewirable(rewire[i].clone())
+                let output = Output::new(targets, labels.sent(OUTPUTS[i]), &labels).rewirable(rewire[i].clone());
+                // Events enter the pipeline at a source's default output.
+                if i == 0 && stage.shape() == Shape::Source {
+                    output.stamping_ingest()
+                } else {
+                    output
+                }
             };
             let outputs = Outputs {
                 default: output(0),
@@ -387,7 +353,7 @@ impl<E: Event> RunningPipeline<E> {
             };
             let (stop_tx, stop) = watch::channel(false);
             let (ended_tx, ended) = watch::channel(false);
-            let relay = Relay::new();
+            let relay = Arc::new(Relay::default());
             // A stage that had ended on its own starts afresh (`Change::Add`); it has nothing to hand over.
             let old = previous.remove(&stage.name);
             let predecessor = match plan.change(&stage.name) {
@@ -497,12 +463,12 @@ struct Start<'a, E: Event> {
     labels: StageLabels,
     shutdown: Shutdown,
     stop: watch::Receiver<bool>,
-    relay: Relay<E>,
+    relay: Arc<Relay<E>>,
     /// A new input channel (a new stage, or a changed one whose buffer changed).
     fresh: Option<Receiver<E>>,
     /// The running version this one replaces: where it leaves its input, when
     /// it ended, and how long to wait for its input after that.
-    predecessor: Option<(Relay<E>, watch::Receiver<bool>, Duration)>,
+    predecessor: Option<(Arc<Relay<E>>, watch::Receiver<bool>, Duration)>,
     startup: Startup,
     bootstrap_pending: watch::Receiver<usize>,
 }
@@ -565,7 +531,7 @@ impl<E: Event> Start<'_, E> {
                 }
                 (None, None) => None,
             };
-            let input = rx.map(|rx| Input::new(rx, &labels).relayed(stop, relay.slot.clone(), inherited));
+            let input = rx.map(|rx| Input::new(rx, &labels).relayed(stop, relay, inherited));
             let timer = labels.processing();
             match runtime {
                 Stage::Source(source) => {

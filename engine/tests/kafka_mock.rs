@@ -181,7 +181,8 @@ fn read_all(brokers: &str, topic: &str, expected: usize) -> Vec<Read> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_sink_keys_messages_and_adds_a_content_type_header_only_when_asked() {
+async fn the_sink_keys_messages_carries_the_ingest_time_and_adds_a_content_type_header_only_when_asked() {
+    let before = fxflow_engine::IngestTime::now().as_micros();
     let cluster = mock_cluster();
     let brokers = cluster.bootstrap_servers();
     cluster.create_topic("plain", 1, 1).unwrap();
@@ -198,14 +199,24 @@ async fn the_sink_keys_messages_and_adds_a_content_type_header_only_when_asked()
     let labelled = read_all(&brokers, "labelled", 3);
     assert_eq!(plain.len(), 3, "{plain:?}");
     assert_eq!(labelled.len(), 3, "{labelled:?}");
+    let after = fxflow_engine::IngestTime::now().as_micros();
     for ((key, payload, headers), (_, labelled_payload, labelled_headers)) in plain.iter().zip(&labelled) {
         assert_eq!(key.as_deref(), Some("k0"), "keyed by the event's key");
         assert!(payload.starts_with(r#"{"v":1,"kind":"Reading""#), "{payload}");
-        assert!(headers.is_empty(), "no header by default: {headers:?}");
+        // The one header by default: when the event entered the pipeline (the Emit source's send).
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert_eq!(headers[0].0, fxflow_engine::kafka::INGEST_TIME_HEADER);
+        let ingested: u64 = headers[0].1.parse().unwrap();
+        assert!(
+            (before..=after).contains(&ingested),
+            "{before} <= {ingested} <= {after}"
+        );
         assert_eq!(payload, labelled_payload);
+        assert_eq!(labelled_headers.len(), 2, "{labelled_headers:?}");
+        assert_eq!(labelled_headers[0].0, fxflow_engine::kafka::INGEST_TIME_HEADER);
         assert_eq!(
-            labelled_headers,
-            &vec![("content-type".to_owned(), Codec::Json.content_type().to_owned())]
+            labelled_headers[1],
+            ("content-type".to_owned(), Codec::Json.content_type().to_owned())
         );
     }
 }

@@ -300,6 +300,91 @@ async fn a_sink_waits_up_to_max_wait_to_fill_a_batch_of_max_events() {
 }
 
 #[tokio::test]
+async fn a_pipelining_sink_gets_its_next_batch_while_earlier_writes_are_in_flight() {
+    // Each write takes 200 ms to finish; the source offers a batch every 20 ms.
+    run_to_end(
+        r#"Pipeline(name: "pipelined", stages: {
+            "src": Counter(probe: "pipelined-src", count: 6, pause_ms: 20),
+            "out": Collect(inputs: ["src"], probe: "pipelined-out", pipelined: true, delay_ms: 200),
+        })"#,
+    )
+    .await;
+    let out = probe("pipelined-out");
+    assert!(
+        out.most_in_flight.load(Ordering::SeqCst) > 1,
+        "the next write started before the last one finished"
+    );
+    assert_eq!(out.in_flight.load(Ordering::SeqCst), 0, "every write finished");
+    let stored: Vec<i64> = out
+        .stored()
+        .iter()
+        .map(|e| match e {
+            TestEvent::Number(n) => *n,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(stored, (1..=6).collect::<Vec<_>>(), "finished in order");
+    let acks = probe("pipelined-src").acks();
+    assert_eq!(acks, (1..=6).map(|n| (n, AckStatus::Delivered)).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_failed_pipelined_write_is_dead_lettered_not_acknowledged() {
+    run_to_end(
+        r#"Pipeline(name: "pipelined-fail", stages: {
+            "src": Counter(probe: "pipelined-fail-src", count: 3),
+            "out": Collect(inputs: ["src"], probe: "pipelined-fail-out", pipelined: true, fail: true),
+            "dlq": Collect(inputs: ["out.errors"], probe: "pipelined-fail-dlq"),
+        })"#,
+    )
+    .await;
+    assert!(probe("pipelined-fail-out").stored().is_empty());
+    assert_eq!(probe("pipelined-fail-dlq").stored().len(), 3);
+    let acks = probe("pipelined-fail-src").acks();
+    assert_eq!(
+        acks,
+        (1..=3).map(|n| (n, AckStatus::Delivered)).collect::<Vec<_>>(),
+        "stored as dead letters"
+    );
+}
+
+#[tokio::test]
+async fn events_carry_their_ingest_time_from_the_source_and_every_stage_reports_their_age() {
+    let handle = install_recorder();
+    let before = fxflow_engine::IngestTime::now().as_micros();
+    run_to_end(
+        r#"Pipeline(name: "ingest-time", stages: {
+            "src": Counter(probe: "ingest-src", count: 4, pause_ms: 10),
+            "repeat": Repeat(inputs: ["src"], times: 3),
+            "out": Collect(inputs: ["repeat"], probe: "ingest-out"),
+        })"#,
+    )
+    .await;
+    let after = fxflow_engine::IngestTime::now().as_micros();
+    let ingested = probe("ingest-out").ingested.lock().unwrap().clone();
+    assert_eq!(ingested.len(), 12);
+    assert!(ingested.iter().all(|t| (before..=after).contains(t)), "{ingested:?}");
+    // The three events derived from one input share its ingest time; inputs sent apart differ.
+    for repeats in ingested.chunks(3) {
+        assert!(repeats.iter().all(|t| *t == repeats[0]), "{ingested:?}");
+    }
+    assert!(ingested[0] < ingested[11], "{ingested:?}");
+    let rendered = handle.render();
+    for stage in ["repeat", "out"] {
+        let count = counter_value(
+            &rendered,
+            "fxflow_stage_event_age_seconds_count",
+            &[("pipeline", "ingest-time"), ("stage", stage)],
+        );
+        assert!(count >= 1.0, "{stage}: {count}\n{rendered}");
+    }
+    assert!(
+        rendered.contains(r#"fxflow_stage_event_age_seconds_bucket{pipeline="ingest-time",stage="out",le="0.0001"}"#),
+        "buckets from 100 µs"
+    );
+}
+
+#[tokio::test]
 async fn without_max_wait_a_sink_writes_what_is_there_and_never_more_than_max_events() {
     run_to_end(
         r#"Pipeline(name: "eager", stages: {

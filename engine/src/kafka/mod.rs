@@ -27,3 +27,8 @@ pub use resource::{KafkaResource, KafkaResourceConfig, TopicSpec, KIND as RESOUR
 pub use sink::{Compression, KafkaSinkConfig};
 pub use source::{Assignment, KafkaSourceConfig, OffsetReset, CONSUMER_LAG};
 pub use state::{StateTopic, StateTopicConfig};
+
+/// The header that carries a message's ingest time across workers
+/// ([`crate::event::IngestTime`], decimal microseconds since the Unix epoch).
+/// A message without it counts as ingested at its Kafka timestamp.
+pub const INGEST_TIME_HEADER: &str = "fxflow-ingested-us";

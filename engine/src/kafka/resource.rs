@@ -70,6 +70,9 @@ impl KafkaResource {
     pub fn client_config<'a>(&self, overrides: impl IntoIterator<Item = (&'a str, &'a str)>) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
+        // Small requests (one message, one fetch) must not wait for the peer's
+        // delayed ACK: Nagle's algorithm adds up to 40 ms to a hop.
+        config.set("socket.nagle.disable", "true");
         for (k, v) in &self.options {
             config.set(k, v);
         }

@@ -3,9 +3,16 @@
 //!
 //! The producer is idempotent with `acks=all`, so librdkafka's own retries
 //! neither lose nor duplicate nor reorder messages within a partition. A write
-//! enqueues the whole batch (librdkafka batches by `linger`), then waits for
-//! every delivery report; an event whose delivery failed after librdkafka's
-//! retries (`message.timeout.ms`) goes to the error output.
+//! enqueues the whole batch and returns at once ([`Sink::start_write`]): the
+//! engine hands the sink its next batch while this one is on the wire, and
+//! acknowledges the events when their delivery reports arrive, in order. An
+//! event whose delivery failed after librdkafka's retries (`message.timeout.ms`)
+//! goes to the error output. With `linger` 0 (the default) an idle producer
+//! sends at once, and under load the batches that queued in front of the sink
+//! during a round trip go out together: batching that adapts to the load
+//! instead of a fixed wait. Each message carries its events' ingest time in a
+//! header ([`super::INGEST_TIME_HEADER`]), so the next worker's latency
+//! histograms count from when the data entered the first worker.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,9 +27,10 @@ use serde::Deserialize;
 use super::codec::{Codec, WireEvent};
 use super::framing::{encode_batch, partition_of, Framing};
 use super::resource::{KafkaResource, KIND as RESOURCE_KIND};
-use crate::event::{Envelope, Kinds};
+use super::INGEST_TIME_HEADER;
+use crate::event::{Envelope, IngestTime, Kinds};
 use crate::registry::{BuildContext, ConfigProblem, ResourceUse, StageConfig};
-use crate::stage::{ItemError, Shape, Sink, SinkError, Stage, StageError};
+use crate::stage::{ItemError, Shape, Sink, SinkError, Stage, StageError, StartedWrite};
 
 /// Writes events to a Kafka topic (key from the event, so one key stays in order).
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -38,7 +46,11 @@ pub struct KafkaSinkConfig {
     /// Batch compression (`None`, `Gzip`, `Snappy`, `Lz4`).
     #[serde(default)]
     pub compression: Compression,
-    /// How long librdkafka waits to fill a batch before sending it.
+    /// How long librdkafka waits to fill a batch before sending it. The
+    /// default, 0, sends at once when the producer is idle and still batches
+    /// under load: a write hands librdkafka everything that queued up in front
+    /// of the sink meanwhile, and librdkafka packs what waits behind its
+    /// in-flight requests into one. A linger only adds latency on top.
     #[serde(default = "default_linger", with = "crate::duration")]
     #[schemars(schema_with = "crate::duration::schema")]
     pub linger: Duration,
@@ -81,7 +93,7 @@ fn default_true() -> bool {
     true
 }
 fn default_linger() -> Duration {
-    Duration::from_millis(5)
+    Duration::ZERO
 }
 fn default_delivery_timeout() -> Duration {
     Duration::from_secs(120)
@@ -168,11 +180,26 @@ struct KafkaSink {
 }
 
 impl KafkaSink {
-    fn headers(&self) -> OwnedHeaders {
-        OwnedHeaders::new().insert(Header {
-            key: "content-type",
-            value: Some(self.codec.content_type()),
-        })
+    /// The message's headers: its events' ingest time (the oldest, for a batch)
+    /// so the next worker carries it on, and the content type if asked for.
+    fn headers(&self, ingested: IngestTime, digits: &mut String) -> Option<OwnedHeaders> {
+        let mut headers = None::<OwnedHeaders>;
+        if ingested.is_known() {
+            use std::fmt::Write as _;
+            digits.clear();
+            let _ = write!(digits, "{}", ingested.as_micros());
+            headers = Some(OwnedHeaders::new_with_capacity(2).insert(Header {
+                key: INGEST_TIME_HEADER,
+                value: Some(digits.as_str()),
+            }));
+        }
+        if self.content_type_header {
+            headers = Some(headers.unwrap_or_default().insert(Header {
+                key: "content-type",
+                value: Some(self.codec.content_type()),
+            }));
+        }
+        headers
     }
 }
 
@@ -247,11 +274,25 @@ struct Messages {
 #[async_trait]
 impl<E: WireEvent> Sink<E> for KafkaSink {
     async fn write(&mut self, batch: &[Envelope<E>]) -> Result<(), SinkError> {
-        let Messages { order, messages } = self.messages(batch).await?;
+        match self.start_write(batch).await {
+            StartedWrite::Done(result) => result,
+            StartedWrite::Pending(pending) => pending.await,
+        }
+    }
+
+    /// Enqueue the batch with librdkafka and return at once; the delivery
+    /// reports are awaited by the returned future, so the next batch is
+    /// enqueued while this one is on the wire (the engine keeps order).
+    async fn start_write(&mut self, batch: &[Envelope<E>]) -> StartedWrite {
+        let Messages { order, messages } = match self.messages(batch).await {
+            Ok(messages) => messages,
+            Err(e) => return StartedWrite::Done(Err(e)),
+        };
         // (the message's entry in `messages`, its delivery)
         let mut deliveries: Vec<(usize, DeliveryFuture)> = Vec::with_capacity(messages.len());
         let mut failed: Vec<ItemError> = Vec::new();
         let mut waited = 0; // deliveries[..waited] already resolved into `failed`
+        let mut digits = String::new();
         for (m, (range, partition)) in messages.iter().enumerate() {
             let indexes = &order[range.clone()];
             let encoded = match partition {
@@ -270,10 +311,16 @@ impl<E: WireEvent> Sink<E> for KafkaSink {
             }
             self.key.clear();
             let keyed = partition.is_none() && self.keyed && batch[indexes[0]].event.write_key(&mut self.key);
+            let ingested = indexes
+                .iter()
+                .map(|&i| batch[i].ingested)
+                .filter(|t| t.is_known())
+                .min()
+                .unwrap_or(IngestTime::UNKNOWN);
             loop {
                 let mut record = FutureRecord::to(&self.topic).payload(&self.payload[..]);
-                if self.content_type_header {
-                    record = record.headers(self.headers());
+                if let Some(headers) = self.headers(ingested, &mut digits) {
+                    record = record.headers(headers);
                 }
                 if keyed {
                     record = record.key(self.key.as_str());
@@ -310,23 +357,21 @@ impl<E: WireEvent> Sink<E> for KafkaSink {
                 }
             }
         }
-        for (m, future) in deliveries.drain(..).skip(waited) {
-            settle(&order[messages[m].0.clone()], future.await, &mut failed);
-        }
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            failed.sort_by_key(|f| f.index);
-            Err(SinkError::items(
-                format!(
-                    "{} of {} events not delivered to `{}`",
-                    failed.len(),
-                    batch.len(),
-                    self.topic
-                ),
-                failed,
-            ))
-        }
+        let (topic, total) = (self.topic.clone(), batch.len());
+        StartedWrite::Pending(Box::pin(async move {
+            for (m, future) in deliveries.drain(..).skip(waited) {
+                settle(&order[messages[m].0.clone()], future.await, &mut failed);
+            }
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                failed.sort_by_key(|f| f.index);
+                Err(SinkError::items(
+                    format!("{} of {total} events not delivered to `{topic}`", failed.len()),
+                    failed,
+                ))
+            }
+        }))
     }
 
     async fn flush(&mut self) -> Result<(), SinkError> {

@@ -29,7 +29,7 @@ use super::codec::{Codec, WireEvent};
 use super::offsets::{OffsetTracker, TopicPartition};
 use super::resource::{KafkaResource, KIND as RESOURCE_KIND};
 use crate::ack::AckToken;
-use crate::event::{Envelope, Kinds, Origin};
+use crate::event::{Envelope, IngestTime, Kinds, Origin};
 use crate::metrics::StageLabels;
 use crate::registry::{closest, BuildContext, ConfigProblem, ResourceUse, StageConfig};
 use crate::stage::{Failure, Shape, Source, SourceContext, Stage, StageError, Startup};
@@ -501,7 +501,29 @@ impl Shared {
             .collect()
     }
 
+    /// Commit and wait for the broker's answer: before partitions are given up
+    /// or the consumer closes, where the commit must be done before going on.
     fn commit<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, positions: Vec<(TopicPartition, i64)>) {
+        self.send_commit(consumer, positions, CommitMode::Sync);
+    }
+
+    /// Commit without waiting: the periodic commit, so the poll thread never
+    /// stalls a round trip while messages wait (the answer arrives in
+    /// [`ConsumerContext::commit_callback`], which records it).
+    fn commit_in_background<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        positions: Vec<(TopicPartition, i64)>,
+    ) {
+        self.send_commit(consumer, positions, CommitMode::Async);
+    }
+
+    fn send_commit<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        positions: Vec<(TopicPartition, i64)>,
+        mode: CommitMode,
+    ) {
         if positions.is_empty() {
             return;
         }
@@ -512,13 +534,21 @@ impl Shared {
                 return;
             }
         }
-        match consumer.commit(&list, CommitMode::Sync) {
-            Ok(()) => self.tracker().committed(&positions),
-            Err(e) => {
-                self.labels.error("commit_failed", 1);
-                tracing::warn!(stage = %self.labels.stage, error = %e, "Offset commit failed; will retry.");
+        match consumer.commit(&list, mode) {
+            Ok(()) if matches!(mode, CommitMode::Sync) => self.tracker().committed(&positions),
+            Ok(()) => {}
+            // librdkafka also hands a finished commit's result to `commit_callback`, which
+            // counts a failure; a background commit that could not even start never gets there.
+            Err(e) if matches!(mode, CommitMode::Sync) => {
+                tracing::warn!(stage = %self.labels.stage, error = %e, "Offset commit failed; will retry.")
             }
+            Err(e) => self.commit_failed(&e),
         }
+    }
+
+    fn commit_failed(&self, error: &dyn std::fmt::Display) {
+        self.labels.error("commit_failed", 1);
+        tracing::warn!(stage = %self.labels.stage, error = %error, "Offset commit failed; will retry.");
     }
 }
 
@@ -564,6 +594,24 @@ impl ClientContext for ConsumerHooks {
 }
 
 impl ConsumerContext for ConsumerHooks {
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => {
+                let positions: Vec<(TopicPartition, i64)> = offsets
+                    .elements()
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        Offset::Offset(offset) => Some((TopicPartition::new(e.topic(), e.partition()), offset)),
+                        _ => None,
+                    })
+                    .collect();
+                self.shared.tracker().committed(&positions);
+            }
+            // A background commit that failed: the next interval commits again.
+            Err(e) => self.shared.commit_failed(&e),
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
             let tps = partitions_of(list);
@@ -643,6 +691,7 @@ struct KafkaSource<E> {
 struct Polled<E> {
     tp: TopicPartition,
     offset: i64,
+    ingested: IngestTime,
     generation: u64,
     decoded: Result<Decoded<E>, Undecodable>,
 }
@@ -666,6 +715,26 @@ struct Undecodable {
     reason: &'static str,
     error: String,
     raw: Vec<u8>,
+}
+
+/// When the message's events entered the first worker: its ingest-time header
+/// (written by a `KafkaSink`), else its Kafka timestamp (an outside producer's).
+fn ingest_time(message: &BorrowedMessage<'_>) -> IngestTime {
+    use rdkafka::message::Headers;
+    let header = message.headers().and_then(|headers| {
+        headers
+            .iter()
+            .find(|h| h.key == super::INGEST_TIME_HEADER)
+            .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse::<u64>().ok())
+    });
+    match header {
+        Some(micros) => IngestTime::from_micros(micros),
+        None => message
+            .timestamp()
+            .to_millis()
+            .filter(|ms| *ms > 0)
+            .map_or(IngestTime::UNKNOWN, |ms| IngestTime::from_micros(ms as u64 * 1000)),
+    }
 }
 
 /// What crosses from the poll thread to the async side.
@@ -787,7 +856,7 @@ impl<E: WireEvent> KafkaSource<E> {
             }
             if self.settings.group && last_commit.elapsed() >= self.settings.commit_interval {
                 let positions = self.shared.tracker().to_commit();
-                self.shared.commit(&self.consumer, positions);
+                self.shared.commit_in_background(&self.consumer, positions);
                 let blocked = self.shared.tracker().blocked();
                 for (tp, offset) in blocked.iter().filter(|b| !reported_blocked.contains(*b)) {
                     tracing::error!(stage = %self.shared.labels.stage, topic = %tp.topic, partition = tp.partition, offset,
@@ -867,6 +936,7 @@ impl<E: WireEvent> KafkaSource<E> {
         Polled {
             tp,
             offset,
+            ingested: ingest_time(message),
             generation,
             decoded,
         }
@@ -904,7 +974,11 @@ impl<E: WireEvent> KafkaSource<E> {
             };
             let ack = self.shared.token(polled.tp, epoch, polled.offset);
             match polled.decoded {
-                Ok(Decoded::One(event)) => items.push(Item::Event(Envelope::new(event, ack).with_origin(origin))),
+                Ok(Decoded::One(event)) => items.push(Item::Event(
+                    Envelope::new(event, ack)
+                        .with_origin(origin)
+                        .with_ingested(polled.ingested),
+                )),
                 // Every event of a batch holds a clone of the message's token: the offset is
                 // committed once all of them are finalized.
                 Ok(Decoded::Batch(events)) => {
@@ -913,7 +987,11 @@ impl<E: WireEvent> KafkaSource<E> {
                             index: index as u32,
                             ..origin.clone()
                         };
-                        items.push(Item::Event(Envelope::new(event, ack.clone()).with_origin(origin)));
+                        items.push(Item::Event(
+                            Envelope::new(event, ack.clone())
+                                .with_origin(origin)
+                                .with_ingested(polled.ingested),
+                        ));
                     }
                 }
                 Err(bad) => items.push(Item::Failure(Failure {

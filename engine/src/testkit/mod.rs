@@ -25,7 +25,9 @@ use serde::Deserialize;
 use crate::ack::{AckStatus, AckToken};
 use crate::event::{DeadLetter, Envelope, Event, Kinds, DEAD_LETTER_KIND};
 use crate::registry::{BuildContext, ConfigProblem, ListenAddress, Registry, StageConfig};
-use crate::stage::{Emit, FunctionTransform, Shape, Sink, SinkError, Source, SourceContext, Stage, StageError};
+use crate::stage::{
+    Emit, FunctionTransform, Shape, Sink, SinkError, Source, SourceContext, Stage, StageError, StartedWrite,
+};
 use crate::window::{Aggregation, Assigned, Contribution, EventTime, Window, WindowConfig, WindowShape, WindowStage};
 
 /// What a function transform did with a list of inputs.
@@ -147,6 +149,11 @@ pub struct Probe {
     pub stored: Mutex<Vec<TestEvent>>,
     /// The size of each write a sink received.
     pub writes: Mutex<Vec<usize>>,
+    /// The ingest time (µs) of each event a sink stored.
+    pub ingested: Mutex<Vec<u64>>,
+    /// Writes a pipelining sink has started and not finished, and the most at once.
+    pub in_flight: AtomicU64,
+    pub most_in_flight: AtomicU64,
 }
 
 impl Probe {
@@ -404,12 +411,29 @@ pub struct CollectConfig {
     pub delay_ms: u64,
     #[serde(default)]
     pub fail: bool,
+    /// Start writes without waiting for them (`Sink::start_write`): the delay
+    /// runs in the returned future.
+    #[serde(default)]
+    pub pipelined: bool,
 }
 
 struct Collect {
     probe: Arc<Probe>,
     delay: Duration,
     fail: bool,
+    pipelined: bool,
+}
+
+impl Collect {
+    fn store(probe: &Probe, fail: bool, events: Vec<TestEvent>, ingested: Vec<u64>) -> Result<(), SinkError> {
+        if fail {
+            return Err(SinkError::fatal("this sink rejects everything"));
+        }
+        probe.writes.lock().unwrap().push(events.len());
+        probe.ingested.lock().unwrap().extend(ingested);
+        probe.stored.lock().unwrap().extend(events);
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -418,16 +442,25 @@ impl Sink<TestEvent> for Collect {
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
-        if self.fail {
-            return Err(SinkError::fatal("this sink rejects everything"));
+        let events = batch.iter().map(|e| e.event.clone()).collect();
+        let ingested = batch.iter().map(|e| e.ingested.as_micros()).collect();
+        Collect::store(&self.probe, self.fail, events, ingested)
+    }
+
+    async fn start_write(&mut self, batch: &[Envelope<TestEvent>]) -> StartedWrite {
+        if !self.pipelined {
+            return StartedWrite::Done(self.write(batch).await);
         }
-        self.probe.writes.lock().unwrap().push(batch.len());
-        self.probe
-            .stored
-            .lock()
-            .unwrap()
-            .extend(batch.iter().map(|e| e.event.clone()));
-        Ok(())
+        let (probe, delay, fail) = (self.probe.clone(), self.delay, self.fail);
+        let events: Vec<TestEvent> = batch.iter().map(|e| e.event.clone()).collect();
+        let ingested = batch.iter().map(|e| e.ingested.as_micros()).collect();
+        let now = probe.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        probe.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        StartedWrite::Pending(Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            probe.in_flight.fetch_sub(1, Ordering::SeqCst);
+            Collect::store(&probe, fail, events, ingested)
+        }))
     }
 }
 
@@ -444,6 +477,7 @@ impl StageConfig<TestEvent> for CollectConfig {
             probe: probe(&self.probe),
             delay: Duration::from_millis(self.delay_ms),
             fail: self.fail,
+            pipelined: self.pipelined,
         })))
     }
 }
@@ -471,6 +505,7 @@ impl StageConfig<TestEvent> for ListenConfig {
             probe: probe(&self.address),
             delay: Duration::ZERO,
             fail: false,
+            pipelined: false,
         })))
     }
 }

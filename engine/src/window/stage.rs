@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use super::set::{Added, Out, SavedKey, SavedWindow, WindowSet};
 use super::{Aggregation, Assigned, EventTime, LatePolicy, WindowConfig};
 use crate::ack::{AckStatus, AckToken};
-use crate::event::{Envelope, Event};
+use crate::event::{Envelope, Event, IngestTime};
 use crate::kafka::{decode_saved, save_timer, Checkpoints, Position, StateTopic, StateTopicConfig, Unconfirmed};
 use crate::metrics::StageLabels;
 use crate::registry::BuildContext;
@@ -146,7 +146,13 @@ impl<E: Event, A: Aggregation<E>> WindowStage<E, A> {
         let mut failures = Vec::new();
         let (mut late, mut repeats) = (0, 0);
         emitted.reserve(batch.len());
-        for Envelope { event, ack, origin } in batch {
+        for Envelope {
+            event,
+            ack,
+            origin,
+            ingested,
+        } in batch
+        {
             self.keys.clear();
             let time = match self.set.aggregation().assign(&event, &mut self.keys) {
                 Assigned::At(time) => time,
@@ -219,7 +225,7 @@ impl<E: Event, A: Aggregation<E>> WindowStage<E, A> {
                 }
             }
             self.set.advance();
-            self.drain_out(&ack, emitted);
+            self.drain_out(&ack, ingested, emitted);
         }
         if late > 0 {
             labels.discarded("late", late);
@@ -232,12 +238,12 @@ impl<E: Event, A: Aggregation<E>> WindowStage<E, A> {
 
     /// Turn what left the window set into events. `input`: the token of the
     /// input that caused it (a result releases it once delivered).
-    fn drain_out(&mut self, input: &AckToken, emitted: &mut Vec<Envelope<E>>) {
+    fn drain_out(&mut self, input: &AckToken, ingested: IngestTime, emitted: &mut Vec<Envelope<E>>) {
         let mut outs = std::mem::take(&mut self.outs);
         self.set.take_out_into(&mut outs);
         for out in outs.drain(..) {
             match out {
-                Out::Update { event, .. } => emitted.push(Envelope::new(event, input.clone())),
+                Out::Update { event, .. } => emitted.push(Envelope::new(event, input.clone()).with_ingested(ingested)),
                 Out::Closed {
                     key,
                     window,
@@ -251,7 +257,7 @@ impl<E: Event, A: Aggregation<E>> WindowStage<E, A> {
                     }
                     let Some(saving) = self.saving.as_mut() else {
                         if let Some(event) = event {
-                            emitted.push(Envelope::new(event, AckToken::joined(held)));
+                            emitted.push(Envelope::new(event, AckToken::joined(held)).with_ingested(ingested));
                         }
                         continue;
                     };
@@ -269,7 +275,7 @@ impl<E: Event, A: Aggregation<E>> WindowStage<E, A> {
                         },
                         AckToken::joined(held),
                     );
-                    emitted.push(Envelope::new(event, token));
+                    emitted.push(Envelope::new(event, token).with_ingested(ingested));
                 }
             }
         }
@@ -338,7 +344,7 @@ impl<E: Event, A: Aggregation<E>> WindowStage<E, A> {
         }
         tracing::info!(topic = %saving.checkpoints.topic(), partitions = fresh.len(), keys = restored, watermarks = seeded, replayed = replays.len(), "Window state restored.");
         self.set.advance();
-        self.drain_out(&fresh[0].1, &mut replays);
+        self.drain_out(&fresh[0].1, IngestTime::UNKNOWN, &mut replays);
         Ok(replays)
     }
 

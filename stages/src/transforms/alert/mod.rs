@@ -25,8 +25,8 @@ use checkpoint::Checkpoints;
 use rules::RuleBook;
 
 /// Checks quotes and cross rates against alert rules (`Above`, `Below`,
-/// `CrossingUp`, `CrossingDown`, `PctChange`) and emits an `AlertFired` for
-/// each firing.
+/// `CrossingUp`, `CrossingDown`, `PctChange`, `ZScore`) and emits an
+/// `AlertFired` for each firing.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlertConfig {
@@ -218,11 +218,7 @@ impl Alert {
         for envelope in batch {
             if let FxEvent::AlertRuleChange(change) = &envelope.event {
                 match self.apply(change) {
-                    Ok(firings) => fired.extend(
-                        firings
-                            .into_iter()
-                            .map(|f| Envelope::new(FxEvent::AlertFired(f), envelope.ack.clone())),
-                    ),
+                    Ok(firings) => fired.extend(firings.into_iter().map(|f| envelope.derive(FxEvent::AlertFired(f)))),
                     Err(e) => failures.push(Failure::new(envelope, "invalid_rule", e)),
                 }
                 continue;
@@ -247,7 +243,7 @@ impl Alert {
                     Some(checkpoints) => checkpoints.track(&firing, envelope.ack.clone()),
                     None => envelope.ack.clone(),
                 };
-                fired.push(Envelope::new(FxEvent::AlertFired(firing), ack));
+                fired.push(Envelope::new(FxEvent::AlertFired(firing), ack).with_ingested(envelope.ingested));
             }
             if let (Some(checkpoints), Some(origin)) = (self.checkpoints.as_mut(), envelope.origin.as_ref()) {
                 if self.book.knows(price.pair) {
