@@ -20,9 +20,11 @@ pub const RELOADS: &str = "fxflow_reloads_total";
 /// How long ago the events a stage receives entered the first worker
 /// (`now − ingest time`, one observation per received batch: its oldest event).
 pub const EVENT_AGE_SECONDS: &str = "fxflow_stage_event_age_seconds";
-/// [`EVENT_AGE_SECONDS`]' buckets: 100 µs to 10 s, for tick-to-alert latencies.
-const EVENT_AGE_BUCKETS: [f64; 16] = [
-    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+/// [`EVENT_AGE_SECONDS`]' buckets: 100 µs to 10 s, fine enough around the
+/// millisecond hops of a worker chain to tell one hop from the next.
+const EVENT_AGE_BUCKETS: [f64; 24] = [
+    0.000_1, 0.000_25, 0.000_5, 0.000_75, 0.001, 0.001_5, 0.002, 0.003, 0.004, 0.005, 0.006, 0.008, 0.01, 0.015, 0.02,
+    0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
 /// Count one reload attempt of a pipeline: `applied`, `unchanged`, `rejected`

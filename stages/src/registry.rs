@@ -21,6 +21,7 @@ pub fn registry() -> Registry<FxEvent> {
         .stage::<transforms::enrich::EnrichConfig>("Enrich")
         .stage::<transforms::cross_rate::CrossRateConfig>("CrossRate")
         .stage::<transforms::alert::AlertConfig>("Alert")
+        .stage::<transforms::latest_rates::LatestRatesConfig>("LatestRates")
         .stage::<transforms::candles::CandlesConfig>("Candles")
         .stage::<transforms::volatility::VolatilityConfig>("Volatility")
         // sinks

@@ -4,6 +4,7 @@ pub mod alert;
 pub mod candles;
 pub mod cross_rate;
 pub mod enrich;
+pub mod latest_rates;
 pub mod volatility;
 
 use chrono::{DateTime, Utc};
