@@ -9,19 +9,12 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use fxflow_engine::testkit::free_port;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
 const KEY: &str = "test-key-0123456789abcdef";
 const OTHER_KEY: &str = "other-key-0123456789abcdef";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The pipeline under test: `store` is the `resources` entry of the history store.
 fn pipeline(store: &str, port: u16, out: &std::path::Path) -> String {

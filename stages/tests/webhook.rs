@@ -12,6 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
+use fxflow_engine::testkit::free_port;
 use serde_json::{json, Value};
 
 const KEY: &str = "webhook-key-0123456789";
@@ -38,14 +39,6 @@ async fn receive(
         "gone" => StatusCode::NOT_FOUND,
         _ => StatusCode::OK,
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,5 @@
 //! Helpers for fxflow's end-to-end tests: the real `fxflow` binary, run as a user runs it.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -44,14 +43,7 @@ pub fn fxflow(args: &[&str]) -> Command {
     command
 }
 
-/// A free loopback port (bound and released; good enough for tests on one machine).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
+pub use fxflow_engine::testkit::free_port;
 
 /// GET `path` from `127.0.0.1:port` with a bare HTTP/1.1 request; returns (status, body).
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {

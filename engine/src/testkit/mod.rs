@@ -92,6 +92,15 @@ pub fn counter_value(rendered: &str, metric: &str, labels: &[(&str, &str)]) -> f
         .sum()
 }
 
+/// A free loopback port: bound and released, good enough for tests on one
+/// machine. The one helper every test crate uses (`fxflow-tests` re-exports it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
 /// A minimal event type for engine tests.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TestEvent {
