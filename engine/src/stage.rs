@@ -128,9 +128,6 @@ pub enum StartedWrite {
 /// The rest of a started write.
 pub type PendingWrite = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), SinkError>> + Send>>;
 
-/// How many writes a pipelining sink may have started and not finished.
-const MAX_WRITES_IN_FLIGHT: usize = 8;
-
 /// Why a write failed. With `items` empty the whole batch failed; otherwise
 /// exactly the listed items failed and the rest were stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -757,13 +754,23 @@ pub struct BatchConfig {
     #[serde(default, with = "crate::duration")]
     #[schemars(schema_with = "crate::duration::schema")]
     pub max_wait: std::time::Duration,
+    /// Writes a pipelining sink (`KafkaSink`) may have on the wire at once: more
+    /// hides a long round trip to a remote broker; 1 makes each write wait for
+    /// the last one's acknowledgements (and gather what queued meanwhile).
+    #[serde(default = "BatchConfig::default_max_in_flight")]
+    pub max_in_flight: usize,
 }
 
 impl BatchConfig {
     pub const DEFAULT_MAX_EVENTS: usize = 8192;
+    pub const DEFAULT_MAX_IN_FLIGHT: usize = 8;
 
     fn default_max_events() -> usize {
         Self::DEFAULT_MAX_EVENTS
+    }
+
+    fn default_max_in_flight() -> usize {
+        Self::DEFAULT_MAX_IN_FLIGHT
     }
 }
 
@@ -772,6 +779,7 @@ impl Default for BatchConfig {
         Self {
             max_events: Self::DEFAULT_MAX_EVENTS,
             max_wait: std::time::Duration::ZERO,
+            max_in_flight: Self::DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }
@@ -779,7 +787,7 @@ impl Default for BatchConfig {
 /// Runs a sink: gather a batch (see [`BatchConfig`]), write, retry with backoff,
 /// then acknowledge (drop) what was stored and dead-letter what was not. A sink
 /// that pipelines ([`Sink::start_write`]) gets its next batch while up to
-/// [`MAX_WRITES_IN_FLIGHT`] writes are on the wire, so a write never waits for
+/// `batch.max_in_flight` writes are on the wire, so a write need not wait for
 /// the round trip of the one before it; their outcomes are taken in order.
 pub(crate) async fn run_sink<E: Event>(
     mut sink: Box<dyn Sink<E>>,
@@ -800,7 +808,7 @@ pub(crate) async fn run_sink<E: Event>(
                     None => std::future::pending().await,
                 }
             } => SinkStep::Finished(finished),
-            next = input.next(), if in_flight.len() < MAX_WRITES_IN_FLIGHT => SinkStep::Next(next),
+            next = input.next(), if in_flight.len() < batching.max_in_flight.max(1) => SinkStep::Next(next),
         };
         let mut batch = match step {
             SinkStep::Finished(result) => {

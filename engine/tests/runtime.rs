@@ -326,6 +326,19 @@ async fn a_pipelining_sink_gets_its_next_batch_while_earlier_writes_are_in_fligh
     assert_eq!(stored, (1..=6).collect::<Vec<_>>(), "finished in order");
     let acks = probe("pipelined-src").acks();
     assert_eq!(acks, (1..=6).map(|n| (n, AckStatus::Delivered)).collect::<Vec<_>>());
+
+    // `batch.max_in_flight: 1`: each write waits for the one before it.
+    run_to_end(
+        r#"Pipeline(name: "one-at-a-time", stages: {
+            "src": Counter(probe: "one-at-a-time-src", count: 4, pause_ms: 20),
+            "out": Collect(inputs: ["src"], probe: "one-at-a-time-out", pipelined: true, delay_ms: 100,
+                batch: (max_in_flight: 1)),
+        })"#,
+    )
+    .await;
+    let out = probe("one-at-a-time-out");
+    assert_eq!(out.most_in_flight.load(Ordering::SeqCst), 1);
+    assert_eq!(out.stored().len(), 4);
 }
 
 #[tokio::test]

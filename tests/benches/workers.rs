@@ -182,20 +182,13 @@ fn metric(port: u16, line_start: &str) -> f64 {
         .sum()
 }
 
+/// The workers' environment: the shipped defaults unless this process sets FXFLOW_ASSIGNMENT,
+/// FXFLOW_LINGER or FXFLOW_RATES_FRAMING (inherited) to compare.
 fn env(brokers: &str, port: u16) -> Vec<(&'static str, String)> {
     vec![
         ("KAFKA_BROKERS", brokers.to_owned()),
         ("FXFLOW_TELEMETRY", format!("127.0.0.1:{port}")),
         ("RUST_LOG", "warn".to_owned()),
-        // The pipelines' default (consumer groups); `FXFLOW_ASSIGNMENT=AllPartitions` to compare.
-        (
-            "FXFLOW_ASSIGNMENT",
-            std::env::var("FXFLOW_ASSIGNMENT").unwrap_or_else(|_| "Subscribe".into()),
-        ),
-        (
-            "FXFLOW_LINGER",
-            std::env::var("FXFLOW_LINGER").unwrap_or_else(|_| "5ms".into()),
-        ),
     ]
 }
 

@@ -38,7 +38,8 @@ pub struct StageFields {
     #[schemars(extend("x-shapes" = ["sink"], "x-example" = "retry: (attempts: 5, initial_backoff: \"100ms\", max_backoff: \"10s\")"))]
     pub retry: RetryConfig,
     /// Size of one write: what is waiting, up to `max_events`; with `max_wait` above zero, waits
-    /// up to that long for a full batch first (fewer, larger writes for that much latency).
+    /// up to that long for a full batch first (fewer, larger writes for that much latency). A
+    /// sink that pipelines (`KafkaSink`) keeps up to `max_in_flight` writes on the wire.
     #[serde(default)]
     #[schemars(extend("x-shapes" = ["sink"], "x-example" = "batch: (max_events: 5000, max_wait: \"100ms\")"))]
     pub batch: BatchConfig,
@@ -104,6 +105,9 @@ impl StageFields {
         }
         if self.batch.max_events == 0 {
             problems.push(("batch", "batch max_events must be at least 1"));
+        }
+        if self.batch.max_in_flight == 0 {
+            problems.push(("batch", "batch max_in_flight must be at least 1"));
         }
         problems
     }
