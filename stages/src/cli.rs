@@ -255,9 +255,9 @@ pub fn main_with_registry(cli: Cli, registry: Registry<FxEvent>) -> ExitCode {
         },
         Command::Docs { api, openapi } => {
             if api {
-                print!("{}", crate::api::openapi::markdown());
+                print!("{}", crate::sources::api::openapi::markdown());
             } else if openapi {
-                println!("{}", crate::api::openapi::document_json());
+                println!("{}", crate::sources::api::openapi::document_json());
             } else {
                 print!("{}", fxflow_engine::docs::reference(&registry, REFERENCE_INTRO));
             }

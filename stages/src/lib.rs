@@ -2,11 +2,14 @@
 //!
 //! [`fx`] holds the domain (exact-decimal quotes, market-convention pairs,
 //! triangulation, alert rules); [`sources`], [`transforms`] and [`sinks`] hold
-//! one stage kind per file; [`registry`] lists them for pipeline files; [`cli`]
-//! is the `fxflow` command.
+//! the stage kinds, one file (or folder) each, by role; [`registry`] lists them
+//! for pipeline files; [`cli`] is the `fxflow` command. What is not a stage
+//! kind lives outside the role folders: [`store`] (the history store and the
+//! sink half shared by its backends), [`resources`], [`format`] (text formats
+//! of the printing sinks).
 
-pub mod api;
 pub mod cli;
+pub mod format;
 pub mod fx;
 pub mod registry;
 pub mod resources;

@@ -4,7 +4,7 @@
 use fxflow_engine::{kafka, Registry};
 
 use crate::fx::FxEvent;
-use crate::{api, resources, sinks, sources, transforms};
+use crate::{resources, sinks, sources, transforms};
 
 /// The standard registry. Crates with stages of their own add to it (see `examples/`).
 pub fn registry() -> Registry<FxEvent> {
@@ -16,7 +16,7 @@ pub fn registry() -> Registry<FxEvent> {
         .stage::<sources::replay::ReplayConfig>("Replay")
         .stage::<sources::synthetic::SyntheticConfig>("Synthetic")
         .stage::<kafka::KafkaSourceConfig>("KafkaSource")
-        .stage::<api::ApiConfig>("Api")
+        .stage::<sources::api::ApiConfig>("Api")
         // transforms
         .stage::<transforms::enrich::EnrichConfig>("Enrich")
         .stage::<transforms::cross_rate::CrossRateConfig>("CrossRate")

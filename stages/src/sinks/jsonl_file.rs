@@ -6,7 +6,7 @@ use fxflow_engine::{async_trait, BuildContext, Envelope, Shape, Sink, SinkError,
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
-use super::format::{render, Format};
+use crate::format::{render, Format};
 use crate::fx::FxEvent;
 
 /// Appends every event to a file, one JSON object per line. Each batch is

@@ -1,6 +1,6 @@
 //! `Postgres`: rate history, alert history and alert rules in PostgreSQL,
 //! batched and idempotent (see [`crate::store::postgres`] for the SQL and
-//! [`crate::sinks::store`] for the acknowledgement and error contract).
+//! [`crate::store::sink`] for the acknowledgement and error contract).
 
 use std::sync::Arc;
 
@@ -8,10 +8,10 @@ use fxflow_engine::{async_trait, BuildContext, Kinds, ResourceUse, Shape, Stage,
 use serde::Deserialize;
 use sqlx::PgPool;
 
-use super::store::StoreSink;
 use crate::fx::{kind, FxEvent};
 use crate::resources::postgres::{migrate, KIND as POSTGRES};
 use crate::store::postgres::PostgresStore;
+use crate::store::sink::StoreSink;
 
 /// Stores quotes and cross rates in `fx_rates` (monthly partitions), alert
 /// firings in `fx_alert_history`, rule changes in `fx_alert_rules`, candles in

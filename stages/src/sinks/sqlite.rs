@@ -1,5 +1,5 @@
 //! `Sqlite`: the same history as the `Postgres` sink, in an embedded file
-//! (see [`crate::store::sqlite`] for the SQL and [`crate::sinks::store`] for
+//! (see [`crate::store::sqlite`] for the SQL and [`crate::store::sink`] for
 //! the acknowledgement and error contract).
 
 use std::sync::Arc;
@@ -8,9 +8,9 @@ use fxflow_engine::{async_trait, BuildContext, Kinds, ResourceUse, Shape, Stage,
 use serde::Deserialize;
 use sqlx::SqlitePool;
 
-use super::store::StoreSink;
 use crate::fx::{kind, FxEvent};
 use crate::resources::sqlite::{migrate, KIND as SQLITE};
+use crate::store::sink::StoreSink;
 use crate::store::sqlite::SqliteStore;
 
 /// Stores quotes and cross rates in `fx_rates`, alert firings in

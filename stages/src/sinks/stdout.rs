@@ -4,7 +4,7 @@ use fxflow_engine::{async_trait, BuildContext, Envelope, Shape, Sink, SinkError,
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
-use super::format::{render, Format};
+use crate::format::{render, Format};
 use crate::fx::FxEvent;
 
 /// Prints every event to standard output, one line each.

@@ -1,5 +1,6 @@
-//! Sources: one stage kind per file.
+//! Sources: one stage kind per file or folder (`api/`, `http_poll/`).
 
+pub mod api;
 pub mod http_poll;
 pub mod replay;
 pub mod synthetic;

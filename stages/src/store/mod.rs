@@ -15,6 +15,7 @@
 //! - Reads return exact decimals, ordered and paged by keys the indexes serve.
 
 pub mod postgres;
+pub mod sink;
 pub mod sqlite;
 
 use std::fmt;

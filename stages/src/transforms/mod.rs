@@ -1,4 +1,4 @@
-//! Transforms: one stage kind per file.
+//! Transforms: one stage kind per file or folder (`alert/`).
 
 pub mod alert;
 pub mod candles;

@@ -3,7 +3,7 @@
 //! `/rates/{pair}/history`, `/stats`.
 //!
 //! For working on the page without rebuilding, set `FXFLOW_PAGE_DIR` to the
-//! assets folder (`stages/src/api/assets/live`): files are then read from
+//! assets folder (`stages/src/sources/api/assets/live`): files are then read from
 //! there on every request.
 
 use axum::extract::Path;
