@@ -166,6 +166,13 @@ pub fn reference<E: Event>(registry: &Registry<E>, intro: &str) -> String {
     out.push('\n');
     out.push_str("Durations are text: `\"250ms\"`, `\"30s\"`, `\"5m\"`, `\"2h\"`, `\"7d\"`. Decimal numbers are read from their text, never through a float.\n\n");
     out.push_str("## Stage kinds\n\n");
+    out.push_str("Where each kind's code is: a file (`.rs`) or a folder of that name.\n\n");
+    out.push_str("| kind | code |\n|---|---|\n");
+    for kind in registry.stage_kinds() {
+        let location = registry.stage_location(kind).unwrap_or_default();
+        let _ = writeln!(out, "| [`{kind}`](#{}) | `{location}` |", kind.to_lowercase());
+    }
+    out.push('\n');
     for kind in registry.stage_kinds() {
         if let Some(schema) = registry.stage_schema(kind) {
             kind_section(&mut out, kind, schema.as_value());

@@ -227,6 +227,8 @@ type SchemaFn = fn() -> schemars::Schema;
 struct StageEntry<E> {
     parse: ParseStage<E>,
     schema: SchemaFn,
+    /// The config type's path (`my_crate::sinks::kafka::KafkaConfig`): where the kind's code is.
+    type_path: &'static str,
 }
 
 struct ResourceEntry {
@@ -239,6 +241,8 @@ pub struct Registry<E> {
     stages: BTreeMap<&'static str, StageEntry<E>>,
     resources: BTreeMap<&'static str, ResourceEntry>,
     command: &'static str,
+    /// Crate name → its source folder, to name each kind's file in the reference.
+    source_roots: Vec<(&'static str, &'static str)>,
 }
 
 impl<E> Default for Registry<E> {
@@ -247,6 +251,7 @@ impl<E> Default for Registry<E> {
             stages: BTreeMap::new(),
             resources: BTreeMap::new(),
             command: "",
+            source_roots: Vec::new(),
         }
     }
 }
@@ -276,6 +281,28 @@ impl<E: Event> Registry<E> {
         self
     }
 
+    /// Say where a crate's sources are (`"my_stages"`, `"stages/src"`), so the
+    /// generated reference can name the file or folder of each stage kind.
+    pub fn source_root(&mut self, crate_name: &'static str, folder: &'static str) -> &mut Self {
+        self.source_roots.push((crate_name, folder));
+        self
+    }
+
+    /// Where a stage kind's code is: the module of its config type, as a path
+    /// under its crate's source folder without the ending (`stages/src/sinks/redis`
+    /// is `redis.rs` or the folder `redis/`); the module path when the crate's
+    /// folder is not known.
+    pub fn stage_location(&self, kind: &str) -> Option<String> {
+        let path = self.stages.get(kind)?.type_path;
+        let module = path.rsplit_once("::").map_or(path, |(module, _)| module);
+        let (krate, rest) = module.split_once("::").unwrap_or((module, ""));
+        Some(match self.source_roots.iter().find(|(name, _)| *name == krate) {
+            Some((_, folder)) if rest.is_empty() => format!("{folder}/lib.rs"),
+            Some((_, folder)) => format!("{folder}/{}", rest.replace("::", "/")),
+            None => module.to_owned(),
+        })
+    }
+
     /// `subcommand` as the user types it: `mytool docs`, or just `docs` when unnamed.
     pub fn command(&self, subcommand: &str) -> String {
         if self.command.is_empty() {
@@ -295,6 +322,7 @@ impl<E: Event> Registry<E> {
             StageEntry {
                 parse: parse_stage::<E, C>,
                 schema: || schemars::schema_for!(C),
+                type_path: std::any::type_name::<C>(),
             },
         );
         self

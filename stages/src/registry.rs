@@ -11,6 +11,9 @@ pub fn registry() -> Registry<FxEvent> {
     let mut registry = Registry::new();
     registry
         .command_name("fxflow")
+        // Where each kind's code is, for the reference's kind table.
+        .source_root("fxflow_stages", "stages/src")
+        .source_root("fxflow_engine", "engine/src")
         // sources
         .stage::<sources::http_poll::HttpPollConfig>("HttpPoll")
         .stage::<sources::replay::ReplayConfig>("Replay")

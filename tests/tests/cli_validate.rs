@@ -127,6 +127,46 @@ fn graph_prints_dot_and_mermaid() {
 }
 
 #[test]
+fn the_reference_names_the_file_or_folder_of_every_stage_kind() {
+    let output = fxflow(&["docs"]).output().unwrap();
+    let generated = String::from_utf8_lossy(&output.stdout);
+    let rows: Vec<(&str, &str)> = generated
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("| [`")?;
+            let (kind, rest) = rest.split_once('`')?;
+            let location = rest.split('`').nth(1)?;
+            Some((kind, location))
+        })
+        .collect();
+    for kind in [
+        "Api",
+        "KafkaSource",
+        "KafkaSink",
+        "Alert",
+        "HttpPoll",
+        "LatestRates",
+        "Postgres",
+    ] {
+        assert!(
+            rows.iter().any(|(k, _)| *k == kind),
+            "{kind} is in the kind table: {rows:?}"
+        );
+    }
+    let root = fxflow_tests::workspace();
+    for (kind, location) in rows {
+        let file = root.join(format!("{location}.rs"));
+        let folder = root.join(location);
+        assert!(
+            file.is_file() || folder.join("mod.rs").is_file(),
+            "{kind}: neither {} nor {}/mod.rs exists",
+            file.display(),
+            folder.display()
+        );
+    }
+}
+
+#[test]
 fn docs_are_the_checked_in_reference() {
     let output = fxflow(&["docs"]).output().unwrap();
     assert!(output.status.success());
