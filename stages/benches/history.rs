@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use fxflow_stages::resources::postgres::{migrate, PostgresResourceConfig};
+use fxflow_stages::backends::postgres::{migrate, PostgresResourceConfig};
 use sqlx::PgPool;
 
 const SCHEMA: &str = "fxbench_history";
@@ -158,7 +158,7 @@ async fn candles(pool: &PgPool) {
         .await
         .unwrap();
     println!("fx_candles holds {total} rows (1-minute bars of the history above)");
-    let store = fxflow_stages::store::postgres::PostgresStore::new(pool.clone());
+    let store = fxflow_stages::backends::postgres::store::PostgresStore::new(pool.clone());
     let query = |i: usize, limit: u32| {
         let (from, to) = month(i);
         CandleQuery {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use fxflow_engine::Sink;
 use fxflow_engine::{BuildContext, Envelope, ResourceConfig, Resources, Stage, StageConfig};
+use fxflow_stages::backends::redis::RedisResourceConfig;
 use fxflow_stages::fx::{CrossRate, Currency, FxEvent, Pair, SourceName};
-use fxflow_stages::resources::redis::RedisResourceConfig;
 use fxflow_stages::sinks::redis::RedisConfig;
 use rust_decimal::Decimal;
 
@@ -123,7 +123,7 @@ fn rows(n: usize, from: i64) -> Vec<Envelope<FxEvent>> {
 }
 
 fn postgres_sink(c: &mut Criterion) {
-    use fxflow_stages::resources::postgres::{migrate, PostgresResourceConfig};
+    use fxflow_stages::backends::postgres::{migrate, PostgresResourceConfig};
     use fxflow_stages::sinks::postgres;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

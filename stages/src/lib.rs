@@ -4,15 +4,16 @@
 //! triangulation, alert rules); [`sources`], [`transforms`] and [`sinks`] hold
 //! the stage kinds, one file (or folder) each, by role; [`registry`] lists them
 //! for pipeline files; [`cli`] is the `fxflow` command. What is not a stage
-//! kind lives outside the role folders: [`store`] (the history store and the
-//! sink half shared by its backends), [`resources`], [`format`] (text formats
-//! of the printing sinks).
+//! kind lives outside the role folders: [`backends`] (one module per database:
+//! its resource kind and, for the history stores, its queries), [`store`] (the
+//! history store's interface and the sink half its backends share), [`format`]
+//! (text formats of the printing sinks).
 
+pub mod backends;
 pub mod cli;
 pub mod format;
 pub mod fx;
 pub mod registry;
-pub mod resources;
 pub mod sinks;
 pub mod sources;
 pub mod store;

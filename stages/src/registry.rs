@@ -4,7 +4,7 @@
 use fxflow_engine::{kafka, Registry};
 
 use crate::fx::FxEvent;
-use crate::{resources, sinks, sources, transforms};
+use crate::{backends, sinks, sources, transforms};
 
 /// The standard registry. Crates with stages of their own add to it (see `examples/`).
 pub fn registry() -> Registry<FxEvent> {
@@ -38,10 +38,10 @@ pub fn registry() -> Registry<FxEvent> {
         .stage::<sinks::sqlite::SqliteConfig>("Sqlite")
         .stage::<sinks::webhook::WebhookConfig>("Webhook")
         // resources
-        .resource::<resources::elasticsearch::ElasticsearchResourceConfig>(resources::elasticsearch::KIND)
+        .resource::<backends::elasticsearch::ElasticsearchResourceConfig>(backends::elasticsearch::KIND)
         .resource::<kafka::KafkaResourceConfig>(kafka::RESOURCE_KIND)
-        .resource::<resources::postgres::PostgresResourceConfig>(resources::postgres::KIND)
-        .resource::<resources::redis::RedisResourceConfig>(resources::redis::KIND)
-        .resource::<resources::sqlite::SqliteResourceConfig>(resources::sqlite::KIND);
+        .resource::<backends::postgres::PostgresResourceConfig>(backends::postgres::KIND)
+        .resource::<backends::redis::RedisResourceConfig>(backends::redis::KIND)
+        .resource::<backends::sqlite::SqliteResourceConfig>(backends::sqlite::KIND);
     registry
 }

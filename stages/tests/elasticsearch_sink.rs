@@ -243,7 +243,7 @@ async fn documents_a_mapping_refuses_are_reported_each_with_the_reason(es: &Sear
     .await;
     assert_eq!(created["acknowledged"], true);
     let mut resources = fxflow_engine::Resources::default();
-    let resource = fxflow_stages::resources::elasticsearch::ElasticsearchResourceConfig {
+    let resource = fxflow_stages::backends::elasticsearch::ElasticsearchResourceConfig {
         url: es.url(),
         auth: None,
     };

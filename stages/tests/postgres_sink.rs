@@ -5,8 +5,8 @@ mod support;
 use std::sync::Arc;
 
 use fxflow_engine::{Envelope, Sink};
+use fxflow_stages::backends::postgres::migrate;
 use fxflow_stages::fx::{AlertFired, CrossRate, Currency, FxEvent, Pair, SourceName};
-use fxflow_stages::resources::postgres::migrate;
 use fxflow_stages::sinks::postgres;
 use rust_decimal::Decimal;
 use support::{fresh_schema, pool, run, CSV, POSTGRES};
@@ -163,7 +163,7 @@ async fn alert_firings_are_stored_idempotently() {
 #[tokio::test]
 async fn fxflow_migrate_is_idempotent() {
     let schema = fresh_schema("migrate").await;
-    let config = fxflow_stages::resources::postgres::PostgresResourceConfig {
+    let config = fxflow_stages::backends::postgres::PostgresResourceConfig {
         url: POSTGRES.into(),
         schema: Some(schema.clone()),
         pool: Default::default(),

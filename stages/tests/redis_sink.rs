@@ -232,7 +232,7 @@ fn rule_change(id: &str, pair_and_threshold: Option<(&str, &str)>) -> fxflow_eng
 async fn rule_changes_keep_a_cache_of_the_rules_of_each_pair() {
     use fxflow_engine::{ResourceConfig, Stage, StageConfig};
     let prefix = unique("rules");
-    let handle = fxflow_stages::resources::redis::RedisResourceConfig {
+    let handle = fxflow_stages::backends::redis::RedisResourceConfig {
         url: SHARED_REDIS.into(),
     }
     .build()

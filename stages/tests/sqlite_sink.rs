@@ -2,7 +2,7 @@
 
 mod support;
 
-use fxflow_stages::resources::sqlite::SqliteResourceConfig;
+use fxflow_stages::backends::sqlite::SqliteResourceConfig;
 use rust_decimal::Decimal;
 use support::{run, CSV};
 

@@ -7,12 +7,12 @@ mod support;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
+use fxflow_stages::backends::postgres::store::PostgresStore;
+use fxflow_stages::backends::sqlite::store::SqliteStore;
+use fxflow_stages::backends::sqlite::SqliteResourceConfig;
 use fxflow_stages::fx::{
     AlertFired, AlertRule, AlertRuleChange, CrossRate, Currency, FxEvent, Pair, Quote, SourceName,
 };
-use fxflow_stages::resources::sqlite::SqliteResourceConfig;
-use fxflow_stages::store::postgres::PostgresStore;
-use fxflow_stages::store::sqlite::SqliteStore;
 use fxflow_stages::store::{
     AlertQuery, CandleQuery, HistoryStore, PriceKind, RateQuery, RuleQuery, RuleStatus, StoredAlert, StoredCandle,
     StoredRate, StoredVolatility, VolatilityQuery,
@@ -446,7 +446,7 @@ fn check(answers: &Answers, database: &str) {
 async fn two_stores(name: &str) -> (PostgresStore, SqliteStore, tempfile::TempDir) {
     let schema = fresh_schema(name).await;
     let pg_pool = pool(&schema).await;
-    fxflow_stages::resources::postgres::migrate(&pg_pool).await.unwrap();
+    fxflow_stages::backends::postgres::migrate(&pg_pool).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let sqlite_pool = SqliteResourceConfig {
         path: dir.path().join("fx.db"),
@@ -454,7 +454,7 @@ async fn two_stores(name: &str) -> (PostgresStore, SqliteStore, tempfile::TempDi
     .connect()
     .await
     .unwrap();
-    fxflow_stages::resources::sqlite::migrate(&sqlite_pool).await.unwrap();
+    fxflow_stages::backends::sqlite::migrate(&sqlite_pool).await.unwrap();
     (PostgresStore::new(pg_pool), SqliteStore::new(sqlite_pool), dir)
 }
 

@@ -22,8 +22,8 @@ use fxflow_engine::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::backends::elasticsearch::KIND as ELASTICSEARCH;
 use crate::fx::{kind, FxEvent};
-use crate::resources::elasticsearch::KIND as ELASTICSEARCH;
 
 /// Indexes quotes and cross rates into `index`, alert firings into
 /// `alerts_index`, candles into `candles_index` and volatility readings into

@@ -1,5 +1,5 @@
 //! `Postgres`: rate history, alert history and alert rules in PostgreSQL,
-//! batched and idempotent (see [`crate::store::postgres`] for the SQL and
+//! batched and idempotent (see [`crate::backends::postgres::store`] for the SQL and
 //! [`crate::store::sink`] for the acknowledgement and error contract).
 
 use std::sync::Arc;
@@ -8,9 +8,9 @@ use fxflow_engine::{async_trait, BuildContext, Kinds, ResourceUse, Shape, Stage,
 use serde::Deserialize;
 use sqlx::PgPool;
 
+use crate::backends::postgres::store::PostgresStore;
+use crate::backends::postgres::{migrate, KIND as POSTGRES};
 use crate::fx::{kind, FxEvent};
-use crate::resources::postgres::{migrate, KIND as POSTGRES};
-use crate::store::postgres::PostgresStore;
 use crate::store::sink::StoreSink;
 
 /// Stores quotes and cross rates in `fx_rates` (monthly partitions), alert

@@ -26,9 +26,9 @@ use fxflow_engine::{
 use redis::aio::ConnectionManager;
 use serde::Deserialize;
 
+use crate::backends::redis::{RedisHandle, KIND as REDIS};
 use crate::fx::fast_hash::FastMap;
 use crate::fx::{kind, FxEvent, Pair, Price};
-use crate::resources::redis::{RedisHandle, KIND as REDIS};
 use crate::store::{last_rule_changes, rule_json, PriceKind};
 use rust_decimal::Decimal;
 

@@ -1,5 +1,5 @@
 //! `Sqlite`: the same history as the `Postgres` sink, in an embedded file
-//! (see [`crate::store::sqlite`] for the SQL and [`crate::store::sink`] for
+//! (see [`crate::backends::sqlite::store`] for the SQL and [`crate::store::sink`] for
 //! the acknowledgement and error contract).
 
 use std::sync::Arc;
@@ -8,10 +8,10 @@ use fxflow_engine::{async_trait, BuildContext, Kinds, ResourceUse, Shape, Stage,
 use serde::Deserialize;
 use sqlx::SqlitePool;
 
+use crate::backends::sqlite::store::SqliteStore;
+use crate::backends::sqlite::{migrate, KIND as SQLITE};
 use crate::fx::{kind, FxEvent};
-use crate::resources::sqlite::{migrate, KIND as SQLITE};
 use crate::store::sink::StoreSink;
-use crate::store::sqlite::SqliteStore;
 
 /// Stores quotes and cross rates in `fx_rates`, alert firings in
 /// `fx_alert_history`, rule changes in `fx_alert_rules`, candles in

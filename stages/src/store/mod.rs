@@ -14,9 +14,7 @@
 //!   one, a final bar only by a final one ([`candle_replaces`]).
 //! - Reads return exact decimals, ordered and paged by keys the indexes serve.
 
-pub mod postgres;
 pub mod sink;
-pub mod sqlite;
 
 use std::fmt;
 
@@ -122,7 +120,7 @@ pub struct StoredVolatility {
 }
 
 /// The resource kinds a history store can be opened from.
-pub const STORE_KINDS: &[&str] = &[crate::resources::postgres::KIND, crate::resources::sqlite::KIND];
+pub const STORE_KINDS: &[&str] = &[crate::backends::postgres::KIND, crate::backends::sqlite::KIND];
 
 /// The history store behind a `Postgres` or `Sqlite` resource, with its
 /// migrations applied first when `migrate` is set.
@@ -133,17 +131,21 @@ pub async fn open(
 ) -> Result<std::sync::Arc<dyn HistoryStore>, fxflow_engine::StageError> {
     if let Ok(pool) = resources.get::<sqlx::SqlitePool>(name) {
         if migrate {
-            crate::resources::sqlite::migrate(&pool).await?;
+            crate::backends::sqlite::migrate(&pool).await?;
         }
-        return Ok(std::sync::Arc::new(sqlite::SqliteStore::new((*pool).clone())));
+        return Ok(std::sync::Arc::new(crate::backends::sqlite::store::SqliteStore::new(
+            (*pool).clone(),
+        )));
     }
     let pool = resources.get::<sqlx::PgPool>(name).map_err(|_| {
         fxflow_engine::StageError::new(format!("resource `{name}` is neither a Postgres nor a Sqlite store"))
     })?;
     if migrate {
-        crate::resources::postgres::migrate(&pool).await?;
+        crate::backends::postgres::migrate(&pool).await?;
     }
-    Ok(std::sync::Arc::new(postgres::PostgresStore::new((*pool).clone())))
+    Ok(std::sync::Arc::new(
+        crate::backends::postgres::store::PostgresStore::new((*pool).clone()),
+    ))
 }
 
 /// What [`HistoryStore::rules_page`] returns: rules of `pair` (or all) in

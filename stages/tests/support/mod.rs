@@ -33,7 +33,7 @@ pub async fn fresh_schema(tag: &str) -> String {
 
 /// A pool whose `search_path` is `schema`.
 pub async fn pool(schema: &str) -> sqlx::PgPool {
-    let config = fxflow_stages::resources::postgres::PostgresResourceConfig {
+    let config = fxflow_stages::backends::postgres::PostgresResourceConfig {
         url: POSTGRES.into(),
         schema: Some(schema.into()),
         pool: Default::default(),

@@ -52,8 +52,8 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use crate::backends::redis::{RedisHandle, KIND as REDIS};
 use crate::fx::{kind, AlertRuleChange, Currency, FxEvent, Pair};
-use crate::resources::redis::{RedisHandle, KIND as REDIS};
 use crate::store::{HistoryStore, RuleQuery, RuleStatus, STORE_KINDS};
 use auth::{ApiKeys, KeyRing};
 use context::{ApiContext, ApiMetrics, ApiState, RedisRates};

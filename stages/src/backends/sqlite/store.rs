@@ -13,11 +13,11 @@ use rust_decimal::Decimal;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
-use super::{
+use crate::fx::{AlertRule, FxEvent, Ohlc, Pair};
+use crate::store::{
     last_rule_changes, parse_pair, parse_rule, rule_json, AlertQuery, CandleQuery, HistoryStore, PriceKind, RateQuery,
     RuleQuery, StoreError, StoredAlert, StoredCandle, StoredRate, StoredRule, StoredVolatility, VolatilityQuery,
 };
-use crate::fx::{AlertRule, FxEvent, Ohlc, Pair};
 
 /// Rules with their firing counts and status at `?2` (`?1` is a placeholder
 /// so both callers number the rest alike).
@@ -54,7 +54,7 @@ const INSERT_ALERT: &str =
 const UPSERT_RULE: &str = "INSERT INTO fx_alert_rules (id, pair, rule, expires_at) VALUES (?, ?, ?, ?) \
      ON CONFLICT (id) DO UPDATE SET pair = excluded.pair, rule = excluded.rule, expires_at = excluded.expires_at";
 
-/// A bar replaces the stored one only as [`super::candle_replaces`] says.
+/// A bar replaces the stored one only as [`crate::store::candle_replaces`] says.
 const UPSERT_CANDLE: &str = "INSERT INTO fx_candles (pair, interval_name, bucket, source, open, high, low, close, \
      bid_open, bid_high, bid_low, bid_close, ask_open, ask_high, ask_low, ask_close, ticks, closed) \
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \

@@ -16,12 +16,12 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use sqlx::{PgPool, Row};
 
-use super::{
+use crate::fx::{AlertRule, FxEvent, Ohlc, Pair};
+use crate::store::{
     candles_of, last_rule_changes, parse_pair, parse_rule, rule_json, volatility_of, AlertQuery, CandleQuery,
     HistoryStore, PriceKind, RateQuery, RuleQuery, StoreError, StoredAlert, StoredCandle, StoredRate, StoredRule,
     StoredVolatility, VolatilityQuery,
 };
-use crate::fx::{AlertRule, FxEvent, Ohlc, Pair};
 
 /// Rules with their firing counts and their status at `$1`.
 macro_rules! rule_select {
@@ -69,7 +69,7 @@ const UPSERT_RULES: &str = "INSERT INTO fx_alert_rules (id, pair, rule, expires_
 
 const DELETE_RULES: &str = "DELETE FROM fx_alert_rules WHERE id = ANY($1::text[])";
 
-/// A bar replaces the stored one only as [`super::candle_replaces`] says.
+/// A bar replaces the stored one only as [`crate::store::candle_replaces`] says.
 const UPSERT_CANDLES: &str = "INSERT INTO fx_candles (pair, interval_name, bucket, source, open, high, low, close, \
      bid_open, bid_high, bid_low, bid_close, ask_open, ask_high, ask_low, ask_close, ticks, closed) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::numeric[], $6::numeric[], \

@@ -1,5 +1,7 @@
 //! `Postgres` resource: a connection pool shared by every stage that names it, and its migrations.
 
+pub mod store;
+
 use std::any::Any;
 use std::str::FromStr;
 use std::sync::Arc;

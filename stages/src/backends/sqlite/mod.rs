@@ -1,5 +1,7 @@
 //! `Sqlite` resource: an embedded database file (WAL mode), for pipelines that need no server.
 
+pub mod store;
+
 use std::any::Any;
 use std::path::PathBuf;
 use std::sync::Arc;
