@@ -13,6 +13,15 @@ fn pipeline(text: &str) -> PipelineSpec<TestEvent> {
     load_str("test.ron", text, &test_registry(), |_| None).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Wait (up to 10 s) until `condition` holds: tests wait for what they need, not for a time.
+async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 async fn run_to_end(text: &str) {
     let running = fxflow_engine::start(pipeline(text)).await.unwrap();
     tokio::time::timeout(Duration::from_secs(20), running.wait())
@@ -34,8 +43,10 @@ async fn source_hears_its_ack_only_after_every_sink_finished() {
     ))
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(probe("acks-fast").stored().len(), 15, "the fast sink has everything");
+    wait_until("the fast sink to have everything", || {
+        probe("acks-fast").stored().len() == 15
+    })
+    .await;
     assert!(probe("acks-slow").stored().len() < 15, "the slow sink is still writing");
     assert!(
         probe("acks-src").acks().is_empty(),
@@ -212,7 +223,12 @@ async fn shutdown_drains_everything_in_flight() {
     ))
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Shut down once the sink has stored some and more are in flight behind it.
+    wait_until("events stored and more in flight", || {
+        let stored = probe("drain-out").stored().len() as u64;
+        stored >= 20 && probe("drain-src").emitted.load(Ordering::SeqCst) > stored + 20
+    })
+    .await;
     let at_signal = probe("drain-out").stored().len() as u64;
     running.stop(Duration::from_secs(20)).await.unwrap();
     let emitted = probe("drain-src").emitted.load(Ordering::SeqCst);
@@ -439,7 +455,20 @@ async fn a_watching_source_feeds_back_and_everything_drains_on_shutdown() {
     ))
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Stop once echoes flow back through the loop.
+    wait_until("echoes back in `total`", || {
+        let out = probe("echo-out").stored();
+        out.iter()
+            .filter(|e| matches!(e, TestEvent::Number(n) if *n >= 1000))
+            .count()
+            > 0
+            && out
+                .iter()
+                .filter(|e| matches!(e, TestEvent::Number(n) if *n < 1000))
+                .count()
+                > 10
+    })
+    .await;
     tokio::time::timeout(Duration::from_secs(10), running.stop(Duration::from_secs(5)))
         .await
         .expect("a loop through a watching source does not hold the drain")
