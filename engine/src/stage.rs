@@ -595,7 +595,7 @@ impl<E: Event> Outputs<E> {
                     event: f.event.map(Box::new),
                     raw: f.raw,
                 };
-                Envelope::new(E::dead_letter(letter), f.ack)
+                Envelope::new(E::dead_letter(letter), f.ack).with_ingested(f.ingested)
             })
             .collect();
         self.errors.send(letters).await
@@ -610,6 +610,9 @@ pub struct Failure<E> {
     pub reason: &'static str,
     pub error: String,
     pub ack: AckToken,
+    /// When its input entered the pipeline ([`IngestTime::UNKNOWN`] where a source
+    /// fails before it has an event: its output stamps it).
+    pub ingested: IngestTime,
 }
 
 impl<E> Failure<E> {
@@ -620,6 +623,7 @@ impl<E> Failure<E> {
             reason,
             error: error.into(),
             ack: envelope.ack,
+            ingested: envelope.ingested,
         }
     }
 }
@@ -658,6 +662,7 @@ impl<E> Emit<E> {
             reason,
             error: error.into(),
             ack: self.ack.clone(),
+            ingested: self.ingested,
         });
     }
 

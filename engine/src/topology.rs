@@ -339,8 +339,8 @@ impl<E: Event> RunningPipeline<E> {
                     tracing::warn!(pipeline = %spec.name, stage = %stage.name, "No stage reads this stage's output; its events are discarded and counted.");
                 }
                 let output = Output::new(targets, labels.sent(OUTPUTS[i]), &labels).rewirable(rewire[i].clone());
-                // Events enter the pipeline at a source's default output.
-                if i == 0 && stage.shape() == Shape::Source {
+                // Events enter the pipeline at a source's outputs (dead letters too).
+                if stage.shape() == Shape::Source {
                     output.stamping_ingest()
                 } else {
                     output

@@ -109,6 +109,11 @@ async fn rejected_events_are_counted_and_dead_lettered() {
     .await;
     assert_eq!(probe("reject-out").stored().len(), 18);
     assert_eq!(probe("reject-dead").stored().len(), 2, "7 and 14 are rejected");
+    let dead_ingested = probe("reject-dead").ingested.lock().unwrap().clone();
+    assert!(
+        dead_ingested.iter().all(|t| *t > 0),
+        "dead letters keep their input's ingest time: {dead_ingested:?}"
+    );
     let rendered = handle.render();
     let errors = counter_value(
         &rendered,

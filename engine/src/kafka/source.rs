@@ -1000,6 +1000,7 @@ impl<E: WireEvent> KafkaSource<E> {
                     reason: bad.reason,
                     error: bad.error,
                     ack,
+                    ingested: polled.ingested,
                 })),
             }
         }

@@ -167,6 +167,7 @@ impl<E: Event, A: Aggregation<E>> WindowStage<E, A> {
                         reason,
                         error,
                         ack,
+                        ingested,
                     });
                     continue;
                 }
@@ -221,6 +222,7 @@ impl<E: Event, A: Aggregation<E>> WindowStage<E, A> {
                             self.set.watermarks.of(&[input])
                         ),
                         ack: ack.clone(),
+                        ingested,
                     }),
                 }
             }

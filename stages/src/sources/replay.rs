@@ -265,6 +265,7 @@ fn bad_row((number, row, error): BadRow) -> Failure<FxEvent> {
         reason: "malformed_row",
         error: format!("line {number}: {error}"),
         ack: Default::default(),
+        ingested: fxflow_engine::IngestTime::UNKNOWN,
     }
 }
 

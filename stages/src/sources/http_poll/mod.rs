@@ -599,6 +599,7 @@ impl Source<FxEvent> for HttpPoll {
                             reason: error.reason,
                             error: error.message,
                             ack: Default::default(),
+                            ingested: fxflow_engine::IngestTime::UNKNOWN,
                         };
                         cx.outputs.dead_letter(vec![failure], AckStatus::Rejected).await?;
                     } else {
