@@ -149,6 +149,7 @@ mod tests {
             previous: None,
             ts,
             source,
+            tenant: None,
         });
         let mut out = Vec::new();
         render(

@@ -65,6 +65,10 @@ fn column(list: &Value, field: &str) -> Vec<String> {
 struct Client {
     http: reqwest::Client,
     base: String,
+    /// Sent with every GET (the alert routes need one; the rest ignore it).
+    key: Option<&'static str>,
+    /// `X-Forwarded-For` of every GET: the client a trusted proxy names.
+    forwarded_for: Option<&'static str>,
 }
 
 struct Answer {
@@ -101,7 +105,14 @@ impl Client {
     }
 
     async fn get(&self, path: &str) -> Answer {
-        self.send(self.http.get(format!("{}{path}", self.base))).await
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(key) = self.key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(ip) = self.forwarded_for {
+            request = request.header("x-forwarded-for", ip);
+        }
+        self.send(request).await
     }
 
     async fn post(&self, path: &str, key: Option<&str>, body: &Value) -> Answer {
@@ -191,6 +202,8 @@ async fn scenario(store: &str, label: &str) {
     let c = Client {
         http: reqwest::Client::new(),
         base: format!("http://127.0.0.1:{port}"),
+        key: Some(KEY),
+        forwarded_for: None,
     };
 
     // What runs.
@@ -245,19 +258,40 @@ async fn scenario(store: &str, label: &str) {
     }
     let jpy = c.get("/rates/USDJPY").await.json();
     assert_eq!(jpy["decimals"], 3);
+    let unknown = c.get("/rates/EURXYZ").await;
     assert_eq!(
-        c.get("/rates/EURXYZ").await.code(),
-        "invalid_parameter",
-        "{label}: unknown currency"
+        (unknown.status, unknown.code().as_str()),
+        (404, "unknown_currency"),
+        "{label}: written as a pair, but no such currency"
     );
-    assert_eq!(c.get("/rates/EURXYZ").await.status, 400);
+    let xxx = c.get("/convert?from=XXX&to=USD").await;
+    assert_eq!(xxx.status, 404, "{label}");
+    assert!(
+        xxx.text.contains("no currency"),
+        "{label}: XXX is named for what it is: {}",
+        xxx.text
+    );
+    assert_eq!(
+        c.get("/rates/EUR%20USD").await.code(),
+        "invalid_parameter",
+        "{label}: not written as a pair"
+    );
     let sek = c.get("/rates/EURSEK").await;
     assert_eq!(
         (sek.status, sek.code().as_str()),
         (404, "unknown_pair"),
         "{label}: not monitored"
     );
-    assert_eq!(c.get("/rates?pairs=EUR/NOPE").await.status, 400);
+    assert_eq!(
+        c.get("/rates?pairs=EUR/NOPE").await.status,
+        400,
+        "{label}: NOPE is no currency code"
+    );
+    assert_eq!(
+        c.get("/rates?pairs=EUR/USD,").await.status,
+        400,
+        "{label}: as the pattern says"
+    );
     assert_eq!(c.get("/rates?bogus=1").await.status, 400, "{label}: unknown parameter");
 
     // Live rates, filtered.
@@ -324,8 +358,11 @@ async fn scenario(store: &str, label: &str) {
         (Decimal::from(150_000) / back_rate).normalize(),
         "{label}: buying the base divides"
     );
-    assert_eq!(c.get("/convert?from=XXX&to=USD").await.status, 400);
-    assert_eq!(c.get("/convert?from=USD&to=USD").await.status, 400);
+    assert_eq!(
+        c.get("/convert?from=USD&to=USD").await.code(),
+        "same_currency",
+        "{label}: a rule across fields"
+    );
     assert_eq!(c.get("/convert?from=USD&to=SEK").await.code(), "unknown_currency");
     assert_eq!(c.get("/convert?from=USD&to=JPY&amount=abc").await.status, 400);
     assert_eq!(c.get("/convert?from=USD&to=JPY&amount=-5").await.status, 400);
@@ -615,7 +652,13 @@ async fn scenario(store: &str, label: &str) {
     assert_eq!(c.delete(&format!("/alerts/{exact_id}"), KEY).await.status, 204);
 
     // A rule created over HTTP fires on the next crossing: in the history and on the stream.
-    let stream = c.http.get(format!("{}/stream/alerts", c.base)).send().await.unwrap();
+    let stream = c
+        .http
+        .get(format!("{}/stream/alerts", c.base))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
     assert!(stream.headers()["content-type"]
         .to_str()
         .unwrap()
@@ -818,6 +861,8 @@ async fn a_rule_not_accepted_in_time_is_undone_in_the_store_and_downstream() {
     let c = Client {
         http: reqwest::Client::new(),
         base: format!("http://127.0.0.1:{port}"),
+        key: Some(KEY),
+        forwarded_for: None,
     };
     c.wait_for("the API", Duration::from_secs(20), |a| a.status == 200, "/")
         .await;
@@ -854,4 +899,250 @@ async fn a_rule_not_accepted_in_time_is_undone_in_the_store_and_downstream() {
         "the create, then its delete: nothing keeps running"
     );
     running.stop(Duration::from_secs(10)).await.unwrap();
+}
+
+const DESK_A_OLD: &str = "desk-a-key-0123456789abcdef";
+const DESK_A_NEW: &str = "desk-a-key-rotated-0123456789";
+const DESK_B: &str = "desk-b-key-0123456789abcdef";
+
+/// Two tenants over real HTTP: each sees and changes only its own rules and
+/// firings (plus the pipeline file's shared rule), webhook URLs never leave
+/// the API whole, an anonymous caller gets 401, rotating a key in the key
+/// file keeps the tenant's rules, a tenant's rule limit answers 409, and a
+/// failed-auth flood from one client (named by a trusted proxy) gets 429
+/// while another client behind the same proxy goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_see_and_change_only_their_own_rules() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let keys_file = dir.path().join("keys");
+    // desk-b's key is kept as its digest only.
+    let desk_b_digest = hex::encode(sha2::Sha256::digest(DESK_B.as_bytes()));
+    std::fs::write(
+        &keys_file,
+        format!("# tenant:key\ndesk-a:{DESK_A_OLD}\ndesk-b:sha256:{desk_b_digest}\n"),
+    )
+    .unwrap();
+    let text = format!(
+        r#"Pipeline(
+    name: "api-tenants",
+    resources: {{ "history": Sqlite(path: "{db}") }},
+    stages: {{
+        "ecb": Replay(path: "{csv}", from: "2024-01-01", speed: PerDay("25ms")),
+        "crosses": CrossRate(inputs: ["ecb"]),
+        "api": Api(
+            inputs: ["crosses", "alerts"],
+            listen: "127.0.0.1:{port}",
+            store: "history",
+            keys_file: "{keys}",
+            allow_private_webhooks: true,
+            trusted_proxies: ["127.0.0.1"],
+            limits: (per_ip: None, rules_per_tenant: 4, failed_auth: (per_minute: 6, burst: 5)),
+        ),
+        "alerts": Alert(inputs: ["crosses", "api"], rules: [
+            (id: "shared-usdjpy-above-1", pair: "USD/JPY", condition: Above(1)),
+        ]),
+        "history": Sqlite(inputs: ["crosses", "alerts"], resource: "history"),
+    }},
+)"#,
+        db = dir.path().join("fx.db").display(),
+        csv = support::CSV,
+        keys = keys_file.display(),
+    );
+    let spec = fxflow_engine::pipeline_file::load_str("api-tenants.ron", &text, &fxflow_stages::registry(), |_| None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let running = fxflow_engine::start(spec).await.unwrap();
+    let client = |key, forwarded_for| Client {
+        http: reqwest::Client::new(),
+        base: format!("http://127.0.0.1:{port}"),
+        key,
+        forwarded_for,
+    };
+    let (anonymous, a, b) = (
+        client(None, None),
+        client(Some(DESK_A_OLD), None),
+        client(Some(DESK_B), None),
+    );
+    anonymous
+        .wait_for("the API", Duration::from_secs(20), |r| r.status == 200, "/")
+        .await;
+
+    // Anonymous: the rates are public, the alert routes are not.
+    assert_eq!(anonymous.get("/rates").await.status, 200);
+    for path in ["/alerts", "/alerts/history", "/alerts/some-id", "/stream/alerts"] {
+        let answer = anonymous.get(path).await;
+        assert_eq!((answer.status, answer.code().as_str()), (401, "unauthorized"), "{path}");
+    }
+
+    // Each desk creates a rule that holds at once (it fires on the next sample).
+    let holds = |pair: &str| json!({"pair": pair, "condition": {"type": "above", "threshold": "0.0001"}});
+    let streams = |key: &'static str| a.http.get(format!("{}/stream/alerts", a.base)).bearer_auth(key).send();
+    let (stream_a, stream_b) = (streams(DESK_A_OLD).await.unwrap(), streams(DESK_B).await.unwrap());
+    let mut with_hook = holds("EUR/USD");
+    with_hook["webhook"] =
+        json!({"url": "http://127.0.0.1:9/services/T000/B000/SECRETTOKEN", "secret": "s3cret-value"});
+    let created_a = a.post("/alerts", Some(DESK_A_OLD), &with_hook).await;
+    assert_eq!(created_a.status, 201, "{}", created_a.text);
+    assert!(
+        !created_a.text.contains("SECRETTOKEN") && !created_a.text.contains("s3cret"),
+        "{}",
+        created_a.text
+    );
+    assert_eq!(created_a.json()["webhook"]["url"], "http://127.0.0.1:9/…");
+    assert_eq!(created_a.json()["shared"], false);
+    let id_a = created_a.json()["id"].as_str().unwrap().to_owned();
+    let created_b = b.post("/alerts", Some(DESK_B), &holds("GBP/USD")).await;
+    assert_eq!(created_b.status, 201, "{}", created_b.text);
+    let id_b = created_b.json()["id"].as_str().unwrap().to_owned();
+
+    // Listing and reading: one's own, never the other's.
+    assert_eq!(ids(&a).await, vec![id_a.clone()]);
+    assert_eq!(ids(&b).await, vec![id_b.clone()]);
+    assert!(!a.get("/alerts").await.text.contains("SECRETTOKEN"));
+    assert_eq!(a.get(&format!("/alerts/{id_a}")).await.status, 200);
+    let foreign = b.get(&format!("/alerts/{id_a}")).await;
+    assert_eq!((foreign.status, foreign.code().as_str()), (404, "unknown_rule"));
+    let foreign_delete = b.delete(&format!("/alerts/{id_a}"), DESK_B).await;
+    assert_eq!(foreign_delete.status, 404, "not 403: no oracle for ids");
+    assert_eq!(a.get(&format!("/alerts/{id_a}")).await.status, 200, "still there");
+
+    // Firings: each desk's history and stream hold its own and the shared rule's.
+    let fired_ids = |answer: &Answer| column(&answer.json()["firings"], "rule_id");
+    let history_a = a
+        .wait_for(
+            "desk-a's and the shared firing",
+            Duration::from_secs(30),
+            |r| {
+                let ids = column(&r.json()["firings"], "rule_id");
+                ids.contains(&id_a) && ids.iter().any(|i| i == "shared-usdjpy-above-1")
+            },
+            "/alerts/history",
+        )
+        .await;
+    assert!(
+        !fired_ids(&history_a).contains(&id_b),
+        "desk-b's firing is not desk-a's"
+    );
+    let history_b = b
+        .wait_for(
+            "desk-b's firing",
+            Duration::from_secs(30),
+            |r| column(&r.json()["firings"], "rule_id").contains(&id_b),
+            "/alerts/history",
+        )
+        .await;
+    assert!(!fired_ids(&history_b).contains(&id_a));
+    let shared = history_b.json()["firings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule_id"] == "shared-usdjpy-above-1")
+        .cloned()
+        .expect("the shared rule's firing is everyone's");
+    assert_eq!(shared["shared"], true);
+    for (stream, mine, theirs) in [(stream_a, &id_a, &id_b), (stream_b, &id_b, &id_a)] {
+        let events = read_until(stream, Duration::from_secs(30), |events| {
+            events.iter().any(|(_, _, d)| d["rule_id"] == mine.as_str())
+        })
+        .await;
+        let seen: Vec<&str> = events.iter().map(|(_, _, d)| d["rule_id"].as_str().unwrap()).collect();
+        assert!(seen.contains(&mine.as_str()), "{seen:?}");
+        assert!(
+            !seen.contains(&theirs.as_str()),
+            "another tenant's firing streamed: {seen:?}"
+        );
+    }
+
+    // Rotation: add the new key, move to it, remove the old; the rules stay desk-a's.
+    std::fs::write(
+        &keys_file,
+        format!("desk-a:{DESK_A_OLD}\ndesk-a:{DESK_A_NEW}\ndesk-b:sha256:{desk_b_digest}\n"),
+    )
+    .unwrap();
+    // Polling with a key not loaded yet fails authentication: as its own client,
+    // so the failures spend that client's budget only.
+    let polling = client(Some(DESK_A_NEW), Some("198.51.100.1"));
+    polling
+        .wait_for("the new key", Duration::from_secs(15), |r| r.status == 200, "/alerts")
+        .await;
+    assert_eq!(
+        ids(&polling).await,
+        vec![id_a.clone()],
+        "the tenant's rules, with its new key"
+    );
+    std::fs::write(
+        &keys_file,
+        format!("desk-a:{DESK_A_NEW}\ndesk-b:sha256:{desk_b_digest}\n"),
+    )
+    .unwrap();
+    client(Some(DESK_A_OLD), Some("198.51.100.2"))
+        .wait_for(
+            "the old key to go",
+            Duration::from_secs(15),
+            |r| r.status == 403,
+            "/alerts",
+        )
+        .await;
+    let rotated = client(Some(DESK_A_NEW), None);
+    // A bad file is refused whole: the keys in force stay.
+    std::fs::write(&keys_file, format!("desk-a:{DESK_A_NEW}\ndesk-b:short\n")).unwrap();
+    tokio::time::sleep(fxflow_stages::sources::api::auth::KEY_FILE_POLL * 2).await;
+    assert_eq!(b.get("/alerts").await.status, 200, "desk-b's key still works");
+
+    // A tenant's rule limit (4 here): 409 with its own code; the other tenant is not affected.
+    for _ in 0..3 {
+        assert_eq!(
+            rotated
+                .post("/alerts", Some(DESK_A_NEW), &holds("USD/CHF"))
+                .await
+                .status,
+            201
+        );
+    }
+    let full = rotated.post("/alerts", Some(DESK_A_NEW), &holds("USD/CHF")).await;
+    assert_eq!(
+        (full.status, full.code().as_str()),
+        (409, "quota_exceeded"),
+        "{}",
+        full.text
+    );
+    assert_eq!(b.post("/alerts", Some(DESK_B), &holds("USD/CHF")).await.status, 201);
+    assert_eq!(rotated.delete(&format!("/alerts/{id_a}"), DESK_A_NEW).await.status, 204);
+    assert_eq!(
+        rotated
+            .post("/alerts", Some(DESK_A_NEW), &holds("USD/CHF"))
+            .await
+            .status,
+        201
+    );
+
+    // A failed-auth flood from one client (named by the trusted proxy on
+    // loopback): 429 after the burst of 5, while the general limit is off;
+    // another client behind the same proxy is not affected.
+    let as_client = |ip: &str, key: &str| {
+        a.http
+            .get(format!("{}/alerts", a.base))
+            .header("x-forwarded-for", ip)
+            .bearer_auth(key)
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(a.send(as_client("203.0.113.5", "guess-0123456789abcdef")).await.status);
+    }
+    assert_eq!(statuses, vec![403, 403, 403, 403, 403, 429, 429, 429]);
+    let refused = a.send(as_client("203.0.113.5", DESK_A_NEW)).await;
+    assert_eq!(refused.status, 429, "even a right key waits once the budget is spent");
+    assert!(refused.headers.contains_key("retry-after"));
+    assert_eq!(a.send(as_client("203.0.113.6", DESK_A_NEW)).await.status, 200);
+    let metrics = anonymous.get("/metrics").await.text;
+    assert!(metrics.contains("fxflow_api_auth_failures_total{"), "counted");
+    assert!(metrics.contains("by=\"failed_auth\""), "refusals counted");
+
+    running.stop(Duration::from_secs(20)).await.unwrap();
+}
+
+/// The ids of the rules a client lists.
+async fn ids(c: &Client) -> Vec<String> {
+    column(&c.get("/alerts").await.json()["alerts"], "id")
 }

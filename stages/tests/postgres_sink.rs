@@ -143,6 +143,7 @@ async fn alert_firings_are_stored_idempotently() {
             previous,
             ts: "2026-10-30T00:00:00Z".parse().unwrap(),
             source: SourceName::intern("ecb").unwrap(),
+            tenant: None,
         }))
     };
     let batch = vec![

@@ -32,13 +32,30 @@ fn dec(text: &str) -> Decimal {
     text.parse().unwrap()
 }
 
+/// The tenant of each rule id of the contract (`once` is a shared rule).
+fn tenant_of(id: &str) -> Option<&'static str> {
+    match id {
+        "up" | "gone" => Some("desk-a"),
+        "cable" => Some("desk-b"),
+        _ => None,
+    }
+}
+
 fn rule(id: &str, pair: &str, threshold: &str) -> AlertRule {
-    serde_json::from_value(serde_json::json!({
+    let mut rule: AlertRule = serde_json::from_value(serde_json::json!({
         "id": id, "pair": pair, "condition": {"Above": threshold},
         "trigger": {"Every": {"cooldown": "1m", "rearm": "0.001"}},
         "expires": "2027-01-01T00:00:00Z",
     }))
-    .unwrap()
+    .unwrap();
+    rule.tenant = tenant_of(id).map(str::to_owned);
+    if id == "cable" {
+        rule.webhook = Some(fxflow_stages::fx::WebhookTarget {
+            url: "https://hooks.example.com/services/T000/B000/SECRET".into(),
+            secret: None,
+        });
+    }
+    rule
 }
 
 fn change(id: &str, rule: Option<AlertRule>) -> FxEvent {
@@ -81,6 +98,7 @@ fn first_batch() -> Vec<FxEvent> {
             previous,
             ts: t0() + Duration::seconds(second),
             source: ecb,
+            tenant: tenant_of(rule_id).map(Arc::from),
         }));
     }
     // A one-shot rule that fired: "triggered" from then on.
@@ -92,6 +110,7 @@ fn first_batch() -> Vec<FxEvent> {
         previous: None,
         ts: t0() + Duration::seconds(3),
         source: ecb,
+        tenant: None,
     }));
     let mut once = rule("once", "EUR/USD", "1.0850");
     once.trigger = fxflow_stages::fx::Trigger::Once;
@@ -141,6 +160,12 @@ struct Answers {
     rule_pages: Vec<Vec<String>>,
     /// The rates in force two seconds in.
     rates_at: Vec<StoredRate>,
+    /// Rule ids a tenant sees (its own and shared ones), with their owners.
+    desk_a_rules: Vec<(String, Option<String>)>,
+    /// Firings a tenant sees: (rule id, owner).
+    desk_b_firings: Vec<(String, Option<String>)>,
+    /// (rules, webhooks) stored by desk-a, desk-b and a tenant with none.
+    usage: Vec<(u64, u64)>,
 }
 
 async fn exercise(store: &dyn HistoryStore) -> Answers {
@@ -192,6 +217,7 @@ async fn exercise(store: &dyn HistoryStore) -> Answers {
         .await
         .unwrap();
     let alerts = AlertQuery {
+        tenant: None,
         rule_id: None,
         pair: None,
         from: t0(),
@@ -267,6 +293,7 @@ async fn exercise(store: &dyn HistoryStore) -> Answers {
             loop {
                 let page = store
                     .rules_page(&RuleQuery {
+                        tenant: None,
                         pair: None,
                         status: None,
                         after: after.clone(),
@@ -291,6 +318,38 @@ async fn exercise(store: &dyn HistoryStore) -> Answers {
                 .await
                 .unwrap()
         },
+        desk_a_rules: store
+            .rules_page(&RuleQuery {
+                tenant: Some("desk-a".into()),
+                pair: None,
+                status: None,
+                after: None,
+                limit: 100,
+                now: t0(),
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.rule.id, r.tenant))
+            .collect(),
+        desk_b_firings: store
+            .alerts(&AlertQuery {
+                tenant: Some("desk-b".into()),
+                ..alerts.clone()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.rule_id, a.tenant))
+            .collect(),
+        usage: {
+            let mut usage = Vec::new();
+            for tenant in ["desk-a", "desk-b", "nobody"] {
+                let u = store.tenant_usage(tenant).await.unwrap();
+                usage.push((u.rules, u.webhooks));
+            }
+            usage
+        },
     }
 }
 
@@ -301,6 +360,7 @@ async fn statuses(
 ) -> Vec<(String, RuleStatus)> {
     store
         .rules_page(&RuleQuery {
+            tenant: None,
             pair: None,
             status,
             after: None,
@@ -439,6 +499,22 @@ fn check(answers: &Answers, database: &str) {
             ("GBP/JPY".into(), t0() + Duration::seconds(2), "ecb"),
         ],
         "{database}: newest at or before, NZD/USD has none"
+    );
+    let owned = |id: &str, tenant: Option<&str>| (id.to_owned(), tenant.map(str::to_owned));
+    assert_eq!(
+        a.desk_a_rules,
+        vec![owned("once", None), owned("up", Some("desk-a"))],
+        "{database}: a tenant sees its own rules and shared ones, not desk-b's `cable`"
+    );
+    assert_eq!(
+        a.desk_b_firings,
+        vec![owned("once", None), owned("cable", Some("desk-b"))],
+        "{database}: a tenant sees its own firings and shared ones, not desk-a's"
+    );
+    assert_eq!(
+        a.usage,
+        vec![(1, 0), (1, 1), (0, 0)],
+        "{database}: rules and webhooks per tenant"
     );
 }
 

@@ -105,12 +105,13 @@ async fn firings_are_delivered_signed_retried_and_dead_lettered() {
         ("AUD/USD", "gone", None),
     ] {
         let created = create(pair, route, secret).await.unwrap();
-        assert_eq!(created.status().as_u16(), 201);
+        let status = created.status().as_u16();
         let body: Value = created.json().await.unwrap();
+        assert_eq!(status, 201, "{body}");
         assert_eq!(
             body["webhook"],
-            json!({"url": format!("http://127.0.0.1:{hooks}/{route}"), "signed": secret.is_some()}),
-            "the secret is never shown"
+            json!({"url": format!("http://127.0.0.1:{hooks}/…"), "signed": secret.is_some()}),
+            "the secret is never shown, nor the URL's path (chat webhooks carry their credential there)"
         );
     }
 

@@ -184,7 +184,7 @@ fn rule_latency(port: u16, pair: &str, runs: usize) -> Vec<Duration> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         stream,
-        "GET /stream/alerts HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
+        "GET /stream/alerts HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {KEY}\r\nAccept: text/event-stream\r\n\r\n"
     )
     .unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();

@@ -439,7 +439,7 @@ async function main() {
     await page.waitForSelector(`#rules-body tr[data-rule-id="${ruleId}"]`, { state: 'detached', timeout: 5000 });
     await sleep(1700); // past the page's debounced refresh: it must not come back
     assert((await page.$(`#rules-body tr[data-rule-id="${ruleId}"]`)) === null, 'the deleted rule came back');
-    const gone = await api(`/alerts/${ruleId}`);
+    const gone = await api(`/alerts/${ruleId}`, { headers: { Authorization: `Bearer ${opts.key}` } });
     assert(gone.status === 404, `GET /alerts/${ruleId} after delete: ${gone.status}`);
     return `rule ${ruleId} gone from the list and the API`;
   });
@@ -449,7 +449,8 @@ async function main() {
     const kept = await page.evaluate(() => sessionStorage.getItem('fxflow.apiKey'));
     assert(kept === null, 'the key is still in session storage');
     assert(await page.isHidden('#forget-key'), '"forget key" hides');
-    return 'session storage cleared';
+    await page.waitForFunction(() => document.querySelectorAll('#rules-body tr, #firings-body tr, #feed li').length === 0, null, { timeout: 5000 });
+    return 'session storage cleared; the tenant\'s rules and firings are off the page';
   });
 
   await step('everything is reachable by keyboard', async () => {

@@ -895,7 +895,7 @@ fn a_rule_made_on_the_api_worker_fires_in_the_alerts_worker() {
     let base = format!("http://127.0.0.1:{api_port}");
     let (id, streamed, history) = runtime.block_on(async {
         let http = HttpClient::new();
-        let stream = http.get(&format!("{base}/stream/alerts")).await;
+        let stream = http.get(&format!("{base}/stream/alerts"), key).await;
         let created = http
             .post_json(
                 &format!("{base}/alerts"),
@@ -911,7 +911,7 @@ fn a_rule_made_on_the_api_worker_fires_in_the_alerts_worker() {
             .to_owned();
         let streamed = stream.until_contains(&id, Duration::from_secs(120)).await;
         let history = http
-            .wait_json(&format!("{base}/alerts/history?rule={id}"), |v| {
+            .wait_json(&format!("{base}/alerts/history?rule={id}"), key, |v| {
                 v["firings"].as_array().is_some_and(|f| !f.is_empty())
             })
             .await;
@@ -1011,9 +1011,9 @@ impl HttpClient {
         (status, body)
     }
 
-    async fn get(&self, url: &str) -> Stream {
+    async fn get(&self, url: &str, key: &str) -> Stream {
         Stream {
-            socket: self.request("GET", url, None, None).await,
+            socket: self.request("GET", url, Some(key), None).await,
         }
     }
 
@@ -1025,10 +1025,10 @@ impl HttpClient {
         Self::answer(self.request("DELETE", url, Some(key), None).await).await.0
     }
 
-    async fn wait_json(&self, url: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    async fn wait_json(&self, url: &str, key: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
         let start = Instant::now();
         loop {
-            let (status, body) = Self::answer(self.request("GET", url, None, None).await).await;
+            let (status, body) = Self::answer(self.request("GET", url, Some(key), None).await).await;
             if let Ok(value) = serde_json::from_str::<serde_json::Value>(&body) {
                 if status == 200 && done(&value) {
                     return value;

@@ -109,6 +109,10 @@ pub struct AlertRule {
     /// Where the `Webhook` stage POSTs each firing (signed with `secret`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookTarget>,
+    /// The tenant that owns the rule (set by the API from the caller's key);
+    /// its firings carry it. None: a rule of the pipeline file, shared by all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// An HTTP endpoint notified of a rule's firings.
@@ -137,6 +141,9 @@ pub struct AlertFired {
     /// The sample's time.
     pub ts: DateTime<Utc>,
     pub source: SourceName,
+    /// The rule's tenant (None: a shared rule of the pipeline file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<Arc<str>>,
 }
 
 /// A change to the alert rules: the rule as it now is, or `None` when deleted.

@@ -92,8 +92,18 @@ pub fn majors() -> Vec<Currency> {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not an ISO 4217 currency code (three letters such as EUR, USD, JPY)")]
+#[error("{}", unknown_currency_text(.0))]
 pub struct UnknownCurrency(pub String);
+
+/// Why `code` is no currency with a rate: `XXX` and `XTS` are ISO 4217 codes,
+/// but of "no currency" and of testing, so they are named for what they are.
+fn unknown_currency_text(code: &str) -> String {
+    match code.trim().to_ascii_uppercase().as_str() {
+        "XXX" => "`XXX` is ISO 4217's code for \"no currency\": it has no exchange rate".to_owned(),
+        "XTS" => "`XTS` is ISO 4217's code reserved for testing: it has no exchange rate".to_owned(),
+        _ => format!("`{code}` is not an ISO 4217 currency code (three letters such as EUR, USD, JPY)"),
+    }
+}
 
 impl Currency {
     pub const EUR: Currency = Currency(*b"EUR");

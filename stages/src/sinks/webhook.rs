@@ -299,13 +299,18 @@ impl WebhookSink {
     }
 }
 
-/// A webhook URL as logs and dead letters show it: scheme, host and port only
-/// (paths and queries of webhook URLs often carry tokens).
-fn shown(url: &Url) -> String {
+/// A webhook URL as logs, dead letters and the API show it: scheme, host and
+/// port only (paths and queries of webhook URLs often carry tokens).
+pub fn shown(url: &Url) -> String {
     match url.port() {
         Some(port) => format!("{}://{}:{port}/…", url.scheme(), url.host_str().unwrap_or("?")),
         None => format!("{}://{}/…", url.scheme(), url.host_str().unwrap_or("?")),
     }
+}
+
+/// [`shown`] of a URL given as text (`…` when it does not parse).
+pub fn shown_text(url: &str) -> String {
+    Url::parse(url).map(|u| shown(&u)).unwrap_or_else(|_| "…".to_owned())
 }
 
 /// Equal jitter: half the backoff plus a random part of the other half, so

@@ -53,6 +53,9 @@ pub trait HistoryStore: Send + Sync {
     /// One page of stored rules with their firing counts, by id.
     async fn rules_page(&self, query: &RuleQuery) -> Result<Vec<StoredRule>, StoreError>;
 
+    /// How many rules a tenant has stored, and how many of them carry a webhook.
+    async fn tenant_usage(&self, tenant: &str) -> Result<TenantUsage, StoreError>;
+
     /// The price of each pair in force at `at`: its newest row stamped at or
     /// before `at` (any source). Pairs with no such row are left out.
     async fn rates_at(&self, pairs: &[Pair], at: DateTime<Utc>) -> Result<Vec<StoredRate>, StoreError>;
@@ -153,6 +156,8 @@ pub async fn open(
 /// judged at `now`.
 #[derive(Clone, Debug)]
 pub struct RuleQuery {
+    /// Only rules this tenant sees (its own and shared ones); None: every rule.
+    pub tenant: Option<String>,
     pub pair: Option<Pair>,
     pub status: Option<RuleStatus>,
     pub after: Option<String>,
@@ -197,6 +202,8 @@ impl RuleStatus {
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredRule {
     pub rule: AlertRule,
+    /// The owner (None: shared).
+    pub tenant: Option<String>,
     pub created_at: DateTime<Utc>,
     pub fired_count: i64,
     pub last_fired_at: Option<DateTime<Utc>>,
@@ -221,6 +228,8 @@ pub struct RateQuery {
 /// source, descending), at most `limit`.
 #[derive(Clone, Debug)]
 pub struct AlertQuery {
+    /// Only firings this tenant sees (of its own rules and of shared ones); None: every firing.
+    pub tenant: Option<String>,
     pub rule_id: Option<String>,
     pub pair: Option<Pair>,
     pub from: DateTime<Utc>,
@@ -288,6 +297,25 @@ pub struct StoredAlert {
     pub previous: Option<Decimal>,
     pub fired_at: DateTime<Utc>,
     pub source: String,
+    /// The rule's tenant (None: a shared rule's firing).
+    pub tenant: Option<String>,
+}
+
+/// What one tenant keeps stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TenantUsage {
+    pub rules: u64,
+    pub webhooks: u64,
+}
+
+impl TenantUsage {
+    /// From SQL's `(count(rules), count(webhooks))`.
+    pub(crate) fn from_counts((rules, webhooks): (i64, i64)) -> Self {
+        TenantUsage {
+            rules: u64::try_from(rules).unwrap_or(0),
+            webhooks: u64::try_from(webhooks).unwrap_or(0),
+        }
+    }
 }
 
 /// Why a store operation failed, and whether trying again may help

@@ -20,13 +20,13 @@ use crate::fx::{AlertRule, FxEvent, Ohlc, Pair};
 use crate::store::{
     candles_of, last_rule_changes, parse_pair, parse_rule, rule_json, volatility_of, AlertQuery, CandleQuery,
     HistoryStore, PriceKind, RateQuery, RuleQuery, StoreError, StoredAlert, StoredCandle, StoredRate, StoredRule,
-    StoredVolatility, VolatilityQuery,
+    StoredVolatility, TenantUsage, VolatilityQuery,
 };
 
 /// Rules with their firing counts and their status at `$1`.
 macro_rules! rule_select {
     () => {
-        "SELECT * FROM (SELECT r.id, r.pair, r.rule::text AS rule, r.created_at, \
+        "SELECT * FROM (SELECT r.id, r.pair, r.rule::text AS rule, r.tenant, r.created_at, \
         (SELECT count(*) FROM fx_alert_history h WHERE h.rule_id = r.id) AS fired_count, \
         (SELECT max(fired_at) FROM fx_alert_history h WHERE h.rule_id = r.id) AS last_fired_at, \
         CASE WHEN r.rule->>'trigger' = 'Once' \
@@ -59,13 +59,19 @@ const INSERT_RATES: &str = "INSERT INTO fx_rates (pair, ts, source, kind, bid, a
      SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::numeric[], $6::numeric[], $7::numeric[]) \
      ON CONFLICT (pair, ts, source) DO NOTHING";
 
-const INSERT_ALERTS: &str = "INSERT INTO fx_alert_history (rule_id, pair, condition, value, previous, fired_at, source) \
-     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::numeric[], $5::numeric[], $6::timestamptz[], $7::text[]) \
+/// A firing without a tenant of its own takes its rule's (a rule from before tenants).
+const INSERT_ALERTS: &str = "INSERT INTO fx_alert_history (rule_id, pair, condition, value, previous, fired_at, source, tenant) \
+     SELECT a.rule_id, a.pair, a.condition, a.value, a.previous, a.fired_at, a.source, \
+            COALESCE(a.tenant, (SELECT r.tenant FROM fx_alert_rules r WHERE r.id = a.rule_id)) \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::numeric[], $5::numeric[], $6::timestamptz[], $7::text[], $8::text[]) \
+         AS a(rule_id, pair, condition, value, previous, fired_at, source, tenant) \
      ON CONFLICT (rule_id, fired_at, source) DO NOTHING";
 
-const UPSERT_RULES: &str = "INSERT INTO fx_alert_rules (id, pair, rule, expires_at) \
-     SELECT id, pair, rule::jsonb, expires_at FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS r(id, pair, rule, expires_at) \
-     ON CONFLICT (id) DO UPDATE SET pair = EXCLUDED.pair, rule = EXCLUDED.rule, expires_at = EXCLUDED.expires_at";
+const UPSERT_RULES: &str = "INSERT INTO fx_alert_rules (id, pair, rule, expires_at, tenant) \
+     SELECT id, pair, rule::jsonb, expires_at, tenant \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[]) AS r(id, pair, rule, expires_at, tenant) \
+     ON CONFLICT (id) DO UPDATE SET pair = EXCLUDED.pair, rule = EXCLUDED.rule, expires_at = EXCLUDED.expires_at, \
+     tenant = EXCLUDED.tenant";
 
 const DELETE_RULES: &str = "DELETE FROM fx_alert_rules WHERE id = ANY($1::text[])";
 
@@ -115,6 +121,7 @@ struct AlertColumns {
     previous: Vec<Option<Decimal>>,
     fired_at: Vec<DateTime<Utc>>,
     source: Vec<String>,
+    tenant: Vec<Option<String>>,
 }
 
 /// `fx_alert_rules` changes of a batch.
@@ -124,6 +131,7 @@ struct RuleColumns {
     pair: Vec<String>,
     rule: Vec<String>,
     expires_at: Vec<Option<DateTime<Utc>>>,
+    tenant: Vec<Option<String>>,
     deleted: Vec<String>,
 }
 
@@ -210,6 +218,7 @@ impl Rows {
                 r.previous.push(a.previous);
                 r.fired_at.push(a.ts);
                 r.source.push(a.source.to_string());
+                r.tenant.push(a.tenant.as_deref().map(str::to_owned));
             }
         }
         for c in candles_of(events) {
@@ -241,6 +250,7 @@ impl Rows {
                     r.pair.push(rule.pair.to_string());
                     r.rule.push(rule_json(id, rule)?);
                     r.expires_at.push(rule.expires);
+                    r.tenant.push(rule.tenant.clone());
                 }
                 None => r.deleted.push(id.to_owned()),
             }
@@ -272,6 +282,7 @@ impl Rows {
                 .bind(a.previous)
                 .bind(a.fired_at)
                 .bind(a.source)
+                .bind(a.tenant)
                 .execute(&mut *executor)
                 .await?;
         }
@@ -282,6 +293,7 @@ impl Rows {
                 .bind(r.pair)
                 .bind(r.rule)
                 .bind(r.expires_at)
+                .bind(r.tenant)
                 .execute(&mut *executor)
                 .await?;
         }
@@ -472,9 +484,10 @@ impl HistoryStore for PostgresStore {
     async fn alerts(&self, q: &AlertQuery) -> Result<Vec<StoredAlert>, StoreError> {
         // fired_at index for the time range; the primary key's rule_id prefix for one rule.
         let rows = sqlx::query(
-            "SELECT rule_id, pair, condition, value, previous, fired_at, source FROM fx_alert_history \
+            "SELECT rule_id, pair, condition, value, previous, fired_at, source, tenant FROM fx_alert_history \
              WHERE fired_at >= $1 AND fired_at < $2 AND ($3::text IS NULL OR rule_id = $3) \
                AND ($4::text IS NULL OR pair = $4) \
+               AND ($9::text IS NULL OR tenant IS NULL OR tenant = $9) \
                AND ($6::timestamptz IS NULL OR (fired_at, rule_id, source) < ($6, $7, $8)) \
              ORDER BY fired_at DESC, rule_id DESC, source DESC LIMIT $5",
         )
@@ -486,6 +499,7 @@ impl HistoryStore for PostgresStore {
         .bind(q.before.as_ref().map(|b| b.0))
         .bind(q.before.as_ref().map(|b| b.1.as_str()))
         .bind(q.before.as_ref().map(|b| b.2.as_str()))
+        .bind(q.tenant.as_deref())
         .fetch_all(&self.pool)
         .await
         .map_err(classify)?;
@@ -500,6 +514,7 @@ impl HistoryStore for PostgresStore {
                     previous: row.try_get("previous").map_err(classify)?,
                     fired_at: row.try_get("fired_at").map_err(classify)?,
                     source: row.try_get("source").map_err(classify)?,
+                    tenant: row.try_get("tenant").map_err(classify)?,
                 })
             })
             .collect()
@@ -530,17 +545,30 @@ impl HistoryStore for PostgresStore {
         let rows = sqlx::query(concat!(
             rule_select!(),
             " WHERE ($2::text IS NULL OR pair = $2) AND ($3::text IS NULL OR id > $3) \
-               AND ($4::text IS NULL OR status = $4) ORDER BY id LIMIT $5"
+               AND ($4::text IS NULL OR status = $4) \
+               AND ($6::text IS NULL OR tenant IS NULL OR tenant = $6) ORDER BY id LIMIT $5"
         ))
         .bind(q.now)
         .bind(q.pair.map(|p| p.to_string()))
         .bind(q.after.as_deref())
         .bind(q.status.map(|s| s.as_str()))
         .bind(i64::from(q.limit))
+        .bind(q.tenant.as_deref())
         .fetch_all(&self.pool)
         .await
         .map_err(classify)?;
         rows.iter().map(rule_row).collect()
+    }
+
+    async fn tenant_usage(&self, tenant: &str) -> Result<TenantUsage, StoreError> {
+        let counts: (i64, i64) = sqlx::query_as(
+            "SELECT count(*), count(*) FILTER (WHERE rule ? 'webhook') FROM fx_alert_rules WHERE tenant = $1",
+        )
+        .bind(tenant)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(TenantUsage::from_counts(counts))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -674,6 +702,7 @@ fn rule_row(row: &sqlx::postgres::PgRow) -> Result<StoredRule, StoreError> {
     let rule: String = row.try_get("rule").map_err(classify)?;
     Ok(StoredRule {
         rule: parse_rule(&rule)?,
+        tenant: row.try_get("tenant").map_err(classify)?,
         created_at: row.try_get("created_at").map_err(classify)?,
         fired_count: row.try_get("fired_count").map_err(classify)?,
         last_fired_at: row.try_get("last_fired_at").map_err(classify)?,

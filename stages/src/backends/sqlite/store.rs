@@ -16,14 +16,15 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use crate::fx::{AlertRule, FxEvent, Ohlc, Pair};
 use crate::store::{
     last_rule_changes, parse_pair, parse_rule, rule_json, AlertQuery, CandleQuery, HistoryStore, PriceKind, RateQuery,
-    RuleQuery, StoreError, StoredAlert, StoredCandle, StoredRate, StoredRule, StoredVolatility, VolatilityQuery,
+    RuleQuery, StoreError, StoredAlert, StoredCandle, StoredRate, StoredRule, StoredVolatility, TenantUsage,
+    VolatilityQuery,
 };
 
 /// Rules with their firing counts and status at `?2` (`?1` is a placeholder
 /// so both callers number the rest alike).
 macro_rules! rule_select {
     () => {
-        "SELECT * FROM (SELECT r.id, r.pair, r.rule, r.created_at, \
+        "SELECT * FROM (SELECT r.id, r.pair, r.rule, r.tenant, r.created_at, \
         (SELECT count(*) FROM fx_alert_history h WHERE h.rule_id = r.id) AS fired_count, \
         (SELECT max(fired_at) FROM fx_alert_history h WHERE h.rule_id = r.id) AS last_fired_at, \
         CASE WHEN json_extract(r.rule, '$.trigger') = 'Once' \
@@ -48,11 +49,13 @@ const INSERT_RATE: &str = "INSERT INTO fx_rates (pair, ts, source, kind, bid, as
      ON CONFLICT (pair, ts, source) DO NOTHING";
 
 const INSERT_ALERT: &str =
-    "INSERT INTO fx_alert_history (rule_id, pair, condition, value, previous, fired_at, source) \
-     VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rule_id, fired_at, source) DO NOTHING";
+    "INSERT INTO fx_alert_history (rule_id, pair, condition, value, previous, fired_at, source, tenant) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, COALESCE(?8, (SELECT tenant FROM fx_alert_rules WHERE id = ?1))) \
+     ON CONFLICT (rule_id, fired_at, source) DO NOTHING";
 
-const UPSERT_RULE: &str = "INSERT INTO fx_alert_rules (id, pair, rule, expires_at) VALUES (?, ?, ?, ?) \
-     ON CONFLICT (id) DO UPDATE SET pair = excluded.pair, rule = excluded.rule, expires_at = excluded.expires_at";
+const UPSERT_RULE: &str = "INSERT INTO fx_alert_rules (id, pair, rule, expires_at, tenant) VALUES (?, ?, ?, ?, ?) \
+     ON CONFLICT (id) DO UPDATE SET pair = excluded.pair, rule = excluded.rule, expires_at = excluded.expires_at, \
+     tenant = excluded.tenant";
 
 /// A bar replaces the stored one only as [`crate::store::candle_replaces`] says.
 const UPSERT_CANDLE: &str = "INSERT INTO fx_candles (pair, interval_name, bucket, source, open, high, low, close, \
@@ -98,6 +101,7 @@ async fn insert(connection: &mut SqliteConnection, event: &FxEvent) -> Result<()
             .bind(a.previous.map(|p| p.to_string()))
             .bind(ts_text(a.ts))
             .bind(a.source.as_str())
+            .bind(a.tenant.as_deref())
             .execute(&mut *connection)
             .await?;
     } else if let FxEvent::Candle(c) = event {
@@ -205,6 +209,7 @@ impl HistoryStore for SqliteStore {
                         .bind(rule.pair.to_string())
                         .bind(json)
                         .bind(rule.expires.map(ts_text))
+                        .bind(rule.tenant.as_deref())
                         .execute(&mut *tx)
                         .await
                 }
@@ -259,9 +264,10 @@ impl HistoryStore for SqliteStore {
             None => (None, None, None),
         };
         let rows = sqlx::query(
-            "SELECT rule_id, pair, condition, value, previous, fired_at, source FROM fx_alert_history \
+            "SELECT rule_id, pair, condition, value, previous, fired_at, source, tenant FROM fx_alert_history \
              WHERE fired_at >= ?1 AND fired_at < ?2 AND (?3 IS NULL OR rule_id = ?3) AND (?4 IS NULL OR pair = ?4) \
                AND (?6 IS NULL OR (fired_at, rule_id, source) < (?6, ?7, ?8)) \
+               AND (?9 IS NULL OR tenant IS NULL OR tenant = ?9) \
              ORDER BY fired_at DESC, rule_id DESC, source DESC LIMIT ?5",
         )
         .bind(ts_text(q.from))
@@ -272,6 +278,7 @@ impl HistoryStore for SqliteStore {
         .bind(before_ts)
         .bind(before_rule)
         .bind(before_source)
+        .bind(q.tenant.as_deref())
         .fetch_all(&self.pool)
         .await
         .map_err(classify)?;
@@ -290,6 +297,7 @@ impl HistoryStore for SqliteStore {
                         .transpose()?,
                     fired_at: time(row, "fired_at")?,
                     source: text(row, "source")?.to_owned(),
+                    tenant: row.try_get("tenant").map_err(classify)?,
                 })
             })
             .collect()
@@ -319,7 +327,7 @@ impl HistoryStore for SqliteStore {
         let rows = sqlx::query(concat!(
             rule_select!(),
             " WHERE (?3 IS NULL OR pair = ?3) AND (?4 IS NULL OR id > ?4) AND (?5 IS NULL OR status = ?5) \
-             ORDER BY id LIMIT ?6"
+               AND (?7 IS NULL OR tenant IS NULL OR tenant = ?7) ORDER BY id LIMIT ?6"
         ))
         .bind("")
         .bind(ts_text(q.now))
@@ -327,10 +335,22 @@ impl HistoryStore for SqliteStore {
         .bind(q.after.as_deref())
         .bind(q.status.map(|s| s.as_str()))
         .bind(i64::from(q.limit))
+        .bind(q.tenant.as_deref())
         .fetch_all(&self.pool)
         .await
         .map_err(classify)?;
         rows.iter().map(rule_row).collect()
+    }
+
+    async fn tenant_usage(&self, tenant: &str) -> Result<TenantUsage, StoreError> {
+        let counts: (i64, i64) = sqlx::query_as(
+            "SELECT count(*), count(json_extract(rule, '$.webhook')) FROM fx_alert_rules WHERE tenant = ?1",
+        )
+        .bind(tenant)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(TenantUsage::from_counts(counts))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -473,6 +493,7 @@ fn rule_row(row: &SqliteRow) -> Result<StoredRule, StoreError> {
     let last: Option<&str> = row.try_get("last_fired_at").map_err(classify)?;
     Ok(StoredRule {
         rule: parse_rule(text(row, "rule")?)?,
+        tenant: row.try_get("tenant").map_err(classify)?,
         created_at: time(row, "created_at")?,
         fired_count: row.try_get("fired_count").map_err(classify)?,
         last_fired_at: last

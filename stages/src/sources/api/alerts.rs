@@ -1,5 +1,9 @@
 //! `/alerts` (create, list, get, delete) and `/alerts/history`.
 //!
+//! Every route needs a key, and answers with the caller's tenant's rules and
+//! firings plus the pipeline file's shared ones; another tenant's rule is
+//! "not found" (404, not 403: ids are no oracle).
+//!
 //! A rule is written to the store first (so it is listed at once and
 //! survives restarts), then sent downstream as an `AlertRuleChange` and
 //! acknowledged there before the answer goes out: 201 means the `Alert`
@@ -17,18 +21,20 @@ use utoipa::IntoParams;
 use super::auth::Authorized;
 use super::context::ApiState;
 use super::error::{ApiError, ApiResult, ErrorBody, FieldError};
-use super::extract::{cursor, instant, next_page, page_limit, pair_in_path, time_range, Params, StrictJson};
+use super::extract::{cursor, instant, next_page, page_limit, pair_param, time_range, Params, StrictJson};
 use super::model::{
     parse_duration, AlertList, AlertView, ConditionInput, FiringList, FiringView, NewAlert, RuleStatusView,
     TriggerInput,
 };
 use crate::fx::{AlertRule, AlertRuleChange, Condition, FxEvent, PriceField, Trigger, WebhookTarget};
-use crate::store::{AlertQuery, RuleQuery};
+use crate::store::{AlertQuery, RuleQuery, StoredRule};
 
 /// Default rows per alert page.
 const DEFAULT_PAGE: u32 = 100;
 /// Longest webhook secret accepted.
 const MAX_SECRET: usize = 256;
+/// Longest webhook URL accepted.
+const MAX_URL: usize = 2048;
 
 /// A new rule id: 64 random bits in hex.
 fn new_rule_id() -> String {
@@ -39,7 +45,7 @@ fn new_rule_id() -> String {
 
 fn condition(input: &ConditionInput, errors: &mut Vec<FieldError>) -> Option<Condition> {
     let threshold = |errors: &mut Vec<FieldError>| -> Option<Decimal> {
-        match input.threshold {
+        match input.threshold.flatten() {
             Some(t) if t.0 > Decimal::ZERO => Some(t.0),
             Some(t) => {
                 errors.push(FieldError::new(
@@ -83,7 +89,7 @@ fn condition(input: &ConditionInput, errors: &mut Vec<FieldError>) -> Option<Con
             unexpected(errors, "threshold", input.threshold.is_some());
             unexpected(errors, "returns", input.returns.is_some());
             unexpected(errors, "k", input.k.is_some());
-            let percent = match input.percent {
+            let percent = match input.percent.flatten() {
                 Some(p) if !p.0.is_zero() => Some(p.0),
                 Some(_) => {
                     errors.push(FieldError::new("condition.percent", "must not be zero"));
@@ -94,7 +100,7 @@ fn condition(input: &ConditionInput, errors: &mut Vec<FieldError>) -> Option<Con
                     None
                 }
             };
-            let window = match input.window.as_deref().map(parse_duration) {
+            let window = match input.window.as_ref().and_then(|w| w.as_deref()).map(parse_duration) {
                 Some(Ok(w)) if !w.is_zero() => Some(w),
                 Some(Ok(_)) => {
                     errors.push(FieldError::new("condition.window", "must be longer than zero"));
@@ -121,7 +127,17 @@ fn condition(input: &ConditionInput, errors: &mut Vec<FieldError>) -> Option<Con
             unexpected(errors, "threshold", input.threshold.is_some());
             unexpected(errors, "percent", input.percent.is_some());
             unexpected(errors, "window", input.window.is_some());
-            let returns = match input.returns {
+            let returns = match input.returns.flatten() {
+                Some(n) if n > crate::transforms::alert::rules::MAX_RETURNS => {
+                    errors.push(FieldError::new(
+                        "condition.returns",
+                        format!(
+                            "{n} is too many: at most {}",
+                            crate::transforms::alert::rules::MAX_RETURNS
+                        ),
+                    ));
+                    None
+                }
                 Some(n) if n >= 2 => Some(n),
                 Some(n) => {
                     errors.push(FieldError::new(
@@ -135,7 +151,7 @@ fn condition(input: &ConditionInput, errors: &mut Vec<FieldError>) -> Option<Con
                     None
                 }
             };
-            let k = match input.k {
+            let k = match input.k.flatten() {
                 Some(k) if k.0 > Decimal::ZERO => Some(k.0),
                 Some(k) => {
                     errors.push(FieldError::new("condition.k", format!("{} must be positive", k.0)));
@@ -180,7 +196,7 @@ fn trigger(input: Option<&TriggerInput>, errors: &mut Vec<FieldError>) -> Option
             Some(Trigger::Once)
         }
         "every" => {
-            let cooldown = match input.cooldown.as_deref().map(parse_duration) {
+            let cooldown = match input.cooldown.as_ref().and_then(|c| c.as_deref()).map(parse_duration) {
                 None => Some(std::time::Duration::ZERO),
                 Some(Ok(c)) => Some(c),
                 Some(Err(e)) => {
@@ -188,7 +204,7 @@ fn trigger(input: Option<&TriggerInput>, errors: &mut Vec<FieldError>) -> Option
                     None
                 }
             };
-            let rearm = match input.rearm {
+            let rearm = match input.rearm.flatten() {
                 None => Some(Decimal::ZERO),
                 Some(r) if r.0 >= Decimal::ZERO => Some(r.0),
                 Some(r) => {
@@ -215,9 +231,16 @@ fn trigger(input: Option<&TriggerInput>, errors: &mut Vec<FieldError>) -> Option
 }
 
 /// Check a new rule completely; every problem is reported at its field.
-fn to_rule(state: &ApiState, id: String, body: &NewAlert) -> Result<AlertRule, ApiError> {
+fn to_rule(state: &ApiState, id: String, tenant: &str, body: &NewAlert) -> Result<AlertRule, ApiError> {
     let mut errors = Vec::new();
     let pair = match body.pair.parse::<crate::fx::Pair>() {
+        _ if !super::contract::conforms(super::contract::PAIR, &body.pair) => {
+            errors.push(FieldError::new(
+                "pair",
+                format!("`{}` is not a currency pair; write it as EUR/USD", body.pair),
+            ));
+            None
+        }
         Err(e) => {
             errors.push(FieldError::new("pair", e.to_string()));
             None
@@ -257,7 +280,15 @@ fn to_rule(state: &ApiState, id: String, body: &NewAlert) -> Result<AlertRule, A
     let webhook = match &body.webhook {
         None => None,
         Some(hook) => {
-            if let Err(e) = crate::sinks::webhook::check_url(&hook.url, state.allow_private_webhooks) {
+            if hook.url.len() > MAX_URL || !super::contract::conforms(super::contract::WEBHOOK_URL, &hook.url) {
+                errors.push(FieldError::new(
+                    "webhook.url",
+                    format!(
+                        "write an http:// or https:// URL to a host name or IPv4 address (at most {MAX_URL} characters), \
+                         e.g. https://hooks.example.com/fx"
+                    ),
+                ));
+            } else if let Err(e) = crate::sinks::webhook::check_url(&hook.url, state.allow_private_webhooks) {
                 errors.push(FieldError::new("webhook.url", e));
             }
             if hook
@@ -290,6 +321,7 @@ fn to_rule(state: &ApiState, id: String, body: &NewAlert) -> Result<AlertRule, A
         price: body.price.map(PriceField::from).unwrap_or_default(),
         expires,
         webhook,
+        tenant: Some(tenant.to_owned()),
     };
     crate::transforms::alert::rules::validate(&rule)
         .map_err(|e| ApiError::validation(vec![FieldError::new("condition", e)]))?;
@@ -298,7 +330,7 @@ fn to_rule(state: &ApiState, id: String, body: &NewAlert) -> Result<AlertRule, A
 
 /// Create a rule. It is checked against the next sample of its pair; a state
 /// condition (`above`, `below`) that already holds fires at once.
-#[utoipa::path(post, path = "/alerts", tag = "alerts", request_body = NewAlert,
+#[utoipa::path(post, path = "/alerts", operation_id = "createAlert", tag = "alerts", request_body = NewAlert,
     security(("api_key" = [])),
     responses(
         (status = 201, description = "Created; `Location` names the rule", body = AlertView,
@@ -308,16 +340,31 @@ fn to_rule(state: &ApiState, id: String, body: &NewAlert) -> Result<AlertRule, A
         (status = 403, description = "Unknown API key", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not `application/json`", body = ErrorBody),
+        (status = 409, description = "The tenant holds `limits.rules_per_tenant` rules (or `webhooks_per_tenant` webhooks) already", body = ErrorBody),
         (status = 422, description = "Invalid rule; `details` names each field", body = ErrorBody),
-        (status = 429, description = "Rate limited (per address or per key)", body = ErrorBody),
+        (status = 429, description = "Rate limited (per address, per key, or failed authentications)", body = ErrorBody),
         (status = 503, description = "The store or the pipeline does not answer", body = ErrorBody),
     ))]
 pub async fn create(
     State(state): State<ApiState>,
-    _key: Authorized,
+    key: Authorized,
     StrictJson(body): StrictJson<NewAlert>,
 ) -> ApiResult<Response> {
-    let rule = to_rule(&state, new_rule_id(), &body)?;
+    let rule = to_rule(&state, new_rule_id(), &key.tenant, &body)?;
+    let usage = state.store.tenant_usage(&key.tenant).await?;
+    let limits = &state.limits;
+    if usage.rules >= u64::from(limits.rules_per_tenant) {
+        return Err(ApiError::quota_exceeded(format!(
+            "tenant `{}` has {} rules, the most it may keep; delete one first",
+            key.tenant, usage.rules
+        )));
+    }
+    if rule.webhook.is_some() && usage.webhooks >= u64::from(limits.webhooks_per_tenant) {
+        return Err(ApiError::quota_exceeded(format!(
+            "tenant `{}` has {} rules with a webhook, the most it may keep; delete one first",
+            key.tenant, usage.webhooks
+        )));
+    }
     let id = rule.id.clone();
     let change = AlertRuleChange {
         id: id.clone(),
@@ -341,7 +388,7 @@ pub async fn create(
         .rule(&id)
         .await?
         .ok_or_else(|| ApiError::unavailable("store_unavailable", "the rule was stored but cannot be read back"))?;
-    tracing::info!(rule = %id, pair = %stored.rule.pair, "Alert rule created over HTTP.");
+    tracing::info!(rule = %id, tenant = %key.tenant, pair = %stored.rule.pair, "Alert rule created over HTTP.");
     let location = format!("/alerts/{id}");
     Ok((
         StatusCode::CREATED,
@@ -356,29 +403,36 @@ pub async fn create(
 #[into_params(parameter_in = Query)]
 pub struct AlertsQuery {
     /// Only rules of this pair.
+    #[param(pattern = r"^[A-Za-z]{3}[-_/]?[A-Za-z]{3}$")]
     pub pair: Option<String>,
     /// Only rules in this state.
     pub status: Option<RuleStatusView>,
     /// Rules per page, 1 to the stage's `limits.max_page`; default 100.
+    #[param(minimum = 1)]
     pub limit: Option<u32>,
     /// The cursor from the previous page's `next`.
     pub after: Option<String>,
 }
 
-/// The stored rules, by id.
-#[utoipa::path(get, path = "/alerts", tag = "alerts", params(AlertsQuery),
+/// The caller's tenant's rules, by id.
+#[utoipa::path(get, path = "/alerts", operation_id = "listAlerts", tag = "alerts", params(AlertsQuery),
+    security(("api_key" = [])),
     responses(
         (status = 200, body = AlertList),
         (status = 400, description = "Malformed parameter", body = ErrorBody),
+        (status = 401, description = "No API key, or a malformed Authorization header", body = ErrorBody),
+        (status = 403, description = "Unknown API key", body = ErrorBody),
         (status = 404, description = "Not a monitored pair", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody),
         (status = 503, description = "The store does not answer", body = ErrorBody),
     ))]
-pub async fn list(State(state): State<ApiState>, Params(q): Params<AlertsQuery>) -> ApiResult<Json<AlertList>> {
+pub async fn list(
+    State(state): State<ApiState>,
+    key: Authorized,
+    Params(q): Params<AlertsQuery>,
+) -> ApiResult<Json<AlertList>> {
     let pair = match q.pair.as_deref() {
-        Some(text) => Some(state.monitored(
-            pair_in_path(text).map_err(|_| ApiError::invalid_parameter("query.pair", "not a currency pair"))?,
-        )?),
+        Some(text) => Some(state.monitored(pair_param("query.pair", text)?)?),
         None => None,
     };
     let limit = page_limit(q.limit, DEFAULT_PAGE, state.limits.max_page)?;
@@ -391,6 +445,7 @@ pub async fn list(State(state): State<ApiState>, Params(q): Params<AlertsQuery>)
     let mut rules = state
         .store
         .rules_page(&RuleQuery {
+            tenant: Some(key.tenant.to_string()),
             pair,
             status: q.status.map(Into::into),
             after,
@@ -418,19 +473,28 @@ impl RuleStatusView {
     }
 }
 
-/// One rule.
-#[utoipa::path(get, path = "/alerts/{id}", tag = "alerts",
+/// One rule of the caller's tenant.
+#[utoipa::path(get, path = "/alerts/{id}", operation_id = "getAlert", tag = "alerts",
     params(("id" = String, Path, description = "The rule's id")),
+    security(("api_key" = [])),
     responses(
         (status = 200, body = AlertView),
-        (status = 404, description = "No such rule (or deleted)", body = ErrorBody),
+        (status = 401, description = "No API key, or a malformed Authorization header", body = ErrorBody),
+        (status = 403, description = "Unknown API key", body = ErrorBody),
+        (status = 404, description = "No such rule of this tenant (or deleted)", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody),
         (status = 503, description = "The store does not answer", body = ErrorBody),
     ))]
-pub async fn get(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<Json<AlertView>> {
-    match state.store.rule(&id).await? {
-        Some(stored) => Ok(Json(AlertView::new(&stored, Utc::now()))),
-        None => Err(no_rule(&id)),
+pub async fn get(State(state): State<ApiState>, key: Authorized, Path(id): Path<String>) -> ApiResult<Json<AlertView>> {
+    let stored = visible_rule(&state, &key, &id).await?;
+    Ok(Json(AlertView::new(&stored, Utc::now())))
+}
+
+/// The rule `id` if the caller's tenant may see it (its own, or shared); else 404.
+async fn visible_rule(state: &ApiState, key: &Authorized, id: &str) -> Result<StoredRule, ApiError> {
+    match state.store.rule(id).await? {
+        Some(stored) if stored.tenant.as_deref().is_none_or(|t| t == &*key.tenant) => Ok(stored),
+        _ => Err(no_rule(id)),
     }
 }
 
@@ -442,20 +506,26 @@ fn no_rule(id: &str) -> ApiError {
 }
 
 /// Delete a rule: it stops firing within a second. Its firings stay in the history.
-#[utoipa::path(delete, path = "/alerts/{id}", tag = "alerts",
+#[utoipa::path(delete, path = "/alerts/{id}", operation_id = "deleteAlert", tag = "alerts",
     params(("id" = String, Path, description = "The rule's id")),
     security(("api_key" = [])),
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, description = "No API key, or a malformed Authorization header", body = ErrorBody),
         (status = 403, description = "Unknown API key", body = ErrorBody),
-        (status = 404, description = "No such rule (or already deleted)", body = ErrorBody),
+        (status = 404, description = "No such rule of this tenant (or already deleted)", body = ErrorBody),
+        (status = 409, description = "A shared rule of the pipeline file: change it there", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody),
         (status = 503, description = "The store or the pipeline does not answer", body = ErrorBody),
     ))]
-pub async fn delete(State(state): State<ApiState>, _key: Authorized, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    if state.store.rule(&id).await?.is_none() {
-        return Err(no_rule(&id));
+pub async fn delete(State(state): State<ApiState>, key: Authorized, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let stored = visible_rule(&state, &key, &id).await?;
+    if stored.tenant.is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "shared_rule",
+            format!("rule `{id}` is shared by every tenant; change it in the pipeline file"),
+        ));
     }
     let change = AlertRuleChange {
         id: id.clone(),
@@ -463,7 +533,7 @@ pub async fn delete(State(state): State<ApiState>, _key: Authorized, Path(id): P
     };
     state.store.write(&[&FxEvent::AlertRuleChange(change.clone())]).await?;
     state.emit(change).await?;
-    tracing::info!(rule = %id, "Alert rule deleted over HTTP.");
+    tracing::info!(rule = %id, tenant = %key.tenant, "Alert rule deleted over HTTP.");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -474,6 +544,7 @@ pub struct FiringsQuery {
     /// Only firings of this rule.
     pub rule: Option<String>,
     /// Only firings on this pair.
+    #[param(pattern = r"^[A-Za-z]{3}[-_/]?[A-Za-z]{3}$")]
     pub pair: Option<String>,
     /// Fired at or after (RFC 3339).
     #[param(format = DateTime)]
@@ -482,25 +553,32 @@ pub struct FiringsQuery {
     #[param(format = DateTime)]
     pub to: Option<String>,
     /// Firings per page, 1 to the stage's `limits.max_page`; default 100.
+    #[param(minimum = 1)]
     pub limit: Option<u32>,
     /// The cursor from the previous page's `next`.
     pub before: Option<String>,
 }
 
-/// Every firing, newest first: the rule, the pair, the value and the previous value.
-#[utoipa::path(get, path = "/alerts/history", tag = "alerts", params(FiringsQuery),
+/// The firings of the caller's tenant's rules and of shared ones, newest first:
+/// the rule, the pair, the value and the previous value.
+#[utoipa::path(get, path = "/alerts/history", operation_id = "listFirings", tag = "alerts", params(FiringsQuery),
+    security(("api_key" = [])),
     responses(
         (status = 200, body = FiringList),
         (status = 400, description = "Malformed parameter, or `from` after `to`", body = ErrorBody),
+        (status = 401, description = "No API key, or a malformed Authorization header", body = ErrorBody),
+        (status = 403, description = "Unknown API key", body = ErrorBody),
         (status = 404, description = "Not a monitored pair", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody),
         (status = 503, description = "The store does not answer", body = ErrorBody),
     ))]
-pub async fn history(State(state): State<ApiState>, Params(q): Params<FiringsQuery>) -> ApiResult<Json<FiringList>> {
+pub async fn history(
+    State(state): State<ApiState>,
+    key: Authorized,
+    Params(q): Params<FiringsQuery>,
+) -> ApiResult<Json<FiringList>> {
     let pair = match q.pair.as_deref() {
-        Some(text) => Some(state.monitored(
-            pair_in_path(text).map_err(|_| ApiError::invalid_parameter("query.pair", "not a currency pair"))?,
-        )?),
+        Some(text) => Some(state.monitored(pair_param("query.pair", text)?)?),
         None => None,
     };
     let (from, to) = time_range(q.from.as_deref(), q.to.as_deref())?;
@@ -515,6 +593,7 @@ pub async fn history(State(state): State<ApiState>, Params(q): Params<FiringsQue
     let mut firings = state
         .store
         .alerts(&AlertQuery {
+            tenant: Some(key.tenant.to_string()),
             rule_id: q.rule.clone(),
             pair,
             from,

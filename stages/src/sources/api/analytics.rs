@@ -17,9 +17,10 @@ use crate::store::VolatilityQuery;
 #[into_params(parameter_in = Query)]
 pub struct VolatilityParams {
     /// Only these pairs, comma-separated: `EUR/USD,USD/JPY`. Default: every monitored pair.
+    #[param(pattern = r"^[A-Za-z]{3}[-_/]?[A-Za-z]{3}(,[A-Za-z]{3}[-_/]?[A-Za-z]{3})*$")]
     pub pairs: Option<String>,
     /// The span the readings cover, as the `Volatility` stage's `window` names it. Default `30d`.
-    #[param(example = "30d")]
+    #[param(example = "30d", pattern = r"^[1-9][0-9]{0,5}(ms|s|m|h|d)$")]
     pub window: Option<String>,
     /// With `from` and/or `to`: every reading whose window ends in the range (RFC 3339), by
     /// pair and time; without: the newest reading of each pair.
@@ -34,7 +35,7 @@ pub struct VolatilityParams {
 
 /// Realised volatility: the annualised standard deviation of each pair's log
 /// returns over `window` — the newest reading per pair, or a range of them.
-#[utoipa::path(get, path = "/analytics/volatility", tag = "analytics", params(VolatilityParams),
+#[utoipa::path(get, path = "/analytics/volatility", operation_id = "getVolatility", tag = "analytics", params(VolatilityParams),
     responses(
         (status = 200, description = "Readings by pair (and time)", body = VolatilityResponse),
         (status = 400, description = "A malformed parameter or range", body = ErrorBody),
@@ -49,7 +50,7 @@ pub async fn volatility(
     let pairs = pair_filter(&state, q.pairs.as_deref())?.unwrap_or_else(|| state.pairs.clone());
     let window = match q.window.as_deref() {
         None => "30d".to_owned(),
-        Some(text) => match fxflow_engine::duration::parse(text) {
+        Some(text) => match super::model::parse_duration(text) {
             Ok(w) if !w.is_zero() => fxflow_engine::duration::format(&w),
             Ok(_) => return Err(ApiError::invalid_parameter("query.window", "must be longer than zero")),
             Err(e) => return Err(ApiError::invalid_parameter("query.window", e)),

@@ -18,15 +18,13 @@ use super::model::{CandleView, CandlesResponse};
 use super::rates::{ts_text, wants_csv, Format, DEFAULT_PAGE};
 use crate::store::{CandleQuery, StoredCandle};
 
-/// The longest bar the API names (the `Candles` stage's limit).
-const MAX_INTERVAL: Duration = Duration::from_secs(366 * 86_400);
-
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct CandlesQuery {
     /// The bar length, as the `Candles` stage's `intervals` name it: `1m`, `5m`, `1h`, `1d`.
-    #[param(example = "1h")]
+    /// Required: without it a 400 names the lengths. A length no stage builds has no bars.
+    #[param(example = "1h", required = true, pattern = r"^[1-9][0-9]{0,5}(s|m|h|d)$")]
     pub interval: Option<String>,
     /// First bar start (RFC 3339, inclusive). Default: the beginning.
     #[param(format = DateTime)]
@@ -55,20 +53,20 @@ fn interval(text: Option<&str>) -> Result<(String, Duration), ApiError> {
             "give the bar length: interval=1m, 5m, 1h or 1d (what the Candles stage builds)",
         ));
     };
-    let interval = fxflow_engine::duration::parse(text).map_err(|e| ApiError::invalid_parameter(field, e))?;
-    if interval.is_zero() || interval > MAX_INTERVAL || interval.subsec_nanos() != 0 {
+    if !super::contract::conforms(super::contract::CANDLE_INTERVAL, text) {
         return Err(ApiError::invalid_parameter(
             field,
-            "a bar is a whole number of seconds, at most 366 days",
+            format!("`{text}` is not a bar length: a whole number of s, m, h or d, such as 1m, 5m, 1h or 1d"),
         ));
     }
+    let interval = super::model::parse_duration(text).map_err(|e| ApiError::invalid_parameter(field, e))?;
     Ok((fxflow_engine::duration::format(&interval), interval))
 }
 
 /// A pair's bars of one interval, oldest first (by start, then source), one
 /// keyset-paginated page at a time; or the whole range as streamed CSV.
 /// Served from the candles table: a bar is one row, however many prices made it.
-#[utoipa::path(get, path = "/rates/{pair}/candles", tag = "rates",
+#[utoipa::path(get, path = "/rates/{pair}/candles", operation_id = "listCandles", tag = "rates",
     params(("pair" = String, Path, description = "`EURUSD`, `EUR-USD`, `EUR_USD`, either orientation", example = "EURUSD", pattern = r"^[A-Za-z]{3}[-_/]?[A-Za-z]{3}$"), CandlesQuery),
     responses(
         (status = 200, description = "One page (JSON) or the whole range (CSV: pair,interval,start,source,open,high,low,close,bid_open,bid_high,bid_low,bid_close,ask_open,ask_high,ask_low,ask_close,ticks,closed)",
@@ -193,8 +191,14 @@ mod tests {
             (e.status.as_u16(), e.details[0].field.as_str()),
             (400, "query.interval")
         );
-        assert!(interval(Some("1500ms")).is_err());
-        assert!(interval(Some("400d")).is_err());
+        assert!(interval(Some("1500ms")).is_err(), "bars are whole seconds");
+        assert!(
+            interval(Some("1000ms")).is_err(),
+            "written in s, m, h or d, as the document says"
+        );
+        assert!(interval(Some("01h")).is_err() && interval(Some("1 h")).is_err());
         assert!(interval(Some("hourly")).is_err());
+        // Longer than any bar the Candles stage builds (366 days): a length with no bars, not an error.
+        assert_eq!(interval(Some("400d")).unwrap().0, "400d");
     }
 }

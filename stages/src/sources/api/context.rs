@@ -14,7 +14,7 @@ use redis::aio::ConnectionManager;
 use rust_decimal::Decimal;
 use tokio::sync::mpsc;
 
-use super::auth::KeyRing;
+use super::auth::AuthState;
 use super::error::ApiError;
 use super::limits::{Limiter, LimitsConfig};
 use super::model::{PriceKindView, RateView, StageView};
@@ -35,9 +35,10 @@ pub struct ApiContext {
     pub currencies: Vec<Currency>,
     /// Every pair of `currencies`, in market convention, sorted.
     pub pairs: Vec<Pair>,
-    pub keys: KeyRing,
+    pub auth: AuthState,
     pub per_ip: Option<Limiter<IpAddr>>,
-    pub per_key: Option<Limiter<usize>>,
+    /// Proxies whose `X-Forwarded-For`/`Forwarded` name the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub limits: LimitsConfig,
     /// Rule changes on their way to the stage's output.
     pub changes: mpsc::Sender<Envelope<FxEvent>>,
@@ -149,8 +150,10 @@ pub struct ApiMetrics {
 pub const REQUESTS: &str = "fxflow_api_requests_total";
 /// Request latency by route and method.
 pub const REQUEST_SECONDS: &str = "fxflow_api_request_duration_seconds";
-/// Requests refused by a rate limit, by what was limited (`ip`, `key`).
+/// Requests refused by a rate limit, by what was limited (`ip`, `key`, `failed_auth`).
 pub const RATE_LIMITED: &str = "fxflow_api_rate_limited_total";
+/// Failed authentications (unknown key, malformed header).
+pub const AUTH_FAILURES: &str = "fxflow_api_auth_failures_total";
 /// Live-stream clients cut off for falling behind, by stream.
 pub const STREAM_DROPPED: &str = "fxflow_api_stream_clients_dropped_total";
 /// Live-stream clients connected, by stream.
@@ -173,6 +176,10 @@ impl ApiMetrics {
     pub fn rate_limited(&self, by: &'static str) {
         counter!(RATE_LIMITED, "pipeline" => self.pipeline.clone(), "stage" => self.stage.clone(), "by" => by)
             .increment(1);
+    }
+
+    pub fn auth_failed(&self) {
+        counter!(AUTH_FAILURES, "pipeline" => self.pipeline.clone(), "stage" => self.stage.clone()).increment(1);
     }
 
     pub fn stream_dropped(&self, stream: &'static str) {

@@ -112,6 +112,11 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
+    /// 409: the caller's tenant holds as much as it may.
+    pub fn quota_exceeded(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "quota_exceeded", message)
+    }
+
     pub fn rate_limited(retry_after: u64, message: impl Into<String>) -> Self {
         let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
         e.retry_after = Some(retry_after.max(1));

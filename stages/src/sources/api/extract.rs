@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 
+use super::contract;
 use super::error::{ApiError, FieldError};
 use crate::fx::{Currency, Pair};
 
@@ -108,16 +109,41 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
 /// A pair as written in a path: `EURUSD`, `EUR-USD`, `EUR_USD` or `EUR/USD`,
 /// in either orientation; always returned in market convention.
 pub fn pair_in_path(text: &str) -> Result<Pair, ApiError> {
-    let field = "path.pair";
-    let pair: Pair = text.parse().map_err(|e: crate::fx::pair::PairError| {
-        ApiError::invalid_parameter(field, format!("{e}; write a pair as EURUSD, EUR-USD or EUR_USD"))
-    })?;
-    Ok(Pair::market(pair.base, pair.quote))
+    pair_param("path.pair", text)
 }
 
-/// A currency code parameter.
+/// A pair parameter ([`contract::PAIR`]): 400 when it is not written as a
+/// pair; 404 when it is, but names no currency (`EURXYZ`) or one currency
+/// twice (`EUREUR`): well-formed, and no such pair exists.
+pub fn pair_param(field: &str, text: &str) -> Result<Pair, ApiError> {
+    if !contract::conforms(contract::PAIR, text) {
+        return Err(ApiError::invalid_parameter(
+            field,
+            format!("`{text}` is not a currency pair; write a pair as EURUSD, EUR-USD or EUR_USD"),
+        ));
+    }
+    match text.parse::<Pair>() {
+        Ok(pair) => Ok(Pair::market(pair.base, pair.quote)),
+        Err(crate::fx::pair::PairError::Currency(e)) => Err(ApiError::not_found("unknown_currency", e.to_string())
+            .with_details(vec![FieldError::new(field, "no such currency")])),
+        Err(e) => Err(ApiError::not_found("unknown_pair", e.to_string())
+            .with_details(vec![FieldError::new(field, "no such pair")])),
+    }
+}
+
+/// A currency code parameter ([`contract::CURRENCY`]): 400 when it is not
+/// three letters, 404 when it is no currency (not an ISO 4217 code, or `XXX`).
 pub fn currency(field: &str, text: &str) -> Result<Currency, ApiError> {
-    Currency::parse(text).map_err(|e| ApiError::invalid_parameter(field, e.to_string()))
+    if !contract::conforms(contract::CURRENCY, text) {
+        return Err(ApiError::invalid_parameter(
+            field,
+            format!("`{text}` is not a currency code: three letters such as EUR, USD, JPY"),
+        ));
+    }
+    Currency::parse(text).map_err(|e| {
+        ApiError::not_found("unknown_currency", e.to_string())
+            .with_details(vec![FieldError::new(field, "no such currency")])
+    })
 }
 
 /// An RFC 3339 instant parameter.
@@ -171,10 +197,14 @@ pub fn page_limit(limit: Option<u32>, default: u32, max: u32) -> Result<u32, Api
     match limit {
         None => Ok(default.min(max)),
         Some(0) => Err(ApiError::invalid_parameter("query.limit", "must be at least 1")),
-        Some(n) if n > max => Err(ApiError::invalid_parameter(
+        Some(n) if n > max => Err(ApiError::bad_request(
+            "page_too_large",
+            format!("query.limit: {n} is above the maximum of {max} rows per page; follow `next` for more"),
+        )
+        .with_details(vec![FieldError::new(
             "query.limit",
-            format!("{n} is above the maximum of {max} rows per page; follow `next` for more"),
-        )),
+            format!("at most {max} (limits.max_page)"),
+        )])),
         Some(n) => Ok(n),
     }
 }
@@ -229,7 +259,16 @@ pub mod cursor {
     }
 
     pub fn decode(field: &str, text: &str, parts: usize) -> Result<Vec<String>, ApiError> {
-        let bad = || ApiError::invalid_parameter(field, "not a cursor this API issued; use the `next` link as given");
+        let bad = || {
+            ApiError::bad_request(
+                "invalid_cursor",
+                format!("{field}: not a cursor this API issued; use the `next` link as given"),
+            )
+            .with_details(vec![super::super::error::FieldError::new(
+                field,
+                "not a cursor this API issued",
+            )])
+        };
         let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
         let text = String::from_utf8(bytes).map_err(|_| bad())?;
         let fields: Vec<String> = text.split('\u{1f}').map(str::to_owned).collect();
@@ -291,8 +330,22 @@ mod tests {
             assert_eq!(pair_in_path(text).unwrap().to_string(), "EUR/USD", "{text}");
         }
         let e = pair_in_path("EURXYZ").unwrap_err();
-        assert_eq!((e.status.as_u16(), e.code), (400, "invalid_parameter"));
-        assert!(pair_in_path("EUREUR").is_err());
+        assert_eq!(
+            (e.status.as_u16(), e.code),
+            (404, "unknown_currency"),
+            "well-formed, no such currency"
+        );
+        let e = pair_in_path("EUREUR").unwrap_err();
+        assert_eq!((e.status.as_u16(), e.code), (404, "unknown_pair"));
+        let e = pair_in_path("EUR USD").unwrap_err();
+        assert_eq!(
+            (e.status.as_u16(), e.code),
+            (400, "invalid_parameter"),
+            "not written as a pair"
+        );
+        let e = currency("query.from", "XXX").unwrap_err();
+        assert_eq!(e.status.as_u16(), 404);
+        assert!(e.message.contains("no currency"), "{}", e.message);
     }
 
     #[test]

@@ -27,6 +27,17 @@ pub struct LimitsConfig {
     /// Mutating requests per API key. `None`: unlimited.
     #[serde(default = "default_per_key")]
     pub per_key: Option<RateLimit>,
+    /// Failed authentications (unknown key, malformed header) per client
+    /// address; once spent, every authenticated request of that client gets
+    /// 429 until the budget refills. `None`: unlimited (not advised).
+    #[serde(default = "default_failed_auth")]
+    pub failed_auth: Option<FailureLimit>,
+    /// Most rules a tenant may keep stored (any status); one more gets 409.
+    #[serde(default = "default_rules_per_tenant")]
+    pub rules_per_tenant: u32,
+    /// Most of a tenant's stored rules that may carry a webhook; one more gets 409.
+    #[serde(default = "default_webhooks_per_tenant")]
+    pub webhooks_per_tenant: u32,
     /// Most live-stream (SSE) clients at once; one more gets 503.
     #[serde(default = "default_stream_clients")]
     pub stream_clients: usize,
@@ -47,6 +58,26 @@ pub struct RateLimit {
     pub burst: u32,
 }
 
+/// A budget that refills slowly: `per_minute` on average, up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailureLimit {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+fn default_failed_auth() -> Option<FailureLimit> {
+    Some(FailureLimit {
+        per_minute: 10,
+        burst: 10,
+    })
+}
+fn default_rules_per_tenant() -> u32 {
+    1000
+}
+fn default_webhooks_per_tenant() -> u32 {
+    100
+}
 fn default_max_body() -> usize {
     16 * 1024
 }
@@ -82,6 +113,9 @@ impl Default for LimitsConfig {
             max_page: default_max_page(),
             per_ip: default_per_ip(),
             per_key: default_per_key(),
+            failed_auth: default_failed_auth(),
+            rules_per_tenant: default_rules_per_tenant(),
+            webhooks_per_tenant: default_webhooks_per_tenant(),
             stream_clients: default_stream_clients(),
             stream_backlog: default_stream_backlog(),
             stream_replay: default_stream_replay(),
@@ -107,6 +141,16 @@ impl LimitsConfig {
                 }
             }
         }
+        if let Some(limit) = self.failed_auth {
+            if limit.per_minute == 0 || limit.burst == 0 {
+                problems.push(
+                    "failed_auth: per_minute and burst must be at least 1 (remove the limit with None)".to_owned(),
+                );
+            }
+        }
+        if self.rules_per_tenant == 0 {
+            problems.push("rules_per_tenant must be at least 1".to_owned());
+        }
         if self.stream_backlog == 0 {
             problems.push("stream_backlog must be at least 1".to_owned());
         }
@@ -121,7 +165,9 @@ struct Bucket {
 
 /// Token buckets by key (client address, API key).
 pub struct Limiter<K> {
-    limit: RateLimit,
+    /// Tokens per second.
+    rate: f64,
+    burst: f64,
     buckets: Mutex<Buckets<K>>,
 }
 
@@ -150,8 +196,17 @@ const SWEEP_ABOVE: usize = 10_000;
 
 impl<K: Hash + Eq + Clone> Limiter<K> {
     pub fn new(limit: RateLimit) -> Self {
+        Self::with_rate(f64::from(limit.per_second), f64::from(limit.burst))
+    }
+
+    pub fn failures(limit: FailureLimit) -> Self {
+        Self::with_rate(f64::from(limit.per_minute) / 60.0, f64::from(limit.burst))
+    }
+
+    fn with_rate(rate: f64, burst: f64) -> Self {
         Limiter {
-            limit,
+            rate,
+            burst,
             buckets: Mutex::new(Buckets {
                 by_key: HashMap::new(),
                 swept: None,
@@ -164,9 +219,17 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
         self.check_at(key, Instant::now())
     }
 
+    /// `Some(seconds)` to wait when `key` has no token left; takes none.
+    pub fn blocked(&self, key: &K) -> Option<u64> {
+        self.take_at(key, Instant::now(), false).err()
+    }
+
     fn check_at(&self, key: &K, now: Instant) -> Result<(), u64> {
-        let rate = f64::from(self.limit.per_second);
-        let burst = f64::from(self.limit.burst);
+        self.take_at(key, now, true)
+    }
+
+    fn take_at(&self, key: &K, now: Instant, take: bool) -> Result<(), u64> {
+        let (rate, burst) = (self.rate, self.burst);
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         // A bucket idle long enough to be full again is the same as no bucket.
         let full_after = burst / rate;
@@ -187,7 +250,9 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
         bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
         bucket.updated = now;
         if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+            if take {
+                bucket.tokens -= 1.0;
+            }
             Ok(())
         } else {
             Err(((1.0 - bucket.tokens) / rate).ceil() as u64)
@@ -254,5 +319,20 @@ mod tests {
             "one token per 500 ms"
         );
         assert!(limiter.check_at(&"a", start + Duration::from_millis(600)).is_err());
+    }
+
+    #[test]
+    fn a_failure_budget_refills_per_minute_and_looking_takes_nothing() {
+        let limiter = Limiter::failures(FailureLimit {
+            per_minute: 6,
+            burst: 2,
+        });
+        assert_eq!(limiter.blocked(&"a"), None);
+        assert_eq!(limiter.blocked(&"a"), None, "looking is free");
+        let start = Instant::now();
+        limiter.check_at(&"a", start).unwrap();
+        limiter.check_at(&"a", start).unwrap();
+        assert_eq!(limiter.check_at(&"a", start), Err(10), "one failure per 10 s");
+        assert!(limiter.check_at(&"a", start + Duration::from_secs(10)).is_ok());
     }
 }

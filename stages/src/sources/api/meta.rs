@@ -14,7 +14,7 @@ use super::error::{ApiError, ErrorBody};
 use super::model::{ComponentView, HealthResponse, IndexResponse, ReadyResponse, StageStats, StatsResponse};
 
 /// What this is, what runs, and where to go next.
-#[utoipa::path(get, path = "/", tag = "meta", responses((status = 200, body = IndexResponse)))]
+#[utoipa::path(get, path = "/", operation_id = "getIndex", tag = "meta", responses((status = 200, body = IndexResponse)))]
 pub async fn index(State(state): State<ApiState>) -> Json<IndexResponse> {
     let mut links = serde_json::Map::new();
     for (name, path) in [
@@ -50,13 +50,13 @@ pub async fn index(State(state): State<ApiState>) -> Json<IndexResponse> {
 }
 
 /// The process is alive.
-#[utoipa::path(get, path = "/health", tag = "meta", responses((status = 200, body = HealthResponse)))]
+#[utoipa::path(get, path = "/health", operation_id = "getHealth", tag = "meta", responses((status = 200, body = HealthResponse)))]
 pub async fn health() -> Json<HealthResponse> {
     Json(HealthResponse { status: "ok" })
 }
 
 /// Ready when every pipeline runs and every dependency (store, cache, broker) answers.
-#[utoipa::path(get, path = "/ready", tag = "meta",
+#[utoipa::path(get, path = "/ready", operation_id = "getReady", tag = "meta",
     responses(
         (status = 200, description = "Ready", body = ReadyResponse),
         (status = 503, description = "Not ready: see which component", body = ReadyResponse),
@@ -89,7 +89,7 @@ pub async fn ready(State(state): State<ApiState>) -> Response {
 }
 
 /// Prometheus metrics of this worker: every stage's, plus the API's requests.
-#[utoipa::path(get, path = "/metrics", tag = "meta",
+#[utoipa::path(get, path = "/metrics", operation_id = "getMetrics", tag = "meta",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<ApiState>) -> Response {
     (
@@ -100,7 +100,7 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
 }
 
 /// Per-stage counters (events in, out, errors) of this worker's pipelines.
-#[utoipa::path(get, path = "/stats", tag = "meta", responses((status = 200, body = StatsResponse)))]
+#[utoipa::path(get, path = "/stats", operation_id = "getStats", tag = "meta", responses((status = 200, body = StatsResponse)))]
 pub async fn stats(State(state): State<ApiState>) -> Json<StatsResponse> {
     Json(StatsResponse {
         at: Utc::now(),
@@ -182,7 +182,7 @@ fn parse_sample(line: &str) -> Option<(&str, BTreeMap<String, String>, f64)> {
 }
 
 /// The OpenAPI 3.1 document of this API, generated from the handlers' types.
-#[utoipa::path(get, path = "/openapi.json", tag = "meta",
+#[utoipa::path(get, path = "/openapi.json", operation_id = "getOpenApi", tag = "meta",
     responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json", body = Object)))]
 pub async fn openapi() -> Response {
     (
@@ -193,7 +193,7 @@ pub async fn openapi() -> Response {
 }
 
 /// The API reference, rendered from `/openapi.json` in the browser (no CDN: works offline).
-#[utoipa::path(get, path = "/docs", tag = "meta",
+#[utoipa::path(get, path = "/docs", operation_id = "getDocs", tag = "meta",
     responses((status = 200, description = "HTML", content_type = "text/html", body = String)))]
 pub async fn docs() -> Html<&'static str> {
     Html(include_str!("assets/docs.html"))

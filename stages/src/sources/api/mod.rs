@@ -22,6 +22,7 @@ pub mod analytics;
 pub mod auth;
 pub mod candles;
 pub mod context;
+pub mod contract;
 pub mod csv;
 pub mod error;
 pub mod extract;
@@ -55,7 +56,7 @@ use tracing::Instrument;
 use crate::backends::redis::{RedisHandle, KIND as REDIS};
 use crate::fx::{kind, AlertRuleChange, Currency, FxEvent, Pair};
 use crate::store::{HistoryStore, RuleQuery, RuleStatus, STORE_KINDS};
-use auth::{ApiKeys, KeyRing};
+use auth::{ApiKeys, ClientAddress};
 use context::{ApiContext, ApiMetrics, ApiState, RedisRates};
 use error::ApiError;
 use limits::{Limiter, LimitsConfig};
@@ -80,10 +81,25 @@ pub struct ApiConfig {
     /// Key prefix of the cached rates (the `Redis` sink's `key_prefix`).
     #[serde(default = "default_cache_prefix")]
     pub cache_prefix: String,
-    /// API keys for the endpoints that change things: a comma-separated
-    /// string (`"${FXFLOW_API_KEYS}"`) or a list. Each at least 16 characters.
+    /// API keys of the alert endpoints: a comma-separated string
+    /// (`"${FXFLOW_API_KEYS}"`) or a list. Each entry is `tenant:key`,
+    /// `tenant:sha256:<hex digest of the key>`, or a bare key (tenant
+    /// `default`); a key has at least 16 characters. A tenant's rules and
+    /// firings are visible to its own keys only.
     #[serde(default)]
     pub keys: ApiKeys,
+    /// A file of more key entries, one per line (`#` comments), read again
+    /// within seconds of a change: rotate a key by adding the new one,
+    /// moving clients to it, then removing the old one, without a restart.
+    /// Empty: none (so `"${FXFLOW_API_KEYS_FILE:-}"` works unset).
+    #[serde(default)]
+    pub keys_file: Option<String>,
+    /// Reverse proxies (addresses or CIDR ranges, e.g. `10.0.0.0/8`) whose
+    /// `X-Forwarded-For` or `Forwarded` header names the client: the limits
+    /// then count the client, not the proxy. Empty: the peer address counts,
+    /// and those headers are ignored.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     /// With no `keys`: make one random key at start and print it once on
     /// standard error (the embedded default). Otherwise no change is accepted.
     #[serde(default)]
@@ -123,6 +139,12 @@ pub struct CorsConfig {
     /// (`https://dash.example.com`), or `["*"]` for any. Empty: same origin only.
     #[serde(default)]
     pub allow_origins: Vec<String>,
+}
+
+impl ApiConfig {
+    fn keys_file(&self) -> Option<&str> {
+        self.keys_file.as_deref().filter(|path| !path.is_empty())
+    }
 }
 
 fn default_cache_prefix() -> String {
@@ -182,17 +204,33 @@ impl StageConfig<FxEvent> for ApiConfig {
             );
         }
         for key in &self.keys.0 {
-            if key.len() < auth::MIN_KEY_LENGTH {
+            if let Err(e) = auth::parse_entry(key) {
                 problems.push(
-                    ConfigProblem::field(
-                        "keys",
-                        format!(
-                            "an API key has {} characters; at least {} are needed",
-                            key.len(),
-                            auth::MIN_KEY_LENGTH
-                        ),
-                    )
-                    .with_hint("make one with: openssl rand -hex 16"),
+                    ConfigProblem::field("keys", e)
+                        .with_hint("an entry is `tenant:key` or a bare key; make a key with: openssl rand -hex 16"),
+                );
+            }
+        }
+        if let Some(path) = self.keys_file() {
+            match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    if let Err(lines) = auth::parse_key_file(std::path::Path::new(path), &text) {
+                        for line in lines {
+                            problems.push(
+                                ConfigProblem::field("keys_file", line)
+                                    .with_hint("one entry per line: `tenant:key` or `tenant:sha256:<hex>`"),
+                            );
+                        }
+                    }
+                }
+                Err(e) => problems.push(ConfigProblem::field("keys_file", format!("cannot read `{path}`: {e}"))),
+            }
+        }
+        for proxy in &self.trusted_proxies {
+            if parse_proxy(proxy).is_none() {
+                problems.push(
+                    ConfigProblem::field("trusted_proxies", format!("`{proxy}` is not an address or CIDR range"))
+                        .with_hint("trusted_proxies: [\"10.0.0.0/8\", \"127.0.0.1\"]"),
                 );
             }
         }
@@ -241,16 +279,25 @@ impl StageConfig<FxEvent> for ApiConfig {
         } else {
             Listener::Bound(bind(&self.listen).await?)
         };
-        let mut keys = self.keys.0.clone();
-        if keys.is_empty() && self.generate_key {
+        let mut entries = self
+            .keys
+            .0
+            .iter()
+            .map(|k| auth::parse_entry(k))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StageError::new)?;
+        if entries.is_empty() && self.keys_file().is_none() && self.generate_key {
             let key = auth::random_key();
             eprintln!(
-                "API key for this run (set FXFLOW_API_KEYS to choose your own): {key}\n  e.g. curl -H 'Authorization: Bearer {key}' ..."
+                "API key for this run (tenant `{}`; set FXFLOW_API_KEYS to choose your own): {key}\n  e.g. curl -H 'Authorization: Bearer {key}' ...",
+                auth::DEFAULT_TENANT
             );
-            keys.push(key);
+            entries.push(auth::parse_entry(&key).map_err(StageError::new)?);
         }
-        if keys.is_empty() {
-            tracing::warn!(stage = %cx.stage, "No API keys configured: the API serves reads only and refuses every change (403).");
+        let keys =
+            auth::Keys::load(entries, self.keys_file().map(std::path::PathBuf::from)).map_err(StageError::new)?;
+        if keys.current().is_empty() {
+            tracing::warn!(stage = %cx.stage, "No API keys configured: the API serves rates only; the alert endpoints answer 403.");
         }
         let probes = Probes {
             store: cx
@@ -283,7 +330,7 @@ impl StageConfig<FxEvent> for ApiConfig {
             store,
             cache,
             listener,
-            keys,
+            keys: Arc::new(keys),
             pairs,
             readiness: cx.readiness.clone(),
             probes,
@@ -316,7 +363,7 @@ struct Api {
     store: Arc<dyn HistoryStore>,
     cache: Option<RedisRates>,
     listener: Listener,
-    keys: Vec<String>,
+    keys: Arc<auth::Keys>,
     pairs: Vec<Pair>,
     readiness: fxflow_engine::Readiness,
     probes: Probes,
@@ -355,9 +402,13 @@ impl Source<FxEvent> for Api {
             view: view::View::new(limits.stream_backlog, limits.stream_replay),
             currencies: config.currencies.clone(),
             pairs: pairs.clone(),
-            keys: KeyRing::new(&keys),
+            auth: auth::AuthState {
+                keys: keys.clone(),
+                per_key: limits.per_key.map(Limiter::new),
+                failed: limits.failed_auth.map(Limiter::failures),
+            },
             per_ip: limits.per_ip.map(Limiter::new),
-            per_key: limits.per_key.map(Limiter::new),
+            trusted_proxies: config.trusted_proxies.iter().filter_map(|p| parse_proxy(p)).collect(),
             limits,
             changes,
             change_timeout: config.change_timeout,
@@ -374,6 +425,7 @@ impl Source<FxEvent> for Api {
 
         // Watch: read the watched stages to their end, whatever else happens.
         let watcher = tokio::spawn(watch(state.clone(), input));
+        let key_watcher = tokio::spawn(keys.watch(stage.clone()));
 
         // What was there before this start: the newest stored price of each pair,
         // and the rules created over HTTP (for the `Alert` stage of this process).
@@ -431,6 +483,7 @@ impl Source<FxEvent> for Api {
             Err(e) => tracing::warn!(%stage, error = %e, "The API server task failed."),
         }
         prober.abort();
+        key_watcher.abort();
         let _ = watcher.await;
         tracing::info!(%stage, "API stopped.");
         Ok(())
@@ -465,6 +518,7 @@ async fn stored_rules(store: &Arc<dyn HistoryStore>) -> Vec<AlertRuleChange> {
     loop {
         let page = store
             .rules_page(&RuleQuery {
+                tenant: None,
                 pair: None,
                 status: Some(RuleStatus::Active),
                 after: after.clone(),
@@ -580,15 +634,25 @@ fn request_id(request: &Request) -> String {
     format!("{prefix}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Outermost: request id, per-address rate limit, one log line per failure.
-async fn frame(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+/// A trusted proxy: an address or a CIDR range.
+fn parse_proxy(text: &str) -> Option<ipnet::IpNet> {
+    text.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
+/// Outermost: request id, the client's address, per-address rate limit, one log line per failure.
+async fn frame(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
     let id = request_id(&request);
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let client = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(address)| address.ip());
+        .map(|ConnectInfo(address)| auth::client_address(address.ip(), request.headers(), &state.trusted_proxies));
+    if let Some(ip) = client {
+        request.extensions_mut().insert(ClientAddress(ip));
+    }
     let limited = match (&state.per_ip, client) {
         (Some(limiter), Some(ip)) => limiter.check(&limits::client_key(ip)).err().map(|wait| (ip, wait)),
         _ => None,

@@ -14,15 +14,14 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
-use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 
 use crate::fx::{AlertRule, Condition, Ohlc, PriceField, Trigger};
 use crate::store::{PriceKind, RuleStatus, StoredAlert, StoredCandle, StoredRate, StoredRule, StoredVolatility};
 
-/// The pattern of a decimal written as a string.
-pub const DECIMAL_PATTERN: &str = r"^-?[0-9]+(\.[0-9]+)?$";
+use super::contract::{self, NUMBER_MAX, NUMBER_MIN};
 
 /// A decimal in JSON, written as a string (`"1.10"`) or a number (`1.10`),
 /// read exactly from its text. Serialized as a string.
@@ -50,9 +49,9 @@ impl<'de> Deserialize<'de> for DecimalJson {
         let text = raw.get();
         let inner = match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
             Some(quoted) => {
-                if !quoted.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') {
+                if !contract::conforms(contract::DECIMAL, quoted) {
                     return Err(serde::de::Error::custom(format!(
-                        "expected a decimal such as \"1.10\", found {text}"
+                        "expected a decimal such as \"1.10\" (at most 9 digits before the point and 19 after), found {text}"
                     )));
                 }
                 quoted
@@ -64,8 +63,91 @@ impl<'de> Deserialize<'de> for DecimalJson {
                 )))
             }
         };
-        parse_decimal(inner).map(DecimalJson).map_err(serde::de::Error::custom)
+        let value = parse_decimal(inner).map_err(serde::de::Error::custom)?;
+        if !text.starts_with('"') && !number_in_range(value) {
+            return Err(serde::de::Error::custom(format!(
+                "{text} is out of range: a decimal sent as a number is 0 or its size is from 0.001 to below 1e9 \
+                 (send it as a string for more digits)"
+            )));
+        }
+        Ok(DecimalJson(value))
     }
+}
+
+/// Whether a decimal sent as a JSON number is in the range the document gives numbers.
+fn number_in_range(value: Decimal) -> bool {
+    let size = value.abs();
+    size.is_zero() || (size >= Decimal::new(1, 3) && size < Decimal::from(1_000_000_000))
+}
+
+/// The schema of a decimal input: a string of `pattern`, or a number of `number`.
+fn decimal_input(pattern: &str, number: RefOr<Schema>, description: &str) -> RefOr<Schema> {
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(pattern))
+                .examples(["1.10"]),
+        )
+        .item(number)
+        .description(Some(description))
+        .into()
+}
+
+fn number_between(low: f64, high: f64) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Number)
+        .minimum(Some(low))
+        .exclusive_maximum(Some(high))
+}
+
+/// A decimal above zero (a threshold, `k`).
+pub fn positive_decimal_schema() -> RefOr<Schema> {
+    decimal_input(
+        contract::non_zero_decimal(false),
+        number_between(NUMBER_MIN, NUMBER_MAX).into(),
+        "An exact decimal above zero: a JSON string (\"1.10\": at most 9 digits before the point, 19 after) \
+         or number (0.001 to below 1e9), read from its text, never rounded through a float.",
+    )
+}
+
+/// A decimal that may be zero but not negative (a re-arm band).
+pub fn non_negative_decimal_schema() -> RefOr<Schema> {
+    decimal_input(
+        contract::NON_NEGATIVE_DECIMAL,
+        AnyOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::Number).enum_values(Some([0])))
+            .item(number_between(NUMBER_MIN, NUMBER_MAX))
+            .into(),
+        "An exact decimal, zero or above: a JSON string (at most 9 digits before the point, 19 after) \
+         or number (0, or 0.001 to below 1e9).",
+    )
+}
+
+/// [`non_negative_decimal_schema`], or null (the default).
+pub fn non_negative_decimal_or_null_schema() -> RefOr<Schema> {
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .item(non_negative_decimal_schema())
+        .into()
+}
+
+/// A decimal that is not zero, of either sign (a percent change).
+pub fn non_zero_decimal_schema() -> RefOr<Schema> {
+    decimal_input(
+        contract::non_zero_decimal(true),
+        AnyOfBuilder::new()
+            .item(number_between(NUMBER_MIN, NUMBER_MAX))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Number)
+                    .exclusive_minimum(Some(-NUMBER_MAX))
+                    .maximum(Some(-NUMBER_MIN)),
+            )
+            .into(),
+        "An exact decimal, not zero, either sign: a JSON string (at most 9 digits before the point, 19 after) \
+         or number (size 0.001 to below 1e9).",
+    )
 }
 
 impl Serialize for DecimalJson {
@@ -80,7 +162,7 @@ impl utoipa::PartialSchema for DecimalJson {
             .item(
                 ObjectBuilder::new()
                     .schema_type(Type::String)
-                    .pattern(Some(DECIMAL_PATTERN))
+                    .pattern(Some(contract::DECIMAL))
                     .examples(["1.10"]),
             )
             .item(ObjectBuilder::new().schema_type(Type::Number))
@@ -379,32 +461,52 @@ pub struct ConvertResponse {
     pub source: String,
 }
 
-/// A rule's condition, tagged by `type`.
+/// A rule's condition, tagged by `type`, with only the fields of that type.
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ConditionSpec {
     /// True while the price is above `threshold` (a state: true at creation fires at once).
-    Above { threshold: DecimalJson },
+    #[schema(title = "AboveCondition")]
+    Above {
+        #[schema(schema_with = positive_decimal_schema)]
+        threshold: DecimalJson,
+    },
     /// True while the price is below `threshold`.
-    Below { threshold: DecimalJson },
+    #[schema(title = "BelowCondition")]
+    Below {
+        #[schema(schema_with = positive_decimal_schema)]
+        threshold: DecimalJson,
+    },
     /// The previous sample was below `threshold` and this one is at or above it.
-    CrossingUp { threshold: DecimalJson },
+    #[schema(title = "CrossingUpCondition")]
+    CrossingUp {
+        #[schema(schema_with = positive_decimal_schema)]
+        threshold: DecimalJson,
+    },
     /// The previous sample was above `threshold` and this one is at or below it.
-    CrossingDown { threshold: DecimalJson },
+    #[schema(title = "CrossingDownCondition")]
+    CrossingDown {
+        #[schema(schema_with = positive_decimal_schema)]
+        threshold: DecimalJson,
+    },
     /// The price moved by at least `percent` (negative: fell by at least) within `window`.
+    #[schema(title = "PctChangeCondition")]
     PctChange {
+        #[schema(schema_with = non_zero_decimal_schema)]
         percent: DecimalJson,
-        /// A duration such as `"30m"`, `"7d"`.
-        #[schema(example = "7d")]
+        /// A duration longer than zero such as `"30m"`, `"7d"`.
+        #[schema(example = "7d", pattern = r"^[1-9][0-9]{0,5}(ms|s|m|h|d)$")]
         window: String,
     },
     /// An anomaly: the log return of the latest sample is at least `k`
     /// standard deviations from the mean of the previous `returns` returns
     /// (either direction); re-arms once |z| is below `k - rearm`.
+    #[schema(title = "ZscoreCondition")]
     Zscore {
-        /// How many previous returns the mean and σ are taken over (at least 2).
-        #[schema(example = 20, minimum = 2)]
+        /// How many previous returns the mean and σ are taken over (2 to 100,000).
+        #[schema(example = 20, minimum = 2, maximum = 100_000)]
         returns: u32,
+        #[schema(schema_with = positive_decimal_schema)]
         k: DecimalJson,
     },
 }
@@ -436,18 +538,28 @@ impl From<&Condition> for ConditionSpec {
     }
 }
 
-/// How often a rule fires, tagged by `type`.
+/// How often a rule fires, tagged by `type`, with only the fields of that type.
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TriggerSpec {
     /// Fire the first time the condition holds, then retire the rule.
+    #[schema(title = "OnceTrigger")]
     Once,
     /// Fire each time the condition holds again, but not within `cooldown`
     /// of the last firing, and only after the price went back past the
     /// threshold by `rearm` (hysteresis).
+    #[schema(title = "EveryTrigger")]
     Every {
-        #[schema(example = "1h")]
+        /// A duration, zero allowed; default (absent or null) `0s`.
+        #[schema(
+            example = "1h",
+            required = false,
+            nullable,
+            pattern = r"^(0|[1-9][0-9]{0,5})(ms|s|m|h|d)$"
+        )]
         cooldown: String,
+        /// Default (absent or null) 0.
+        #[schema(schema_with = non_negative_decimal_or_null_schema, required = false)]
         rearm: DecimalJson,
     },
 }
@@ -498,7 +610,7 @@ impl From<PriceFieldView> for PriceField {
 #[serde(deny_unknown_fields)]
 pub struct NewAlert {
     /// A monitored pair in market convention: `EUR/USD` (also `EURUSD`, `EUR-USD`, `EUR_USD`).
-    #[schema(example = "EUR/USD", pattern = r"^[A-Z]{3}[-_/]?[A-Z]{3}$")]
+    #[schema(example = "EUR/USD", pattern = r"^[A-Za-z]{3}[-_/]?[A-Za-z]{3}$")]
     pub pair: String,
     #[schema(value_type = ConditionSpec)]
     pub condition: ConditionInput,
@@ -519,22 +631,24 @@ pub struct NewAlert {
 
 /// The condition as sent: `type` plus the fields of that type. Read flat
 /// (not as a serde-tagged enum) so numbers keep their exact text and every
-/// missing or extra field is reported by name.
+/// missing or extra field is reported by name. Each field is `None` when
+/// absent and `Some(None)` when sent as `null`: a field that does not belong
+/// to the type is an error even as `null`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConditionInput {
     #[serde(rename = "type")]
     pub kind: String,
-    #[serde(default)]
-    pub threshold: Option<DecimalJson>,
-    #[serde(default)]
-    pub percent: Option<DecimalJson>,
-    #[serde(default)]
-    pub window: Option<String>,
-    #[serde(default)]
-    pub returns: Option<u32>,
-    #[serde(default)]
-    pub k: Option<DecimalJson>,
+    #[serde(default, deserialize_with = "present")]
+    pub threshold: Option<Option<DecimalJson>>,
+    #[serde(default, deserialize_with = "present")]
+    pub percent: Option<Option<DecimalJson>>,
+    #[serde(default, deserialize_with = "present")]
+    pub window: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present_count")]
+    pub returns: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "present")]
+    pub k: Option<Option<DecimalJson>>,
 }
 
 /// The trigger as sent (see [`ConditionInput`] for why it is flat).
@@ -543,28 +657,60 @@ pub struct ConditionInput {
 pub struct TriggerInput {
     #[serde(rename = "type")]
     pub kind: String,
-    #[serde(default)]
-    pub cooldown: Option<String>,
-    #[serde(default)]
-    pub rearm: Option<DecimalJson>,
+    #[serde(default, deserialize_with = "present")]
+    pub cooldown: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub rearm: Option<Option<DecimalJson>>,
+}
+
+/// A field that was sent: `Some(None)` for `null` (absent stays `None` by `default`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// [`present`] for a count: an integer, also written as a number with no
+/// fraction (`2.0` is the integer 2 to JSON Schema).
+fn present_count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<u32>>, D::Error> {
+    let number = Option::<serde_json::Number>::deserialize(deserializer)?;
+    let Some(number) = number else { return Ok(Some(None)) };
+    let count = match number.as_u64() {
+        Some(n) => u32::try_from(n).ok(),
+        None => number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= f64::from(u32::MAX))
+            .map(|f| f as u32),
+    };
+    count.map(|c| Some(Some(c))).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "expected a whole number from 0 to {}, found {number}",
+            u32::MAX
+        ))
+    })
 }
 
 /// Where to POST each firing.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookInput {
-    /// `http://` or `https://`; private and loopback addresses are refused
-    /// unless the server allows them (SSRF).
-    #[schema(example = "https://hooks.example.com/fx")]
+    /// `http://` or `https://` to a host name or IPv4 address, no credentials; names of
+    /// loopback or private hosts are refused unless the server allows them (SSRF).
+    #[schema(
+        example = "https://hooks.example.com/fx",
+        max_length = 2048,
+        pattern = r"^https?://([A-Za-z0-9]([A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,63}|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])|localhost)(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?$"
+    )]
     pub url: String,
     /// Signs each delivery: `X-Fxflow-Signature: sha256=<hex HMAC-SHA256 of the body>`.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     pub secret: Option<String>,
 }
 
-/// A rule's webhook, as shown (the secret never is).
+/// A rule's webhook, as shown: the URL's scheme, host and port only (its path
+/// often carries a credential), and never the secret.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookView {
+    #[schema(example = "https://hooks.example.com/…")]
     pub url: String,
     /// Whether deliveries are signed.
     pub signed: bool,
@@ -618,6 +764,8 @@ pub struct AlertView {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<DateTime<Utc>>,
     pub webhook: Option<WebhookView>,
+    /// A rule of the pipeline file, visible to every tenant (and changed only there).
+    pub shared: bool,
     pub status: RuleStatusView,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
@@ -639,9 +787,10 @@ impl AlertView {
             price: rule.price.into(),
             expires_at: rule.expires,
             webhook: rule.webhook.as_ref().map(|w| WebhookView {
-                url: w.url.clone(),
+                url: crate::sinks::webhook::shown_text(&w.url),
                 signed: w.secret.is_some(),
             }),
+            shared: stored.tenant.is_none(),
             status: RuleStatus::of(rule, stored.fired_count, now).into(),
             created_at: stored.created_at,
             fired_count: stored.fired_count,
@@ -677,6 +826,8 @@ pub struct FiringView {
     #[schema(value_type = String, format = DateTime)]
     pub fired_at: DateTime<Utc>,
     pub source: String,
+    /// A firing of a pipeline file's rule, seen by every tenant.
+    pub shared: bool,
 }
 
 impl From<&StoredAlert> for FiringView {
@@ -689,6 +840,7 @@ impl From<&StoredAlert> for FiringView {
             previous: a.previous,
             fired_at: a.fired_at,
             source: a.source.clone(),
+            shared: a.tenant.is_none(),
         }
     }
 }
@@ -703,6 +855,7 @@ impl From<&crate::fx::AlertFired> for FiringView {
             previous: a.previous,
             fired_at: a.ts,
             source: a.source.to_string(),
+            shared: a.tenant.is_none(),
         }
     }
 }
@@ -782,7 +935,13 @@ pub struct StageStats {
     pub buffer: f64,
 }
 
-/// A duration as the pipeline files write it (`"30s"`, `"7d"`), for errors.
+/// A duration in a request, written as the pipeline files write it (`"30s"`,
+/// `"7d"`) and nothing else (no spaces, at most 6 digits): [`contract::DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    if !contract::conforms(contract::DURATION, text) {
+        return Err(format!(
+            "`{text}` is not a duration; write it like \"250ms\", \"30s\", \"5m\", \"2h\" or \"7d\""
+        ));
+    }
     fxflow_engine::duration::parse(text)
 }

@@ -36,6 +36,30 @@ Changes need `Authorization: Bearer <key>`. Every error is `{\"error\": {\"code\
 )]
 struct ApiDoc;
 
+/// A condition or trigger takes only the fields of its `type` (the server
+/// refuses any other, even `null`); utoipa does not carry serde's
+/// `deny_unknown_fields` into enum variants, so it is said here.
+struct ClosedVariants;
+
+impl Modify for ClosedVariants {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{AdditionalProperties, Schema};
+        use utoipa::openapi::RefOr;
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for name in ["ConditionSpec", "TriggerSpec"] {
+            if let Some(RefOr::T(Schema::OneOf(one_of))) = components.schemas.get_mut(name) {
+                for variant in &mut one_of.items {
+                    if let RefOr::T(Schema::Object(object)) = variant {
+                        object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+                    }
+                }
+            }
+        }
+    }
+}
+
 struct BearerKeys;
 
 impl Modify for BearerKeys {
@@ -55,7 +79,7 @@ impl Modify for BearerKeys {
 
 /// Every route of the API, and the document describing them.
 pub fn router() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(meta::index))
         .routes(routes!(rates::list))
         .routes(routes!(rates::one))
@@ -75,7 +99,31 @@ pub fn router() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(meta::stats))
         .routes(routes!(meta::openapi))
         .routes(routes!(meta::docs))
-        .split_for_parts()
+        .split_for_parts();
+    // The body schemas are collected from the routes above, after the derive's modifiers ran.
+    let (router, mut document) = (router, document);
+    ClosedVariants.modify(&mut document);
+    (router, document)
+}
+
+/// A created rule's id leads to reading and deleting it: OpenAPI links, for
+/// clients and for the fuzz test's stateful phase (create, read, delete).
+/// Added to the JSON: utoipa 5.5 writes a link's `operationId` as `operation_id`.
+fn add_rule_links(document: &mut serde_json::Value) {
+    let Some(created) = document.pointer_mut("/paths/~1alerts/post/responses/201") else {
+        return;
+    };
+    let link = |operation: &str| {
+        serde_json::json!({
+            "operationId": operation,
+            "parameters": {"id": "$response.body#/id"},
+            "description": "The rule just created",
+        })
+    };
+    created["links"] = serde_json::json!({
+        "GetTheRule": link("getAlert"),
+        "DeleteTheRule": link("deleteAlert"),
+    });
 }
 
 /// The OpenAPI document (the same for every API stage).
@@ -88,9 +136,9 @@ pub fn document() -> &'static utoipa::openapi::OpenApi {
 pub fn document_json() -> String {
     static JSON: OnceLock<String> = OnceLock::new();
     JSON.get_or_init(|| {
-        document()
-            .to_pretty_json()
-            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+        let mut value = serde_json::to_value(document()).unwrap_or_default();
+        add_rule_links(&mut value);
+        serde_json::to_string_pretty(&value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     })
     .clone()
 }

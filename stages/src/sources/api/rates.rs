@@ -14,7 +14,8 @@ use super::context::ApiState;
 use super::csv;
 use super::error::{ApiError, ApiResult, ErrorBody, FieldError};
 use super::extract::{
-    currency, encode_time_source, instant, next_page, page_limit, pair_in_path, time_range, time_source_cursor, Params,
+    currency, encode_time_source, instant, next_page, page_limit, pair_in_path, pair_param, time_range,
+    time_source_cursor, Params,
 };
 use super::model::{
     parse_decimal, ConvertResponse, CurrenciesResponse, CurrencyView, HistoryResponse, HistoryRow, QuoteSide, RateView,
@@ -31,6 +32,7 @@ pub const DEFAULT_PAGE: u32 = 1000;
 #[into_params(parameter_in = Query)]
 pub struct RatesQuery {
     /// Only these pairs, comma-separated: `EUR/USD,USD/JPY` (any spelling or orientation).
+    #[param(pattern = r"^[A-Za-z]{3}[-_/]?[A-Za-z]{3}(,[A-Za-z]{3}[-_/]?[A-Za-z]{3})*$")]
     pub pairs: Option<String>,
     /// The rates in force at this instant (RFC 3339), from the stored history.
     #[param(format = DateTime)]
@@ -39,18 +41,18 @@ pub struct RatesQuery {
 
 /// Parse a `pairs` filter into monitored market-convention pairs.
 pub fn pair_filter(state: &ApiState, pairs: Option<&str>) -> ApiResult<Option<Vec<Pair>>> {
-    let Some(text) = pairs.filter(|t| !t.trim().is_empty()) else {
+    let Some(text) = pairs else {
         return Ok(None);
     };
+    if !super::contract::conforms(super::contract::PAIRS, text) {
+        return Err(ApiError::invalid_parameter(
+            "query.pairs",
+            format!("`{text}` is not a list of pairs; write pairs as EUR/USD,USD/JPY (no spaces)"),
+        ));
+    }
     let mut out = Vec::new();
-    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let pair = pair_in_path(item).map_err(|_| {
-            ApiError::invalid_parameter(
-                "query.pairs",
-                format!("`{item}` is not a currency pair; write pairs as EUR/USD,USD/JPY"),
-            )
-        })?;
-        out.push(state.monitored(pair)?);
+    for item in text.split(',') {
+        out.push(state.monitored(pair_param("query.pairs", item)?)?);
     }
     out.sort();
     out.dedup();
@@ -67,7 +69,7 @@ fn json_body(body: Bytes) -> Response {
 
 /// The current rate of every monitored pair (quotes and crosses), or of the
 /// pairs asked for, or — with `at` — the rates in force at a past instant.
-#[utoipa::path(get, path = "/rates", tag = "rates", params(RatesQuery),
+#[utoipa::path(get, path = "/rates", operation_id = "listRates", tag = "rates", params(RatesQuery),
     responses(
         (status = 200, description = "One rate per pair, in market convention", body = RatesResponse),
         (status = 400, description = "Malformed parameter", body = ErrorBody),
@@ -99,7 +101,7 @@ pub async fn list(State(state): State<ApiState>, Params(q): Params<RatesQuery>) 
 }
 
 /// The current rate of one pair.
-#[utoipa::path(get, path = "/rates/{pair}", tag = "rates",
+#[utoipa::path(get, path = "/rates/{pair}", operation_id = "getRate", tag = "rates",
     params(("pair" = String, Path, description = "`EURUSD`, `EUR-USD`, `EUR_USD` or `EUR%2FUSD`, either orientation", example = "EURUSD", pattern = r"^[A-Za-z]{3}[-_/]?[A-Za-z]{3}$")),
     responses(
         (status = 200, description = "The pair's rate, in market convention", body = RateView),
@@ -149,13 +151,14 @@ pub struct HistoryQuery {
     #[param(inline)]
     pub format: Option<Format>,
     /// Not served here: bars of an interval come from `/rates/{pair}/candles?interval=`
-    /// (a 400 says so).
+    /// (a 400 says so). Left out of the document: no request may send it.
+    #[param(ignore)]
     pub interval: Option<String>,
 }
 
 /// A pair's rate history, oldest first, one keyset-paginated page at a time;
 /// or the whole range as streamed CSV.
-#[utoipa::path(get, path = "/rates/{pair}/history", tag = "rates",
+#[utoipa::path(get, path = "/rates/{pair}/history", operation_id = "listRateHistory", tag = "rates",
     params(("pair" = String, Path, description = "`EURUSD`, `EUR-USD`, `EUR_USD`, either orientation", example = "EURUSD", pattern = r"^[A-Za-z]{3}[-_/]?[A-Za-z]{3}$"), HistoryQuery),
     responses(
         (status = 200, description = "One page (JSON) or the whole range (CSV: pair,ts,source,kind,bid,ask,mid)",
@@ -282,7 +285,7 @@ impl csv::CsvPages for HistoryPages {
 }
 
 /// The monitored currencies with their names.
-#[utoipa::path(get, path = "/currencies", tag = "rates",
+#[utoipa::path(get, path = "/currencies", operation_id = "listCurrencies", tag = "rates",
     responses(
         (status = 200, body = CurrenciesResponse),
         (status = 429, description = "Rate limited", body = ErrorBody),
@@ -305,23 +308,23 @@ pub async fn currencies(State(state): State<ApiState>) -> Json<CurrenciesRespons
 #[into_params(parameter_in = Query)]
 pub struct ConvertQuery {
     /// The currency you have (ISO 4217).
-    #[param(example = "USD")]
+    #[param(example = "USD", pattern = "^[A-Za-z]{3}$")]
     pub from: String,
-    /// The currency you want.
-    #[param(example = "JPY")]
+    /// The currency you want (not `from`).
+    #[param(example = "JPY", pattern = "^[A-Za-z]{3}$")]
     pub to: String,
-    /// How much of `from` (exact decimal); default 1.
-    #[param(example = "1000")]
+    /// How much of `from` (exact decimal, not negative); default 1.
+    #[param(example = "1000", pattern = r"^[0-9]{1,15}(\.[0-9]{1,12})?$")]
     pub amount: Option<String>,
 }
 
 /// Convert an amount at the current rate, exactly: selling the pair's base
 /// uses its bid, buying it uses its ask (mid-only providers: their one price).
-#[utoipa::path(get, path = "/convert", tag = "rates", params(ConvertQuery),
+#[utoipa::path(get, path = "/convert", operation_id = "convert", tag = "rates", params(ConvertQuery),
     responses(
         (status = 200, body = ConvertResponse),
-        (status = 400, description = "Unknown currency code, same currency twice, or a bad amount", body = ErrorBody),
-        (status = 404, description = "A currency that is not monitored, or no rate yet", body = ErrorBody),
+        (status = 400, description = "Not a currency code or amount; `same_currency`: `to` is `from` (a rule across fields)", body = ErrorBody),
+        (status = 404, description = "No such currency (`XXX` too), one that is not monitored, or no rate yet", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody),
         (status = 503, description = "The store or cache does not answer", body = ErrorBody),
     ))]
@@ -332,10 +335,17 @@ pub async fn convert(
     let from = currency("query.from", &q.from)?;
     let to = currency("query.to", &q.to)?;
     if from == to {
-        return Err(ApiError::invalid_parameter("query.to", "must differ from `from`"));
+        return Err(ApiError::bad_request("same_currency", "`to` must differ from `from`")
+            .with_details(vec![FieldError::new("query.to", "must differ from `from`")]));
     }
     let amount = match q.amount.as_deref() {
         None => Decimal::ONE,
+        Some(text) if !super::contract::conforms(super::contract::AMOUNT, text) => {
+            return Err(ApiError::invalid_parameter(
+                "query.amount",
+                format!("`{text}` is not an amount: digits with an optional fraction, e.g. 1000 or 99.95"),
+            ))
+        }
         Some(text) => parse_decimal(text).map_err(|e| ApiError::invalid_parameter("query.amount", e))?,
     };
     if amount.is_sign_negative() {

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use utoipa::IntoParams;
 
+use super::auth::Authorized;
 use super::context::ApiState;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::Params;
@@ -32,13 +33,14 @@ use crate::fx::Pair;
 #[into_params(parameter_in = Query)]
 pub struct StreamQuery {
     /// Only these pairs, comma-separated (`EUR/USD,USD/JPY`).
+    #[param(pattern = r"^[A-Za-z]{3}[-_/]?[A-Za-z]{3}(,[A-Za-z]{3}[-_/]?[A-Za-z]{3})*$")]
     pub pairs: Option<String>,
 }
 
 /// Every rate update as it happens (`event: rate`, data: a rate as in
 /// `GET /rates/{pair}`). Conflated per pipeline batch: a pair's newest price
 /// of each batch. Reconnect with `Last-Event-ID` to get missed updates.
-#[utoipa::path(get, path = "/stream/rates", tag = "streams", params(StreamQuery,
+#[utoipa::path(get, path = "/stream/rates", operation_id = "streamRates", tag = "streams", params(StreamQuery,
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id")),
     responses(
         (status = 200, description = "An event stream; each `data` is a RateView", content_type = "text/event-stream", body = String),
@@ -52,26 +54,31 @@ pub async fn rates(
     headers: HeaderMap,
     Params(q): Params<StreamQuery>,
 ) -> ApiResult<Response> {
-    open(state, &headers, q, Which::Rates)
+    open(state, &headers, q, Which::Rates, None)
 }
 
-/// Every alert firing as it happens (`event: alert`, data: a firing as in
-/// `GET /alerts/history`). Reconnect with `Last-Event-ID` to get missed ones.
-#[utoipa::path(get, path = "/stream/alerts", tag = "streams", params(StreamQuery,
+/// Every firing of the caller's tenant's rules and of shared ones as it
+/// happens (`event: alert`, data: a firing as in `GET /alerts/history`).
+/// Reconnect with `Last-Event-ID` to get missed ones.
+#[utoipa::path(get, path = "/stream/alerts", operation_id = "streamFirings", tag = "streams", params(StreamQuery,
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id")),
+    security(("api_key" = [])),
     responses(
         (status = 200, description = "An event stream; each `data` is a FiringView", content_type = "text/event-stream", body = String),
         (status = 400, description = "Malformed parameter", body = ErrorBody),
+        (status = 401, description = "No API key, or a malformed Authorization header", body = ErrorBody),
+        (status = 403, description = "Unknown API key", body = ErrorBody),
         (status = 404, description = "Not a monitored pair", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody),
         (status = 503, description = "Too many stream clients", body = ErrorBody),
     ))]
 pub async fn alerts(
     State(state): State<ApiState>,
+    key: Authorized,
     headers: HeaderMap,
     Params(q): Params<StreamQuery>,
 ) -> ApiResult<Response> {
-    open(state, &headers, q, Which::Alerts)
+    open(state, &headers, q, Which::Alerts, Some(key.tenant))
 }
 
 #[derive(Clone, Copy)]
@@ -109,7 +116,14 @@ impl Drop for Connected {
     }
 }
 
-fn open(state: ApiState, headers: &HeaderMap, q: StreamQuery, which: Which) -> ApiResult<Response> {
+/// `tenant`: only items that are everyone's or this tenant's (None: every item).
+fn open(
+    state: ApiState,
+    headers: &HeaderMap,
+    q: StreamQuery,
+    which: Which,
+    tenant: Option<Arc<str>>,
+) -> ApiResult<Response> {
     let filter: Option<HashSet<Pair>> = pair_filter(&state, q.pairs.as_deref())?.map(|p| p.into_iter().collect());
     let feed = which.feed(&state);
     let last_seen = headers
@@ -140,6 +154,7 @@ fn open(state: ApiState, headers: &HeaderMap, q: StreamQuery, which: Which) -> A
         missed: missed.into(),
         receiver,
         filter,
+        tenant,
         last_sent: last_seen.unwrap_or(0),
         _connected: connected,
     };
@@ -167,6 +182,11 @@ fn open(state: ApiState, headers: &HeaderMap, q: StreamQuery, which: Which) -> A
             if st.filter.as_ref().is_some_and(|f| !f.contains(&item.pair)) {
                 continue;
             }
+            if let (Some(mine), Some(theirs)) = (&st.tenant, &item.tenant) {
+                if mine != theirs {
+                    continue;
+                }
+            }
             let event = Event::default()
                 .id(Feed::event_id(run, item.seq))
                 .event(event_name)
@@ -189,6 +209,7 @@ struct Reader {
     missed: std::collections::VecDeque<Arc<FeedItem>>,
     receiver: tokio::sync::broadcast::Receiver<Arc<FeedItem>>,
     filter: Option<HashSet<Pair>>,
+    tenant: Option<Arc<str>>,
     last_sent: u64,
     _connected: Connected,
 }

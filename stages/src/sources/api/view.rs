@@ -29,6 +29,8 @@ pub struct FeedItem {
     /// Sequence number within the feed (the SSE `id`).
     pub seq: u64,
     pub pair: Pair,
+    /// Whose it is (a firing's tenant); None: everyone's.
+    pub tenant: Option<Arc<str>>,
     pub json: String,
 }
 
@@ -72,10 +74,11 @@ impl Feed {
         (run.parse::<u64>().ok()? == self.run).then(|| seq.parse().ok())?
     }
 
-    pub fn publish(&self, pair: Pair, json: String) {
+    pub fn publish(&self, pair: Pair, tenant: Option<Arc<str>>, json: String) {
         let item = Arc::new(FeedItem {
             seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
             pair,
+            tenant,
             json,
         });
         {
@@ -246,13 +249,13 @@ impl View {
         let updated = self.board.apply(events.iter().copied());
         for rate in updated {
             if let (Ok(pair), Ok(json)) = (rate.pair.parse::<Pair>(), serde_json::to_string(&rate)) {
-                self.rates.publish(pair, json);
+                self.rates.publish(pair, None, json);
             }
         }
         for event in events {
             if let FxEvent::AlertFired(fired) = event {
                 if let Ok(json) = serde_json::to_string(&FiringView::from(fired)) {
-                    self.alerts.publish(fired.pair, json);
+                    self.alerts.publish(fired.pair, fired.tenant.clone(), json);
                 }
             }
         }
@@ -312,7 +315,7 @@ mod tests {
         let feed = Feed::new("rate", 16, 4);
         let pair: Pair = "EUR/USD".parse().unwrap();
         for i in 0..6 {
-            feed.publish(pair, format!("{{\"n\":{i}}}"));
+            feed.publish(pair, None, format!("{{\"n\":{i}}}"));
         }
         let (_rx, missed) = feed.subscribe(Some(3));
         let seqs: Vec<u64> = missed.iter().map(|i| i.seq).collect();

@@ -80,6 +80,8 @@ struct Rule {
     rearm: Decimal,
     expires: Option<DateTime<Utc>>,
     condition: Arc<str>,
+    /// The owner's tenant, carried by every firing.
+    tenant: Option<Arc<str>>,
     /// The rule as JSON: restored state and retirements apply only to the same definition.
     definition: Arc<str>,
     last_fired: Option<DateTime<Utc>>,
@@ -297,6 +299,9 @@ fn field_index(field: PriceField) -> usize {
 const FIELDS: [PriceField; 3] = [PriceField::Mid, PriceField::Bid, PriceField::Ask];
 
 /// Checks a rule's settings; used by the stage config's validation too.
+/// Most returns a z-score rule measures against (each is kept in memory per book).
+pub const MAX_RETURNS: u32 = 100_000;
+
 pub fn validate(rule: &AlertRule) -> Result<(), String> {
     match &rule.condition {
         Condition::Above(t) | Condition::Below(t) | Condition::CrossingUp(t) | Condition::CrossingDown(t)
@@ -308,6 +313,9 @@ pub fn validate(rule: &AlertRule) -> Result<(), String> {
         Condition::PctChange { percent, .. } if percent.is_zero() => Err("percent must not be zero".into()),
         Condition::ZScore { returns, .. } if *returns < 2 => Err(format!(
             "a z-score needs at least 2 returns to measure against, not {returns}"
+        )),
+        Condition::ZScore { returns, .. } if *returns > MAX_RETURNS => Err(format!(
+            "a z-score over {returns} returns is too many: at most {MAX_RETURNS}"
         )),
         Condition::ZScore { k, .. } if *k <= Decimal::ZERO => Err(format!("k {k} must be positive")),
         _ => match &rule.trigger {
@@ -389,6 +397,7 @@ impl RuleBook {
             rearm,
             expires: rule.expires,
             condition: Arc::from(rule.condition.describe()),
+            tenant: rule.tenant.as_deref().map(Arc::from),
             definition,
             last_fired: None,
             armed: true,
@@ -683,6 +692,7 @@ impl RuleBook {
             previous,
             ts,
             source,
+            tenant: rule.tenant.clone(),
         });
         if rule.once {
             self.retire(slot);
@@ -787,6 +797,7 @@ impl RuleBook {
             previous,
             ts: sample.ts,
             source: sample.source,
+            tenant: rule.tenant.clone(),
         });
         if rule.once {
             self.retire(slot);
@@ -990,6 +1001,7 @@ pub(crate) mod tests {
             price: PriceField::Mid,
             expires: None,
             webhook: None,
+            tenant: None,
         }
     }
 

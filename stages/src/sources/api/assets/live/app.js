@@ -128,8 +128,11 @@
 
   // -------------------------------------------------------------- HTTP
 
-  async function getJSON(path, signal) {
-    const res = await fetch(path, { headers: { Accept: 'application/json' }, signal });
+  /** GET a JSON body; `key`: send it (the alert routes answer a tenant's own rules). */
+  async function getJSON(path, signal, key) {
+    const headers = { Accept: 'application/json' };
+    if (key) headers.Authorization = `Bearer ${key}`;
+    const res = await fetch(path, { headers, signal });
     if (!res.ok) {
       const err = new Error(`${path}: HTTP ${res.status}`);
       err.status = res.status;
@@ -409,12 +412,85 @@
       else if (s === 'closed') setConn('closed', 'Disconnected; retrying in 5 s');
       else if (s === 'reconnect') loadSnapshot().catch(() => {});
     });
-    openStream('/stream/alerts', 'alert', (firing) => {
+  }
+
+  /**
+   * Server-Sent Events read with fetch, which (unlike EventSource) can send
+   * the API key; reconnects with Last-Event-ID until `stop()`.
+   */
+  function openKeyedStream(path, event, onItem) {
+    const ctrl = new AbortController();
+    let lastId = null;
+    const dispatch = (block) => {
+      let name = 'message';
+      let data = '';
+      for (const line of block.split('\n')) {
+        if (line.startsWith('event:')) name = line.slice(6).trim();
+        else if (line.startsWith('data:')) data += line.slice(5).replace(/^ /, '');
+        else if (line.startsWith('id:')) lastId = line.slice(3).trim();
+      }
+      if (name !== event || !data) return;
+      let item;
+      try { item = JSON.parse(data); } catch (_) { return; }
+      onItem(item);
+    };
+    const run = async () => {
+      while (!ctrl.signal.aborted) {
+        const key = storedKey();
+        if (!key) return;
+        try {
+          const headers = { Accept: 'text/event-stream', Authorization: `Bearer ${key}` };
+          if (lastId) headers['Last-Event-ID'] = lastId;
+          const res = await fetch(path, { headers, signal: ctrl.signal });
+          if (res.status === 401 || res.status === 403) { forgetKey(); return; }
+          if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
+          const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+          let buffer = '';
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            buffer += value.replace(/\r\n?/g, '\n');
+            let end;
+            while ((end = buffer.indexOf('\n\n')) >= 0) {
+              dispatch(buffer.slice(0, end));
+              buffer = buffer.slice(end + 2);
+            }
+          }
+        } catch (_) {
+          if (ctrl.signal.aborted) return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 3000));
+      }
+    };
+    run();
+    return { stop: () => ctrl.abort() };
+  }
+
+  // The alert panels show the rules and firings of the key's tenant: they run
+  // while the tab holds a key.
+  let alertStream = null;
+
+  function startAlertPanels() {
+    if (alertStream || !storedKey()) return;
+    alertStream = openKeyedStream('/stream/alerts', 'alert', (firing) => {
       probe.alertEvents++;
       state.pendingFirings.push(firing);
       if (state.pendingFirings.length > FEED_MAX) state.pendingFirings.splice(0, state.pendingFirings.length - FEED_MAX);
       schedule();
     });
+    loadRules().catch((e) => showError(`Could not list the rules: ${errorText(e)}`));
+    loadFirings().catch((e) => setText($('#firings-status'), `Could not load the history: ${errorText(e)}`));
+  }
+
+  function stopAlertPanels() {
+    if (alertStream) { alertStream.stop(); alertStream = null; }
+    for (const id of [...ruleRows.keys()]) removeRule(id);
+    syncRulesEmpty();
+    $('#firings-body').replaceChildren();
+    $('#feed').replaceChildren();
+    $('#feed-empty').hidden = false;
+    $('#firings-more').hidden = true;
+    setText($('#firings-status'), 'Give your API key (create an alert) to see your firings.');
   }
 
   async function loadSnapshot() {
@@ -763,6 +839,7 @@
   function forgetKey() {
     try { sessionStorage.removeItem(KEY_STORAGE); } catch (_) { /* storage off */ }
     showKeyState();
+    stopAlertPanels();
   }
 
   let keyWaiter = null;
@@ -809,6 +886,7 @@
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
     if (res.status === 401 || res.status === 403) forgetKey(); // asked again next time
+    else startAlertPanels(); // a key the API took: show its tenant's rules and firings
     return res;
   }
 
@@ -1025,7 +1103,9 @@
     const rules = [];
     let path = '/alerts?limit=100';
     for (let page = 0; path && page < 20; page++) {
-      const body = await getJSON(path);
+      const key = storedKey();
+      if (!key) return;
+      const body = await getJSON(path, undefined, key);
       rules.push(...(body.alerts || []));
       path = typeof body.next === 'string' ? body.next : null;
     }
@@ -1111,7 +1191,9 @@
 
   async function loadFirings(more) {
     const path = more && firingsNext ? firingsNext : '/alerts/history?limit=25';
-    const body = await getJSON(path);
+    const key = storedKey();
+    if (!key) return;
+    const body = await getJSON(path, undefined, key);
     const tbody = $('#firings-body');
     const rows = (body.firings || []).map(firingRow);
     if (more) tbody.append(...rows);
@@ -1259,8 +1341,8 @@
     afterRates();
     const first = state.pairs.includes('EUR/USD') ? 'EUR/USD' : state.pairs[0];
     showChart(first);
-    loadRules().catch((e) => showError(`Could not list the rules: ${errorText(e)}`));
-    loadFirings().catch((e) => setText($('#firings-status'), `Could not load the history: ${errorText(e)}`));
+    if (storedKey()) startAlertPanels();
+    else stopAlertPanels();
   }
 
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
