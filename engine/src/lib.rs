@@ -21,6 +21,7 @@ pub mod pipeline_file;
 pub mod pipeline_test;
 pub mod registry;
 pub mod reload;
+pub mod retry;
 pub mod ron;
 pub mod stage;
 pub mod telemetry;

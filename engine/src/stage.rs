@@ -135,6 +135,9 @@ pub struct SinkError {
     pub message: String,
     pub retryable: bool,
     pub items: Vec<ItemError>,
+    /// How long the other side asked to be left alone (`Retry-After`): the
+    /// next retry waits at least that long.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +154,8 @@ impl SinkError {
             message: message.to_string(),
             retryable: true,
             items: Vec::new(),
+
+            retry_after: None,
         }
     }
 
@@ -160,7 +165,15 @@ impl SinkError {
             message: message.to_string(),
             retryable: false,
             items: Vec::new(),
+
+            retry_after: None,
         }
+    }
+
+    /// The other side asked to wait this long before trying again.
+    pub fn with_retry_after(mut self, wait: Option<std::time::Duration>) -> Self {
+        self.retry_after = wait;
+        self
     }
 
     /// Only some items failed.
@@ -169,6 +182,8 @@ impl SinkError {
             message: message.to_string(),
             retryable: items.iter().any(|i| i.retryable),
             items,
+
+            retry_after: None,
         }
     }
 }
@@ -706,44 +721,7 @@ pub(crate) async fn run_function<E: Event>(
     Ok(())
 }
 
-/// How a sink retries a failed write before giving up on the events.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RetryConfig {
-    /// Attempts after the first one.
-    #[serde(default = "RetryConfig::default_attempts")]
-    pub attempts: u32,
-    /// Wait before the first retry; doubles on each further one.
-    #[serde(default = "RetryConfig::default_initial_backoff", with = "crate::duration")]
-    #[schemars(schema_with = "crate::duration::schema")]
-    pub initial_backoff: std::time::Duration,
-    /// The longest wait between two attempts.
-    #[serde(default = "RetryConfig::default_max_backoff", with = "crate::duration")]
-    #[schemars(schema_with = "crate::duration::schema")]
-    pub max_backoff: std::time::Duration,
-}
-
-impl RetryConfig {
-    fn default_attempts() -> u32 {
-        5
-    }
-    fn default_initial_backoff() -> std::time::Duration {
-        std::time::Duration::from_millis(100)
-    }
-    fn default_max_backoff() -> std::time::Duration {
-        std::time::Duration::from_secs(10)
-    }
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        Self {
-            attempts: Self::default_attempts(),
-            initial_backoff: Self::default_initial_backoff(),
-            max_backoff: Self::default_max_backoff(),
-        }
-    }
-}
+pub use crate::retry::RetryConfig;
 
 /// How a sink's writes are sized: a write takes what is waiting, up to
 /// `max_events`; with `max_wait` above zero it first waits up to that long
@@ -885,19 +863,30 @@ async fn settle_write<E: Event>(
     outputs: &mut Outputs<E>,
     retry: &RetryConfig,
 ) -> Result<(), Closed> {
-    let mut attempt = 0;
-    let mut backoff = retry.initial_backoff;
+    let mut waits = retry.waits();
+    let mut attempt: u32 = 1;
     loop {
         let error = match result {
             Ok(()) => return Ok(()), // dropping `pending` acknowledges it
             Err(error) => error,
         };
-        let mut give_up = Vec::new();
+        // The wait before the next attempt, if one may help and any are left.
+        let wait = if error.retryable {
+            waits.next_after(error.retry_after)
+        } else {
+            None
+        };
+        let gave_up = |message: &str| format!("{message} (gave up after {attempt} attempts)");
         if error.items.is_empty() {
-            if !(error.retryable && attempt < retry.attempts) {
+            if wait.is_none() {
+                let message = if error.retryable {
+                    gave_up(&error.message)
+                } else {
+                    error.message.clone()
+                };
                 let failures = pending
                     .into_iter()
-                    .map(|e| Failure::new(e, "write_failed", error.message.clone()))
+                    .map(|e| Failure::new(e, "write_failed", message.clone()))
                     .collect();
                 return outputs.dead_letter(failures, AckStatus::Failed).await;
             }
@@ -909,12 +898,15 @@ async fn settle_write<E: Event>(
                     *slot = Some(item);
                 }
             }
-            let can_retry = attempt < retry.attempts;
             let mut keep = Vec::new();
+            let mut give_up = Vec::new();
             for (envelope, item) in pending.into_iter().zip(failed) {
                 match item {
                     None => {}
-                    Some(item) if item.retryable && can_retry => keep.push(envelope),
+                    Some(item) if item.retryable && wait.is_some() => keep.push(envelope),
+                    Some(item) if item.retryable => {
+                        give_up.push(Failure::new(envelope, "item_rejected", gave_up(&item.message)))
+                    }
                     Some(item) => give_up.push(Failure::new(envelope, "item_rejected", item.message.clone())),
                 }
             }
@@ -924,11 +916,11 @@ async fn settle_write<E: Event>(
             }
             pending = keep;
         }
-        attempt += 1;
+        let wait = wait.unwrap_or_default();
         outputs.labels.error("write_retried", 1);
-        tracing::warn!(stage = %outputs.labels.stage, attempt, error = %error.message, "Write failed, retrying.");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(retry.max_backoff);
+        tracing::warn!(stage = %outputs.labels.stage, attempt, error = %error.message, wait_ms = wait.as_millis() as u64, "Write failed, retrying.");
+        tokio::time::sleep(wait).await;
+        attempt += 1;
         result = sink.write(&pending).await;
     }
 }

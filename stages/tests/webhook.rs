@@ -63,7 +63,7 @@ async fn firings_are_delivered_signed_retried_and_dead_lettered() {
             "alerts": Alert(inputs: ["crosses", "api"]),
             "history": Sqlite(inputs: ["alerts"], resource: "history"),
             "notify": Webhook(inputs: ["alerts"], store: "history", allow_private_targets: true,
-                retries: 3, initial_backoff: "20ms", max_backoff: "100ms", timeout: "2s"),
+                retry: (attempts: 3, initial_backoff: "20ms", max_backoff: "100ms"), timeout: "2s"),
             "dead-letters": JsonlFile(inputs: ["notify.errors"], path: "{dead}"),
         }})"#,
         db = dir.path().join("fx.db").display(),

@@ -588,6 +588,14 @@ fn stage_hint(message: &str, kind: &str, docs: &str) -> Option<String> {
     let reference = format!("see the `{kind}` section of the pipeline reference for its fields (`{docs}`)");
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
+        // A kind's own retry settings moved into the shared `retry` field.
+        if matches!(field, "retries" | "attempts" | "initial_backoff" | "max_backoff") {
+            return Some(
+                "did you mean `retry`? Retries are one shared field: \
+                 retry: (attempts: 5, initial_backoff: \"500ms\", max_backoff: \"30s\")"
+                    .to_owned(),
+            );
+        }
         let own = expected.split('`').skip(1).step_by(2);
         return Some(match closest(field, own.chain(StageFields::names().iter().copied())) {
             Some(near) => format!("did you mean `{near}`? Or {reference}"),

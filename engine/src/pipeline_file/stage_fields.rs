@@ -109,6 +109,7 @@ impl StageFields {
         if self.batch.max_in_flight == 0 {
             problems.push(("batch", "batch max_in_flight must be at least 1"));
         }
+        problems.extend(self.retry.problems());
         problems
     }
 }

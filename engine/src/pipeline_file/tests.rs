@@ -80,6 +80,27 @@ fn a_misspelt_field_is_matched_against_the_kinds_and_the_shared_fields() {
     assert!(hint(r#"Collect(inputs: ["n"], prob: "x")"#).starts_with("did you mean `probe`?"));
     // Nothing near: the pointer to the reference alone.
     assert!(hint(r#"Collect(inputs: ["n"], probe: "x", zzzzzzzz: 1)"#).starts_with("see the `Collect` section"));
+    // A kind's own retry settings, from before they moved into the shared `retry`.
+    for old in ["retries: 3", "initial_backoff: \"1s\"", "max_backoff: \"9s\""] {
+        let hint = hint(&format!(r#"Collect(inputs: ["n"], probe: "x", {old})"#));
+        assert!(
+            hint.starts_with("did you mean `retry`?") && hint.contains("retry: (attempts:"),
+            "{hint}"
+        );
+    }
+}
+
+#[test]
+fn a_retry_policy_that_shrinks_is_refused() {
+    let text = r#"Pipeline(name: "p", stages: { "n": Counter(probe: "x", count: 1),
+        "out": Collect(inputs: ["n"], probe: "y", retry: (initial_backoff: "5s", max_backoff: "1s")) })"#;
+    let err = load(text).unwrap_err();
+    assert!(
+        err.0
+            .iter()
+            .any(|p| p.message.contains("max_backoff must not be shorter")),
+        "{err:?}"
+    );
 }
 
 #[test]

@@ -8,8 +8,9 @@
 //! Each delivery is `POST <url>` with the firing as JSON, `X-Fxflow-Delivery`
 //! (a stable id: receivers can drop repeats), and with a secret
 //! `X-Fxflow-Signature: sha256=<hex HMAC-SHA256 of the body>`. A timeout,
-//! a connection error, 408, 429 and 5xx are retried with exponential backoff
-//! and jitter (429/503 honour `Retry-After`); other answers are final. A
+//! a connection error, 408, 429 and 5xx are retried by the stage's shared
+//! `retry` policy (exponential backoff with jitter; a `Retry-After` in seconds
+//! or as an HTTP date makes the wait longer); other answers are final. A
 //! delivery that fails for good goes to the error output with the reason.
 //!
 //! **SSRF**: a webhook URL is chosen by whoever holds an API key, and the
@@ -48,17 +49,6 @@ pub struct WebhookConfig {
     #[serde(default = "default_timeout", with = "fxflow_engine::duration")]
     #[schemars(schema_with = "fxflow_engine::duration::schema")]
     pub timeout: Duration,
-    /// Attempts after the first before a delivery is dead-lettered.
-    #[serde(default = "default_retries")]
-    pub retries: u32,
-    /// Wait before the first retry; doubles each time, with jitter.
-    #[serde(default = "default_initial_backoff", with = "fxflow_engine::duration")]
-    #[schemars(schema_with = "fxflow_engine::duration::schema")]
-    pub initial_backoff: Duration,
-    /// The longest wait between attempts.
-    #[serde(default = "default_max_backoff", with = "fxflow_engine::duration")]
-    #[schemars(schema_with = "fxflow_engine::duration::schema")]
-    pub max_backoff: Duration,
     /// Deliveries in flight at once.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
@@ -70,15 +60,6 @@ pub struct WebhookConfig {
 
 fn default_timeout() -> Duration {
     Duration::from_secs(5)
-}
-fn default_retries() -> u32 {
-    5
-}
-fn default_initial_backoff() -> Duration {
-    Duration::from_millis(500)
-}
-fn default_max_backoff() -> Duration {
-    Duration::from_secs(30)
 }
 fn default_concurrency() -> usize {
     16
@@ -108,9 +89,6 @@ impl StageConfig<FxEvent> for WebhookConfig {
         }
         if self.concurrency == 0 {
             problems.push(ConfigProblem::field("concurrency", "must be at least 1"));
-        }
-        if self.initial_backoff > self.max_backoff {
-            problems.push(ConfigProblem::field("initial_backoff", "is longer than max_backoff"));
         }
         problems
     }
@@ -252,8 +230,7 @@ impl WebhookSink {
                     .headers()
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
+                    .and_then(|v| fxflow_engine::retry::retry_after(v, std::time::SystemTime::now()));
                 let message = format!("{shown} answered {status}");
                 if status.is_server_error()
                     || status == StatusCode::REQUEST_TIMEOUT
@@ -269,32 +246,21 @@ impl WebhookSink {
         }
     }
 
-    /// One delivery with its retries; `Err` once it failed for good.
+    /// One delivery attempt (the stage's `retry` policy tries again).
     async fn deliver(
         config: &WebhookConfig,
         client: &reqwest::Client,
         target: &WebhookTarget,
         fired: &AlertFired,
-    ) -> Result<(), String> {
-        let url = check_url(&target.url, config.allow_private_targets)?;
+    ) -> Outcome {
+        let url = match check_url(&target.url, config.allow_private_targets) {
+            Ok(url) => url,
+            Err(e) => return Outcome::Final(e),
+        };
         let delivery = Delivery::of(fired);
-        let body = serde_json::to_vec(&delivery).map_err(|e| e.to_string())?;
-        let mut backoff = config.initial_backoff;
-        let mut attempt = 0;
-        loop {
-            let (message, retry_after) = match Self::attempt(client, &url, target, &delivery, &body).await {
-                Outcome::Delivered => return Ok(()),
-                Outcome::Final(message) => return Err(message),
-                Outcome::Retry(message, retry_after) => (message, retry_after),
-            };
-            if attempt >= config.retries {
-                return Err(format!("{message} (gave up after {} attempts)", attempt + 1));
-            }
-            attempt += 1;
-            let wait = retry_after.unwrap_or_else(|| jitter(backoff)).min(config.max_backoff);
-            tracing::warn!(rule = %fired.rule_id, attempt, error = %message, wait_ms = wait.as_millis() as u64, "Webhook delivery failed, retrying.");
-            tokio::time::sleep(wait).await;
-            backoff = (backoff * 2).min(config.max_backoff);
+        match serde_json::to_vec(&delivery) {
+            Ok(body) => Self::attempt(client, &url, target, &delivery, &body).await,
+            Err(e) => Outcome::Final(e.to_string()),
         }
     }
 }
@@ -311,15 +277,6 @@ pub fn shown(url: &Url) -> String {
 /// [`shown`] of a URL given as text (`…` when it does not parse).
 pub fn shown_text(url: &str) -> String {
     Url::parse(url).map(|u| shown(&u)).unwrap_or_else(|_| "…".to_owned())
-}
-
-/// Equal jitter: half the backoff plus a random part of the other half, so
-/// receivers that failed together are not retried together.
-fn jitter(backoff: Duration) -> Duration {
-    let mut bytes = [0u8; 8];
-    let _ = getrandom::fill(&mut bytes);
-    let fraction = (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64;
-    backoff / 2 + backoff.mul_f64(0.5 * fraction)
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {
@@ -350,27 +307,43 @@ impl Sink<FxEvent> for WebhookSink {
             let (config, client) = (config.clone(), client.clone());
             async move { (index, Self::deliver(&config, &client, &target, &fired).await) }
         });
-        let results: Vec<(usize, Result<(), String>)> = futures_util::stream::iter(deliveries)
+        let results: Vec<(usize, Outcome)> = futures_util::stream::iter(deliveries)
             .buffer_unordered(concurrency)
             .collect()
             .await;
+        let mut retry_after: Option<Duration> = None;
         let failed: Vec<ItemError> = results
             .into_iter()
-            .filter_map(|(index, result)| {
-                result.err().map(|message| ItemError {
+            .filter_map(|(index, outcome)| match outcome {
+                Outcome::Delivered => None,
+                Outcome::Retry(message, asked) => {
+                    retry_after = retry_after.max(asked);
+                    Some(ItemError {
+                        index,
+                        message,
+                        retryable: true,
+                    })
+                }
+                Outcome::Final(message) => Some(ItemError {
                     index,
                     message,
                     retryable: false,
-                })
+                }),
             })
             .collect();
         if failed.is_empty() {
             Ok(())
         } else {
+            for item in failed.iter().filter(|i| i.retryable) {
+                if let FxEvent::AlertFired(fired) = &batch[item.index].event {
+                    tracing::warn!(rule = %fired.rule_id, error = %item.message, "Webhook delivery failed; the retry policy tries again.");
+                }
+            }
             Err(SinkError::items(
                 format!("{} of {} webhook deliveries failed", failed.len(), batch.len()),
                 failed,
-            ))
+            )
+            .with_retry_after(retry_after))
         }
     }
 }
@@ -519,16 +492,5 @@ mod tests {
             signature("Jefe", b"what do ya want for nothing?"),
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
-    }
-
-    #[test]
-    fn jitter_stays_within_half_and_whole() {
-        for _ in 0..100 {
-            let j = jitter(Duration::from_millis(1000));
-            assert!(
-                j >= Duration::from_millis(500) && j <= Duration::from_millis(1000),
-                "{j:?}"
-            );
-        }
     }
 }

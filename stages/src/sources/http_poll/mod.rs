@@ -16,10 +16,11 @@
 //!   that came back but cannot be used (`bad_response`, `missing_symbols`, `provider_error`,
 //!   `unauthorized`) also goes to the error output with its body (never the API key). Nothing partial
 //!   is emitted: one failed request fails the whole poll.
-//! - **Backoff.** After a failure the next poll waits `initial_backoff`, doubling per consecutive
-//!   failure up to `max_backoff`; throttling waits at least the provider's `Retry-After` (HTTP 429, or
-//!   a quota notice in an HTTP 200 body); a refusal that retrying cannot fix (bad key) waits
-//!   `max_backoff`. The first good poll returns to `interval`.
+//! - **Backoff**, by the engine's one retry policy (`fxflow_engine::retry`). After a failure the next
+//!   poll waits `initial_backoff`, doubling per consecutive failure up to `max_backoff`, each wait
+//!   with jitter; throttling waits at least the provider's `Retry-After` (seconds or an HTTP date;
+//!   HTTP 429, or a quota notice in an HTTP 200 body); a refusal that retrying cannot fix (bad key)
+//!   waits `max_backoff`. The first good poll returns to `interval`.
 //!
 //! Sends are unacknowledged (`Envelope::unacked`): a poll has nothing to commit, and a lost snapshot
 //! is superseded by the next one.
@@ -29,6 +30,7 @@ pub mod providers;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use fxflow_engine::retry::{RetryConfig, Waits};
 use fxflow_engine::{
     async_trait, AckStatus, BuildContext, ConfigProblem, Envelope, Failure, Kinds, Shape, Source, SourceContext, Stage,
     StageConfig, StageError,
@@ -46,9 +48,6 @@ pub const POLLS: &str = "fxflow_http_poll_polls_total";
 
 /// Most bytes read from one response (the largest real answers are a few kB).
 const MAX_BODY: usize = 4 << 20;
-
-/// Longest `Retry-After` honoured.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Polls a rate provider's HTTP API (Frankfurter, the ECB, Open Exchange Rates, ExchangeRate-API,
 /// Alpha Vantage or OANDA) every `interval` and emits one quote snapshot per new answer, each quote
@@ -304,10 +303,7 @@ impl StageConfig<FxEvent> for HttpPollConfig {
             skip_unchanged: self.skip_unchanged,
             source: SourceName::intern(self.source_name()).map_err(StageError::new)?,
             interval: self.interval,
-            backoff: Backoff {
-                initial: self.initial_backoff,
-                max: self.max_backoff,
-            },
+            backoff: Backoff::new(self.initial_backoff, self.max_backoff),
             last_emitted: None,
             counters: Counters {
                 snapshot: polls("snapshot"),
@@ -325,37 +321,46 @@ fn is_env_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// When to poll again after failures.
-#[derive(Debug, Clone, Copy)]
+/// When to poll again after failures: the engine's retry policy, endless.
 pub struct Backoff {
-    pub initial: Duration,
-    pub max: Duration,
+    policy: RetryConfig,
+    /// The waits of the current run of failures (None: the last poll was good).
+    waits: Option<Waits>,
 }
 
 impl Backoff {
-    /// The wait after `failures` consecutive failed polls (≥ 1), the last one being `error`.
-    pub fn delay(&self, failures: u32, error: &PollError) -> Duration {
-        let doubled = self
-            .initial
-            .checked_mul(1u32 << failures.saturating_sub(1).min(30))
-            .unwrap_or(self.max)
-            .min(self.max);
-        match error.class {
-            ErrorClass::Fatal => self.max,
-            ErrorClass::Throttled => doubled.max(error.retry_after.unwrap_or_default().min(MAX_RETRY_AFTER)),
-            ErrorClass::Transient | ErrorClass::Invalid => doubled,
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Backoff {
+            policy: RetryConfig {
+                attempts: 0,
+                initial_backoff: initial,
+                max_backoff: max,
+            },
+            waits: None,
         }
+    }
+
+    /// The wait after a failed poll whose error was `error`.
+    pub fn after_failure(&mut self, error: &PollError) -> Duration {
+        let max = self.policy.max_backoff;
+        let waits = self.waits.get_or_insert_with(|| self.policy.endless_waits());
+        match error.class {
+            ErrorClass::Fatal => max,
+            ErrorClass::Throttled => waits.next_after(error.retry_after).unwrap_or(max),
+            ErrorClass::Transient | ErrorClass::Invalid => waits.next().unwrap_or(max),
+        }
+    }
+
+    /// A good poll: the next failure starts from `initial_backoff` again.
+    pub fn reset(&mut self) {
+        self.waits = None;
     }
 }
 
-/// `Retry-After`: seconds, or an HTTP date.
-pub fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
-    let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = DateTime::parse_from_rfc2822(text).ok()?.with_timezone(&Utc);
-    Some((at - now).to_std().unwrap_or_default())
+/// `Retry-After` of a response (seconds, or an HTTP date).
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let text = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    fxflow_engine::retry::retry_after(text, std::time::SystemTime::now())
 }
 
 /// One request of the poll, with what the conditional request needs.
@@ -542,7 +547,7 @@ impl HttpPoll {
         let headers = response.headers();
         let etag = headers.get(ETAG).cloned();
         let last_modified = headers.get(LAST_MODIFIED).cloned();
-        let wait = retry_after(headers, Utc::now());
+        let wait = retry_after(headers);
         let body = read_body(response).await.map_err(|e| (e, Vec::new()))?;
         match providers::read(
             self.provider,
@@ -590,7 +595,7 @@ impl Source<FxEvent> for HttpPoll {
                 Outcome::Failed(error, body) => {
                     failures = failures.saturating_add(1);
                     self.counters.failed.increment(1);
-                    let wait = self.backoff.delay(failures, &error);
+                    let wait = self.backoff.after_failure(&error);
                     tracing::warn!(stage = %stage, reason = error.reason, failures, retry_in = ?wait, error = %error.message, "Poll failed.");
                     if error.is_dead_lettered() {
                         let failure = Failure {
@@ -629,6 +634,7 @@ impl Source<FxEvent> for HttpPoll {
             if failures > 0 {
                 tracing::info!(stage = %stage, failures, "The provider answers again.");
                 failures = 0;
+                self.backoff.reset();
             }
             next = started + wait;
         }
@@ -726,48 +732,55 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_its_cap_and_honours_retry_after() {
-        let b = Backoff {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(60),
-        };
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
         let transient = error(ErrorClass::Transient, None);
-        let waits: Vec<u64> = (1..=9).map(|n| b.delay(n, &transient).as_secs()).collect();
-        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
-        assert_eq!(b.delay(u32::MAX, &transient), Duration::from_secs(60));
-        assert_eq!(b.delay(1, &error(ErrorClass::Invalid, None)), Duration::from_secs(1));
+        let waits: Vec<u64> = (1..=9).map(|_| b.after_failure(&transient).as_secs()).collect();
+        // Each wait is the doubled backoff plus jitter (up to as much again), capped.
+        for (i, (wait, base)) in waits.iter().zip([1, 2, 4, 8, 16, 32, 60, 60, 60]).enumerate() {
+            assert!(
+                *wait >= base && *wait <= (2 * base).min(60),
+                "failure {}: {wait} s",
+                i + 1
+            );
+        }
+        for _ in 0..100 {
+            assert_eq!(b.after_failure(&transient), Duration::from_secs(60), "stays at the cap");
+        }
+        b.reset();
+        assert!(
+            b.after_failure(&error(ErrorClass::Invalid, None)) < Duration::from_secs(2),
+            "a good poll starts over"
+        );
         // Throttling: the longer of the backoff and Retry-After, even past max_backoff.
+        b.reset();
         assert_eq!(
-            b.delay(1, &error(ErrorClass::Throttled, Some(5))),
+            b.after_failure(&error(ErrorClass::Throttled, Some(5))),
             Duration::from_secs(5)
         );
         assert_eq!(
-            b.delay(5, &error(ErrorClass::Throttled, Some(5))),
-            Duration::from_secs(16)
-        );
-        assert_eq!(
-            b.delay(1, &error(ErrorClass::Throttled, Some(600))),
+            b.after_failure(&error(ErrorClass::Throttled, Some(600))),
             Duration::from_secs(600)
         );
         assert_eq!(
-            b.delay(1, &error(ErrorClass::Throttled, Some(10_000_000))),
-            MAX_RETRY_AFTER
+            b.after_failure(&error(ErrorClass::Throttled, Some(10_000_000))),
+            fxflow_engine::retry::MAX_RETRY_AFTER
         );
         // A refusal that retrying cannot fix waits the longest.
-        assert_eq!(b.delay(1, &error(ErrorClass::Fatal, None)), Duration::from_secs(60));
+        assert_eq!(
+            b.after_failure(&error(ErrorClass::Fatal, None)),
+            Duration::from_secs(60)
+        );
     }
 
     #[test]
-    fn retry_after_in_seconds_or_as_a_date() {
-        let now: DateTime<Utc> = "2026-11-24T10:00:00Z".parse().unwrap();
+    fn retry_after_comes_from_the_header() {
         let mut headers = HeaderMap::new();
-        assert_eq!(retry_after(&headers, now), None);
+        assert_eq!(retry_after(&headers), None);
         headers.insert(RETRY_AFTER, HeaderValue::from_static("120"));
-        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(120)));
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("Tue, 24 Nov 2026 10:01:30 GMT"));
-        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(90)));
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("Tue, 24 Nov 2026 09:00:00 GMT"));
-        assert_eq!(retry_after(&headers, now), Some(Duration::ZERO), "a date in the past");
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(120)));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("Tue, 24 Nov 2020 09:00:00 GMT"));
+        assert_eq!(retry_after(&headers), Some(Duration::ZERO), "a date in the past");
         headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
-        assert_eq!(retry_after(&headers, now), None);
+        assert_eq!(retry_after(&headers), None);
     }
 }
