@@ -9,8 +9,10 @@
 #   - OpenSearch's jars and our launcher (Maven Central; each test binary starts
 #     its own node) — scripts/search.sh build;
 #   - Chromium (Debian) and playwright-core (npm) for the live page's browser test;
-#   - the Python checkers (PyPI): schemathesis for the API fuzz run, and the
-#     deployment checks' validators; promtool/Prometheus (Debian).
+#   - the Python checkers (PyPI): schemathesis, openapi-spec-validator and
+#     openapi-python-client for the API's contract, aiosmtpd (the Email stage's
+#     SMTP server, with an openssl-made certificate), and the deployment
+#     checks' validators; promtool/Prometheus (Debian).
 # Downloads are cached (.cache/, tests/browser/node_modules), so later runs
 # start in seconds.
 # Usage: scripts/test.sh [extra cargo test args]
@@ -33,6 +35,7 @@ ensure_packages() {
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
     command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
     command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     [ ${#missing[@]} -eq 0 ] && return
     say "Installing ${missing[*]} (Debian packages)"
     as_root apt-get update -qq

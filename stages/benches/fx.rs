@@ -104,6 +104,7 @@ fn rule_book(total: usize) -> RuleBook {
             price: PriceField::Mid,
             expires: None,
             webhook: None,
+            email: None,
             tenant: None,
         };
         book.add(&rule).expect("valid rule");

@@ -37,6 +37,7 @@ pub fn registry() -> Registry<FxEvent> {
         .stage::<sinks::redis::RedisConfig>("Redis")
         .stage::<sinks::sqlite::SqliteConfig>("Sqlite")
         .stage::<sinks::webhook::WebhookConfig>("Webhook")
+        .stage::<sinks::email::EmailConfig>("Email")
         // resources
         .resource::<backends::elasticsearch::ElasticsearchResourceConfig>(backends::elasticsearch::KIND)
         .resource::<kafka::KafkaResourceConfig>(kafka::RESOURCE_KIND)

@@ -49,10 +49,16 @@ fn rule(id: &str, pair: &str, threshold: &str) -> AlertRule {
     }))
     .unwrap();
     rule.tenant = tenant_of(id).map(str::to_owned);
+    if id == "up" {
+        rule.email = Some(fxflow_stages::fx::EmailTarget {
+            to: vec!["desk@example.com".into()],
+        });
+    }
     if id == "cable" {
         rule.webhook = Some(fxflow_stages::fx::WebhookTarget {
             url: "https://hooks.example.com/services/T000/B000/SECRET".into(),
             secret: None,
+            format: fxflow_stages::fx::WebhookFormat::Slack,
         });
     }
     rule

@@ -89,8 +89,8 @@ async fn firings_are_delivered_signed_retried_and_dead_lettered() {
     }
 
     // Rules that hold at once: each fires immediately and notifies its webhook.
-    let create = |pair: &str, route: &str, secret: Option<&str>| {
-        let mut webhook = json!({"url": format!("http://127.0.0.1:{hooks}/{route}")});
+    let create = |pair: &str, route: &str, secret: Option<&str>, format: &str| {
+        let mut webhook = json!({"url": format!("http://127.0.0.1:{hooks}/{route}"), "format": format});
         if let Some(secret) = secret {
             webhook["secret"] = json!(secret);
         }
@@ -99,18 +99,20 @@ async fn firings_are_delivered_signed_retried_and_dead_lettered() {
             .json(&json!({"pair": pair, "condition": {"type": "above", "threshold": "0.01"}, "webhook": webhook}))
             .send()
     };
-    for (pair, route, secret) in [
-        ("USD/JPY", "flaky", Some("s3cret")),
-        ("EUR/GBP", "down", None),
-        ("AUD/USD", "gone", None),
+    for (pair, route, secret, format) in [
+        ("USD/JPY", "flaky", Some("s3cret"), "json"),
+        ("EUR/GBP", "down", None, "json"),
+        ("AUD/USD", "gone", None, "json"),
+        ("NZD/USD", "slack", None, "slack"),
+        ("EUR/CHF", "teams", None, "teams"),
     ] {
-        let created = create(pair, route, secret).await.unwrap();
+        let created = create(pair, route, secret, format).await.unwrap();
         let status = created.status().as_u16();
         let body: Value = created.json().await.unwrap();
         assert_eq!(status, 201, "{body}");
         assert_eq!(
             body["webhook"],
-            json!({"url": format!("http://127.0.0.1:{hooks}/…"), "signed": secret.is_some()}),
+            json!({"url": format!("http://127.0.0.1:{hooks}/…"), "signed": secret.is_some(), "format": format}),
             "the secret is never shown, nor the URL's path (chat webhooks carry their credential there)"
         );
     }
@@ -128,7 +130,14 @@ async fn firings_are_delivered_signed_retried_and_dead_lettered() {
             .filter(|(r, _, _)| r == "flaky")
             .count()
             >= 3;
-        if letters.len() >= 2 && flaky_done {
+        let chats = received
+            .attempts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(r, _, _)| r == "slack" || r == "teams")
+            .count();
+        if letters.len() >= 2 && flaky_done && chats >= 2 {
             break letters;
         }
         assert!(
@@ -157,6 +166,27 @@ async fn firings_are_delivered_signed_retried_and_dead_lettered() {
         assert_eq!(delivered["pair"], "USD/JPY");
         assert_eq!(delivered["condition"], "above 0.01");
     }
+    // Chat formats: what a Slack or Teams channel's incoming webhook shows.
+    let chat = |route: &str| -> Value {
+        let (_, _, body) = attempts.iter().find(|(r, _, _)| r == route).expect("delivered");
+        serde_json::from_str(body).unwrap()
+    };
+    let slack = chat("slack");
+    assert!(
+        slack["text"].as_str().unwrap().starts_with("NZD/USD above 0.01: "),
+        "{slack}"
+    );
+    assert_eq!(slack["blocks"][1]["fields"][0]["text"], "*Pair*\nNZD/USD", "{slack}");
+    let teams = chat("teams");
+    assert_eq!(teams["@type"], "MessageCard", "{teams}");
+    assert!(
+        teams["summary"].as_str().unwrap().starts_with("EUR/CHF above 0.01: "),
+        "{teams}"
+    );
+    assert_eq!(
+        teams["sections"][0]["facts"][0],
+        json!({"name": "Pair", "value": "EUR/CHF"})
+    );
     let down = attempts.iter().filter(|(r, _, _)| r == "down").count();
     assert_eq!(down, 4, "503: the first try and 3 retries");
     assert!(

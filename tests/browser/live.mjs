@@ -406,6 +406,26 @@ async function main() {
     return `detail shown: "${detail}"`;
   });
 
+  await step('the form sends a notification target, and shows what the API says of it', async () => {
+    await fillForm({ pair: 'EUR/USD', type: 'above', threshold: low });
+    await page.selectOption('#f-notify', 'email');
+    assert(await page.isVisible('#f-email'), 'the address field shows for email');
+    assert(await page.isHidden('#f-webhook'), 'the URL field hides for email');
+    await page.fill('#f-email', 'desk@example.com, not-an-address');
+    const answered = page.waitForResponse((r) => r.url().endsWith('/alerts') && r.request().method() === 'POST');
+    await page.click('#f-create');
+    const res = await answered;
+    assert(res.status() === 422, `a bad address got ${res.status()}`);
+    const sent = JSON.parse(res.request().postData());
+    assert(JSON.stringify(sent.email) === JSON.stringify({ to: ['desk@example.com', 'not-an-address'] }), `sent: ${JSON.stringify(sent)}`);
+    await page.waitForSelector('#alert-error li[data-field="email.to[1]"]', { timeout: 5000 });
+    assert((await page.getAttribute('#f-email', 'aria-invalid')) === 'true', 'the address input is marked invalid');
+    await page.selectOption('#f-notify', 'slack');
+    assert(await page.isVisible('#f-webhook') && await page.isHidden('#f-email'), 'the URL field shows for a chat webhook');
+    await page.selectOption('#f-notify', 'none');
+    return 'email.to[1] shown at the address field';
+  });
+
   let ruleId = null;
   await step('a rule created through the form appears in the list, and its firing in the feed and history', async () => {
     await fillForm({ pair: 'EUR/USD', type: 'above', threshold: low });

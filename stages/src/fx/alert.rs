@@ -109,6 +109,9 @@ pub struct AlertRule {
     /// Where the `Webhook` stage POSTs each firing (signed with `secret`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookTarget>,
+    /// Addresses the `Email` stage mails each firing to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailTarget>,
     /// The tenant that owns the rule (set by the API from the caller's key);
     /// its firings carry it. None: a rule of the pipeline file, shared by all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,6 +128,34 @@ pub struct WebhookTarget {
     /// (unsigned without one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// The body's shape: fxflow's own JSON, or a chat tool's incoming-webhook message.
+    #[serde(default, skip_serializing_if = "WebhookFormat::is_json")]
+    pub format: WebhookFormat,
+}
+
+/// What a webhook's body looks like.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum WebhookFormat {
+    /// The firing as fxflow's JSON (`event`, `delivery`, `rule_id`, `pair`, `value`, …).
+    #[default]
+    Json,
+    /// A Slack-compatible message: `text` and `blocks` (also Mattermost, Rocket.Chat, Discord's `/slack`).
+    Slack,
+    /// A Microsoft Teams message card (`@type: MessageCard`, with the firing as facts).
+    Teams,
+}
+
+impl WebhookFormat {
+    pub fn is_json(&self) -> bool {
+        *self == WebhookFormat::Json
+    }
+}
+
+/// Email addresses notified of a rule's firings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailTarget {
+    pub to: Vec<String>,
 }
 
 /// One firing of a rule.

@@ -6,12 +6,15 @@ pub mod cross;
 pub mod currency;
 pub mod event;
 pub mod fast_hash;
+pub mod notice;
 pub mod pair;
 pub mod quote;
 pub mod source;
 pub mod volatility;
 
-pub use alert::{AlertFired, AlertRule, AlertRuleChange, Condition, PriceField, Trigger, WebhookTarget};
+pub use alert::{
+    AlertFired, AlertRule, AlertRuleChange, Condition, EmailTarget, PriceField, Trigger, WebhookFormat, WebhookTarget,
+};
 pub use candle::{Candle, Ohlc};
 pub use cross::{CrossRate, Leg};
 pub use currency::Currency;

@@ -1,6 +1,7 @@
 //! Sinks: one stage kind per file.
 
 pub mod elasticsearch;
+pub mod email;
 pub mod jsonl_file;
 pub mod null;
 pub mod postgres;

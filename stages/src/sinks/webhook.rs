@@ -5,7 +5,9 @@
 //! store (where the API writes every rule before it reaches the `Alert`
 //! stage), so firings stay small and secrets never travel on the alerts topic.
 //!
-//! Each delivery is `POST <url>` with the firing as JSON, `X-Fxflow-Delivery`
+//! Each delivery is `POST <url>` with the firing as JSON — fxflow's own, or
+//! with the target's `format` a Slack-compatible message or a Microsoft Teams
+//! card, so a chat channel's incoming webhook shows it as text — `X-Fxflow-Delivery`
 //! (a stable id: receivers can drop repeats), and with a secret
 //! `X-Fxflow-Signature: sha256=<hex HMAC-SHA256 of the body>`. A timeout,
 //! a connection error, 408, 429 and 5xx are retried by the stage's shared
@@ -21,10 +23,9 @@
 //! and after DNS resolution (checked on the addresses actually connected to,
 //! so a name that resolves inward is refused too).
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use fxflow_engine::{
@@ -36,8 +37,9 @@ use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::fx::{kind, AlertFired, FxEvent, WebhookTarget};
-use crate::store::{HistoryStore, STORE_KINDS};
+use crate::fx::notice::Notice;
+use crate::fx::{kind, AlertFired, FxEvent, WebhookFormat, WebhookTarget};
+use crate::store::{RuleCache, STORE_KINDS};
 
 /// Delivers alert firings to the webhooks of their rules.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -64,9 +66,6 @@ fn default_timeout() -> Duration {
 fn default_concurrency() -> usize {
     16
 }
-
-/// How long a rule's webhook, once read from the store, is used without reading it again.
-const RULE_CACHE: Duration = Duration::from_secs(30);
 
 #[async_trait]
 impl StageConfig<FxEvent> for WebhookConfig {
@@ -109,19 +108,16 @@ impl StageConfig<FxEvent> for WebhookConfig {
             .map_err(|e| StageError::new(format!("HTTP client: {e}")))?;
         Ok(Stage::Sink(Box::new(WebhookSink {
             config: self.clone(),
-            store,
             client,
-            rules: HashMap::new(),
+            rules: RuleCache::new(store),
         })))
     }
 }
 
 struct WebhookSink {
     config: WebhookConfig,
-    store: Arc<dyn HistoryStore>,
     client: reqwest::Client,
-    /// Rule id → its webhook (or none), and when that was read.
-    rules: HashMap<String, (Option<WebhookTarget>, Instant)>,
+    rules: RuleCache,
 }
 
 /// What a receiver gets.
@@ -157,6 +153,43 @@ impl Delivery {
     }
 }
 
+/// A Slack-compatible incoming-webhook message: `text` (what notifications
+/// and clients without blocks show) and `blocks` (the headline, then the facts).
+pub fn slack_message(notice: &Notice) -> serde_json::Value {
+    // Slack's mrkdwn treats these three as markup.
+    let escape = |text: &str| text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let fields: Vec<serde_json::Value> = notice
+        .facts
+        .iter()
+        .map(|(name, value)| serde_json::json!({"type": "mrkdwn", "text": format!("*{name}*\n{}", escape(value))}))
+        .collect();
+    serde_json::json!({
+        "text": notice.headline,
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": format!("*{}*", escape(&notice.headline))}},
+            {"type": "section", "fields": fields},
+        ],
+    })
+}
+
+/// A Microsoft Teams message card: the headline, then the facts.
+pub fn teams_card(notice: &Notice) -> serde_json::Value {
+    let facts: Vec<serde_json::Value> = notice
+        .facts
+        .iter()
+        .map(|(name, value)| serde_json::json!({"name": name, "value": value}))
+        .collect();
+    serde_json::json!({
+        "@type": "MessageCard",
+        "@context": "https://schema.org/extensions",
+        "summary": notice.headline,
+        "themeColor": "0078D7",
+        "title": "fxflow alert",
+        "text": notice.headline,
+        "sections": [{"facts": facts}],
+    })
+}
+
 /// `sha256=<hex>` of the body under `secret`.
 pub fn signature(secret: &str, body: &[u8]) -> String {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
@@ -176,31 +209,10 @@ impl WebhookSink {
     async fn targets(&mut self, batch: &[Envelope<FxEvent>]) -> Result<Vec<Option<WebhookTarget>>, SinkError> {
         let mut out = Vec::with_capacity(batch.len());
         for envelope in batch {
-            let FxEvent::AlertFired(fired) = &envelope.event else {
-                out.push(None);
-                continue;
-            };
-            let id = fired.rule_id.as_ref();
-            let cached = self.rules.get(id).filter(|(_, at)| at.elapsed() < RULE_CACHE);
-            let target = match cached {
-                Some((target, _)) => target.clone(),
-                None => {
-                    let stored = self.store.rule(id).await.map_err(|e| {
-                        if e.retryable {
-                            SinkError::retryable(format!("reading rule {id}: {e}"))
-                        } else {
-                            SinkError::fatal(format!("reading rule {id}: {e}"))
-                        }
-                    })?;
-                    let target = stored.and_then(|s| s.rule.webhook);
-                    if self.rules.len() > 100_000 {
-                        self.rules.clear();
-                    }
-                    self.rules.insert(id.to_owned(), (target.clone(), Instant::now()));
-                    target
-                }
-            };
-            out.push(target);
+            out.push(match &envelope.event {
+                FxEvent::AlertFired(fired) => self.rules.get(&fired.rule_id).await?.and_then(|r| r.webhook),
+                _ => None,
+            });
         }
         Ok(out)
     }
@@ -258,7 +270,12 @@ impl WebhookSink {
             Err(e) => return Outcome::Final(e),
         };
         let delivery = Delivery::of(fired);
-        match serde_json::to_vec(&delivery) {
+        let body = match target.format {
+            WebhookFormat::Json => serde_json::to_vec(&delivery),
+            WebhookFormat::Slack => serde_json::to_vec(&slack_message(&Notice::of(fired))),
+            WebhookFormat::Teams => serde_json::to_vec(&teams_card(&Notice::of(fired))),
+        };
+        match body {
             Ok(body) => Self::attempt(client, &url, target, &delivery, &body).await,
             Err(e) => Outcome::Final(e.to_string()),
         }
@@ -447,6 +464,35 @@ impl reqwest::dns::Resolve for PublicOnly {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chat_formats_carry_the_headline_and_the_facts() {
+        let notice = Notice {
+            headline: "EUR/USD below 1.10: 1.0998 (was 1.1002)".into(),
+            facts: vec![
+                ("Pair", "EUR/USD".into()),
+                ("Value", "1.0998".into()),
+                ("Rule", "a<b&c".into()),
+            ],
+        };
+        let slack = slack_message(&notice);
+        assert_eq!(slack["text"], "EUR/USD below 1.10: 1.0998 (was 1.1002)");
+        assert_eq!(
+            slack["blocks"][0]["text"]["text"],
+            "*EUR/USD below 1.10: 1.0998 (was 1.1002)*"
+        );
+        assert_eq!(
+            slack["blocks"][1]["fields"][2]["text"], "*Rule*\na&lt;b&amp;c",
+            "mrkdwn is escaped"
+        );
+        let teams = teams_card(&notice);
+        assert_eq!(teams["@type"], "MessageCard");
+        assert_eq!(teams["summary"], notice.headline);
+        assert_eq!(
+            teams["sections"][0]["facts"][1],
+            serde_json::json!({"name": "Value", "value": "1.0998"})
+        );
+    }
 
     #[test]
     fn internal_addresses_are_refused_unless_allowed() {

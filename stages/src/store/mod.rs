@@ -14,7 +14,10 @@
 //!   one, a final bar only by a final one ([`candle_replaces`]).
 //! - Reads return exact decimals, ordered and paged by keys the indexes serve.
 
+pub mod rule_cache;
 pub mod sink;
+
+pub use rule_cache::RuleCache;
 
 use std::fmt;
 

@@ -304,9 +304,28 @@ fn to_rule(state: &ApiState, id: String, tenant: &str, body: &NewAlert) -> Resul
             Some(WebhookTarget {
                 url: hook.url.clone(),
                 secret: hook.secret.clone(),
+                format: hook.format.map(Into::into).unwrap_or_default(),
             })
         }
     };
+    let email = body.email.as_ref().map(|email| {
+        let count = email.to.len();
+        if count == 0 || count > super::contract::MAX_EMAILS {
+            errors.push(FieldError::new(
+                "email.to",
+                format!("give 1 to {} addresses, not {count}", super::contract::MAX_EMAILS),
+            ));
+        }
+        for (i, address) in email.to.iter().enumerate() {
+            if address.len() > 254 || !super::contract::conforms(super::contract::EMAIL, address) {
+                errors.push(FieldError::new(
+                    format!("email.to[{i}]"),
+                    format!("`{address}` is not an email address such as desk@example.com"),
+                ));
+            }
+        }
+        crate::fx::EmailTarget { to: email.to.clone() }
+    });
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
@@ -321,6 +340,7 @@ fn to_rule(state: &ApiState, id: String, tenant: &str, body: &NewAlert) -> Resul
         price: body.price.map(PriceField::from).unwrap_or_default(),
         expires,
         webhook,
+        email,
         tenant: Some(tenant.to_owned()),
     };
     crate::transforms::alert::rules::validate(&rule)

@@ -58,6 +58,12 @@ pub fn non_zero_decimal(signed: bool) -> &'static str {
 /// optional port and path (whether the host may be private is the deployment's call).
 pub const WEBHOOK_URL: &str = r"^https?://([A-Za-z0-9]([A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,63}|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])|localhost)(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?$";
 
+/// An email address: a plain local part, `@`, a host name with a dot.
+pub const EMAIL: &str =
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$";
+/// Most addresses on one rule.
+pub const MAX_EMAILS: usize = 10;
+
 /// Bounds of a decimal sent as a JSON number: its magnitude is zero or at
 /// least [`NUMBER_MIN`] (a double's 17 digits then need at most 19 places
 /// after the point, as [`DECIMAL`] allows, so the rule reads back in the
@@ -146,6 +152,8 @@ mod tests {
         assert!(conforms(WEBHOOK_URL, "http://127.0.0.1:65535/") && !conforms(WEBHOOK_URL, "http://a.io:65536/"));
         assert!(!conforms(WEBHOOK_URL, "http://a.io:0/") && !conforms(WEBHOOK_URL, "http://a.io:080/"));
         assert!(!conforms(WEBHOOK_URL, "ftp://a.io/") && !conforms(WEBHOOK_URL, "http://[::1]/"));
+        assert!(conforms(EMAIL, "desk.fx+alerts@bank.example.com") && !conforms(EMAIL, "desk@localhost"));
+        assert!(!conforms(EMAIL, "a b@c.io") && !conforms(EMAIL, "Desk <d@c.io>") && !conforms(EMAIL, "@c.io"));
         assert!(!conforms(WEBHOOK_URL, "https://a.io/ x") && !conforms(WEBHOOK_URL, "https://u:p@a.io/"));
     }
 }

@@ -627,6 +627,65 @@ pub struct NewAlert {
     pub expires_at: Option<String>,
     #[serde(default)]
     pub webhook: Option<WebhookInput>,
+    /// Mail each firing to these addresses (an `Email` stage sends it).
+    #[serde(default)]
+    pub email: Option<EmailInput>,
+}
+
+/// Where to mail each firing.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailInput {
+    #[schema(schema_with = email_addresses_schema)]
+    pub to: Vec<String>,
+}
+
+/// 1 to 10 addresses such as `desk@example.com` (no display names).
+fn email_addresses_schema() -> RefOr<Schema> {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(254))
+                .pattern(Some(contract::EMAIL))
+                .examples(["desk@example.com"]),
+        )
+        .min_items(Some(1))
+        .max_items(Some(contract::MAX_EMAILS))
+        .description(Some("1 to 10 addresses such as `desk@example.com` (no display names)."))
+        .into()
+}
+
+/// The body of a webhook's deliveries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormatView {
+    /// fxflow's JSON of the firing (the default), signed with the secret.
+    Json,
+    /// A Slack-compatible incoming-webhook message (`text`, `blocks`).
+    Slack,
+    /// A Microsoft Teams message card.
+    Teams,
+}
+
+impl From<WebhookFormatView> for crate::fx::WebhookFormat {
+    fn from(format: WebhookFormatView) -> Self {
+        match format {
+            WebhookFormatView::Json => crate::fx::WebhookFormat::Json,
+            WebhookFormatView::Slack => crate::fx::WebhookFormat::Slack,
+            WebhookFormatView::Teams => crate::fx::WebhookFormat::Teams,
+        }
+    }
+}
+
+impl From<crate::fx::WebhookFormat> for WebhookFormatView {
+    fn from(format: crate::fx::WebhookFormat) -> Self {
+        match format {
+            crate::fx::WebhookFormat::Json => WebhookFormatView::Json,
+            crate::fx::WebhookFormat::Slack => WebhookFormatView::Slack,
+            crate::fx::WebhookFormat::Teams => WebhookFormatView::Teams,
+        }
+    }
 }
 
 /// The condition as sent: `type` plus the fields of that type. Read flat
@@ -704,6 +763,9 @@ pub struct WebhookInput {
     #[serde(default)]
     #[schema(min_length = 1, max_length = 256)]
     pub secret: Option<String>,
+    /// Default `json`.
+    #[serde(default)]
+    pub format: Option<WebhookFormatView>,
 }
 
 /// A rule's webhook, as shown: the URL's scheme, host and port only (its path
@@ -714,6 +776,7 @@ pub struct WebhookView {
     pub url: String,
     /// Whether deliveries are signed.
     pub signed: bool,
+    pub format: WebhookFormatView,
 }
 
 /// Where a rule stands.
@@ -764,6 +827,7 @@ pub struct AlertView {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<DateTime<Utc>>,
     pub webhook: Option<WebhookView>,
+    pub email: Option<EmailInput>,
     /// A rule of the pipeline file, visible to every tenant (and changed only there).
     pub shared: bool,
     pub status: RuleStatusView,
@@ -789,7 +853,9 @@ impl AlertView {
             webhook: rule.webhook.as_ref().map(|w| WebhookView {
                 url: crate::sinks::webhook::shown_text(&w.url),
                 signed: w.secret.is_some(),
+                format: w.format.into(),
             }),
+            email: rule.email.as_ref().map(|e| EmailInput { to: e.to.clone() }),
             shared: stored.tenant.is_none(),
             status: RuleStatus::of(rule, stored.fired_count, now).into(),
             created_at: stored.created_at,

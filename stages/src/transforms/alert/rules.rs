@@ -1001,6 +1001,7 @@ pub(crate) mod tests {
             price: PriceField::Mid,
             expires: None,
             webhook: None,
+            email: None,
             tenant: None,
         }
     }

@@ -903,6 +903,9 @@
     'trigger.cooldown': 'f-cooldown',
     'trigger.rearm': 'f-rearm',
     price: 'f-price',
+    'email.to': 'f-email',
+    'webhook.url': 'f-webhook',
+    'webhook.format': 'f-notify',
   };
 
   function clearFormErrors() {
@@ -922,7 +925,7 @@
       const ul = el('ul');
       for (const d of details) {
         ul.append(el('li', { dataset: { field: d.field } }, [el('code', { text: d.field }), ': ' + d.message]));
-        const id = FIELD_INPUTS[d.field];
+        const id = FIELD_INPUTS[d.field] || FIELD_INPUTS[String(d.field).replace(/\[\d+\]$/, '')];
         if (id) document.getElementById(id).setAttribute('aria-invalid', 'true');
       }
       box.append(ul);
@@ -956,7 +959,14 @@
       if (v('f-cooldown')) trigger.cooldown = v('f-cooldown');
       if (v('f-rearm')) trigger.rearm = v('f-rearm');
     }
-    return { pair: v('f-pair'), condition, trigger, price: v('f-price') };
+    const body = { pair: v('f-pair'), condition, trigger, price: v('f-price') };
+    const notify = v('f-notify');
+    if (notify === 'email') {
+      body.email = { to: v('f-email').split(',').map((a) => a.trim()).filter((a) => a) };
+    } else if (notify !== 'none') {
+      body.webhook = { url: v('f-webhook'), format: notify };
+    }
+    return body;
   }
 
   function syncFormFields() {
@@ -964,7 +974,12 @@
     const trigger = $('#f-trigger').value;
     for (const f of document.querySelectorAll('#alert-form [data-show]')) {
       const show = f.dataset.show;
-      f.hidden = show === 'threshold' ? type === 'pct_change' : show === 'pct' ? type !== 'pct_change' : trigger !== 'every';
+      const notify = $('#f-notify').value;
+      f.hidden = show === 'threshold' ? type === 'pct_change'
+        : show === 'pct' ? type !== 'pct_change'
+          : show === 'email' ? notify !== 'email'
+            : show === 'webhook' ? notify === 'none' || notify === 'email'
+              : trigger !== 'every';
     }
     updateFormNow();
   }
@@ -1068,7 +1083,8 @@
     const cells = tr.children;
     setText(cells[1], rule.pair);
     setText(cells[2], `${rule.price !== 'mid' ? rule.price + ' ' : ''}${rule.condition_text}`);
-    setText(cells[3], triggerText(rule.trigger));
+    const notify = rule.email ? ` · email ${rule.email.to.join(', ')}` : rule.webhook ? ` · webhook (${rule.webhook.format}) ${rule.webhook.url}` : '';
+    setText(cells[3], triggerText(rule.trigger) + notify);
     let badge = cells[4].firstChild;
     if (!badge) { badge = el('span'); cells[4].append(badge); }
     badge.className = `status-badge status-${rule.status}`;
@@ -1302,6 +1318,7 @@
     $('#alert-form').addEventListener('submit', createAlert);
     $('#f-condition').addEventListener('change', syncFormFields);
     $('#f-trigger').addEventListener('change', syncFormFields);
+    $('#f-notify').addEventListener('change', syncFormFields);
     $('#f-pair').addEventListener('change', updateFormNow);
     $('#rules-body').addEventListener('click', (e) => {
       const b = e.target.closest('button[data-action="delete"]');
