@@ -1146,3 +1146,74 @@ async fn tenants_see_and_change_only_their_own_rules() {
 async fn ids(c: &Client) -> Vec<String> {
     column(&c.get("/alerts").await.json()["alerts"], "id")
 }
+
+/// `private: true`: the data routes want a key too; the probes, the document and
+/// the page's files do not, and the document says which operations need one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_api_answers_data_only_with_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let text = format!(
+        r#"Pipeline(
+    name: "api-private",
+    resources: {{ "history": Sqlite(path: "{db}") }},
+    stages: {{
+        "api": Api(listen: "127.0.0.1:{port}", store: "history", keys: "{KEY}", private: true),
+        "sink": Null(inputs: ["api"]),
+    }},
+)"#,
+        db = dir.path().join("fx.db").display()
+    );
+    let spec = fxflow_engine::pipeline_file::load_str("api-private.ron", &text, &fxflow_stages::registry(), |_| None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let running = fxflow_engine::start(spec).await.unwrap();
+    let client = |key| Client {
+        http: reqwest::Client::new(),
+        base: format!("http://127.0.0.1:{port}"),
+        key,
+        forwarded_for: None,
+    };
+    let (anonymous, keyed) = (client(None), client(Some(KEY)));
+    anonymous
+        .wait_for("the API", Duration::from_secs(20), |a| a.status == 200, "/health")
+        .await;
+    for path in [
+        "/rates",
+        "/rates/EURUSD",
+        "/rates/EURUSD/history",
+        "/rates/EURUSD/candles?interval=1d",
+        "/currencies",
+        "/convert?from=USD&to=JPY",
+        "/analytics/volatility",
+        "/stream/rates",
+    ] {
+        let refused = anonymous.get(path).await;
+        assert_eq!(
+            (refused.status, refused.code().as_str()),
+            (401, "unauthorized"),
+            "{path}"
+        );
+    }
+    assert_eq!(keyed.get("/rates").await.status, 200);
+    assert_eq!(keyed.get("/currencies").await.status, 200);
+    for open in [
+        "/",
+        "/health",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+        "/live",
+        "/live/app.js",
+    ] {
+        assert_eq!(anonymous.get(open).await.status, 200, "{open} stays open");
+    }
+    let document = anonymous.get("/openapi.json").await.json();
+    assert_eq!(
+        document["paths"]["/rates"]["get"]["security"],
+        json!([{"api_key": []}]),
+        "the served document says the data routes need a key"
+    );
+    assert!(document["paths"]["/rates"]["get"]["responses"]["401"].is_object());
+    assert!(document["paths"]["/health"]["get"]["security"].is_null());
+    running.stop(Duration::from_secs(20)).await.unwrap();
+}

@@ -39,6 +39,8 @@ pub struct ApiContext {
     pub per_ip: Option<Limiter<IpAddr>>,
     /// Proxies whose `X-Forwarded-For`/`Forwarded` name the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The data routes need a key too (the stage's `private`).
+    pub private: bool,
     pub limits: LimitsConfig,
     /// Rule changes on their way to the stage's output.
     pub changes: mpsc::Sender<Envelope<FxEvent>>,

@@ -184,12 +184,13 @@ fn parse_sample(line: &str) -> Option<(&str, BTreeMap<String, String>, f64)> {
 /// The OpenAPI 3.1 document of this API, generated from the handlers' types.
 #[utoipa::path(get, path = "/openapi.json", operation_id = "getOpenApi", tag = "meta",
     responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json", body = Object)))]
-pub async fn openapi() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        super::openapi::document_json(),
-    )
-        .into_response()
+pub async fn openapi(State(state): State<ApiState>) -> Response {
+    let document = if state.private {
+        super::openapi::private_document_json()
+    } else {
+        super::openapi::document_json()
+    };
+    ([(header::CONTENT_TYPE, "application/json")], document).into_response()
 }
 
 /// The API reference, rendered from `/openapi.json` in the browser (no CDN: works offline).

@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -94,6 +94,12 @@ pub struct ApiConfig {
     /// Empty: none (so `"${FXFLOW_API_KEYS_FILE:-}"` works unset).
     #[serde(default)]
     pub keys_file: Option<String>,
+    /// Every data route needs a key too — rates, history, candles, analytics,
+    /// conversion, currencies and the rate stream — not only the alert
+    /// routes. The index, `/health`, `/ready`, `/metrics`, the document
+    /// (`/openapi.json`, `/docs`) and the live page's files stay open.
+    #[serde(default)]
+    pub private: bool,
     /// Reverse proxies (addresses or CIDR ranges, e.g. `10.0.0.0/8`) whose
     /// `X-Forwarded-For` or `Forwarded` header names the client: the limits
     /// then count the client, not the proxy. Empty: the peer address counts,
@@ -409,6 +415,7 @@ impl Source<FxEvent> for Api {
             },
             per_ip: limits.per_ip.map(Limiter::new),
             trusted_proxies: config.trusted_proxies.iter().filter_map(|p| parse_proxy(p)).collect(),
+            private: config.private,
             limits,
             changes,
             change_timeout: config.change_timeout,
@@ -568,6 +575,7 @@ fn app(state: ApiState, config: &ApiConfig) -> Result<Router, StageError> {
     let (api, _) = openapi::router();
     let mut router = api
         .merge(page::routes())
+        .route_layer(middleware::from_fn_with_state(state.clone(), private_data))
         .route_layer(middleware::from_fn_with_state(state.clone(), measure))
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)
@@ -677,6 +685,20 @@ async fn frame(State(state): State<ApiState>, mut request: Request, next: Next) 
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response
+}
+
+/// With `private`, a data route answers only a request with a key (the alert
+/// routes ask for one themselves).
+async fn private_data(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
+    if !state.private || !route.as_deref().is_some_and(openapi::is_data_route) {
+        return next.run(request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    match auth::Authorized::from_request_parts(&mut parts, &state).await {
+        Ok(_) => next.run(Request::from_parts(parts, body)).await,
+        Err(refused) => refused.into_response(),
+    }
 }
 
 /// Per-route request counts and latency (after routing, so the route is known).

@@ -126,6 +126,38 @@ fn add_rule_links(document: &mut serde_json::Value) {
     });
 }
 
+/// The routes a `private` API answers only with a key (besides the alert routes).
+pub fn is_data_route(route: &str) -> bool {
+    ["/rates", "/currencies", "/convert", "/analytics/", "/stream/rates"]
+        .iter()
+        .any(|prefix| route.starts_with(prefix))
+}
+
+/// The document of a `private` API: every data operation needs the key, and
+/// says so with its 401 and 403 answers.
+fn make_private(document: &mut serde_json::Value) {
+    let refusal = |text: &str| {
+        serde_json::json!({
+            "description": text,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+        })
+    };
+    let Some(paths) = document["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        if !is_data_route(path) {
+            continue;
+        }
+        for operation in item.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
+            operation["security"] = serde_json::json!([{"api_key": []}]);
+            let responses = &mut operation["responses"];
+            responses["401"] = refusal("No API key, or a malformed Authorization header");
+            responses["403"] = refusal("Unknown API key");
+        }
+    }
+}
+
 /// The OpenAPI document (the same for every API stage).
 pub fn document() -> &'static utoipa::openapi::OpenApi {
     static DOCUMENT: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
@@ -135,12 +167,22 @@ pub fn document() -> &'static utoipa::openapi::OpenApi {
 /// The document as pretty JSON (served on `/openapi.json`, written to docs/API.md's source).
 pub fn document_json() -> String {
     static JSON: OnceLock<String> = OnceLock::new();
-    JSON.get_or_init(|| {
-        let mut value = serde_json::to_value(document()).unwrap_or_default();
-        add_rule_links(&mut value);
-        serde_json::to_string_pretty(&value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
-    })
-    .clone()
+    JSON.get_or_init(|| served(false)).clone()
+}
+
+/// The document a `private` API serves.
+pub fn private_document_json() -> String {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| served(true)).clone()
+}
+
+fn served(private: bool) -> String {
+    let mut value = serde_json::to_value(document()).unwrap_or_default();
+    add_rule_links(&mut value);
+    if private {
+        make_private(&mut value);
+    }
+    serde_json::to_string_pretty(&value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
 /// The API reference as Markdown (docs/API.md): the guide, then every

@@ -128,11 +128,35 @@
 
   // -------------------------------------------------------------- HTTP
 
-  /** GET a JSON body; `key`: send it (the alert routes answer a tenant's own rules). */
+  let keyAsked = null;
+
+  /** One key prompt for however many requests are waiting for it. */
+  function askKeyOnce() {
+    if (!keyAsked) keyAsked = askKey().finally(() => { keyAsked = null; });
+    return keyAsked;
+  }
+
+  /**
+   * GET a JSON body, with the tab's key when it has one (the alert routes
+   * answer a tenant's own rules). An API that wants a key for everything
+   * (`private`) answers 401: the key is asked for once, and the rate stream
+   * is opened again with it.
+   */
   async function getJSON(path, signal, key) {
     const headers = { Accept: 'application/json' };
-    if (key) headers.Authorization = `Bearer ${key}`;
-    const res = await fetch(path, { headers, signal });
+    const sent = key || storedKey();
+    if (sent) headers.Authorization = `Bearer ${sent}`;
+    let res = await fetch(path, { headers, signal });
+    if (res.status === 401) {
+      const first = !state.privateApi;
+      state.privateApi = true;
+      const given = storedKey() || await askKeyOnce();
+      if (given) {
+        headers.Authorization = `Bearer ${given}`;
+        res = await fetch(path, { headers, signal });
+        if (first && res.ok) startStreams();
+      }
+    }
     if (!res.ok) {
       const err = new Error(`${path}: HTTP ${res.status}`);
       err.status = res.status;
@@ -146,6 +170,7 @@
 
   const state = {
     ready: false,
+    privateApi: false, // the API answered 401 to a data route: every request needs the key
     currencies: [],
     order: new Map(), // code -> priority
     pairs: [], // market-convention pairs, in market order
@@ -377,8 +402,10 @@
   function openStream(path, event, onItem, onState) {
     let source = null;
     let retry = null;
+    let stopped = false;
     const connect = () => {
       retry = null;
+      if (stopped) return;
       source = new EventSource(path);
       source.addEventListener(event, (ev) => {
         let item;
@@ -398,15 +425,32 @@
       };
     };
     connect();
+    return {
+      stop: () => {
+        stopped = true;
+        if (retry) clearTimeout(retry);
+        if (source) source.close();
+      },
+    };
   }
 
+  let rateStream = null;
+
+  /** The rate stream: EventSource, or (on an API that wants a key for everything) fetch with the key. */
   function startStreams() {
-    openStream('/stream/rates', 'rate', (rate) => {
+    if (rateStream) rateStream.stop();
+    const onRate = (rate) => {
       probe.rateEvents++;
       state.pending.set(rate.pair, rate); // the board shows the newest per frame
       if (rate.pair === chart.pair) chart.queue.push(rate); // the chart gets every tick
       schedule();
-    }, (s) => {
+    };
+    if (state.privateApi && storedKey()) {
+      rateStream = openKeyedStream('/stream/rates', 'rate', onRate);
+      setConn('live', 'Live');
+      return;
+    }
+    rateStream = openStream('/stream/rates', 'rate', onRate, (s) => {
       if (s === 'live') setConn('live', 'Live');
       else if (s === 'reconnecting') setConn('reconnecting', 'Reconnecting…');
       else if (s === 'closed') setConn('closed', 'Disconnected; retrying in 5 s');
