@@ -387,6 +387,55 @@ async fn scenario(store: &str, label: &str) {
         "{label}: the first ECB day of 2024"
     );
     assert_eq!(rows[0]["mid"], "1.0956", "{label}: the ECB's own digits");
+
+    // Fluctuation: each currency's move against a base, exact, from the stored history.
+    let moved = c
+        .get("/fluctuation?from=2024-01-02T00:00:00Z&to=2024-03-01T00:00:00Z&symbols=USD,JPY")
+        .await
+        .json();
+    assert_eq!(moved["base"], "EUR", "{label}");
+    let dec = |v: &Value| v.as_str().unwrap().parse::<Decimal>().unwrap();
+    let usd = &moved["rates"]["USD"];
+    assert_eq!(
+        (dec(&usd["start"]), dec(&usd["end"]), dec(&usd["change"])),
+        (Decimal::new(10956, 4), Decimal::new(10813, 4), Decimal::new(-143, 4)),
+        "{label}: the ECB's EUR/USD on 2 January and 1 March 2024"
+    );
+    assert_eq!(
+        dec(&usd["change_pct"]),
+        (Decimal::new(-143, 4) / Decimal::new(10956, 4) * Decimal::ONE_HUNDRED).normalize(),
+        "{label}"
+    );
+    assert_eq!(
+        dec(&moved["rates"]["JPY"]["change"]),
+        Decimal::new(714, 2),
+        "{label}: 162.82 - 155.68"
+    );
+    let in_usd = c
+        .get("/fluctuation?from=2024-01-02T00:00:00Z&to=2024-03-01T00:00:00Z&base=usd&symbols=EUR")
+        .await
+        .json();
+    assert_eq!(
+        dec(&in_usd["rates"]["EUR"]["start"]),
+        (Decimal::ONE / Decimal::new(10956, 4)).normalize(),
+        "{label}: against USD, the inverse of the EUR/USD mid"
+    );
+    assert_eq!(
+        c.get("/fluctuation?from=2024-03-01T00:00:00Z&to=2024-01-01T00:00:00Z")
+            .await
+            .code(),
+        "invalid_range"
+    );
+    assert_eq!(
+        c.get("/fluctuation?from=2024-01-02T00:00:00Z&symbols=SEK").await.status,
+        404
+    );
+    assert_eq!(
+        c.get("/fluctuation?from=2024-01-02T00:00:00Z&symbols=USD,")
+            .await
+            .status,
+        400
+    );
     let next = first["next"].as_str().expect("a next page");
     let second = c.get(next).await.json();
     assert_eq!(

@@ -74,6 +74,21 @@ impl ApiContext {
         }
     }
 
+    /// A currency the API serves, or 404 naming the monitored ones.
+    pub fn monitored_currency(&self, field: &str, currency: Currency) -> Result<Currency, ApiError> {
+        if self.currencies.contains(&currency) {
+            return Ok(currency);
+        }
+        Err(ApiError::not_found(
+            "unknown_currency",
+            format!(
+                "{currency} is not monitored here; the monitored currencies are {}",
+                self.currency_list()
+            ),
+        )
+        .with_details(vec![super::error::FieldError::new(field, "not monitored")]))
+    }
+
     pub fn currency_list(&self) -> String {
         self.currencies.iter().map(|c| c.code()).collect::<Vec<_>>().join(", ")
     }

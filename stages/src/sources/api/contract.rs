@@ -17,6 +17,8 @@ pub const PAIR: &str = r"^[A-Za-z]{3}[-_/]?[A-Za-z]{3}$";
 pub const PAIRS: &str = r"^[A-Za-z]{3}[-_/]?[A-Za-z]{3}(,[A-Za-z]{3}[-_/]?[A-Za-z]{3})*$";
 /// A currency code: three letters, any case.
 pub const CURRENCY: &str = r"^[A-Za-z]{3}$";
+/// A comma-separated list of currency codes, no spaces.
+pub const CURRENCIES: &str = r"^[A-Za-z]{3}(,[A-Za-z]{3})*$";
 /// An amount to convert: digits with an optional fraction, at most 15 + 12 digits.
 pub const AMOUNT: &str = r"^[0-9]{1,15}(\.[0-9]{1,12})?$";
 /// A length of time longer than zero (a candle interval, a volatility or alert window).

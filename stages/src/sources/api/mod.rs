@@ -26,6 +26,7 @@ pub mod contract;
 pub mod csv;
 pub mod error;
 pub mod extract;
+pub mod fluctuation;
 pub mod limits;
 pub mod meta;
 pub mod model;

@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use super::context::ApiState;
 use super::error::ErrorBody;
-use super::{alerts, analytics, candles, meta, rates, stream};
+use super::{alerts, analytics, candles, fluctuation, meta, rates, stream};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -88,6 +88,7 @@ pub fn router() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(analytics::volatility))
         .routes(routes!(rates::currencies))
         .routes(routes!(rates::convert))
+        .routes(routes!(fluctuation::fluctuation))
         .routes(routes!(alerts::create, alerts::list))
         .routes(routes!(alerts::history))
         .routes(routes!(alerts::get, alerts::delete))
@@ -128,9 +129,16 @@ fn add_rule_links(document: &mut serde_json::Value) {
 
 /// The routes a `private` API answers only with a key (besides the alert routes).
 pub fn is_data_route(route: &str) -> bool {
-    ["/rates", "/currencies", "/convert", "/analytics/", "/stream/rates"]
-        .iter()
-        .any(|prefix| route.starts_with(prefix))
+    [
+        "/rates",
+        "/currencies",
+        "/convert",
+        "/fluctuation",
+        "/analytics/",
+        "/stream/rates",
+    ]
+    .iter()
+    .any(|prefix| route.starts_with(prefix))
 }
 
 /// The document of a `private` API: every data operation needs the key, and

@@ -352,16 +352,7 @@ pub async fn convert(
         return Err(ApiError::invalid_parameter("query.amount", "must not be negative"));
     }
     for (field, c) in [("query.from", from), ("query.to", to)] {
-        if !state.currencies.contains(&c) {
-            return Err(ApiError::not_found(
-                "unknown_currency",
-                format!(
-                    "{c} is not monitored here; the monitored currencies are {}",
-                    state.currency_list()
-                ),
-            )
-            .with_details(vec![FieldError::new(field, "not monitored")]));
-        }
+        state.monitored_currency(field, c)?;
     }
     let pair = Pair::market(from, to);
     let rate = state
