@@ -20,7 +20,7 @@ use utoipa::IntoParams;
 
 use super::auth::Authorized;
 use super::context::ApiState;
-use super::error::{ApiError, ApiResult, ErrorBody, FieldError};
+use super::error::{ApiError, ApiResult, ErrorBody, ErrorCode, FieldError};
 use super::extract::{cursor, instant, next_page, page_limit, pair_param, time_range, Params, StrictJson};
 use super::model::{
     parse_duration, AlertList, AlertView, ConditionInput, FiringList, FiringView, NewAlert, RuleStatusView,
@@ -403,11 +403,12 @@ pub async fn create(
         state.retract(undo).await;
         return Err(e);
     }
-    let stored = state
-        .store
-        .rule(&id)
-        .await?
-        .ok_or_else(|| ApiError::unavailable("store_unavailable", "the rule was stored but cannot be read back"))?;
+    let stored = state.store.rule(&id).await?.ok_or_else(|| {
+        ApiError::unavailable(
+            ErrorCode::StoreUnavailable,
+            "the rule was stored but cannot be read back",
+        )
+    })?;
     tracing::info!(rule = %id, tenant = %key.tenant, pair = %stored.rule.pair, "Alert rule created over HTTP.");
     let location = format!("/alerts/{id}");
     Ok((
@@ -520,7 +521,7 @@ async fn visible_rule(state: &ApiState, key: &Authorized, id: &str) -> Result<St
 
 fn no_rule(id: &str) -> ApiError {
     ApiError::not_found(
-        "unknown_rule",
+        ErrorCode::UnknownRule,
         format!("there is no rule `{id}` (never created, or deleted)"),
     )
 }
@@ -543,7 +544,7 @@ pub async fn delete(State(state): State<ApiState>, key: Authorized, Path(id): Pa
     if stored.tenant.is_none() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "shared_rule",
+            ErrorCode::SharedRule,
             format!("rule `{id}` is shared by every tenant; change it in the pipeline file"),
         ));
     }

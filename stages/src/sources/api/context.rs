@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 use tokio::sync::mpsc;
 
 use super::auth::AuthState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use super::limits::{Limiter, LimitsConfig};
 use super::model::{PriceKindView, RateView, StageView};
 use super::view::View;
@@ -65,7 +65,7 @@ impl ApiContext {
             Ok(pair)
         } else {
             Err(ApiError::not_found(
-                "unknown_pair",
+                ErrorCode::UnknownPair,
                 format!(
                     "{pair} is not monitored here; the monitored currencies are {}",
                     self.currency_list()
@@ -80,7 +80,7 @@ impl ApiContext {
             return Ok(currency);
         }
         Err(ApiError::not_found(
-            "unknown_currency",
+            ErrorCode::UnknownCurrency,
             format!(
                 "{currency} is not monitored here; the monitored currencies are {}",
                 self.currency_list()
@@ -136,18 +136,18 @@ impl ApiContext {
         let envelope = Envelope::new(FxEvent::AlertRuleChange(change), token);
         if self.changes.send(envelope).await.is_err() {
             return Err(ApiError::unavailable(
-                "shutting_down",
+                ErrorCode::ShuttingDown,
                 "the pipeline is shutting down and accepts no changes",
             ));
         }
         match tokio::time::timeout(self.change_timeout, accepted.wait()).await {
             Ok(AckStatus::Delivered) => Ok(()),
             Ok(status) => Err(ApiError::unavailable(
-                "pipeline_unavailable",
+                ErrorCode::PipelineUnavailable,
                 format!("the rule change was not accepted downstream ({status:?})"),
             )),
             Err(_) => Err(ApiError::unavailable(
-                "pipeline_unavailable",
+                ErrorCode::PipelineUnavailable,
                 format!(
                     "the rule change was not accepted downstream within {}",
                     fxflow_engine::duration::format(&self.change_timeout)

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 
 use super::contract;
-use super::error::{ApiError, FieldError};
+use super::error::{ApiError, ErrorCode, FieldError};
 use crate::fx::{Currency, Pair};
 
 /// A JSON body, strictly: `Content-Type: application/json` (else 415),
@@ -31,7 +31,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for StrictJson<T> {
         if !is_json {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "send the body as JSON with `Content-Type: application/json`",
             ));
         }
@@ -40,11 +40,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for StrictJson<T> {
             if status == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
                     status,
-                    "body_too_large",
+                    ErrorCode::BodyTooLarge,
                     "the request body is larger than this API accepts",
                 )
             } else {
-                ApiError::bad_request("unreadable_body", rejection.body_text())
+                ApiError::bad_request(ErrorCode::UnreadableBody, rejection.body_text())
             }
         })?;
         parse_json(&bytes).map(StrictJson)
@@ -54,7 +54,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for StrictJson<T> {
 /// Deserialize `bytes` as `T`, with the path of the field at fault.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let malformed = |inner: &serde_json::Error| {
-        ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {inner}"))
+        ApiError::bad_request(ErrorCode::MalformedJson, format!("the body is not valid JSON: {inner}"))
     };
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
@@ -97,7 +97,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
                 let path = error.path().to_string();
                 let message = error.into_inner().to_string();
                 if path == "." {
-                    ApiError::bad_request("invalid_parameter", format!("query string: {message}"))
+                    ApiError::bad_request(ErrorCode::InvalidParameter, format!("query string: {message}"))
                         .with_details(vec![FieldError::new("query", message)])
                 } else {
                     ApiError::invalid_parameter(&format!("query.{path}"), message)
@@ -124,9 +124,11 @@ pub fn pair_param(field: &str, text: &str) -> Result<Pair, ApiError> {
     }
     match text.parse::<Pair>() {
         Ok(pair) => Ok(Pair::market(pair.base, pair.quote)),
-        Err(crate::fx::pair::PairError::Currency(e)) => Err(ApiError::not_found("unknown_currency", e.to_string())
-            .with_details(vec![FieldError::new(field, "no such currency")])),
-        Err(e) => Err(ApiError::not_found("unknown_pair", e.to_string())
+        Err(crate::fx::pair::PairError::Currency(e)) => {
+            Err(ApiError::not_found(ErrorCode::UnknownCurrency, e.to_string())
+                .with_details(vec![FieldError::new(field, "no such currency")]))
+        }
+        Err(e) => Err(ApiError::not_found(ErrorCode::UnknownPair, e.to_string())
             .with_details(vec![FieldError::new(field, "no such pair")])),
     }
 }
@@ -141,7 +143,7 @@ pub fn currency(field: &str, text: &str) -> Result<Currency, ApiError> {
         ));
     }
     Currency::parse(text).map_err(|e| {
-        ApiError::not_found("unknown_currency", e.to_string())
+        ApiError::not_found(ErrorCode::UnknownCurrency, e.to_string())
             .with_details(vec![FieldError::new(field, "no such currency")])
     })
 }
@@ -185,7 +187,7 @@ pub fn time_range(from: Option<&str>, to: Option<&str>) -> Result<(DateTime<Utc>
 
     if from > to {
         return Err(
-            ApiError::bad_request("invalid_range", format!("`from` ({from}) is after `to` ({to})"))
+            ApiError::bad_request(ErrorCode::InvalidRange, format!("`from` ({from}) is after `to` ({to})"))
                 .with_details(vec![FieldError::new("query.from", "must not be after `to`")]),
         );
     }
@@ -198,7 +200,7 @@ pub fn page_limit(limit: Option<u32>, default: u32, max: u32) -> Result<u32, Api
         None => Ok(default.min(max)),
         Some(0) => Err(ApiError::invalid_parameter("query.limit", "must be at least 1")),
         Some(n) if n > max => Err(ApiError::bad_request(
-            "page_too_large",
+            ErrorCode::PageTooLarge,
             format!("query.limit: {n} is above the maximum of {max} rows per page; follow `next` for more"),
         )
         .with_details(vec![FieldError::new(
@@ -261,7 +263,7 @@ pub mod cursor {
     pub fn decode(field: &str, text: &str, parts: usize) -> Result<Vec<String>, ApiError> {
         let bad = || {
             ApiError::bad_request(
-                "invalid_cursor",
+                super::ErrorCode::InvalidCursor,
                 format!("{field}: not a cursor this API issued; use the `next` link as given"),
             )
             .with_details(vec![super::super::error::FieldError::new(
@@ -301,11 +303,11 @@ mod tests {
     #[test]
     fn json_errors_say_what_and_where() {
         let e = parse_json::<Body>(b"{\"pair\": ").unwrap_err();
-        assert_eq!((e.status.as_u16(), e.code), (400, "malformed_json"));
+        assert_eq!((e.status.as_u16(), e.code.as_str()), (400, "malformed_json"));
         let e = parse_json::<Body>(b"{\"pair\": \"EUR/USD\", \"inner\": {\"threshold\": 1}} x").unwrap_err();
-        assert_eq!(e.code, "malformed_json", "trailing characters");
+        assert_eq!(e.code.as_str(), "malformed_json", "trailing characters");
         let e = parse_json::<Body>(b"{\"pair\": \"EUR/USD\", \"inner\": {\"threshold\": 1, \"oops\": 2}}").unwrap_err();
-        assert_eq!((e.status.as_u16(), e.code), (422, "validation_failed"));
+        assert_eq!((e.status.as_u16(), e.code.as_str()), (422, "validation_failed"));
         assert_eq!(e.details[0].field, "inner.oops", "the unknown field itself");
         assert!(e.details[0].message.contains("unknown field `oops`"), "{:?}", e.details);
         let e = parse_json::<Body>(b"{\"pair\": \"EUR/USD\", \"inner\": {\"threshold\": true}}").unwrap_err();
@@ -331,15 +333,15 @@ mod tests {
         }
         let e = pair_in_path("EURXYZ").unwrap_err();
         assert_eq!(
-            (e.status.as_u16(), e.code),
+            (e.status.as_u16(), e.code.as_str()),
             (404, "unknown_currency"),
             "well-formed, no such currency"
         );
         let e = pair_in_path("EUREUR").unwrap_err();
-        assert_eq!((e.status.as_u16(), e.code), (404, "unknown_pair"));
+        assert_eq!((e.status.as_u16(), e.code.as_str()), (404, "unknown_pair"));
         let e = pair_in_path("EUR USD").unwrap_err();
         assert_eq!(
-            (e.status.as_u16(), e.code),
+            (e.status.as_u16(), e.code.as_str()),
             (400, "invalid_parameter"),
             "not written as a pair"
         );

@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::context::ApiState;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{currency, time_range, Params};
+use super::extract::{currency, instant, time_range, Params};
 use crate::fx::{Currency, Pair};
 use crate::store::StoredRate;
 
@@ -24,7 +24,7 @@ pub struct FluctuationQuery {
     /// Start of the range (RFC 3339): the rates in force at this instant.
     #[param(format = DateTime)]
     pub from: String,
-    /// End of the range (RFC 3339, not before `from`); default now.
+    /// End of the range (RFC 3339, not before `from`); default now (or `from`, if later).
     #[param(format = DateTime)]
     pub to: Option<String>,
     /// The currency the others are priced in; default EUR.
@@ -78,8 +78,14 @@ pub async fn fluctuation(
     State(state): State<ApiState>,
     Params(q): Params<FluctuationQuery>,
 ) -> ApiResult<Json<FluctuationResponse>> {
-    let to_text = q.to.clone().unwrap_or_else(|| Utc::now().to_rfc3339());
-    let (from, to) = time_range(Some(&q.from), Some(&to_text))?;
+    // Without `to`: up to now (or to `from` itself, when that is later: the rates in force then are the newest).
+    let (from, to) = match q.to.as_deref() {
+        Some(to) => time_range(Some(&q.from), Some(to))?,
+        None => {
+            let from = instant("query.from", &q.from)?;
+            (from, from.max(Utc::now()))
+        }
+    };
     let base = match q.base.as_deref() {
         Some(text) => state.monitored_currency("query.base", currency("query.base", text)?)?,
         None => Currency::EUR,

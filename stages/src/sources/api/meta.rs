@@ -10,7 +10,7 @@ use axum::Json;
 use chrono::Utc;
 
 use super::context::ApiState;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, ErrorCode};
 use super::model::{ComponentView, HealthResponse, IndexResponse, ReadyResponse, StageStats, StatsResponse};
 
 /// What this is, what runs, and where to go next.
@@ -203,7 +203,7 @@ pub async fn docs() -> Html<&'static str> {
 /// Unknown paths: a JSON 404 listing where to look.
 pub async fn not_found(uri: Uri) -> ApiError {
     ApiError::not_found(
-        "no_such_endpoint",
+        ErrorCode::NoSuchEndpoint,
         format!(
             "there is no {} here; GET / lists the endpoints, /docs documents them",
             uri.path()
@@ -215,7 +215,7 @@ pub async fn not_found(uri: Uri) -> ApiError {
 pub async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this endpoint does not take that method; see /docs",
     )
 }

@@ -59,7 +59,7 @@ use crate::fx::{kind, AlertRuleChange, Currency, FxEvent, Pair};
 use crate::store::{HistoryStore, RuleQuery, RuleStatus, STORE_KINDS};
 use auth::{ApiKeys, ClientAddress};
 use context::{ApiContext, ApiMetrics, ApiState, RedisRates};
-use error::ApiError;
+use error::{ApiError, ErrorCode};
 use limits::{Limiter, LimitsConfig};
 use model::StageView;
 
@@ -585,7 +585,7 @@ fn app(state: ApiState, config: &ApiConfig) -> Result<Router, StageError> {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError::new(
                 axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
+                ErrorCode::InternalError,
                 "the server failed on this request; it is logged",
             )
             .into_response()

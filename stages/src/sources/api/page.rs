@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::Router;
 
 use super::context::ApiState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 
 /// (file name, content type, bytes) of every asset.
 const ASSETS: &[(&str, &str, &[u8])] = &[
@@ -61,7 +61,8 @@ pub fn routes() -> Router<ApiState> {
 
 fn asset(name: &str) -> Response {
     let Some((_, content_type, embedded)) = ASSETS.iter().find(|(n, _, _)| *n == name) else {
-        return ApiError::not_found("no_such_asset", format!("the live page has no file `{name}`")).into_response();
+        return ApiError::not_found(ErrorCode::NoSuchAsset, format!("the live page has no file `{name}`"))
+            .into_response();
     };
     let body: Vec<u8> = match std::env::var_os("FXFLOW_PAGE_DIR") {
         Some(dir) => match std::fs::read(std::path::Path::new(&dir).join(name)) {

@@ -12,7 +12,7 @@ use utoipa::IntoParams;
 
 use super::context::ApiState;
 use super::csv;
-use super::error::{ApiError, ApiResult, ErrorBody, FieldError};
+use super::error::{ApiError, ApiResult, ErrorBody, ErrorCode, FieldError};
 use super::extract::{
     currency, encode_time_source, instant, next_page, page_limit, pair_in_path, pair_param, time_range,
     time_source_cursor, Params,
@@ -116,7 +116,7 @@ pub async fn one(State(state): State<ApiState>, Path(pair): Path<String>) -> Api
     match rates.pop() {
         Some(rate) => Ok(Json(rate)),
         None => Err(ApiError::not_found(
-            "no_rate",
+            ErrorCode::NoRate,
             format!("no rate of {pair} has been seen yet"),
         )),
     }
@@ -177,7 +177,7 @@ pub async fn history(
     let pair = state.monitored(pair_in_path(&pair_text)?)?;
     if let Some(interval) = q.interval.as_deref() {
         return Err(ApiError::bad_request(
-            "use_candles",
+            ErrorCode::UseCandles,
             format!(
                 "the history is every stored price; bars of an interval are served by /rates/{}{}/candles?interval={interval}",
                 pair.base, pair.quote
@@ -335,8 +335,10 @@ pub async fn convert(
     let from = currency("query.from", &q.from)?;
     let to = currency("query.to", &q.to)?;
     if from == to {
-        return Err(ApiError::bad_request("same_currency", "`to` must differ from `from`")
-            .with_details(vec![FieldError::new("query.to", "must differ from `from`")]));
+        return Err(
+            ApiError::bad_request(ErrorCode::SameCurrency, "`to` must differ from `from`")
+                .with_details(vec![FieldError::new("query.to", "must differ from `from`")]),
+        );
     }
     let amount = match q.amount.as_deref() {
         None => Decimal::ONE,
@@ -359,7 +361,7 @@ pub async fn convert(
         .current(&[pair])
         .await?
         .pop()
-        .ok_or_else(|| ApiError::not_found("no_rate", format!("no rate of {pair} has been seen yet")))?;
+        .ok_or_else(|| ApiError::not_found(ErrorCode::NoRate, format!("no rate of {pair} has been seen yet")))?;
     let overflow = || ApiError::invalid_parameter("query.amount", "the result does not fit a decimal (±7.9e28)");
     let (side, price, result) = if pair.base == from {
         // Selling the base: the bid.

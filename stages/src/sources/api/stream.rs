@@ -22,7 +22,7 @@ use utoipa::IntoParams;
 
 use super::auth::Authorized;
 use super::context::ApiState;
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 use super::extract::Params;
 use super::rates::pair_filter;
 use super::view::{Feed, FeedItem};
@@ -139,7 +139,7 @@ fn open(
     if open >= state.limits.stream_clients {
         drop(connected);
         return Err(ApiError::unavailable(
-            "too_many_streams",
+            ErrorCode::TooManyStreams,
             format!(
                 "{} stream clients are connected, the most this API serves",
                 state.limits.stream_clients
