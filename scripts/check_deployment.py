@@ -127,11 +127,12 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
 
 # ------------------------------------------------------------------------------------ pipelines
 
-VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# A default holds no `$`, so nested references (`${A:-${B:-}}`) resolve from the inside out.
+VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}$]*))?\}")
 
 
 def fxflow_interpolate(text: str, env: dict) -> tuple[str, list[str]]:
-    """fxflow's `${VAR}` / `${VAR:-default}` / `$${` substitution (engine/src/spec/interpolate.rs):
+    """fxflow's `${VAR}` / `${VAR:-default}` / `$${` substitution (engine/src/pipeline_file/interpolate.rs):
     a default applies only when the variable is unset. Returns the text and the missing names."""
     missing: list[str] = []
 
@@ -146,7 +147,11 @@ def fxflow_interpolate(text: str, env: dict) -> tuple[str, list[str]]:
         missing.append(name)
         return ""
 
-    return VAR.sub(sub, text), missing
+    while True:
+        replaced = VAR.sub(sub, text)
+        if replaced == text or "$${" in text:
+            return replaced, missing
+        text = replaced
 
 
 RESOURCE = re.compile(r'"([^"]+)"\s*:\s*(Kafka|Postgres|Redis|Elasticsearch|Sqlite)\s*\(', re.S)

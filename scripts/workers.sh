@@ -9,8 +9,11 @@
 #   FXFLOW_FROM=2025-01-01 PROCESS_WORKERS=3 scripts/workers.sh
 #
 # Try: `kill -9` a process worker (its PID is printed) and start it again with
-# the printed command: the group hands its partitions to the others within the
-# session timeout, and nothing is lost. The API: http://127.0.0.1:8000/live.
+# the printed command: each grouped worker is a static member (FXFLOW_INSTANCE),
+# so the restarted one takes its partitions back at once, with no rebalance;
+# one that stays down has them moved after the session timeout; a worker stopped
+# with SIGTERM leaves the group at once. Nothing is lost. The API:
+# http://127.0.0.1:8000/live.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PORT=${KAFKA_PORT:-9092}
@@ -56,11 +59,11 @@ start() { # name file telemetry-port [VAR=value ...]
     echo "    restart: KAFKA_BROKERS=$KAFKA_BROKERS FXFLOW_TELEMETRY=127.0.0.1:$port $* $FXFLOW run pipelines/$file"
 }
 for i in $(seq 1 "$PROCESS_WORKERS"); do
-    start "process-$i" process.ron $((9610 + i))
+    start "process-$i" process.ron $((9610 + i)) FXFLOW_INSTANCE="process-$i"
 done
-start alerts alerts.ron 9603
-start analytics analytics.ron 9607
-start store store.ron 9604
+start alerts alerts.ron 9603 FXFLOW_INSTANCE=alerts-1
+start analytics analytics.ron 9607 FXFLOW_INSTANCE=analytics-1
+start store store.ron 9604 FXFLOW_INSTANCE=store-1
 start api api.ron 9606 FXFLOW_API=127.0.0.1:8000
 echo "    history: psql $DATABASE_URL -c 'SELECT pair, count(*) FROM fx_rates GROUP BY pair'"
 echo "    API: http://127.0.0.1:8000/ (live page /live); curl -H \"Authorization: Bearer \$FXFLOW_API_KEYS\" ..."

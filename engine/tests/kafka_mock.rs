@@ -261,22 +261,33 @@ async fn a_bootstrap_source_is_processed_before_the_other_sources_start() {
 
 /// `Partition` framing: a write goes out as one message per partition (at most
 /// `max_events` each; a write is what the sink's `batch` gathers), and a
-/// `KafkaSource` reads back every event, each key in its order, committing every message.
+/// `KafkaSource` reads back every event, each key in its order, committing every
+/// message — in JSON and in binary frames (the source tells them apart itself).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partition_framing_batches_messages_and_keeps_every_keys_order() {
+    framed_round_trip("Json").await;
+    framed_round_trip("Binary").await;
+}
+
+async fn framed_round_trip(codec: &str) {
     let cluster = mock_cluster();
     let brokers = cluster.bootstrap_servers();
     cluster.create_topic("framed", 4, 1).unwrap();
     let writer = pipeline(
-        "framing-writer",
+        &format!("framing-writer-{codec}"),
         &brokers,
-        r#""emit": Emit(count: 2800, keys: 28, per_send: 28),
-           "truth": Record(inputs: ["emit"], probe: "framing-truth"),
+        &format!(
+            r#""emit": Emit(count: 2800, keys: 28, per_send: 28),
+           "truth": Record(inputs: ["emit"], probe: "framing-truth-{codec}"),
            "publish": KafkaSink(inputs: ["emit"], resource: "kafka", topic: "framed", framing: Partition(max_events: 50),
-               batch: (max_events: 2800, max_wait: "200ms")),"#,
+               codec: {codec}, batch: (max_events: 2800, max_wait: "200ms")),"#
+        ),
     );
     fxflow_engine::start(writer).await.unwrap().wait().await.unwrap();
-    let truth = recorded::<Ev>("framing-truth").lock().unwrap().clone();
+    let truth = recorded::<Ev>(&format!("framing-truth-{codec}"))
+        .lock()
+        .unwrap()
+        .clone();
     assert_eq!(truth.len(), 2_800);
 
     let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
@@ -293,14 +304,26 @@ async fn partition_framing_batches_messages_and_keeps_every_keys_order() {
         "{messages} messages for {} events: not batched",
         truth.len()
     );
+    // (read back as lossy text: a binary frame starts with a NUL byte, JSON with its version)
+    let (_, payload, _) = read_all(&brokers, "framed", 1).remove(0);
+    let written = if payload.starts_with('\0') {
+        "Binary"
+    } else if payload.starts_with(r#"{"v":1,"events":["#) {
+        "Json"
+    } else {
+        "?"
+    };
+    assert_eq!(written, codec, "{codec} frames on the topic");
 
     let reader = pipeline(
-        "framing-reader",
+        &format!("framing-reader-{codec}"),
         &brokers,
-        r#""in": KafkaSource(resource: "kafka", topics: ["framed"], group: "framing", kinds: ["Reading"], commit_interval: "100ms"),
-           "store": Record(inputs: ["in"], probe: "framing-read"),"#,
+        &format!(
+            r#""in": KafkaSource(resource: "kafka", topics: ["framed"], group: "framing", kinds: ["Reading"], commit_interval: "100ms"),
+           "store": Record(inputs: ["in"], probe: "framing-read-{codec}"),"#
+        ),
     );
-    let read = recorded::<Ev>("framing-read");
+    let read = recorded::<Ev>(&format!("framing-read-{codec}"));
     let running = fxflow_engine::start(reader).await.unwrap();
     wait_until("every event read back", || read.lock().unwrap().len() >= truth.len()).await;
     tokio::time::sleep(Duration::from_millis(500)).await; // commit intervals

@@ -66,13 +66,18 @@ fn main() {
         }
     }
     if phases.contains("recovery") {
-        let (dir, broker) = fresh();
-        recovery(
-            dir.path(),
-            &broker.address(),
-            arg("recovery-rate", 500) as u32,
-            arg("seconds", 15),
-        );
+        // As an orchestrator restarts a crashed container (static membership: same name), then
+        // a worker that stays down (its partitions move after the session timeout).
+        for restart in [true, false] {
+            let (dir, broker) = fresh();
+            recovery(
+                dir.path(),
+                &broker.address(),
+                arg("recovery-rate", 500) as u32,
+                arg("seconds", 15),
+                restart,
+            );
+        }
     }
     if phases.contains("peer") {
         let (dir, broker) = fresh();
@@ -346,18 +351,15 @@ fn latency(dir: &std::path::Path, brokers: &str, rate: u32, seconds: usize, rule
 
 /// kill -9 of one of three process workers at a steady input rate: how long until the group's
 /// output is back.
-fn recovery(dir: &std::path::Path, brokers: &str, rate: u32, seconds: usize) {
+fn recovery(dir: &std::path::Path, brokers: &str, rate: u32, seconds: usize, restart: bool) {
     let root = fxflow_tests::workspace().join("pipelines");
     let ap = free_port();
     let mut processes: Vec<(Worker, u16)> = (0..3)
         .map(|i| {
             let port = free_port();
-            let worker = Worker::start(
-                &format!("process-{i}"),
-                &root.join("process.ron"),
-                &env(brokers, port),
-                dir,
-            );
+            let mut env = env(brokers, port);
+            env.push(("FXFLOW_INSTANCE", format!("process-{i}")));
+            let worker = Worker::start(&format!("process-{i}"), &root.join("process.ron"), &env, dir);
             (worker, port)
         })
         .collect();
@@ -381,6 +383,9 @@ fn recovery(dir: &std::path::Path, brokers: &str, rate: u32, seconds: usize) {
         samples.push((t, read()));
         if killed_at.is_none() && t >= 8.0 {
             processes[0].0.kill9();
+            if restart {
+                processes[0].0.restart();
+            }
             killed_at = Some(t);
         }
         if samples.last().is_some_and(|s| s.1 >= (total / 4 * 4 * 28) as f64) {
@@ -421,14 +426,15 @@ fn recovery(dir: &std::path::Path, brokers: &str, rate: u32, seconds: usize) {
     });
     let show = |i: Option<usize>| i.map_or("never".to_owned(), |i| format!("{:.1} s", samples[i].0 - killed_at));
     println!(
-        "recovery, 3 process workers at {rate} snapshots/s ({offered:.0} crosses/s offered, {steady:.0}/s read before): \
-         kill -9 of one; output below 90% after {}, back at ≥ 90% {} after the kill, caught up with the offered stream {} after",
+        "recovery, 3 process workers (static members) at {rate} snapshots/s ({offered:.0} crosses/s offered, {steady:.0}/s read before): \
+         kill -9 of one, {}; output below 90% after {}, back at ≥ 90% {} after the kill, caught up with the offered stream {} after",
+        if restart { "restarted at once" } else { "not restarted" },
         show(dip),
         show(back),
         show(caught_up)
     );
     let _ = ingest.wait(Duration::from_secs(60));
-    for (mut worker, _) in processes.drain(1..) {
+    for (mut worker, _) in processes.drain(..) {
         worker.kill9();
     }
     alerts.kill9();

@@ -72,8 +72,11 @@ impl Cluster {
         ]
     }
 
+    /// A worker under its own name, which is also its static group membership
+    /// (`FXFLOW_INSTANCE`): a restart after `kill -9` rejoins as the same member.
     fn worker(&self, name: &str, file: &Path, extra: &[(&'static str, String)]) -> Worker {
         let mut env = self.env();
+        env.push(("FXFLOW_INSTANCE", name.to_owned()));
         env.extend(extra.iter().cloned());
         Worker::start(name, file, &env, self.dir.path())
     }
@@ -783,6 +786,100 @@ fn scaling_process_workers_out_and_back_in_loses_and_repeats_nothing() {
     for worker in [&mut first, &mut store, &mut collect] {
         assert!(worker.terminate(Duration::from_secs(60)).success());
     }
+}
+
+/// The partitions a worker's log says it was handed, in its latest assignment line.
+fn assignment_lines(worker: &Worker) -> usize {
+    worker.logs().matches("Partitions assigned").count()
+}
+
+/// Static membership (`FXFLOW_INSTANCE`), with a session timeout of 60 s so that
+/// waiting it out would show: a member killed with `-9` and restarted at once
+/// takes its partitions back without the other member noticing (no rebalance);
+/// a member stopped with SIGTERM leaves the group, and the other one owns every
+/// partition within seconds; a worker started under a name already in use
+/// fences the older one, which exits with an error naming the instance.
+#[test]
+fn static_members_survive_a_crash_leave_on_a_deliberate_stop_and_refuse_a_twin() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let cluster = Cluster::new();
+    let slow_session = [("KAFKA_SESSION_TIMEOUT_MS", "60000".to_owned())];
+    let mut one = cluster.worker("process-1", &pipeline("process.ron"), &slow_session);
+    wait_for("process-1 to own fx.snapshots", WAIT, || {
+        one.logs().contains("Partitions assigned").then_some(())
+    });
+    let mut two = cluster.worker("process-2", &pipeline("process.ron"), &slow_session);
+    wait_for("process-2 to get its share", WAIT, || {
+        two.logs().contains("partitions=[\"fx.snapshots[").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3)); // the cooperative rebalance settles
+    let before = assignment_lines(&two);
+
+    // Crash and immediate restart: back under the same name, partitions returned at once.
+    let first_life = assignment_lines(&one);
+    let crashed = Instant::now();
+    one.kill9();
+    one.restart();
+    wait_for(
+        "the restarted process-1 to hold partitions again",
+        Duration::from_secs(30),
+        || {
+            one.logs()
+                .split("Partitions assigned")
+                .skip(first_life + 1)
+                .any(|after| after.lines().next().is_some_and(|line| line.contains("fx.snapshots[")))
+                .then_some(())
+        },
+    );
+    let back_after = crashed.elapsed();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        assignment_lines(&two),
+        before,
+        "a static member's crash and restart moved no partition to the other member:\n{}",
+        tail(&two.logs(), 20)
+    );
+    assert!(
+        back_after < Duration::from_secs(20),
+        "back after {back_after:?}, not after the 60 s session timeout"
+    );
+
+    // A deliberate stop: the member leaves, the other one takes everything well inside 60 s.
+    let stopped = Instant::now();
+    assert!(
+        one.terminate(Duration::from_secs(60)).success(),
+        "{}",
+        tail(&one.logs(), 20)
+    );
+    assert!(
+        one.logs().contains("Left the consumer group"),
+        "{}",
+        tail(&one.logs(), 20)
+    );
+    wait_for(
+        "process-2 to be handed the leaver's partitions",
+        Duration::from_secs(30),
+        || (assignment_lines(&two) > before).then_some(()),
+    );
+    let handed_over = stopped.elapsed();
+    assert!(
+        handed_over < Duration::from_secs(20),
+        "handed over after {handed_over:?}: the stop did not leave the group"
+    );
+
+    // A twin: a second worker named process-2 fences the first, which stops with a clear error.
+    let mut twin = cluster.worker("process-2", &pipeline("process.ron"), &slow_session);
+    let status = two.wait(Duration::from_secs(60));
+    assert!(!status.success(), "the fenced worker exits with an error");
+    let logs = two.logs();
+    assert!(
+        logs.contains("fenced") && logs.contains("`process-2`"),
+        "the error names the instance:\n{}",
+        tail(&logs, 20)
+    );
+    assert!(twin.is_running(), "the newer twin runs on: {}", tail(&twin.logs(), 20));
+    assert!(twin.terminate(Duration::from_secs(60)).success());
+    eprintln!("static membership: back after a crash in {back_after:?}, handed over on SIGTERM in {handed_over:?}");
 }
 
 /// A process worker whose file is edited while the replay flows, applied

@@ -11,6 +11,7 @@
 //! finalized (see [`offsets`]); the sink acknowledges an event only on a
 //! successful delivery report from an idempotent, `acks=all` producer.
 
+pub mod binary;
 pub mod checkpoint;
 pub mod codec;
 pub mod framing;
@@ -21,7 +22,7 @@ mod source;
 mod state;
 
 pub use checkpoint::{decode_saved, save_timer, Checkpoints, Position, Unconfirmed};
-pub use codec::{Codec, DecodeError, WireEvent, FORMAT_VERSION};
+pub use codec::{decode, Codec, DecodeError, WireEvent, FORMAT_VERSION};
 pub use framing::Framing;
 pub use resource::{KafkaResource, KafkaResourceConfig, TopicSpec, KIND as RESOURCE_KIND};
 pub use sink::{Compression, KafkaSinkConfig};

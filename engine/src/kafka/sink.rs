@@ -24,6 +24,7 @@ use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use serde::Deserialize;
 
+use super::binary;
 use super::codec::{Codec, WireEvent};
 use super::framing::{encode_batch, partition_of, Framing};
 use super::resource::{KafkaResource, KIND as RESOURCE_KIND};
@@ -58,7 +59,8 @@ pub struct KafkaSinkConfig {
     #[serde(default = "default_delivery_timeout", with = "crate::duration")]
     #[schemars(schema_with = "crate::duration::schema")]
     pub delivery_timeout: Duration,
-    /// The wire format (`Json`: `{"v":1,"kind":...}`).
+    /// The wire format: `Json` (`{"v":1,"kind":...}`, for topics anyone reads)
+    /// or `Binary` (compact frames, for internal topics only fxflow workers read).
     #[serde(default)]
     pub codec: Codec,
     /// Events per message: `Event` (one keyed message each, the default) or
@@ -295,9 +297,11 @@ impl<E: WireEvent> Sink<E> for KafkaSink {
         let mut digits = String::new();
         for (m, (range, partition)) in messages.iter().enumerate() {
             let indexes = &order[range.clone()];
-            let encoded = match partition {
-                None => self.codec.encode(&batch[indexes[0]].event, &mut self.payload),
-                Some(_) => encode_batch(indexes.iter().map(|&i| &batch[i].event), &mut self.payload),
+            let events = indexes.iter().map(|&i| &batch[i].event);
+            let encoded = match (partition, self.codec) {
+                (None, _) => self.codec.encode(&batch[indexes[0]].event, &mut self.payload),
+                (Some(_), Codec::Json) => encode_batch(events, &mut self.payload),
+                (Some(_), Codec::Binary) => binary::encode(events, &mut self.payload),
             };
             if let Err(e) = encoded {
                 for &index in indexes {

@@ -25,7 +25,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::codec::{Codec, WireEvent};
+use super::codec::WireEvent;
 use super::offsets::{OffsetTracker, TopicPartition};
 use super::resource::{KafkaResource, KIND as RESOURCE_KIND};
 use crate::ack::AckToken;
@@ -60,10 +60,14 @@ pub struct KafkaSourceConfig {
     /// resumes at once from the committed offsets).
     #[serde(default)]
     pub assignment: Assignment,
-    /// Static group membership (`group.instance.id`): a worker restarted with
-    /// the same instance name takes its partitions back at once instead of
-    /// waiting for the group to notice the old process is gone. Give each
-    /// worker of a group its own name (e.g. from `${HOSTNAME}`); empty = none.
+    /// Static group membership (`group.instance.id`): a worker that crashed and
+    /// is restarted under the same name takes its partitions back at once, with
+    /// no rebalance, instead of the group waiting out the session timeout. A
+    /// deliberate stop (SIGTERM, the end of `fxflow run`) still leaves the group
+    /// at once, so a scale-down strands nothing. Give each worker of a group its
+    /// own name that survives a restart (a StatefulSet pod, a compose container,
+    /// `process-1`); a second worker under the same name fences the first, which
+    /// then stops with an error naming it. Empty = dynamic membership.
     #[serde(default)]
     pub instance: Option<String>,
     /// Read what the topics hold at start, and have it processed downstream,
@@ -101,9 +105,6 @@ pub struct KafkaSourceConfig {
     #[serde(default = "default_fetch_wait", with = "crate::duration")]
     #[schemars(schema_with = "crate::duration::schema")]
     pub fetch_wait: Duration,
-    /// The wire format (`Json`: `{"v":1,"kind":...}`).
-    #[serde(default)]
-    pub codec: Codec,
     /// librdkafka consumer properties, over the resource's.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
@@ -292,9 +293,12 @@ impl<E: WireEvent> StageConfig<E> for KafkaSourceConfig {
             shared,
             settings: Settings {
                 group: self.group.is_some(),
+                instance: match (&self.group, self.assignment) {
+                    (Some(_), Assignment::Subscribe) => self.instance.clone().filter(|i| !i.is_empty()),
+                    _ => None,
+                },
                 commit_interval: self.commit_interval,
                 max_batch: self.max_batch,
-                codec: self.codec,
                 kinds: self.kinds_of::<E>(),
                 catch_up,
             },
@@ -670,9 +674,10 @@ fn partitions_of(list: &TopicPartitionList) -> Vec<TopicPartition> {
 
 struct Settings {
     group: bool,
+    /// `group.instance.id`, when this source is a static member of its group.
+    instance: Option<String>,
     commit_interval: Duration,
     max_batch: usize,
-    codec: Codec,
     kinds: Vec<&'static str>,
     /// Bootstrap: partitions and the positions to finish before catching up.
     catch_up: Vec<(TopicPartition, i64)>,
@@ -826,6 +831,9 @@ impl<E: WireEvent> KafkaSource<E> {
                 match self.consumer.poll(wait) {
                     None => break,
                     Some(Err(e)) => {
+                        if let Some((code, reason)) = self.consumer.client().fatal_error() {
+                            return Err(self.fatal(code, &reason));
+                        }
                         self.shared.labels.error("consume_failed", 1);
                         tracing::warn!(stage = %self.shared.labels.stage, error = %e, "Kafka consumer error.");
                         break;
@@ -873,7 +881,47 @@ impl<E: WireEvent> KafkaSource<E> {
             let positions = self.shared.drain(&assigned);
             self.shared.commit(&self.consumer, positions);
         }
+        if self.settings.instance.is_some() {
+            self.leave_group();
+        }
         Ok(())
+    }
+
+    /// A static member does not leave its group when the consumer closes (KIP-345: a
+    /// restart is expected), so a deliberate stop would strand its partitions for the
+    /// session timeout. Unsubscribing first makes librdkafka send the LeaveGroup, and the
+    /// group hands the partitions over at once. A crash never gets here: its partitions
+    /// wait for the restart under the same name.
+    fn leave_group(&self) {
+        self.consumer.unsubscribe();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // Polling serves the revoke and sends the LeaveGroup once the partitions are given up.
+        while Instant::now() < deadline {
+            let _ = self.consumer.poll(Duration::from_millis(50));
+            if self.shared.tracker().assigned().is_empty() {
+                // One more round for the LeaveGroup request to reach the broker.
+                let _ = self.consumer.poll(Duration::from_millis(100));
+                break;
+            }
+        }
+        tracing::info!(stage = %self.shared.labels.stage, instance = self.settings.instance.as_deref().unwrap_or_default(),
+            "Left the consumer group (static member stopping on purpose).");
+    }
+
+    /// The error a fatal consumer error stops the source with. Fencing is the one to expect:
+    /// another worker joined the group under this worker's instance name.
+    fn fatal(&self, code: rdkafka::error::RDKafkaErrorCode, reason: &str) -> StageError {
+        self.shared.labels.error("fatal", 1);
+        let instance = self.settings.instance.as_deref().unwrap_or_default();
+        if code == rdkafka::error::RDKafkaErrorCode::FencedInstanceId {
+            StageError::new(format!(
+                "fenced: another worker joined the consumer group as instance `{instance}` (group.instance.id); \
+                 every worker of a group needs its own instance name (FXFLOW_INSTANCE in the shipped files). \
+                 This one stops so that two workers never process the same partitions ({reason})"
+            ))
+        } else {
+            StageError::new(format!("the Kafka consumer failed for good: {code:?}: {reason}"))
+        }
     }
 
     fn read(&self, message: &BorrowedMessage<'_>, topics: &mut Vec<Arc<str>>) -> Polled<E> {
@@ -902,10 +950,12 @@ impl<E: WireEvent> KafkaSource<E> {
                 }),
             },
             Some(bytes) => {
-                let decoded = if super::framing::is_batch(bytes) {
+                let decoded = if super::binary::is_frame(bytes) {
+                    super::binary::decode::<E>(bytes).map(Decoded::Batch)
+                } else if super::framing::is_batch(bytes) {
                     super::framing::decode_batch::<E>(bytes).map(Decoded::Batch)
                 } else {
-                    self.settings.codec.decode::<E>(bytes).map(Decoded::One)
+                    super::codec::decode::<E>(bytes).map(Decoded::One)
                 };
                 match decoded {
                     Ok(decoded) => match decoded

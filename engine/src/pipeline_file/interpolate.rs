@@ -3,7 +3,8 @@
 //! Substitution happens on the raw text before parsing (so a variable can hold
 //! an address, a path or a number), and every later error position is mapped
 //! back through [`SourceMap`] so the user sees the line and column of *their*
-//! file, not of the substituted one. `$${` writes a literal `${`.
+//! file, not of the substituted one. `$${` writes a literal `${`. A default may
+//! itself be a reference, `${FXFLOW_INSTANCE:-${HOSTNAME:-}}`, as in the shell.
 
 use crate::ron::value::Span;
 
@@ -87,7 +88,7 @@ pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Inter
             pos = at + 3;
             continue;
         }
-        let Some(close) = rest.find('}') else {
+        let Some(close) = closing_brace(rest) else {
             malformed.push(BadReference {
                 span: Span::new(at, at + 2),
                 message: "`${` is never closed with `}`".into(),
@@ -111,10 +112,11 @@ pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Inter
             String::new()
         } else {
             // As in the shell: `${VAR:-default}` takes the default when VAR is unset *or empty*.
+            let default = default.map(|d| expand_default(d, &lookup));
             let value = match (lookup(name), default) {
-                (Some(value), Some(default)) if value.is_empty() => Some(default.to_owned()),
+                (Some(value), Some(default)) if value.is_empty() => Some(default),
                 (Some(value), _) => Some(value),
-                (None, default) => default.map(str::to_owned),
+                (None, default) => default,
             };
             match value {
                 Some(value) => value,
@@ -151,6 +153,50 @@ pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Inter
         missing,
         malformed,
     }
+}
+
+/// The `}` that closes the `${` at the start of `rest`, past any nested `${...}`.
+fn closing_brace(rest: &str) -> Option<usize> {
+    let bytes = rest.as_bytes();
+    let (mut depth, mut i) = (0usize, 0usize);
+    while i < bytes.len() {
+        if bytes[i..].starts_with(b"${") {
+            depth += 1;
+            i += 2;
+            continue;
+        }
+        if bytes[i] == b'}' {
+            depth -= 1;
+            if depth == 0 {
+                return Some(i);
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// A default's text with its own references replaced (unset and without a default: empty),
+/// unescaped: the outer reference escapes the whole value once.
+fn expand_default(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("${") {
+        out.push_str(&rest[..at]);
+        let Some(close) = closing_brace(&rest[at..]) else {
+            out.push_str(&rest[at..]);
+            return out;
+        };
+        let inner = &rest[at + 2..at + close];
+        let (name, default) = inner.split_once(":-").unwrap_or((inner, ""));
+        match lookup(name) {
+            Some(value) if !value.is_empty() => out.push_str(&value),
+            _ => out.push_str(&expand_default(default, lookup)),
+        }
+        rest = &rest[at + close + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Where the scanner is: references count in code and strings, not in comments.
@@ -265,6 +311,20 @@ mod tests {
     fn escapes_quotes_in_values() {
         let r = interpolate("\"${Q}\"", |_| Some("say \"hi\"".into()));
         assert_eq!(r.text, "\"say \\\"hi\\\"\"");
+    }
+
+    #[test]
+    fn a_default_may_be_another_reference() {
+        let out = interpolate(
+            r#"a: "${NOPE:-${HOST}}", b: "${HOST:-${NOPE}}", c: "${NOPE:-${EMPTY:-${NOPE:-x}}-y}", d: "${NOPE:-${NOPE:-}}""#,
+            env,
+        );
+        assert_eq!(out.text, r#"a: "db.internal", b: "db.internal", c: "x-y", d: """#);
+        assert!(out.missing.is_empty() && out.malformed.is_empty());
+        // Positions after a nested reference still map back to the original text.
+        let text = r#"x: "${NOPE:-${HOST}}", y: ${MISSING}"#;
+        let out = interpolate(text, env);
+        assert_eq!(out.missing[0].span.start, text.find("${MISSING}").unwrap());
     }
 
     #[test]

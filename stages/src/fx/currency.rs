@@ -125,6 +125,19 @@ impl Currency {
         }
     }
 
+    /// A code as three bytes (a binary wire form): exact, upper case, known.
+    pub fn from_bytes(code: [u8; 3]) -> Result<Currency, UnknownCurrency> {
+        match std::str::from_utf8(&code) {
+            Ok(text) if KNOWN.binary_search(&text).is_ok() => Ok(Currency(code)),
+            _ => Err(UnknownCurrency(String::from_utf8_lossy(&code).into_owned())),
+        }
+    }
+
+    /// The code's three ASCII bytes.
+    pub fn bytes(self) -> [u8; 3] {
+        self.0
+    }
+
     pub fn code(&self) -> &str {
         // Only ever built from ASCII codes.
         std::str::from_utf8(&self.0).unwrap_or("???")

@@ -164,6 +164,15 @@ impl WireEvent for FxEvent {
         }
     }
 
+    /// Cross rates have a compact form (`fx::wire`); other kinds travel as JSON in the frame.
+    fn write_binary(&self, out: &mut Vec<u8>) -> bool {
+        super::wire::write(self, out)
+    }
+
+    fn read_binary(bytes: &[u8]) -> Result<Self, String> {
+        super::wire::read(bytes)
+    }
+
     /// A tombstone on the rules changelog deletes the rule named by its key.
     fn tombstone(key: &[u8]) -> Option<Self> {
         let id = std::str::from_utf8(key).ok()?;

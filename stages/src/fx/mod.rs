@@ -11,6 +11,7 @@ pub mod pair;
 pub mod quote;
 pub mod source;
 pub mod volatility;
+pub mod wire;
 
 pub use alert::{
     AlertFired, AlertRule, AlertRuleChange, Condition, EmailTarget, PriceField, Trigger, WebhookFormat, WebhookTarget,

@@ -26,6 +26,20 @@ pub struct TooManySources(pub String);
 impl SourceName {
     /// The interned name `name` (interning it on first use).
     pub fn intern(name: &str) -> Result<SourceName, TooManySources> {
+        // A decoding worker interns the same one or two names for every event: the
+        // thread's last name answers without the process-wide lock.
+        thread_local! {
+            static LAST: std::cell::Cell<Option<SourceName>> = const { std::cell::Cell::new(None) };
+        }
+        if let Some(last) = LAST.get().filter(|last| last.0 == name) {
+            return Ok(last);
+        }
+        let interned = Self::intern_shared(name)?;
+        LAST.set(Some(interned));
+        Ok(interned)
+    }
+
+    fn intern_shared(name: &str) -> Result<SourceName, TooManySources> {
         static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
         let mut names = NAMES
             .get_or_init(Default::default)
