@@ -737,16 +737,18 @@ pub struct BatchConfig {
     #[serde(default, with = "crate::duration")]
     #[schemars(schema_with = "crate::duration::schema")]
     pub max_wait: std::time::Duration,
-    /// Writes a pipelining sink (`KafkaSink`) may have on the wire at once: more
-    /// hides a long round trip to a remote broker; 1 makes each write wait for
-    /// the last one's acknowledgements (and gather what queued meanwhile).
+    /// Writes a pipelining sink (`KafkaSink`) may have on the wire at once. 1
+    /// (the default) makes each write wait for the last one's acknowledgements
+    /// and gather what queued meanwhile: sent at once when idle, batched under
+    /// load. On a broker next door that moved 10% more than 8 and was no slower
+    /// (BENCHMARKS.md); raise it to hide a long round trip to a remote broker.
     #[serde(default = "BatchConfig::default_max_in_flight")]
     pub max_in_flight: usize,
 }
 
 impl BatchConfig {
     pub const DEFAULT_MAX_EVENTS: usize = 8192;
-    pub const DEFAULT_MAX_IN_FLIGHT: usize = 8;
+    pub const DEFAULT_MAX_IN_FLIGHT: usize = 1;
 
     fn default_max_events() -> usize {
         Self::DEFAULT_MAX_EVENTS

@@ -326,7 +326,8 @@ async fn a_pipelining_sink_gets_its_next_batch_while_earlier_writes_are_in_fligh
     run_to_end(
         r#"Pipeline(name: "pipelined", stages: {
             "src": Counter(probe: "pipelined-src", count: 6, pause_ms: 20),
-            "out": Collect(inputs: ["src"], probe: "pipelined-out", pipelined: true, delay_ms: 200),
+            "out": Collect(inputs: ["src"], probe: "pipelined-out", pipelined: true, delay_ms: 200,
+                batch: (max_in_flight: 8)),
         })"#,
     )
     .await;

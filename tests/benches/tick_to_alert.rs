@@ -381,34 +381,38 @@ fn event_ages(port: u16) -> String {
         };
         buckets.entry(stage).or_default().push((le, count));
     }
+    // The q-quantile of a cumulative histogram, interpolated inside its bucket.
+    let quantile = |b: &[(f64, f64)], q: f64| -> Option<f64> {
+        let total = b.last()?.1;
+        let target = total * q;
+        let mut below = (0.0, 0.0);
+        for &(le, count) in b {
+            if count >= target && total > 0.0 {
+                let share = if count > below.1 {
+                    (target - below.1) / (count - below.1)
+                } else {
+                    1.0
+                };
+                return Some(if le.is_finite() {
+                    below.0 + share * (le - below.0)
+                } else {
+                    below.0
+                });
+            }
+            below = (le, count);
+        }
+        None
+    };
     let parts: Vec<String> = buckets
         .into_iter()
         .filter_map(|(stage, mut b)| {
             b.sort_by(|x, y| x.0.total_cmp(&y.0));
-            let total = b.last()?.1;
-            let half = total / 2.0;
-            let mut below = (0.0, 0.0);
-            for &(le, count) in &b {
-                if count >= half && total > 0.0 {
-                    let share = if count > below.1 {
-                        (half - below.1) / (count - below.1)
-                    } else {
-                        1.0
-                    };
-                    let at = if le.is_finite() {
-                        below.0 + share * (le - below.0)
-                    } else {
-                        below.0
-                    };
-                    return Some(format!("{stage} {:.2} ms", at * 1000.0));
-                }
-                below = (le, count);
-            }
-            None
+            let (p50, p99) = (quantile(&b, 0.5)?, quantile(&b, 0.99)?);
+            Some(format!("{stage} {:.2}/{:.1} ms", p50 * 1000.0, p99 * 1000.0))
         })
         .collect();
     format!(
-        "    median event age at each stage input (port {port}): {}",
+        "    event age at each stage input, p50/p99 (port {port}; p99 from the histogram's buckets): {}",
         parts.join(", ")
     )
 }

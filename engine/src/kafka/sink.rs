@@ -3,8 +3,9 @@
 //!
 //! The producer is idempotent with `acks=all`, so librdkafka's own retries
 //! neither lose nor duplicate nor reorder messages within a partition. A write
-//! enqueues the whole batch and returns at once ([`Sink::start_write`]): the
-//! engine hands the sink its next batch while this one is on the wire, and
+//! enqueues the whole batch and returns at once ([`Sink::start_write`]): with
+//! `batch.max_in_flight` above 1 the engine hands the sink its next batch while
+//! this one is on the wire (the default, 1, gathers it meanwhile), and
 //! acknowledges the events when their delivery reports arrive, in order. An
 //! event whose delivery failed after librdkafka's retries (`message.timeout.ms`)
 //! goes to the error output. With `linger` 0 (the default) an idle producer
