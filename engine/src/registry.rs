@@ -171,6 +171,13 @@ pub trait ResourceConfig: Send + Sync + fmt::Debug + 'static {
     async fn migrate(&self) -> Result<bool, StageError> {
         Ok(false)
     }
+
+    /// What [`migrate`](Self::migrate) would still do, without doing it
+    /// (`fxflow migrate --check`, `fxflow topics check`): `None` for kinds with
+    /// nothing to migrate, else the pending steps, named (empty: up to date).
+    async fn pending(&self) -> Result<Option<Vec<String>>, StageError> {
+        Ok(None)
+    }
 }
 
 /// Resources opened for one pipeline, by name.
@@ -379,25 +386,10 @@ pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     let lower = word.to_lowercase();
     candidates
         .into_iter()
-        .map(|c| (edit_distance(&lower, &c.to_lowercase()), c))
+        .map(|c| (strsim::levenshtein(&lower, &c.to_lowercase()), c))
         .filter(|(d, c)| *d <= (c.len() / 3).max(2))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(cur).min(row[j]) };
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@ pub mod candle;
 pub mod cross;
 pub mod currency;
 pub mod event;
-pub mod fast_hash;
 pub mod notice;
 pub mod pair;
 pub mod quote;

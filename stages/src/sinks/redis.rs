@@ -27,9 +27,9 @@ use redis::aio::ConnectionManager;
 use serde::Deserialize;
 
 use crate::backends::redis::{RedisHandle, KIND as REDIS};
-use crate::fx::fast_hash::FastMap;
 use crate::fx::{kind, FxEvent, Pair, Price};
 use crate::store::{last_rule_changes, rule_json, PriceKind};
+use fxflow_engine::fast_hash::FastMap;
 use rust_decimal::Decimal;
 
 /// Keeps the current quote of each pair in Redis (a hash per pair with a TTL)

@@ -7,7 +7,7 @@
 //! the data's own (quote and snapshot timestamps), so a replay of 1999 is
 //! judged exactly like live data.
 
-use crate::fx::fast_hash::FastMap;
+use fxflow_engine::fast_hash::FastMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};

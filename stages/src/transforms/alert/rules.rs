@@ -25,9 +25,9 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::fx::fast_hash::FastMap;
 use crate::fx::quote::mid;
 use crate::fx::{AlertFired, AlertRule, Condition, Pair, Price, PriceField, SourceName, Trigger};
+use fxflow_engine::fast_hash::FastMap;
 
 type RuleId = usize;
 
