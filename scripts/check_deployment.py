@@ -5,13 +5,13 @@ program itself. Every subcommand exits 0 when all is well, 1 with one line per b
 usage error or a missing tool.
 
   scripts/check_deployment.py compose      [--file deployments/compose.yaml] [--env-file deployments/.env.example]
-  scripts/check_deployment.py k8s          [--dir deployments/k8s]
+  scripts/check_deployment.py k8s          [--dir deployments/k8s]   (or deployments/k8s/keda: + KEDA's ScaledObjects)
   scripts/check_deployment.py kibana       [--file dashboards/kibana/fx.ndjson] [--templates FILE] [--pending FILE]
   scripts/check_deployment.py prometheus   [--config deployments/prometheus.yml] [--local-config ...] [--rules FILE...]
                                            [--live-target HOST:PORT]   (start a real Prometheus scraping it)
   scripts/check_deployment.py grafana      [--file dashboards/grafana/fxflow.json] [--metrics-url URL ...]
   scripts/check_deployment.py templates    print the Elasticsearch sink's index templates (as the sink installs them)
-  scripts/check_deployment.py all          compose, k8s, kibana, prometheus (static), grafana (static)
+  scripts/check_deployment.py all          compose, k8s (base and keda), kibana, prometheus (static), grafana (static)
 
 Every path is relative to --root (default: the repository holding this script), so a test can copy
 the repository's deployment files to a temporary folder, break one and check the copy. The `fxflow`
@@ -19,7 +19,7 @@ binary comes from --fxflow, $FXFLOW_BIN, or target/debug/fxflow of the repositor
 
 Python packages: scripts/requirements-checks.txt (check-jsonschema ships the Compose Specification
 schema, kubernetes-validate the Kubernetes schemas, PyYAML). Tools: promtool and prometheus
-(Debian package `prometheus`).
+(Debian package `prometheus`); node with `npm ci` in scripts/crd-check for KEDA's schema.
 """
 
 from __future__ import annotations
@@ -891,9 +891,14 @@ def check_k8s(args) -> int:
         print(f"k8s: checking the output of {args.kustomize} build ({len(built)} objects)")
     version = args.k8s_version or kv_utils.latest_version()
     by_kind: dict[str, dict[str, dict]] = {}
+    custom: list[dict] = []
     for d in docs:
         name = (d.get("metadata") or {}).get("name", "?")
         where = f"{d.get('kind', '?')}/{name}"
+        if str(d.get("apiVersion", "")).startswith("keda.sh/"):
+            custom.append(d)  # KEDA's kinds: its own schema, below
+            by_kind.setdefault(d.get("kind"), {})[name] = d
+            continue
         try:
             kubernetes_validate.validate(d, version, strict=True)
         except kubernetes_validate.ValidationError as e:
@@ -908,13 +913,17 @@ def check_k8s(args) -> int:
 
     binary = fxflow_bin(args)
     workloads = {n: d for n, d in (by_kind.get("Deployment") or {}).items()}
+    jobs = {n: d for n, d in (by_kind.get("Job") or {}).items()}
     pipelines_checked = 0
-    for dname, d in workloads.items():
-        where = f"Deployment/{dname}"
+    # Pipeline files as each container sees them, for the ScaledObject checks: (Deployment, text).
+    deployment_files: dict[str, list[str]] = {}
+    deployment_env: dict[str, dict[str, str]] = {}
+    for dname, d in list(workloads.items()) + list(jobs.items()):
+        where = f"{d.get('kind')}/{dname}"
         spec = pod_spec(d) or {}
         tmpl_labels = ((d["spec"].get("template") or {}).get("metadata") or {}).get("labels") or {}
         sel = (d["spec"].get("selector") or {}).get("matchLabels") or {}
-        if any(tmpl_labels.get(k) != v for k, v in sel.items()):
+        if d.get("kind") == "Deployment" and any(tmpl_labels.get(k) != v for k, v in sel.items()):
             p.add(where, f"selector {sel} does not match the pod labels {tmpl_labels}")
         volumes = {v["name"]: v for v in spec.get("volumes") or []}
         for kind, ref in config_refs(d):
@@ -928,15 +937,18 @@ def check_k8s(args) -> int:
             for item in ref.get("items") or []:
                 if item["key"] not in keys:
                     p.add(where, f"mounts key `{item['key']}` of the {kind} `{ref['name']}`, which has only {sorted(keys)}")
-        for c in spec.get("containers") or []:
-            cwhere = f"{where} container `{c.get('name')}`"
+        every = [(c, False) for c in spec.get("containers") or []] + [(c, True) for c in spec.get("initContainers") or []]
+        for c, init in every:
+            cwhere = f"{where} {'init container' if init else 'container'} `{c.get('name')}`"
             ports = {pp.get("name"): pp.get("containerPort") for pp in c.get("ports") or []}
             res = c.get("resources") or {}
             if not (res.get("requests") or {}).get("memory") or not (res.get("requests") or {}).get("cpu"):
                 p.add(cwhere, "has no cpu and memory requests")
             if not (res.get("limits") or {}).get("memory"):
                 p.add(cwhere, "has no memory limit")
-            for probe_name in ("livenessProbe", "readinessProbe"):
+            # A worker serves probes; a Job's or an init container's one-off command does not.
+            runs = (c.get("args") or [None])[0] == "run"
+            for probe_name in ("livenessProbe", "readinessProbe") if runs and not init and d.get("kind") == "Deployment" else ():
                 probe = c.get(probe_name)
                 if not probe:
                     p.add(cwhere, f"has no {probe_name}")
@@ -965,6 +977,8 @@ def check_k8s(args) -> int:
                         t = find(kind, vf[key]["name"])
                         if t and vf[key].get("key") in decoded(t):
                             env[e["name"]] = decoded(t)[vf[key]["key"]]
+            if runs and not init and d.get("kind") == "Deployment":
+                deployment_env[dname] = env
             # Pipeline files: the args name files under a mounted ConfigMap.
             mounts = {m["mountPath"]: volumes.get(m["name"]) for m in c.get("volumeMounts") or []}
             for m in c.get("volumeMounts") or []:
@@ -993,14 +1007,21 @@ def check_k8s(args) -> int:
                         path = Path(tmp) / key
                         path.write_text(text, encoding="utf-8")
                         paths.append(path)
-                    ok, out = run_validate(binary, paths, env, Path(tmp))
+                    # `run` runs its files in one process (their listeners must not clash); other
+                    # commands (`topics create`, `migrate`) only read each file.
+                    for group in [paths] if runs else [[path] for path in paths]:
+                        ok, out = run_validate(binary, group, env, Path(tmp))
+                        if not ok:
+                            for line in out.splitlines():
+                                if ": error: " in line:
+                                    p.add(cwhere, "fxflow validate (with the pod's environment): " + line.replace(tmp + "/", ""))
                     pipelines_checked += len(paths)
-                    if not ok:
-                        for line in out.splitlines():
-                            if ": error: " in line:
-                                p.add(cwhere, "fxflow validate (with the pod's environment): " + line.replace(tmp + "/", ""))
                     for key, text in files:
                         itext, missing = fxflow_interpolate(text, env)
+                        if runs and d.get("kind") == "Deployment":
+                            deployment_files.setdefault(dname, []).append(itext)
+                        if not runs:
+                            continue
                         tel = re.search(r'telemetry\s*:\s*\(\s*address\s*:\s*"([^"]*)"', itext)
                         if tel:
                             port = listen_port(tel.group(1))
@@ -1038,6 +1059,7 @@ def check_k8s(args) -> int:
         sel = ((pdb.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
         if not pods_matching(sel):
             p.add(f"PodDisruptionBudget/{pname}", f"selects {sel}, which no Deployment's pods carry")
+    check_scaled_objects(p, by_kind, custom, workloads, deployment_files, deployment_env, args.grouped)
     for grouped in args.grouped:
         if grouped not in workloads:
             p.add("deployments/k8s", f"no Deployment `{grouped}`")
@@ -1046,7 +1068,72 @@ def check_k8s(args) -> int:
         if not any(all(labels.get(k) == v for k, v in (((pdb.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}).items())
                    for pdb in (by_kind.get("PodDisruptionBudget") or {}).values()):
             p.add(f"Deployment/{grouped}", "is a grouped worker without a PodDisruptionBudget")
-    return p.finish(f"{len(docs)} objects valid against Kubernetes {version}, {len(workloads)} Deployments, {pipelines_checked} pipeline files validated")
+    keda = f", {len(custom)} against KEDA's schema" if custom else ""
+    return p.finish(f"{len(docs) - len(custom)} objects valid against Kubernetes {version}{keda}, {len(workloads)} Deployments, {len(jobs)} Jobs, {pipelines_checked} pipeline files validated")
+
+
+def kafka_sources(text: str) -> list[tuple[str | None, list[str]]]:
+    """(group, topics) of every KafkaSource in an interpolated pipeline file."""
+    out = []
+    for m in re.finditer(r'KafkaSource\s*\((.*?)\n\s*\)', text, re.S):
+        body = m.group(1)
+        group = re.search(r'\bgroup\s*:\s*"([^"]+)"', body)
+        topics = re.search(r'topics\s*:\s*\[([^\]]*)\]', body)
+        out.append((group.group(1) if group else None, re.findall(r'"([^"]+)"', topics.group(1)) if topics else []))
+    return out
+
+
+def check_scaled_objects(p: Problems, by_kind: dict, custom: list[dict], workloads: dict,
+                         files: dict[str, list[str]], envs: dict[str, dict[str, str]], grouped: list[str]) -> None:
+    """KEDA's objects against KEDA's schema (@kubernetes-models/keda, run by node), and each
+    ScaledObject against the Deployment it scales: every Kafka trigger names a group and topic
+    that Deployment's pipeline reads, the broker variable exists in its environment, and
+    maxReplicaCount is at most the partitions the group reads (more members would idle)."""
+    if not custom:
+        return
+    validator = HERE / "scripts" / "crd-check" / "validate.mjs"
+    if not (validator.parent / "node_modules").is_dir() or not shutil.which("node"):
+        die("KEDA's schema is missing: node and `npm ci` in scripts/crd-check (scripts/test.sh installs both)")
+    r = subprocess.run(["node", str(validator)], input=json.dumps(custom), capture_output=True, text=True, cwd=validator.parent)
+    for line in r.stdout.splitlines():
+        e = json.loads(line)
+        p.add(f"{e['kind']}/{e['name']}", f"KEDA schema: {e['path']}: {e['message']}")
+    if r.returncode not in (0, 1) and not r.stdout:
+        p.add("scripts/crd-check", f"the schema check failed: {r.stderr.strip()}")
+    scaled = by_kind.get("ScaledObject") or {}
+    for sname, so in scaled.items():
+        where = f"ScaledObject/{sname}"
+        spec = so.get("spec") or {}
+        target = (spec.get("scaleTargetRef") or {}).get("name")
+        if target not in workloads:
+            p.add(where, f"scales `{target}`, which is no Deployment of the base")
+            continue
+        sources = [src for text in files.get(target, []) for src in kafka_sources(text)]
+        declared: dict[str, int] = {}
+        for text in files.get(target, []):
+            declared.update(pipeline_topics(text)[0])
+        most = 0
+        for i, trigger in enumerate(spec.get("triggers") or []):
+            if trigger.get("type") != "kafka":
+                continue
+            md = trigger.get("metadata") or {}
+            group, topic = md.get("consumerGroup"), md.get("topic")
+            if not any(g == group and topic in topics for g, topics in sources):
+                p.add(where, f"trigger {i}: Deployment/{target} has no KafkaSource in group `{group}` reading `{topic}` "
+                             f"(it reads {sorted({(g, t) for g, ts in sources for t in ts}, key=str)})")
+            if topic in declared:
+                most = max(most, declared[topic])
+            else:
+                p.add(where, f"trigger {i}: the topic `{topic}` is not declared in Deployment/{target}'s pipeline, so its partitions are unknown")
+            var = md.get("bootstrapServersFromEnv")
+            if var and var not in envs.get(target, {}):
+                p.add(where, f"trigger {i}: bootstrapServersFromEnv `{var}` is not in Deployment/{target}'s environment")
+        maximum = spec.get("maxReplicaCount")
+        if most and isinstance(maximum, int) and maximum > most:
+            p.add(where, f"maxReplicaCount {maximum} is more than the {most} partitions its group reads: the extra replicas would idle")
+    for name in grouped:
+        if name in workloads and not any(((so.get("spec") or {}).get("scaleTargetRef") or {}).get("name") == name for so in scaled.values()):
+            p.add(f"Deployment/{name}", "is a grouped worker without a ScaledObject")
 
 
 def decoded(obj: dict) -> dict:
@@ -1694,7 +1781,7 @@ def main(argv=None) -> int:
         return 0
     if args.command == "all":
         rc = 0
-        for cmd in (["compose"], ["k8s"], ["kibana"], ["prometheus"], ["grafana"]):
+        for cmd in (["compose"], ["k8s"], ["k8s", "--dir", "deployments/k8s/keda"], ["kibana"], ["prometheus"], ["grafana"]):
             extra = ["--root", args.root] + (["--fxflow", args.fxflow] if args.fxflow else [])
             rc |= main(extra + cmd)
         return rc

@@ -9,6 +9,7 @@
 #   - OpenSearch's jars and our launcher (Maven Central; each test binary starts
 #     its own node) — scripts/search.sh build;
 #   - Chromium (Debian) and playwright-core (npm) for the live page's browser test;
+#   - @kubernetes-models/keda (npm) for the KEDA ScaledObject schema check (scripts/crd-check);
 #   - the Python checkers (PyPI): schemathesis, openapi-spec-validator and
 #     openapi-python-client for the API's contract, aiosmtpd (the Email stage's
 #     SMTP server, with an openssl-made certificate), and the deployment
@@ -70,6 +71,17 @@ ensure_browser_tools() {
     fi
 }
 
+# KEDA's ScaledObject schema (@kubernetes-models/keda) for check_deployment.py's KEDA overlay check.
+ensure_crd_check_tools() {
+    local want
+    want=$(sha256sum scripts/crd-check/package-lock.json | cut -d' ' -f1)
+    if [ "$(cat scripts/crd-check/node_modules/.lock.sha256 2>/dev/null)" != "$want" ]; then
+        say "Installing KEDA's schema for the deployment checks (npm, once)"
+        (cd scripts/crd-check && npm ci --silent --no-audit --no-fund)
+        echo "$want" >scripts/crd-check/node_modules/.lock.sha256
+    fi
+}
+
 ensure_packages
 scripts/services.sh postgres redis
 say "Kafka and OpenSearch jars (Maven Central, cached in .cache/)"
@@ -77,6 +89,7 @@ scripts/broker.sh fetch
 scripts/search.sh build >/dev/null
 ensure_python_tools
 ensure_browser_tools
+ensure_crd_check_tools
 
 say "cargo test --workspace"
 cargo test --workspace --locked "$@"

@@ -87,13 +87,21 @@ pub enum Command {
         #[arg(long)]
         openapi: bool,
     },
-    /// Apply pending database migrations of a resource declared in a pipeline file.
+    /// Apply pending database migrations of a resource declared in a pipeline file
+    /// (or with `--check`, list them without applying).
     Migrate {
         /// The pipeline file that declares the resource.
         file: PathBuf,
         /// The resource's name in that file's `resources`.
         #[arg(long)]
         resource: String,
+        /// Apply nothing: exit 0 when the schema is up to date, 1 listing what is pending.
+        #[arg(long)]
+        check: bool,
+        /// With `--check`: keep checking (every 2 s, unreachable counts as not yet) until the
+        /// schema is up to date or this long has passed — for a worker's init container.
+        #[arg(long, value_parser = parse_duration, requires = "check")]
+        wait: Option<Duration>,
     },
     /// Print the Elasticsearch index templates the `Elasticsearch` sink installs (JSON, by
     /// template name): what Kibana's dashboards may use.
@@ -129,6 +137,26 @@ pub enum TopicsCommand {
         #[arg(long)]
         resource: String,
     },
+    /// Create nothing: exit 0 when every topic the files declare exists, 1
+    /// naming the missing ones.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The `Kafka` resource's name in the files' `resources`.
+        #[arg(long)]
+        resource: String,
+        /// Keep checking (every 2 s, an unreachable broker counts as not yet) until
+        /// every topic exists or this long has passed — for a worker's init container.
+        #[arg(long, value_parser = parse_duration)]
+        wait: Option<Duration>,
+    },
+}
+
+/// What `provision` does with a resource: bring it up to date, or only check it.
+#[derive(Clone, Copy)]
+enum Provision {
+    Apply,
+    Check { wait: Option<Duration> },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -282,10 +310,37 @@ pub fn main_with_registry(cli: Cli, registry: Registry<FxEvent>) -> ExitCode {
             println!("{}", serde_json::to_string_pretty(&templates).unwrap_or_default());
             ExitCode::SUCCESS
         }
-        Command::Migrate { file, resource } => provision(&registry, std::slice::from_ref(&file), &resource, None),
+        Command::Migrate {
+            file,
+            resource,
+            check,
+            wait,
+        } => {
+            let mode = if check {
+                Provision::Check { wait }
+            } else {
+                Provision::Apply
+            };
+            provision(&registry, std::slice::from_ref(&file), &resource, None, mode)
+        }
         Command::Topics {
             action: TopicsCommand::Create { files, resource },
-        } => provision(&registry, &files, &resource, Some(fxflow_engine::kafka::RESOURCE_KIND)),
+        } => provision(
+            &registry,
+            &files,
+            &resource,
+            Some(fxflow_engine::kafka::RESOURCE_KIND),
+            Provision::Apply,
+        ),
+        Command::Topics {
+            action: TopicsCommand::Check { files, resource, wait },
+        } => provision(
+            &registry,
+            &files,
+            &resource,
+            Some(fxflow_engine::kafka::RESOURCE_KIND),
+            Provision::Check { wait },
+        ),
         Command::Run { files, grace, watch } => {
             let specs = match load_all(&files, &registry) {
                 Ok(specs) => specs,
@@ -384,6 +439,34 @@ fn test(files: &[PathBuf], format: TestFormat, registry: &Registry<FxEvent>) -> 
         ExitCode::from(EXIT_FAILED)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Whether a resource has nothing pending, checking every 2 s until `wait` has passed (an
+/// unreachable server counts as "not yet": it may still be starting). The error: exit code
+/// and what is still pending (or why it could not be read).
+async fn check_provisioned(
+    config: &dyn fxflow_engine::ResourceConfig,
+    wait: Option<Duration>,
+) -> Result<(), (u8, String)> {
+    let deadline = tokio::time::Instant::now() + wait.unwrap_or_default();
+    let mut reported = None::<tokio::time::Instant>;
+    loop {
+        let missing = match config.pending().await {
+            Ok(None) => return Err((EXIT_INVALID, "has nothing to migrate or create".into())),
+            Ok(Some(pending)) if pending.is_empty() => return Ok(()),
+            Ok(Some(pending)) => format!("not up to date: {}", pending.join(", ")),
+            Err(e) => format!("cannot be checked: {e}"),
+        };
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Err((EXIT_FAILED, missing));
+        }
+        if reported.is_none_or(|at| now - at >= Duration::from_secs(10)) {
+            eprintln!("waiting: {missing}");
+            reported = Some(now);
+        }
+        tokio::time::sleep(Duration::from_secs(2).min(deadline - now)).await;
     }
 }
 
@@ -610,7 +693,13 @@ impl StopSignals {
 
 /// Bring a named resource of each file up to date: database migrations, or a
 /// Kafka cluster's topics. `kind` restricts which resource kind is accepted.
-fn provision(registry: &Registry<FxEvent>, files: &[PathBuf], resource: &str, kind: Option<&str>) -> ExitCode {
+fn provision(
+    registry: &Registry<FxEvent>,
+    files: &[PathBuf],
+    resource: &str,
+    kind: Option<&str>,
+    mode: Provision,
+) -> ExitCode {
     let specs = match load_files(files, registry, false) {
         Ok(specs) => specs,
         Err(problems) => {
@@ -642,6 +731,26 @@ fn provision(registry: &Registry<FxEvent>, files: &[PathBuf], resource: &str, ki
                 found.kind
             );
             return ExitCode::from(EXIT_INVALID);
+        }
+        if let Provision::Check { wait } = mode {
+            match runtime.block_on(check_provisioned(found.config.as_ref(), wait)) {
+                Ok(()) => {
+                    println!(
+                        "{}: resource `{resource}` ({}) is up to date",
+                        file.display(),
+                        found.kind
+                    );
+                    continue;
+                }
+                Err((code, message)) => {
+                    eprintln!(
+                        "error: {}: resource `{resource}` ({}): {message}",
+                        file.display(),
+                        found.kind
+                    );
+                    return ExitCode::from(code);
+                }
+            }
         }
         match runtime.block_on(found.config.migrate()) {
             Ok(true) => println!(

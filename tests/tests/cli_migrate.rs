@@ -14,7 +14,7 @@ fn psql(sql: &str) -> String {
 }
 
 #[test]
-fn migrate_creates_the_tables_once_and_names_unknown_resources() {
+fn migrate_creates_the_tables_once_checks_without_applying_and_names_unknown_resources() {
     let schema = format!("fxtest_cli_migrate_{}", std::process::id());
     psql(&format!(
         "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
@@ -35,11 +35,46 @@ fn migrate_creates_the_tables_once_and_names_unknown_resources() {
     )
     .unwrap();
     let path = file.to_str().unwrap();
+    // `--check` on the empty schema: every migration pending, nothing applied.
+    let check = fxflow(&["migrate", "--check", "--resource", "db", path])
+        .output()
+        .unwrap();
+    assert_eq!(
+        check.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let pending = String::from_utf8_lossy(&check.stderr).into_owned();
+    assert!(pending.contains("not up to date: migration "), "{pending}");
+    assert!(pending.contains("(tenants)"), "names each migration: {pending}");
+    assert_eq!(
+        psql(&format!(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = '{schema}'"
+        )),
+        "0",
+        "--check applies nothing"
+    );
+    // `--check --wait` while another process migrates: it returns once the schema is there.
+    let mut waiter = fxflow(&["migrate", "--check", "--wait", "60s", "--resource", "db", path])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(waiter.try_wait().unwrap().is_none(), "still waiting for the migrations");
     for _ in 0..2 {
         let output = fxflow(&["migrate", "--resource", "db", path]).output().unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         assert!(String::from_utf8_lossy(&output.stdout).contains("resource `db` (Postgres) is up to date"));
     }
+    let waited = waiter.wait_with_output().unwrap();
+    assert!(waited.status.success(), "{}", String::from_utf8_lossy(&waited.stderr));
+    assert!(String::from_utf8_lossy(&waited.stdout).contains("is up to date"));
+    let check = fxflow(&["migrate", "--check", "--resource", "db", path])
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     let tables = psql(&format!(
         "SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables \
          WHERE table_schema = '{schema}' AND table_name LIKE 'fx_%' AND table_name <> 'fx_rates_default'"

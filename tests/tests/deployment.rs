@@ -289,6 +289,55 @@ fn kubernetes_check_names_a_missing_secret_key_and_a_schema_error() {
     );
 }
 
+#[test]
+fn the_keda_overlay_is_valid_against_keda_s_schema_and_the_pipelines() {
+    let report = passes(&["k8s", "--dir", "deployments/k8s/keda"]);
+    assert!(report.contains("k8s: ok"), "{report}");
+    assert!(report.contains("4 against KEDA's schema"), "{report}");
+    assert!(report.contains("2 Jobs"), "the topics and migrate Jobs: {report}");
+}
+
+#[test]
+fn the_keda_check_names_a_schema_error_a_wrong_group_and_more_replicas_than_partitions() {
+    let copy = copy_tree();
+    let file = "deployments/k8s/keda/scaledobjects.yaml";
+    edit(copy.path(), file, "maxReplicaCount: 4", "maxReplicaCount: \"4\"");
+    edit(
+        copy.path(),
+        file,
+        "consumerGroup: fxflow-alerts",
+        "consumerGroup: fxflow-alert",
+    );
+    edit(copy.path(), file, "maxReplicaCount: 8", "maxReplicaCount: 9");
+    fails_naming(
+        copy.path(),
+        &["k8s", "--dir", "deployments/k8s/keda"],
+        &[
+            "ScaledObject/process",
+            "KEDA schema: /spec/maxReplicaCount",
+            "ScaledObject/alerts",
+            "no KafkaSource in group `fxflow-alert`",
+            "maxReplicaCount 9 is more than the 8 partitions",
+        ],
+    );
+}
+
+#[test]
+fn the_keda_check_names_a_grouped_worker_left_without_a_scaled_object() {
+    let copy = copy_tree();
+    edit(
+        copy.path(),
+        "deployments/k8s/keda/scaledobjects.yaml",
+        "    name: index\n",
+        "    name: api\n",
+    );
+    fails_naming(
+        copy.path(),
+        &["k8s", "--dir", "deployments/k8s/keda"],
+        &["Deployment/index", "without a ScaledObject", "ScaledObject/index"],
+    );
+}
+
 // ------------------------------------------------------------------------------------ kibana
 
 #[test]

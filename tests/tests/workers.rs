@@ -1285,3 +1285,150 @@ fn a_killed_analytics_worker_loses_and_double_counts_no_window() {
         );
     }
 }
+
+/// The signal KEDA scales a grouped worker on (its `kafka` trigger): committed lag, the sum
+/// over the group's partitions of (end offset − committed offset). A member made slow on
+/// purpose — its `Stdout` sink writes into a pipe this test reads at ~100 lines a second, with
+/// small buffers in between — gets 160 messages a second: the lag rises. A second member joins
+/// (as KEDA would add one): the group reads ~200 a second and the lag falls while the burst
+/// goes on, then drains to zero once it ends.
+#[test]
+fn committed_lag_rises_under_a_burst_and_falls_once_a_second_member_joins() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+    use rdkafka::ClientConfig;
+    use std::io::BufRead;
+
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let brokers = broker.address();
+    let file = dir.path().join("slow.ron");
+    std::fs::write(
+        &file,
+        r#"Pipeline(
+    name: "slow",
+    resources: { "kafka": Kafka(brokers: "${KAFKA_BROKERS}", topics: { "lag.burst": (partitions: 4) }) },
+    stages: {
+        "in": KafkaSource(resource: "kafka", topics: ["lag.burst"], group: "lag-test", instance: "${FXFLOW_INSTANCE}",
+            kinds: ["AlertRuleChange"], max_batch: 10, options: {"session.timeout.ms": "6000"}),
+        "out": Stdout(inputs: ["in"], format: json, batch: (max_events: 10), buffer: (capacity: 10)),
+    },
+)"#,
+    )
+    .unwrap();
+    let created = fxflow(&["topics", "create", "--resource", "kafka", file.to_str().unwrap()])
+        .env("KAFKA_BROKERS", &brokers)
+        .env("FXFLOW_INSTANCE", "topics")
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+
+    // A member whose output this test reads at 100 lines a second (the pipe's back-pressure
+    // reaches its consumer).
+    let member = |name: &str| {
+        let mut child = fxflow(&["--log-format", "text", "run", file.to_str().unwrap()])
+            .env("KAFKA_BROKERS", &brokers)
+            .env("FXFLOW_INSTANCE", name)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(dir.path().join(format!("{name}.log"))).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout);
+            let mut line = String::new();
+            while lines.read_line(&mut line).is_ok_and(|n| n > 0) {
+                line.clear();
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        child
+    };
+    let lag = || -> i64 {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", "lag-test")
+            .create()
+            .unwrap();
+        let mut list = TopicPartitionList::new();
+        for p in 0..4 {
+            list.add_partition("lag.burst", p);
+        }
+        let committed = consumer.committed_offsets(list, Duration::from_secs(10)).unwrap();
+        (0..4)
+            .map(|p| {
+                let (_, end) = consumer
+                    .fetch_watermarks("lag.burst", p, Duration::from_secs(10))
+                    .unwrap();
+                let done = match committed.find_partition("lag.burst", p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    _ => 0,
+                };
+                end - done
+            })
+            .sum()
+    };
+
+    let first = member("member-1");
+    std::thread::sleep(Duration::from_secs(5)); // joined, partitions assigned
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut samples: Vec<(f64, i64)> = Vec::new();
+    let mut second = None;
+    let mut joined_at = 0.0;
+    while started.elapsed() < Duration::from_secs(30) {
+        // 160 messages a second for 26 s, keys spread over the 4 partitions; long ids, so a
+        // few hundred lines fill the pipe and its reading sets the member's pace.
+        let due = (started.elapsed().as_secs_f64().min(26.0) * 160.0) as u64;
+        while sent < due {
+            let key = format!("rule-{}", sent % 16);
+            let payload = format!(r#"{{"v":1,"kind":"AlertRuleChange","id":"{key}-{}"}}"#, "x".repeat(600));
+            while let Err((e, _)) = producer.send(BaseRecord::to("lag.burst").key(&key).payload(&payload)) {
+                assert!(matches!(e, rdkafka::error::KafkaError::MessageProduction(_)), "{e}");
+                producer.poll(Duration::from_millis(10));
+            }
+            sent += 1;
+        }
+        producer.poll(Duration::ZERO);
+        let t = started.elapsed().as_secs_f64();
+        if t >= 14.0 && second.is_none() {
+            second = Some(member("member-2"));
+            joined_at = t;
+        }
+        if samples.last().is_none_or(|s| t - s.0 >= 1.0) {
+            samples.push((t, lag()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let at = |t: f64| samples.iter().find(|s| s.0 >= t).map(|s| s.1).unwrap();
+    let (rising_from, rising_to) = (at(3.0), at(joined_at));
+    let peak = samples
+        .iter()
+        .filter(|s| s.0 >= joined_at && s.0 <= joined_at + 6.0)
+        .map(|s| s.1)
+        .max()
+        .unwrap();
+    let late = at(25.0);
+    eprintln!("committed lag (s, messages): {samples:?}; second member at {joined_at:.1} s");
+    assert!(
+        rising_to > rising_from + 200,
+        "one slow member: the lag rises under the burst ({rising_from} at 3 s, {rising_to} at {joined_at:.1} s)"
+    );
+    assert!(
+        late < peak - 200,
+        "two members: the lag falls while the burst goes on (peak {peak} after the join, {late} at 25 s)"
+    );
+    wait_for("the lag to drain", Duration::from_secs(120), || {
+        (lag() == 0).then_some(())
+    });
+    for mut child in [Some(first), second].into_iter().flatten() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

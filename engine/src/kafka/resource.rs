@@ -82,6 +82,32 @@ impl KafkaResource {
         config
     }
 
+    /// The declared topics the broker does not have yet, with their partition counts.
+    pub async fn missing_topics(&self) -> Result<Vec<String>, StageError> {
+        use rdkafka::consumer::Consumer as _;
+        let consumer: rdkafka::consumer::BaseConsumer = self
+            .client_config([])
+            .create()
+            .map_err(|e| StageError::new(format!("kafka client: {e}")))?;
+        let brokers = self.brokers.clone();
+        let metadata = tokio::task::spawn_blocking(move || consumer.fetch_metadata(None, Duration::from_secs(10)))
+            .await
+            .map_err(|e| StageError::new(e.to_string()))?
+            .map_err(|e| StageError::new(format!("reading the topics of {brokers}: {e}")))?;
+        let present: std::collections::HashSet<&str> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| t.name())
+            .collect();
+        Ok(self
+            .topics
+            .iter()
+            .filter(|(name, _)| !present.contains(name.as_str()))
+            .map(|(name, spec)| format!("topic `{name}` ({} partitions)", spec.partitions))
+            .collect())
+    }
+
     /// Create the declared topics that do not exist yet. Returns the names created.
     pub async fn create_topics(&self) -> Result<Vec<String>, StageError> {
         if self.topics.is_empty() {
@@ -140,22 +166,27 @@ impl ResourceConfig for KafkaResourceConfig {
     }
 
     async fn build(&self) -> Result<Arc<dyn Any + Send + Sync>, StageError> {
-        Ok(Arc::new(KafkaResource {
-            brokers: self.brokers.clone(),
-            options: self.options.clone(),
-            topics: self.topics.clone(),
-        }))
+        Ok(Arc::new(self.resource()))
     }
 
     /// Kafka's "schema" is its topics: create the declared ones.
     async fn migrate(&self) -> Result<bool, StageError> {
-        let resource = KafkaResource {
+        let created = self.resource().create_topics().await?;
+        tracing::info!(brokers = %self.brokers, created = ?created, declared = self.topics.len(), "Topics ready.");
+        Ok(true)
+    }
+
+    async fn pending(&self) -> Result<Option<Vec<String>>, StageError> {
+        Ok(Some(self.resource().missing_topics().await?))
+    }
+}
+
+impl KafkaResourceConfig {
+    fn resource(&self) -> KafkaResource {
+        KafkaResource {
             brokers: self.brokers.clone(),
             options: self.options.clone(),
             topics: self.topics.clone(),
-        };
-        let created = resource.create_topics().await?;
-        tracing::info!(brokers = %self.brokers, created = ?created, declared = self.topics.len(), "Topics ready.");
-        Ok(true)
+        }
     }
 }

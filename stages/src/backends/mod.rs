@@ -7,3 +7,33 @@ pub mod elasticsearch;
 pub mod postgres;
 pub mod redis;
 pub mod sqlite;
+
+/// The migrations of `migrator` not yet applied to `pool` (`fxflow migrate --check`), named.
+/// `tracked` asks whether sqlx's tracking table exists (each database spells that its own way).
+pub async fn unapplied<DB>(
+    pool: &sqlx::Pool<DB>,
+    migrator: &sqlx::migrate::Migrator,
+    tracked: &'static str,
+) -> Result<Vec<String>, fxflow_engine::StageError>
+where
+    DB: sqlx::Database,
+    for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
+    <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    (bool,): for<'r> sqlx::FromRow<'r, DB::Row>,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let failed = |e: sqlx::Error| fxflow_engine::StageError::new(format!("reading the applied migrations: {e}"));
+    let exists: bool = sqlx::query_scalar(tracked).fetch_one(pool).await.map_err(failed)?;
+    let applied: Vec<i64> = match exists {
+        true => sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await
+            .map_err(failed)?,
+        false => Vec::new(),
+    };
+    Ok(migrator
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+        .map(|m| format!("migration {} ({})", m.version, m.description))
+        .collect())
+}

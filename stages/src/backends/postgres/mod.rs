@@ -110,4 +110,10 @@ impl ResourceConfig for PostgresResourceConfig {
         migrate(&self.connect().await?).await?;
         Ok(true)
     }
+
+    async fn pending(&self) -> Result<Option<Vec<String>>, StageError> {
+        let pool = self.connect().await?;
+        let tracked = "SELECT to_regclass('_sqlx_migrations') IS NOT NULL";
+        Ok(Some(super::unapplied(&pool, &MIGRATOR, tracked).await?))
+    }
 }

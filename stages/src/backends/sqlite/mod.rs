@@ -72,4 +72,10 @@ impl ResourceConfig for SqliteResourceConfig {
         migrate(&self.connect().await?).await?;
         Ok(true)
     }
+
+    async fn pending(&self) -> Result<Option<Vec<String>>, StageError> {
+        let pool = self.connect().await?;
+        let tracked = "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'";
+        Ok(Some(super::unapplied(&pool, &MIGRATOR, tracked).await?))
+    }
 }
