@@ -37,6 +37,13 @@ pub struct DeadLetter<E> {
     pub event: Option<Box<E>>,
     /// The original bytes, for sources that failed to decode them.
     pub raw: Option<Vec<u8>>,
+    /// Where the input was read (a Kafka source's topic, partition, offset), for replay.
+    pub origin: Option<Origin>,
+    /// The input message's key and headers, when a source could not decode it.
+    pub key: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// When the stage gave up on it.
+    pub at: std::time::SystemTime,
 }
 
 /// The set of event kinds a stage accepts or emits.

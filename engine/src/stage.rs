@@ -609,6 +609,10 @@ impl<E: Event> Outputs<E> {
                     error: f.error,
                     event: f.event.map(Box::new),
                     raw: f.raw,
+                    origin: f.origin,
+                    key: f.key,
+                    headers: f.headers,
+                    at: std::time::SystemTime::now(),
                 };
                 Envelope::new(E::dead_letter(letter), f.ack).with_ingested(f.ingested)
             })
@@ -622,6 +626,11 @@ impl<E: Event> Outputs<E> {
 pub struct Failure<E> {
     pub event: Option<E>,
     pub raw: Option<Vec<u8>>,
+    /// Where its input was read (see [`DeadLetter::origin`](crate::DeadLetter)).
+    pub origin: Option<crate::event::Origin>,
+    /// The undecodable message's key and headers (a source's failure).
+    pub key: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
     pub reason: &'static str,
     pub error: String,
     pub ack: AckToken,
@@ -635,6 +644,9 @@ impl<E> Failure<E> {
         Failure {
             event: Some(envelope.event),
             raw: None,
+            origin: envelope.origin,
+            key: None,
+            headers: Vec::new(),
             reason,
             error: error.into(),
             ack: envelope.ack,
@@ -647,6 +659,8 @@ impl<E> Failure<E> {
 pub struct Emit<E> {
     ack: AckToken,
     ingested: IngestTime,
+    /// The current input's origin, for a rejection's dead letter.
+    origin: Option<crate::event::Origin>,
     events: Vec<Envelope<E>>,
     failures: Vec<Failure<E>>,
 }
@@ -656,6 +670,7 @@ impl<E> Default for Emit<E> {
         Self {
             ack: AckToken::none(),
             ingested: IngestTime::UNKNOWN,
+            origin: None,
             events: Vec::new(),
             failures: Vec::new(),
         }
@@ -674,6 +689,9 @@ impl<E> Emit<E> {
         self.failures.push(Failure {
             event: Some(event),
             raw: None,
+            origin: self.origin.clone(),
+            key: None,
+            headers: Vec::new(),
             reason,
             error: error.into(),
             ack: self.ack.clone(),
@@ -709,9 +727,11 @@ pub(crate) async fn run_function<E: Event>(
         for envelope in batch {
             emit.ack = envelope.ack;
             emit.ingested = envelope.ingested;
+            emit.origin = envelope.origin;
             stage.transform(envelope.event, &mut emit);
         }
         emit.ack = AckToken::none();
+        emit.origin = None;
         timer.record(started.elapsed());
         let failures = std::mem::take(&mut emit.failures);
         outputs.dead_letter(failures, AckStatus::Rejected).await?;

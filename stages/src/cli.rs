@@ -124,6 +124,68 @@ pub enum Command {
         #[command(subcommand)]
         action: TopicsCommand,
     },
+    /// Dead letters: list (filtered) and show them, from a JSON-lines file or a topic.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// One line per dead letter: id, time, stage, reason, input position, error.
+    List {
+        #[command(flatten)]
+        from: DlqSource,
+        /// Only letters of this stage.
+        #[arg(long)]
+        stage: Option<String>,
+        /// Only letters with this reason (`decode_failed`, `bid_above_ask`, ...).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Only letters written at or after this instant (RFC 3339).
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only letters written before this instant (RFC 3339).
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// One JSON object per line (`{"id":...,"letter":{...}}`) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One dead letter in full (pretty JSON; `raw` is its undecodable input as text).
+    Show {
+        #[command(flatten)]
+        from: DlqSource,
+        /// The letter's id as `list` prints it (`FILE:LINE` or `TOPIC[P]@OFFSET`).
+        id: String,
+    },
+}
+
+/// Where `fxflow dlq` reads: a file, or a topic on a broker.
+#[derive(Debug, clap::Args)]
+pub struct DlqSource {
+    /// A JSON-lines file a `JsonlFile` dead-letter sink writes.
+    #[arg(long, required_unless_present = "brokers", conflicts_with = "brokers")]
+    file: Option<PathBuf>,
+    /// A broker list; the letters are read from `--topic`.
+    #[arg(long)]
+    brokers: Option<String>,
+    /// The dead-letter topic (with `--brokers`).
+    #[arg(long, default_value = "fx.dlq", requires = "brokers")]
+    topic: String,
+}
+
+impl DlqSource {
+    fn letters(&self) -> crate::dlq::Letters {
+        match (&self.file, &self.brokers) {
+            (Some(file), _) => crate::dlq::Letters::File(file.clone()),
+            (None, brokers) => crate::dlq::Letters::Topic {
+                brokers: brokers.clone().unwrap_or_default(),
+                topic: self.topic.clone(),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -341,6 +403,7 @@ pub fn main_with_registry(cli: Cli, registry: Registry<FxEvent>) -> ExitCode {
             Some(fxflow_engine::kafka::RESOURCE_KIND),
             Provision::Check { wait },
         ),
+        Command::Dlq { action } => dead_letters(action),
         Command::Run { files, grace, watch } => {
             let specs = match load_all(&files, &registry) {
                 Ok(specs) => specs,
@@ -467,6 +530,63 @@ async fn check_provisioned(
             reported = Some(now);
         }
         tokio::time::sleep(Duration::from_secs(2).min(deadline - now)).await;
+    }
+}
+
+/// `fxflow dlq`.
+fn dead_letters(action: DlqCommand) -> ExitCode {
+    let (from, filter) = match &action {
+        DlqCommand::List {
+            from,
+            stage,
+            reason,
+            since,
+            until,
+            ..
+        } => (
+            from,
+            crate::dlq::Filter {
+                stage: stage.clone(),
+                reason: reason.clone(),
+                since: *since,
+                until: *until,
+            },
+        ),
+        DlqCommand::Show { from, .. } => (from, crate::dlq::Filter::default()),
+    };
+    let letters = match crate::dlq::read(&from.letters()) {
+        Ok(letters) => letters,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    match action {
+        DlqCommand::List { json, .. } => {
+            let kept: Vec<_> = letters.into_iter().filter(|(_, l)| filter.keeps(l)).collect();
+            if json {
+                for (id, letter) in &kept {
+                    println!("{}", serde_json::json!({ "id": id, "letter": letter }));
+                }
+            } else {
+                print!("{}", crate::dlq::table(&kept));
+                eprintln!("{} dead letters", kept.len());
+            }
+            ExitCode::SUCCESS
+        }
+        DlqCommand::Show { id, .. } => match letters.iter().find(|(i, _)| *i == id) {
+            Some((_, letter)) => {
+                println!("{}", serde_json::to_string_pretty(letter).unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!(
+                    "error: no dead letter `{id}` ({} read; `fxflow dlq list` prints the ids)",
+                    letters.len()
+                );
+                ExitCode::from(EXIT_FAILED)
+            }
+        },
     }
 }
 

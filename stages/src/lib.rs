@@ -11,6 +11,7 @@
 
 pub mod backends;
 pub mod cli;
+pub mod dlq;
 pub mod format;
 pub mod fx;
 pub mod registry;

@@ -720,6 +720,21 @@ struct Undecodable {
     reason: &'static str,
     error: String,
     raw: Vec<u8>,
+    key: Option<Vec<u8>>,
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+/// A message's headers, as a dead letter keeps them for replay.
+fn headers_of(message: &BorrowedMessage<'_>) -> Vec<(String, Vec<u8>)> {
+    use rdkafka::message::Headers;
+    message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// When the message's events entered the first worker: its ingest-time header
@@ -947,6 +962,8 @@ impl<E: WireEvent> KafkaSource<E> {
                     reason: "empty_payload",
                     error: format!("{}: message without payload", at()),
                     raw: message.key().unwrap_or_default().to_vec(),
+                    key: message.key().map(<[u8]>::to_vec),
+                    headers: headers_of(message),
                 }),
             },
             Some(bytes) => {
@@ -973,12 +990,16 @@ impl<E: WireEvent> KafkaSource<E> {
                                 self.settings.kinds.join(", ")
                             ),
                             raw: bytes.to_vec(),
+                            key: message.key().map(<[u8]>::to_vec),
+                            headers: headers_of(message),
                         }),
                     },
                     Err(e) => Err(Undecodable {
                         reason: "decode_failed",
                         error: format!("{}: {e}", at()),
                         raw: bytes.to_vec(),
+                        key: message.key().map(<[u8]>::to_vec),
+                        headers: headers_of(message),
                     }),
                 }
             }
@@ -1047,6 +1068,9 @@ impl<E: WireEvent> KafkaSource<E> {
                 Err(bad) => items.push(Item::Failure(Failure {
                     event: None,
                     raw: Some(bad.raw),
+                    origin: Some(origin),
+                    key: bad.key,
+                    headers: bad.headers,
                     reason: bad.reason,
                     error: bad.error,
                     ack,

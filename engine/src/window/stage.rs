@@ -164,6 +164,9 @@ impl<E: Event, A: Aggregation<E>> WindowStage<E, A> {
                     failures.push(Failure {
                         event: Some(event),
                         raw: None,
+                        origin,
+                        key: None,
+                        headers: Vec::new(),
                         reason,
                         error,
                         ack,
@@ -216,6 +219,9 @@ impl<E: Event, A: Aggregation<E>> WindowStage<E, A> {
                     LatePolicy::Error => failures.push(Failure {
                         event: Some(event),
                         raw: None,
+                        origin: origin.clone(),
+                        key: None,
+                        headers: Vec::new(),
                         reason: "late",
                         error: format!(
                             "event time {time} arrived after its input's watermark ({}) closed its window {window}",

@@ -50,17 +50,49 @@ pub enum FxEvent {
     DeadLetter(DeadLetterRecord),
 }
 
-/// An event a stage could not handle, with why.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// An event a stage could not handle, with why, and what replaying it needs: where its
+/// input was read and, for input no stage could decode, that message's exact bytes, key and
+/// headers (base64; `raw` keeps a readable copy).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetterRecord {
     pub stage: String,
     pub reason: String,
     pub error: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<Box<FxEvent>>,
-    /// Undecodable input, as (lossy) text.
+    /// Undecodable input, as (lossy) text, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<String>,
+    /// Undecodable input, its exact bytes (standard base64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    /// The undecodable message's key (base64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The undecodable message's headers: (name, base64 value).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
+    /// Where the input was read: a Kafka source's topic, partition and offset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<LetterOrigin>,
+    /// When the stage gave up on it (absent in letters written before this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// A message's place in a topic.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LetterOrigin {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// The event's place among those of its message (a framed batch), 0 otherwise.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub index: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The two-sided price a quote or a cross rate carries.
@@ -117,12 +149,31 @@ impl Event for FxEvent {
     }
 
     fn dead_letter(letter: DeadLetter<Self>) -> Self {
+        use base64::engine::general_purpose::STANDARD;
+        use base64::Engine as _;
         FxEvent::DeadLetter(DeadLetterRecord {
             stage: letter.stage,
             reason: letter.reason.to_owned(),
             error: letter.error,
             event: letter.event,
-            raw: letter.raw.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
+            raw: letter
+                .raw
+                .as_ref()
+                .map(|bytes| String::from_utf8_lossy(bytes).into_owned()),
+            payload: letter.raw.as_ref().map(|bytes| STANDARD.encode(bytes)),
+            key: letter.key.as_ref().map(|key| STANDARD.encode(key)),
+            headers: letter
+                .headers
+                .iter()
+                .map(|(name, value)| (name.clone(), STANDARD.encode(value)))
+                .collect(),
+            origin: letter.origin.map(|o| LetterOrigin {
+                topic: o.topic.to_string(),
+                partition: o.partition,
+                offset: o.offset,
+                index: o.index,
+            }),
+            at: Some(DateTime::<Utc>::from(letter.at)),
         })
     }
 }

@@ -262,6 +262,9 @@ fn bad_row((number, row, error): BadRow) -> Failure<FxEvent> {
     Failure {
         event: None,
         raw: Some(row.into_bytes()),
+        origin: None,
+        key: None,
+        headers: Vec::new(),
         reason: "malformed_row",
         error: format!("line {number}: {error}"),
         ack: Default::default(),

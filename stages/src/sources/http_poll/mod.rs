@@ -601,6 +601,9 @@ impl Source<FxEvent> for HttpPoll {
                         let failure = Failure {
                             event: None,
                             raw: Some(body),
+                            origin: None,
+                            key: None,
+                            headers: Vec::new(),
                             reason: error.reason,
                             error: error.message,
                             ack: Default::default(),
