@@ -359,6 +359,8 @@ fn recovery(dir: &std::path::Path, brokers: &str, rate: u32, seconds: usize, res
             let port = free_port();
             let mut env = env(brokers, port);
             env.push(("FXFLOW_INSTANCE", format!("process-{i}")));
+            // The assignments are logged at info: the victim is chosen from them.
+            env.push(("RUST_LOG", "warn,fxflow_engine::kafka::source=info".to_owned()));
             let worker = Worker::start(&format!("process-{i}"), &root.join("process.ron"), &env, dir);
             (worker, port)
         })
@@ -370,6 +372,15 @@ fn recovery(dir: &std::path::Path, brokers: &str, rate: u32, seconds: usize, res
         });
     }
     std::thread::sleep(Duration::from_secs(5)); // three members assigned
+                                                // The synthetic sources' keys land on partitions 1 and 2 of fx.snapshots (CRC-32 of the
+                                                // source name, modulo 4): kill a worker that holds one, or the kill would cost nothing.
+    let victim = processes
+        .iter()
+        .position(|(w, _)| {
+            let logs = w.logs();
+            logs.contains("\"fx.snapshots[1]\"") || logs.contains("\"fx.snapshots[2]\"")
+        })
+        .unwrap_or(0);
     let total = rate as usize * (seconds + 20);
     let ingest_file = synthetic_ingest(dir, brokers, total, rate / 4);
     let mut ingest = Worker::start("ingest", &ingest_file, &env(brokers, free_port()), dir);
@@ -382,9 +393,9 @@ fn recovery(dir: &std::path::Path, brokers: &str, rate: u32, seconds: usize, res
         let t = started.elapsed().as_secs_f64();
         samples.push((t, read()));
         if killed_at.is_none() && t >= 8.0 {
-            processes[0].0.kill9();
+            processes[victim].0.kill9();
             if restart {
-                processes[0].0.restart();
+                processes[victim].0.restart();
             }
             killed_at = Some(t);
         }
@@ -394,6 +405,29 @@ fn recovery(dir: &std::path::Path, brokers: &str, rate: u32, seconds: usize, res
         std::thread::sleep(Duration::from_millis(100));
     }
     let killed_at = killed_at.unwrap_or(0.0);
+    if std::env::var_os("FXFLOW_BENCH_DEBUG").is_some() {
+        let assigned: Vec<usize> = processes
+            .iter()
+            .map(|(w, _)| w.logs().matches("Partitions assigned").count())
+            .collect();
+        eprintln!("victim {victim}; assignment lines per worker {assigned:?}");
+        for w in processes.iter().map(|(w, _)| w) {
+            for line in w
+                .logs()
+                .lines()
+                .filter(|l| l.contains("Partitions assigned") || l.contains("revoked"))
+            {
+                eprintln!("  {}: {line}", w.name);
+            }
+        }
+        let mut last = 0.0;
+        for &(t, n) in &samples {
+            if t - last >= 1.0 {
+                eprintln!("  t={t:.1} read={n}");
+                last = t;
+            }
+        }
+    }
     // The 1-second rate at each sample, from the sample a second before.
     let rate_at = |i: usize| -> Option<f64> {
         let (t, n) = samples[i];
@@ -427,7 +461,7 @@ fn recovery(dir: &std::path::Path, brokers: &str, rate: u32, seconds: usize, res
     let show = |i: Option<usize>| i.map_or("never".to_owned(), |i| format!("{:.1} s", samples[i].0 - killed_at));
     println!(
         "recovery, 3 process workers (static members) at {rate} snapshots/s ({offered:.0} crosses/s offered, {steady:.0}/s read before): \
-         kill -9 of one, {}; output below 90% after {}, back at ≥ 90% {} after the kill, caught up with the offered stream {} after",
+         kill -9 of one holding input partitions, {}; output below 90% after {}, back at ≥ 90% {} after the kill, caught up with the offered stream {} after",
         if restart { "restarted at once" } else { "not restarted" },
         show(dip),
         show(back),
