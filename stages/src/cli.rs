@@ -563,14 +563,19 @@ fn dead_letters(action: DlqCommand) -> ExitCode {
     };
     match action {
         DlqCommand::List { json, .. } => {
+            let letters_read = letters.len();
             let kept: Vec<_> = letters.into_iter().filter(|(_, l)| filter.keeps(l)).collect();
             if json {
                 for (id, letter) in &kept {
                     println!("{}", serde_json::json!({ "id": id, "letter": letter }));
                 }
             } else {
-                print!("{}", crate::dlq::table(&kept));
-                eprintln!("{} dead letters", kept.len());
+                if kept.is_empty() {
+                    eprintln!("no dead letters{}", if letters_read > 0 { " match" } else { "" });
+                } else {
+                    print!("{}", crate::dlq::table(&kept));
+                    eprintln!("{} of {letters_read} dead letters", kept.len());
+                }
             }
             ExitCode::SUCCESS
         }
