@@ -72,11 +72,8 @@ impl Cluster {
         ]
     }
 
-    /// A worker under its own name, which is also its static group membership
-    /// (`FXFLOW_INSTANCE`): a restart after `kill -9` rejoins as the same member.
     fn worker(&self, name: &str, file: &Path, extra: &[(&'static str, String)]) -> Worker {
         let mut env = self.env();
-        env.push(("FXFLOW_INSTANCE", name.to_owned()));
         env.extend(extra.iter().cloned());
         Worker::start(name, file, &env, self.dir.path())
     }
@@ -803,12 +800,17 @@ fn assignment_lines(worker: &Worker) -> usize {
 fn static_members_survive_a_crash_leave_on_a_deliberate_stop_and_refuse_a_twin() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let cluster = Cluster::new();
-    let slow_session = [("KAFKA_SESSION_TIMEOUT_MS", "60000".to_owned())];
-    let mut one = cluster.worker("process-1", &pipeline("process.ron"), &slow_session);
+    let named = |name: &str| {
+        [
+            ("KAFKA_SESSION_TIMEOUT_MS", "60000".to_owned()),
+            ("FXFLOW_INSTANCE", name.to_owned()),
+        ]
+    };
+    let mut one = cluster.worker("process-1", &pipeline("process.ron"), &named("process-1"));
     wait_for("process-1 to own fx.snapshots", WAIT, || {
         one.logs().contains("Partitions assigned").then_some(())
     });
-    let mut two = cluster.worker("process-2", &pipeline("process.ron"), &slow_session);
+    let mut two = cluster.worker("process-2", &pipeline("process.ron"), &named("process-2"));
     wait_for("process-2 to get its share", WAIT, || {
         two.logs().contains("partitions=[\"fx.snapshots[").then_some(())
     });
@@ -868,7 +870,7 @@ fn static_members_survive_a_crash_leave_on_a_deliberate_stop_and_refuse_a_twin()
     );
 
     // A twin: a second worker named process-2 fences the first, which stops with a clear error.
-    let mut twin = cluster.worker("process-2", &pipeline("process.ron"), &slow_session);
+    let mut twin = cluster.worker("process-2", &pipeline("process.ron"), &named("process-2"));
     let status = two.wait(Duration::from_secs(60));
     assert!(!status.success(), "the fenced worker exits with an error");
     let logs = two.logs();

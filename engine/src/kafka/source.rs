@@ -930,9 +930,11 @@ impl<E: WireEvent> KafkaSource<E> {
         let instance = self.settings.instance.as_deref().unwrap_or_default();
         if code == rdkafka::error::RDKafkaErrorCode::FencedInstanceId {
             StageError::new(format!(
-                "fenced: another worker joined the consumer group as instance `{instance}` (group.instance.id); \
-                 every worker of a group needs its own instance name (FXFLOW_INSTANCE in the shipped files). \
-                 This one stops so that two workers never process the same partitions ({reason})"
+                "fenced: another member joined the consumer group as instance `{instance}` (group.instance.id): \
+                 another worker with that name (every worker of a group needs its own: FXFLOW_INSTANCE in the \
+                 shipped files), or this worker's own new membership after a broker outage longer than the \
+                 session timeout. It stops so that two workers never process the same partitions; restarted \
+                 (as an orchestrator does), it rejoins ({reason})"
             ))
         } else {
             StageError::new(format!("the Kafka consumer failed for good: {code:?}: {reason}"))
