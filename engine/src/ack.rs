@@ -51,6 +51,9 @@ type Callback = Box<dyn FnOnce(AckStatus) + Send + Sync>;
 struct Shared {
     status: AtomicU8,
     on_finalize: Option<Callback>,
+    /// What the source knows about the input that a dead letter should keep
+    /// (a replayed dead letter's earlier failures), see [`AckToken::with_note`].
+    note: Option<Arc<str>>,
 }
 
 impl Drop for Shared {
@@ -101,7 +104,25 @@ impl AckToken {
         AckToken(Some(Arc::new(Shared {
             status: AtomicU8::new(AckStatus::Delivered as u8),
             on_finalize: Some(Box::new(callback)),
+            note: None,
         })))
+    }
+
+    /// Attach a note to a token nobody has copied yet: every dead letter of an
+    /// event derived from this input carries it ([`crate::DeadLetter::note`]).
+    /// `fxflow dlq replay` marks replayed letters this way, so one that fails
+    /// again keeps its earlier reasons. A token already copied, or untracked,
+    /// stays as it is.
+    pub fn with_note(mut self, note: impl Into<Arc<str>>) -> Self {
+        if let Some(shared) = self.0.as_mut().and_then(Arc::get_mut) {
+            shared.note = Some(note.into());
+        }
+        self
+    }
+
+    /// The note attached with [`AckToken::with_note`].
+    pub fn note(&self) -> Option<&Arc<str>> {
+        self.0.as_ref().and_then(|shared| shared.note.as_ref())
     }
 
     /// Record an outcome for this copy; the worst outcome of all copies wins.
@@ -163,6 +184,17 @@ impl AckReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_note_rides_on_every_copy_but_only_a_fresh_token_takes_one() {
+        let token = AckToken::with_callback(|_| {}).with_note("replayed");
+        assert_eq!(token.clone().note().map(|n| &**n), Some("replayed"));
+        let copy = token.clone();
+        let token = token.with_note("ignored: already copied");
+        assert_eq!(copy.note().map(|n| &**n), Some("replayed"));
+        assert_eq!(token.note().map(|n| &**n), Some("replayed"));
+        assert!(AckToken::none().with_note("x").note().is_none());
+    }
 
     #[tokio::test]
     async fn finalizes_when_the_last_copy_is_dropped() {

@@ -44,6 +44,9 @@ pub struct DeadLetter<E> {
     pub headers: Vec<(String, Vec<u8>)>,
     /// When the stage gave up on it.
     pub at: std::time::SystemTime,
+    /// The input's note ([`crate::AckToken::with_note`]): for a replayed dead
+    /// letter, its earlier failures.
+    pub note: Option<std::sync::Arc<str>>,
 }
 
 /// The set of event kinds a stage accepts or emits.

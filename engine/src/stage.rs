@@ -613,6 +613,7 @@ impl<E: Event> Outputs<E> {
                     key: f.key,
                     headers: f.headers,
                     at: std::time::SystemTime::now(),
+                    note: f.ack.note().cloned(),
                 };
                 Envelope::new(E::dead_letter(letter), f.ack).with_ingested(f.ingested)
             })

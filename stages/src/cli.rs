@@ -124,7 +124,7 @@ pub enum Command {
         #[command(subcommand)]
         action: TopicsCommand,
     },
-    /// Dead letters: list (filtered) and show them, from a JSON-lines file or a topic.
+    /// Dead letters: list (filtered), show and replay them, from a JSON-lines file or a topic.
     Dlq {
         #[command(subcommand)]
         action: DlqCommand,
@@ -137,18 +137,8 @@ pub enum DlqCommand {
     List {
         #[command(flatten)]
         from: DlqSource,
-        /// Only letters of this stage.
-        #[arg(long)]
-        stage: Option<String>,
-        /// Only letters with this reason (`decode_failed`, `bid_above_ask`, ...).
-        #[arg(long)]
-        reason: Option<String>,
-        /// Only letters written at or after this instant (RFC 3339).
-        #[arg(long)]
-        since: Option<chrono::DateTime<chrono::Utc>>,
-        /// Only letters written before this instant (RFC 3339).
-        #[arg(long)]
-        until: Option<chrono::DateTime<chrono::Utc>>,
+        #[command(flatten)]
+        filter: DlqFilter,
         /// One JSON object per line (`{"id":...,"letter":{...}}`) instead of a table.
         #[arg(long)]
         json: bool,
@@ -160,6 +150,57 @@ pub enum DlqCommand {
         /// The letter's id as `list` prints it (`FILE:LINE` or `TOPIC[P]@OFFSET`).
         id: String,
     },
+    /// Feed dead letters back to the stage of PIPELINE that rejected them: that stage
+    /// and what runs downstream of it run here, the pipeline's sources do not, and no
+    /// other consumer of the letters' original topics sees them again. Replayed
+    /// letters are recorded beside the letters (`FILE.replayed`, topic
+    /// `TOPIC.replayed`), so an interrupted replay resumes and a second one skips
+    /// them; one that fails again is a new dead letter listing every reason.
+    Replay {
+        /// The pipeline file the letters' stages belong to (letters of other stages are skipped).
+        pipeline: PathBuf,
+        #[command(flatten)]
+        from: DlqSource,
+        #[command(flatten)]
+        filter: DlqFilter,
+        /// Only these letters (ids as `list` prints them); all that match the filters otherwise.
+        #[arg(long = "id")]
+        ids: Vec<String>,
+        /// Replay letters again that were replayed before.
+        #[arg(long)]
+        again: bool,
+        /// Say what would be replayed, and do nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// Which dead letters `fxflow dlq list` and `replay` take.
+#[derive(Debug, clap::Args)]
+pub struct DlqFilter {
+    /// Only letters of this stage.
+    #[arg(long)]
+    stage: Option<String>,
+    /// Only letters with this reason (`decode_failed`, `bid_above_ask`, ...).
+    #[arg(long)]
+    reason: Option<String>,
+    /// Only letters written at or after this instant (RFC 3339).
+    #[arg(long)]
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only letters written before this instant (RFC 3339).
+    #[arg(long)]
+    until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl DlqFilter {
+    fn filter(&self) -> crate::dlq::Filter {
+        crate::dlq::Filter {
+            stage: self.stage.clone(),
+            reason: self.reason.clone(),
+            since: self.since,
+            until: self.until,
+        }
+    }
 }
 
 /// Where `fxflow dlq` reads: a file, or a topic on a broker.
@@ -403,7 +444,7 @@ pub fn main_with_registry(cli: Cli, registry: Registry<FxEvent>) -> ExitCode {
             Some(fxflow_engine::kafka::RESOURCE_KIND),
             Provision::Check { wait },
         ),
-        Command::Dlq { action } => dead_letters(action),
+        Command::Dlq { action } => dead_letters(action, &registry),
         Command::Run { files, grace, watch } => {
             let specs = match load_all(&files, &registry) {
                 Ok(specs) => specs,
@@ -534,27 +575,13 @@ async fn check_provisioned(
 }
 
 /// `fxflow dlq`.
-fn dead_letters(action: DlqCommand) -> ExitCode {
+fn dead_letters(action: DlqCommand, registry: &Registry<FxEvent>) -> ExitCode {
     let (from, filter) = match &action {
-        DlqCommand::List {
-            from,
-            stage,
-            reason,
-            since,
-            until,
-            ..
-        } => (
-            from,
-            crate::dlq::Filter {
-                stage: stage.clone(),
-                reason: reason.clone(),
-                since: *since,
-                until: *until,
-            },
-        ),
+        DlqCommand::List { from, filter, .. } | DlqCommand::Replay { from, filter, .. } => (from, filter.filter()),
         DlqCommand::Show { from, .. } => (from, crate::dlq::Filter::default()),
     };
-    let letters = match crate::dlq::read(&from.letters()) {
+    let source = from.letters();
+    let letters = match crate::dlq::read(&source) {
         Ok(letters) => letters,
         Err(e) => {
             eprintln!("error: {e}");
@@ -592,7 +619,100 @@ fn dead_letters(action: DlqCommand) -> ExitCode {
                 ExitCode::from(EXIT_FAILED)
             }
         },
+        DlqCommand::Replay {
+            pipeline,
+            ids,
+            again,
+            dry_run,
+            ..
+        } => replay_letters(registry, &pipeline, &source, letters, &filter, &ids, again, dry_run),
     }
+}
+
+/// `fxflow dlq replay`.
+#[allow(clippy::too_many_arguments)]
+fn replay_letters(
+    registry: &Registry<FxEvent>,
+    pipeline: &std::path::Path,
+    from: &crate::dlq::Letters,
+    letters: Vec<(String, crate::fx::DeadLetterRecord)>,
+    filter: &crate::dlq::Filter,
+    ids: &[String],
+    again: bool,
+    dry_run: bool,
+) -> ExitCode {
+    if let Some(missing) = ids.iter().find(|id| !letters.iter().any(|(i, _)| i == *id)) {
+        eprintln!(
+            "error: no dead letter `{missing}` ({} read; `fxflow dlq list` prints the ids)",
+            letters.len()
+        );
+        return ExitCode::from(EXIT_FAILED);
+    }
+    let chosen: Vec<_> = letters
+        .into_iter()
+        .filter(|(id, letter)| filter.keeps(letter) && (ids.is_empty() || ids.contains(id)))
+        .collect();
+    let spec = match fxflow_engine::pipeline_file::load_file(pipeline, registry) {
+        Ok(spec) => spec,
+        Err(problems) => {
+            report(&problems);
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(EXIT_FAILED);
+    };
+    let name = spec.name.clone();
+    let report = match runtime.block_on(crate::dlq::replay::replay(spec, from, chosen, again, dry_run)) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let total: usize = report.replayed.values().sum();
+    let stages = report
+        .replayed
+        .iter()
+        .map(|(stage, n)| format!("{n} to `{stage}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let verb = if dry_run { "would replay" } else { "replayed" };
+    if total == 0 {
+        println!("nothing to replay into pipeline `{name}`");
+    } else {
+        println!("{verb} {total} dead letters into pipeline `{name}`: {stages}");
+    }
+    for (id, reason, error) in &report.failed_again {
+        println!("  failed again: {id}: {reason}: {error}");
+    }
+    if !report.failed_again.is_empty() {
+        println!(
+            "{} failed again: they are new dead letters, listing every reason (`fxflow dlq list`)",
+            report.failed_again.len()
+        );
+    }
+    if report.done_before > 0 {
+        println!(
+            "skipped {} replayed before (`--again` replays them once more)",
+            report.done_before
+        );
+    }
+    if report.other_pipelines > 0 {
+        println!("skipped {} of stages not in `{name}`", report.other_pipelines);
+    }
+    for (id, why) in &report.not_replayable {
+        println!("  cannot replay {id}: {why}");
+    }
+    if !report.unfinished.is_empty() {
+        eprintln!(
+            "error: {} letters did not finish (a sink gave up with no error output); they stay unreplayed: {}",
+            report.unfinished.len(),
+            report.unfinished.join(", ")
+        );
+        return ExitCode::from(EXIT_FAILED);
+    }
+    ExitCode::SUCCESS
 }
 
 /// Intro of the generated stage reference (PIPELINES.md).

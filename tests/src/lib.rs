@@ -287,3 +287,33 @@ impl Drop for Worker {
         self.kill9();
     }
 }
+
+/// A fresh PostgreSQL database named `PREFIX_<pid>_<micros>` on the test server (so a test's
+/// writes, or its outage, touch no other test); returns its name.
+pub fn create_database(prefix: &str) -> String {
+    let name = format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    );
+    postgres_admin(&format!("CREATE DATABASE {name}"));
+    name
+}
+
+/// Run one statement on the test server's `postgres` database (test-made SQL only).
+pub fn postgres_admin(sql: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres")
+            .await
+            .expect("PostgreSQL on 127.0.0.1:5432 (scripts/test.sh starts it)");
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    });
+}

@@ -365,21 +365,7 @@ impl StoreDatabases {
             .enable_all()
             .build()
             .unwrap();
-        let name = format!(
-            "fxtest_store_{}_{}",
-            std::process::id(),
-            chrono::Utc::now().timestamp_micros()
-        );
-        runtime.block_on(async {
-            use sqlx::Connection;
-            let mut admin = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres")
-                .await
-                .expect("PostgreSQL on 127.0.0.1:5432 (scripts/test.sh starts it)");
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-        });
+        let name = fxflow_tests::create_database("fxtest_store");
         let databases = StoreDatabases {
             url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
             runtime,

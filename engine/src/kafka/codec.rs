@@ -121,6 +121,18 @@ pub fn decode<E: WireEvent>(bytes: &[u8]) -> Result<E, DecodeError> {
     decode_json(bytes)
 }
 
+/// Decode every event of a message, in whichever form it came: a binary frame,
+/// a `Partition` batch or one JSON event (what a [`super::KafkaSourceConfig`] reads).
+pub fn decode_all<E: WireEvent>(bytes: &[u8]) -> Result<Vec<E>, DecodeError> {
+    if super::binary::is_frame(bytes) {
+        super::binary::decode(bytes)
+    } else if super::framing::is_batch(bytes) {
+        super::framing::decode_batch(bytes)
+    } else {
+        decode_json(bytes).map(|event| vec![event])
+    }
+}
+
 pub(super) fn decode_json<E: DeserializeOwned>(bytes: &[u8]) -> Result<E, DecodeError> {
     let version = match leading_version(bytes) {
         Some(v) => v,

@@ -22,7 +22,7 @@ mod source;
 mod state;
 
 pub use checkpoint::{decode_saved, save_timer, Checkpoints, Position, Unconfirmed};
-pub use codec::{decode, Codec, DecodeError, WireEvent, FORMAT_VERSION};
+pub use codec::{decode, decode_all, Codec, DecodeError, WireEvent, FORMAT_VERSION};
 pub use framing::Framing;
 pub use resource::{KafkaResource, KafkaResourceConfig, TopicSpec, KIND as RESOURCE_KIND};
 pub use sink::{Compression, KafkaSinkConfig};

@@ -39,6 +39,18 @@ pub struct InputRef {
     pub column: usize,
 }
 
+impl InputRef {
+    /// An input made in code, not read from a file (no line or column).
+    pub fn new(stage: &str, output: &'static str) -> Self {
+        InputRef {
+            stage: stage.to_owned(),
+            output,
+            line: 0,
+            column: 0,
+        }
+    }
+}
+
 impl fmt::Display for InputRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.output == DEFAULT_OUTPUT {
@@ -65,6 +77,21 @@ pub struct StageSpec<E> {
 }
 
 impl<E: Event> StageSpec<E> {
+    /// A stage made in code (a test double, a replay's feed): the engine's defaults
+    /// for buffer, retry and batch.
+    pub fn new(name: &str, kind: &str, inputs: Vec<InputRef>, config: Box<dyn StageConfig<E>>) -> Self {
+        StageSpec {
+            name: name.to_owned(),
+            kind: kind.to_owned(),
+            inputs,
+            buffer: Default::default(),
+            retry: Default::default(),
+            batch: Default::default(),
+            config,
+            fingerprint: String::new(),
+        }
+    }
+
     pub fn shape(&self) -> Shape {
         self.config.shape()
     }

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::{decimal_cmp, event_json, matches, scalar_eq, Case, CheckKind, FieldCondition, Op, TestFile};
-use crate::channel::BufferConfig;
 use crate::event::{Envelope, Kinds};
 use crate::kafka::WireEvent;
 use crate::pipeline_file::{load_str, Diagnostic, Diagnostics, InputRef, StageSpec};
@@ -473,25 +472,11 @@ fn evaluate<E: WireEvent>(check: &CheckKind, emitted: &[serde_json::Value]) -> V
 }
 
 fn input(stage: &str, output: &'static str) -> InputRef {
-    InputRef {
-        stage: stage.to_owned(),
-        output,
-        line: 0,
-        column: 0,
-    }
+    InputRef::new(stage, output)
 }
 
 fn stage_spec<E: WireEvent>(name: &str, inputs: Vec<InputRef>, config: Box<dyn StageConfig<E>>) -> StageSpec<E> {
-    StageSpec {
-        name: name.to_owned(),
-        kind: "test double".to_owned(),
-        inputs,
-        buffer: BufferConfig::default(),
-        retry: Default::default(),
-        batch: Default::default(),
-        config,
-        fingerprint: String::new(),
-    }
+    StageSpec::new(name, "test double", inputs, config)
 }
 
 /// The source double: the given events, in one batch, then the end. A

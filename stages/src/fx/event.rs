@@ -78,6 +78,36 @@ pub struct DeadLetterRecord {
     /// When the stage gave up on it (absent in letters written before this field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<DateTime<Utc>>,
+    /// For a replayed letter that failed again: its earlier failures, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous: Vec<EarlierFailure>,
+}
+
+/// One earlier failure of a replayed dead letter (`fxflow dlq replay`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EarlierFailure {
+    /// The letter's id when it was replayed (`fx.dlq[0]@12`, `dlq.jsonl:3`).
+    pub letter: String,
+    pub stage: String,
+    pub reason: String,
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
+}
+
+impl DeadLetterRecord {
+    /// Its failures as a replay's note: the earlier ones, then this one, under `id`.
+    pub fn replay_note(&self, id: &str) -> String {
+        let mut failures = self.previous.clone();
+        failures.push(EarlierFailure {
+            letter: id.to_owned(),
+            stage: self.stage.clone(),
+            reason: self.reason.clone(),
+            error: self.error.clone(),
+            at: self.at,
+        });
+        serde_json::to_string(&failures).unwrap_or_default()
+    }
 }
 
 /// A message's place in a topic.
@@ -174,6 +204,12 @@ impl Event for FxEvent {
                 index: o.index,
             }),
             at: Some(DateTime::<Utc>::from(letter.at)),
+            // A note that is not a list of failures is someone else's: not ours to keep.
+            previous: letter
+                .note
+                .as_deref()
+                .and_then(|note| serde_json::from_str(note).ok())
+                .unwrap_or_default(),
         })
     }
 }

@@ -18,7 +18,7 @@ pub use alert::{
 pub use candle::{Candle, Ohlc};
 pub use cross::{CrossRate, Leg};
 pub use currency::Currency;
-pub use event::{kind, DeadLetterRecord, FxEvent, Price};
+pub use event::{kind, DeadLetterRecord, EarlierFailure, FxEvent, Price};
 pub use pair::Pair;
 pub use quote::{Enrichment, Quote, QuoteSnapshot};
 pub use source::SourceName;

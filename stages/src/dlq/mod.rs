@@ -1,5 +1,6 @@
 //! `fxflow dlq`: the dead letters of a worker set, from a JSON-lines file (a `JsonlFile`
-//! dead-letter sink) or a Kafka topic (`fx.dlq`), listed, filtered and shown.
+//! dead-letter sink) or a Kafka topic (`fx.dlq`), listed, filtered, shown and
+//! replayed ([`replay`]).
 //!
 //! Each letter gets an id a user can pass back: `file:LINE` for a file, `TOPIC[P]@OFFSET` for a
 //! topic. Reading a topic takes every partition from its start to its end as they are when the
@@ -11,6 +12,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::fx::{DeadLetterRecord, FxEvent};
+
+pub mod replay;
 
 /// Where the dead letters are.
 #[derive(Debug, Clone)]
@@ -66,6 +69,35 @@ fn read_file(path: &std::path::Path) -> Result<Vec<(String, DeadLetterRecord)>, 
 }
 
 fn read_topic(brokers: &str, topic: &str) -> Result<Vec<(String, DeadLetterRecord)>, String> {
+    let mut letters = Vec::new();
+    for message in read_raw(brokers, topic)? {
+        let id = format!("{topic}[{}]@{}", message.partition, message.offset);
+        match message.payload.as_deref().map(fxflow_engine::kafka::decode::<FxEvent>) {
+            Some(Ok(FxEvent::DeadLetter(letter))) => letters.push((id, letter)),
+            Some(Ok(other)) => {
+                return Err(format!(
+                    "{id}: a {} event, not a dead letter",
+                    fxflow_engine::Event::kind(&other)
+                ))
+            }
+            Some(Err(e)) => return Err(format!("{id}: {e}")),
+            None => {}
+        }
+    }
+    Ok(letters)
+}
+
+/// One message as read.
+pub(crate) struct RawMessage {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+}
+
+/// Every message of `topic`, from each partition's start to its end as they are
+/// now, by partition and offset, without a consumer group.
+pub(crate) fn read_raw(brokers: &str, topic: &str) -> Result<Vec<RawMessage>, String> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Message;
     use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -100,7 +132,7 @@ fn read_topic(brokers: &str, topic: &str) -> Result<Vec<(String, DeadLetterRecor
         return Ok(Vec::new());
     }
     consumer.assign(&list).map_err(|e| e.to_string())?;
-    let mut letters = Vec::new();
+    let mut messages = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !ends.is_empty() {
         if std::time::Instant::now() > deadline {
@@ -121,24 +153,43 @@ fn read_topic(brokers: &str, topic: &str) -> Result<Vec<(String, DeadLetterRecor
             Err(e) => return Err(format!("reading `{topic}`: {e}")),
         };
         let (p, offset) = (message.partition(), message.offset());
+        if !ends.contains_key(&p) {
+            continue;
+        }
         if ends.get(&p).is_some_and(|end| offset + 1 >= *end) {
             ends.remove(&p);
         }
-        let id = format!("{topic}[{p}]@{offset}");
-        match message.payload().map(fxflow_engine::kafka::decode::<FxEvent>) {
-            Some(Ok(FxEvent::DeadLetter(letter))) => letters.push((id, letter)),
-            Some(Ok(other)) => {
-                return Err(format!(
-                    "{id}: a {} event, not a dead letter",
-                    fxflow_engine::Event::kind(&other)
-                ))
-            }
-            Some(Err(e)) => return Err(format!("{id}: {e}")),
-            None => {}
+        messages.push(RawMessage {
+            partition: p,
+            offset,
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec),
+        });
+    }
+    messages.sort_by_key(|m| (m.partition, m.offset));
+    Ok(messages)
+}
+
+/// Create `topic` (one partition, compacted: one record per key) unless it exists.
+pub(crate) async fn ensure_topic(brokers: &str, topic: &str) -> Result<(), String> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|e| format!("kafka client: {e}"))?;
+    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(-1)).set("cleanup.policy", "compact");
+    let results = admin
+        .create_topics([&new], &AdminOptions::new())
+        .await
+        .map_err(|e| format!("creating `{topic}` on {brokers}: {e}"))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => return Err(format!("creating `{topic}` on {brokers}: {code}")),
         }
     }
-    letters.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(letters)
+    Ok(())
 }
 
 /// One line per letter: id, time, stage, reason, where its input came from, the error.
