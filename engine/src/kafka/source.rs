@@ -22,6 +22,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
@@ -37,6 +38,9 @@ use crate::{AckStatus, ReadyReporter};
 
 /// Messages a partition still has to be read, per topic and partition (from librdkafka's statistics).
 pub const CONSUMER_LAG: &str = "fxflow_kafka_consumer_lag";
+
+/// A static member fenced twice within this stops (a twin); once, it rejoins.
+const FENCE_WINDOW: Duration = Duration::from_secs(60);
 
 /// Reads events from Kafka topics, at least once: offsets are committed only
 /// when every event derived from them is finalized downstream.
@@ -260,9 +264,7 @@ impl<E: WireEvent> StageConfig<E> for KafkaSourceConfig {
         for (k, v) in &self.options {
             config.set(k, v);
         }
-        let consumer: BaseConsumer<ConsumerHooks> = config
-            .create_with_context(ConsumerHooks { shared: shared.clone() })
-            .map_err(|e| StageError::new(format!("kafka consumer: {e}")))?;
+        let consumer = create_consumer(&config, &shared)?;
         let take = match (&self.group, self.assignment) {
             (Some(_), Assignment::Subscribe) => Take::Subscribe,
             // Resume from the group's committed offsets (then `auto_offset_reset`).
@@ -290,9 +292,12 @@ impl<E: WireEvent> StageConfig<E> for KafkaSourceConfig {
         };
         Ok(Stage::Source(Box::new(KafkaSource::<E> {
             consumer,
+            config,
+            fenced_at: None,
             shared,
             settings: Settings {
                 group: self.group.is_some(),
+                topics: self.topics.clone(),
                 instance: match (&self.group, self.assignment) {
                     (Some(_), Assignment::Subscribe) => self.instance.clone().filter(|i| !i.is_empty()),
                     _ => None,
@@ -306,6 +311,12 @@ impl<E: WireEvent> StageConfig<E> for KafkaSourceConfig {
             _event: std::marker::PhantomData,
         })))
     }
+}
+
+fn create_consumer(config: &ClientConfig, shared: &Arc<Shared>) -> Result<BaseConsumer<ConsumerHooks>, StageError> {
+    config
+        .create_with_context(ConsumerHooks { shared: shared.clone() })
+        .map_err(|e| StageError::new(format!("kafka consumer: {e}")))
 }
 
 /// How a consumer takes its partitions.
@@ -674,6 +685,8 @@ fn partitions_of(list: &TopicPartitionList) -> Vec<TopicPartition> {
 
 struct Settings {
     group: bool,
+    /// What it subscribes to (again, after a fence).
+    topics: Vec<String>,
     /// `group.instance.id`, when this source is a static member of its group.
     instance: Option<String>,
     commit_interval: Duration,
@@ -685,6 +698,10 @@ struct Settings {
 
 struct KafkaSource<E> {
     consumer: BaseConsumer<ConsumerHooks>,
+    /// The consumer's settings, to make a new one after a fence (see `rejoin_after_fence`).
+    config: ClientConfig,
+    /// When this source was last fenced and rejoined.
+    fenced_at: Option<Instant>,
     shared: Arc<Shared>,
     settings: Settings,
     /// Partitions still to take (see `Join`).
@@ -847,6 +864,9 @@ impl<E: WireEvent> KafkaSource<E> {
                     None => break,
                     Some(Err(e)) => {
                         if let Some((code, reason)) = self.consumer.client().fatal_error() {
+                            if self.rejoin_after_fence(code, &reason, &mut pending)? {
+                                break;
+                            }
                             return Err(self.fatal(code, &reason));
                         }
                         self.shared.labels.error("consume_failed", 1);
@@ -923,6 +943,57 @@ impl<E: WireEvent> KafkaSource<E> {
             "Left the consumer group (static member stopping on purpose).");
     }
 
+    /// A static member fenced for the first time in a while rejoins under the same name
+    /// with a new consumer, and says so; `false` (stop) otherwise. A fence has two causes
+    /// (see `fatal`): a twin, which fences the new consumer again at once, so the second
+    /// fence within [`FENCE_WINDOW`] stops the worker; and this member's own rejoin after a
+    /// broker outage longer than the session timeout, which the new consumer gets past.
+    /// Everything read before is dropped from tracking: in-flight inputs are not committed
+    /// by the new consumer and come again, as after a crash.
+    fn rejoin_after_fence(
+        &mut self,
+        code: rdkafka::error::RDKafkaErrorCode,
+        reason: &str,
+        pending: &mut Vec<Polled<E>>,
+    ) -> Result<bool, StageError> {
+        if code != rdkafka::error::RDKafkaErrorCode::FencedInstanceId
+            || self.fenced_at.is_some_and(|at| at.elapsed() < FENCE_WINDOW)
+        {
+            return Ok(false);
+        }
+        let instance = self.settings.instance.clone().unwrap_or_default();
+        tracing::warn!(stage = %self.shared.labels.stage, instance = %instance, reason,
+            "Fenced as instance `{instance}`: rejoining once under the same name (after a broker outage this member can \
+             fence itself; a twin with this name would fence it again, and then it stops).");
+        self.shared.labels.error("fenced", 1);
+        pending.clear();
+        let generation = self.shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut tracker = self.shared.tracker();
+        let lost = tracker.assigned();
+        for tp in &lost {
+            tracker.revoke(tp);
+        }
+        drop(tracker);
+        self.shared
+            .revoked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(lost.into_iter().map(|tp| (generation, tp)));
+        self.shared.health.update(|h| {
+            h.assigned_once = false;
+            h.partitions = 0;
+        });
+        let consumer = create_consumer(&self.config, &self.shared)?;
+        let topics: Vec<&str> = self.settings.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| StageError::new(format!("subscribing to {topics:?}: {e}")))?;
+        // The fenced consumer closes without a word to the group: its member id is gone.
+        self.consumer = consumer;
+        self.fenced_at = Some(Instant::now());
+        Ok(true)
+    }
+
     /// The error a fatal consumer error stops the source with. Fencing is the one to expect:
     /// another worker joined the group under this worker's instance name.
     fn fatal(&self, code: rdkafka::error::RDKafkaErrorCode, reason: &str) -> StageError {
@@ -930,11 +1001,10 @@ impl<E: WireEvent> KafkaSource<E> {
         let instance = self.settings.instance.as_deref().unwrap_or_default();
         if code == rdkafka::error::RDKafkaErrorCode::FencedInstanceId {
             StageError::new(format!(
-                "fenced: another member joined the consumer group as instance `{instance}` (group.instance.id): \
-                 another worker with that name (every worker of a group needs its own: FXFLOW_INSTANCE in the \
-                 shipped files), or this worker's own new membership after a broker outage longer than the \
-                 session timeout. It stops so that two workers never process the same partitions; restarted \
-                 (as an orchestrator does), it rejoins ({reason})"
+                "fenced: another member joined the consumer group as instance `{instance}` (group.instance.id), \
+                 again after this worker rejoined once: another worker runs with that name (every worker of a \
+                 group needs its own: FXFLOW_INSTANCE in the shipped files). It stops so that two workers never \
+                 process the same partitions ({reason})"
             ))
         } else {
             StageError::new(format!("the Kafka consumer failed for good: {code:?}: {reason}"))
