@@ -87,7 +87,7 @@ fn shipped_pipelines_are_valid() {
 
     let output = fxflow(&["validate", "pipelines/local.ron"]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("pipelines/local.ron: ok — pipeline `local`, 10 stages"));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("pipelines/local.ron: ok — pipeline `local`, 12 stages"));
     // A short key is refused at validation, with a hint to make a good one.
     let output = fxflow(&["validate", "pipelines/api.ron"])
         .env("FXFLOW_API_KEYS", "short")

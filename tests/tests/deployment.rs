@@ -294,7 +294,10 @@ fn the_keda_overlay_is_valid_against_keda_s_schema_and_the_pipelines() {
     let report = passes(&["k8s", "--dir", "deployments/k8s/keda"]);
     assert!(report.contains("k8s: ok"), "{report}");
     assert!(report.contains("4 against KEDA's schema"), "{report}");
-    assert!(report.contains("2 Jobs"), "the topics and migrate Jobs: {report}");
+    assert!(
+        report.contains("3 Jobs"),
+        "the topics, migrate and backfill Jobs: {report}"
+    );
 }
 
 #[test]

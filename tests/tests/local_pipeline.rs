@@ -19,6 +19,8 @@ fn the_local_pipeline_prints_crosses_and_alerts_serves_metrics_and_drains_on_ctr
         .env("FXFLOW_API", format!("127.0.0.1:{}", free_port()))
         .env("FXFLOW_FROM", "2025-06-01")
         .env("FXFLOW_DAY", "10ms")
+        // Only the crosses: the reference rates (every ECB currency since 1999) have their own test.
+        .env("FXFLOW_REFERENCE_FROM", "2100-01-01")
         .env("FXFLOW_OUT", out.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -167,6 +169,7 @@ fn the_local_pipeline_stores_daily_candles_and_volatility_that_agree_with_the_ra
         .env("FXFLOW_API", format!("127.0.0.1:{}", free_port()))
         .env("FXFLOW_FROM", "2024-01-01")
         .env("FXFLOW_DAY", "1ms")
+        .env("FXFLOW_REFERENCE_FROM", "2100-01-01")
         .env("FXFLOW_OUT", out.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -324,4 +327,45 @@ fn the_local_pipeline_stores_daily_candles_and_volatility_that_agree_with_the_ra
             want.2
         );
     }
+}
+
+/// A user's story: "I run the embedded default and point my Frankfurter client at it: the
+/// ECB's rates are there, every currency since 1999, beside the crosses of the replay".
+#[test]
+fn the_embedded_default_serves_the_frankfurter_routes_from_its_own_sqlite_file() {
+    let out = tempfile::tempdir().unwrap();
+    let api = free_port();
+    let mut child = fxflow(&["run", "pipelines/local.ron"])
+        .env("FXFLOW_TELEMETRY", format!("127.0.0.1:{}", free_port()))
+        .env("FXFLOW_API", format!("127.0.0.1:{api}"))
+        .env("FXFLOW_FROM", "2026-10-01")
+        .env("FXFLOW_DAY", "1ms")
+        .env("FXFLOW_OUT", out.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The whole history is in once the oldest day answers with every currency of its day.
+    let first: serde_json::Value = wait_for("1999 in the store", Duration::from_secs(120), || {
+        let (status, body) = http_get(api, "/v1/1999-01-04").ok()?;
+        let body: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (status == 200 && body["rates"].as_object()?.len() == 27).then_some(body)
+    });
+    assert_eq!(first["rates"]["CYP"], serde_json::json!(0.58231), "{first}");
+    assert_eq!(first["rates"]["USD"], serde_json::json!(1.1789));
+    // The newest day with every currency of the file (29 then) means the backfill is through.
+    let latest: serde_json::Value = wait_for("the newest day", Duration::from_secs(120), || {
+        let (_, body) = http_get(api, "/v1/latest").ok()?;
+        let body: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (body["date"] == "2026-10-30" && body["rates"].as_object()?.len() == 29).then_some(body)
+    });
+    assert_eq!(latest["rates"]["USD"], serde_json::json!(1.1172));
+    assert_eq!(latest["rates"]["JPY"], serde_json::json!(175.68));
+    let (status, body) = http_get(api, "/v2/rate/GBP/JPY?date=2016-06-24").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.starts_with(r#"{"date":"2016-06-24","base":"GBP","quote":"JPY","rate":"#),
+        "{body}"
+    );
+    assert!(support::interrupt(&mut child).success());
 }

@@ -19,7 +19,8 @@ use serde::Deserialize;
 use crate::fx::{kind, Currency, FxEvent, Pair, Quote, QuoteSnapshot, SourceName};
 
 /// Replays the ECB euro reference-rate history (eurofxref-hist.csv) as one
-/// quote snapshot per day, oldest first.
+/// quote snapshot per day, oldest first (or, with `emit: Quotes`, each day's
+/// EUR quotes one by one: what a store of reference rates keeps).
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayConfig {
@@ -44,6 +45,21 @@ pub struct ReplayConfig {
     /// The `source` name stamped on quotes.
     #[serde(default = "default_source")]
     pub source: String,
+    /// `Snapshots` (default): one `QuoteSnapshot` a day, for cross rates. `Quotes`: the
+    /// day's `Quote`s (EUR/X) one by one, to store the reference rates themselves
+    /// (`pipelines/backfill.ron`: every currency since 1999 for the Frankfurter routes).
+    #[serde(default)]
+    pub emit: ReplayEmit,
+}
+
+/// What a replay sends for each day.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+pub enum ReplayEmit {
+    /// One `QuoteSnapshot` per day.
+    #[default]
+    Snapshots,
+    /// Each of the day's `Quote`s.
+    Quotes,
 }
 
 /// Replay pace.
@@ -75,7 +91,10 @@ impl StageConfig<FxEvent> for ReplayConfig {
     }
 
     fn emits(&self) -> Kinds {
-        Kinds::only(&[kind::QUOTE_SNAPSHOT])
+        match self.emit {
+            ReplayEmit::Snapshots => Kinds::only(&[kind::QUOTE_SNAPSHOT]),
+            ReplayEmit::Quotes => Kinds::only(&[kind::QUOTE]),
+        }
     }
 
     fn check(&self) -> Vec<ConfigProblem> {
@@ -110,6 +129,7 @@ impl StageConfig<FxEvent> for ReplayConfig {
         Ok(Stage::Source(Box::new(Replay {
             file,
             speed: self.speed,
+            emit: self.emit,
         })))
     }
 }
@@ -253,6 +273,7 @@ fn parse_date(text: &str) -> Option<NaiveDate> {
 struct Replay {
     file: EcbFile,
     speed: ReplaySpeed,
+    emit: ReplayEmit,
 }
 
 /// Snapshots per batch when replaying as fast as possible.
@@ -275,7 +296,7 @@ fn bad_row((number, row, error): BadRow) -> Failure<FxEvent> {
 #[async_trait]
 impl Source<FxEvent> for Replay {
     async fn run(self: Box<Self>, mut cx: SourceContext<FxEvent>) -> Result<(), StageError> {
-        let Replay { file, speed } = *self;
+        let Replay { file, speed, emit } = *self;
         let mut days = file.days();
         let mut replayed = 0usize;
         let mut bad = 0usize;
@@ -291,12 +312,25 @@ impl Source<FxEvent> for Replay {
         while !cx.shutdown.is_triggered() {
             let mut batch = Vec::with_capacity(per_send);
             let mut failures = Vec::new();
+            let mut days_sent = 0;
             for day in days.by_ref() {
                 match day {
-                    Ok(snapshot) => batch.push(Envelope::unacked(FxEvent::QuoteSnapshot(snapshot))),
+                    Ok(snapshot) if emit == ReplayEmit::Quotes => {
+                        batch.extend(
+                            snapshot
+                                .quotes
+                                .into_iter()
+                                .map(|q| Envelope::unacked(FxEvent::Quote(q))),
+                        );
+                        days_sent += 1;
+                    }
+                    Ok(snapshot) => {
+                        batch.push(Envelope::unacked(FxEvent::QuoteSnapshot(snapshot)));
+                        days_sent += 1;
+                    }
                     Err(row) => failures.push(bad_row(row)),
                 }
-                if batch.len() == per_send {
+                if days_sent == per_send {
                     break;
                 }
             }
@@ -304,7 +338,7 @@ impl Source<FxEvent> for Replay {
             cx.outputs
                 .dead_letter(failures, fxflow_engine::AckStatus::Rejected)
                 .await?;
-            if batch.is_empty() {
+            if days_sent == 0 {
                 break;
             }
             if let Some(tick) = tick.as_mut() {
@@ -313,7 +347,7 @@ impl Source<FxEvent> for Replay {
                     _ = cx.shutdown.wait() => break,
                 }
             }
-            replayed += batch.len();
+            replayed += days_sent;
             cx.outputs.send(batch).await?;
         }
         tracing::info!(stage = %cx.labels.stage, days = replayed, bad_rows = bad, "Replay finished.");

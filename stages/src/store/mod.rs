@@ -63,6 +63,19 @@ pub trait HistoryStore: Send + Sync {
     /// before `at` (any source). Pairs with no such row are left out.
     async fn rates_at(&self, pairs: &[Pair], at: DateTime<Utc>) -> Result<Vec<StoredRate>, StoreError>;
 
+    /// One source's prices of `pairs` with `from <= ts <= to`, oldest first (ties by
+    /// pair): the ECB's daily EUR rates behind the Frankfurter routes.
+    async fn source_rates(
+        &self,
+        source: &str,
+        pairs: &[Pair],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<StoredRate>, StoreError>;
+
+    /// The newest `ts` of `source`'s `pair` at or before `at` (the last day it published).
+    async fn last_ts(&self, source: &str, pair: Pair, at: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError>;
+
     /// One page of a pair's candles of one interval, oldest first.
     async fn candles(&self, query: &CandleQuery) -> Result<Vec<StoredCandle>, StoreError>;
 

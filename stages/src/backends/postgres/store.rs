@@ -470,6 +470,41 @@ impl HistoryStore for PostgresStore {
         rows.iter().map(rate_row).collect()
     }
 
+    async fn source_rates(
+        &self,
+        source: &str,
+        pairs: &[Pair],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<StoredRate>, StoreError> {
+        // One probe of the primary key (pair, ts, source) per pair, in each month's partition.
+        let pairs: Vec<String> = pairs.iter().map(Pair::to_string).collect();
+        let rows = sqlx::query(
+            "SELECT pair, ts, source, kind, bid, ask, mid FROM fx_rates \
+             WHERE pair = ANY($1) AND source = $2 AND ts >= $3 AND ts <= $4 ORDER BY ts, pair",
+        )
+        .bind(&pairs)
+        .bind(source)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter().map(rate_row).collect()
+    }
+
+    async fn last_ts(&self, source: &str, pair: Pair, at: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT ts FROM fx_rates WHERE pair = $1 AND source = $2 AND ts <= $3 ORDER BY ts DESC LIMIT 1",
+        )
+        .bind(pair.to_string())
+        .bind(source)
+        .bind(at)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
     async fn latest_rate(&self, pair: Pair) -> Result<Option<StoredRate>, StoreError> {
         let row = sqlx::query(
             "SELECT pair, ts, source, kind, bid, ask, mid FROM fx_rates WHERE pair = $1 ORDER BY ts DESC, source DESC LIMIT 1",

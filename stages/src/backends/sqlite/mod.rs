@@ -9,6 +9,7 @@ use std::sync::Arc;
 use fxflow_engine::{async_trait, ConfigProblem, ResourceConfig, StageError};
 use serde::Deserialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::ConnectOptions as _;
 
 /// A SQLite database file, e.g. `Sqlite(path: "data/local/fx.db")`; created if missing.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -38,7 +39,10 @@ impl SqliteResourceConfig {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(std::time::Duration::from_secs(5));
+            .busy_timeout(std::time::Duration::from_secs(5))
+            // Writers in one process wait for each other's transactions (the reference-rate
+            // backfill beside the live sinks): a statement that waited is no news for the log.
+            .log_slow_statements(log::LevelFilter::Debug, std::time::Duration::from_secs(1));
         SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)

@@ -247,6 +247,47 @@ impl HistoryStore for SqliteStore {
         rows.iter().map(rate_row).collect()
     }
 
+    async fn source_rates(
+        &self,
+        source: &str,
+        pairs: &[Pair],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<StoredRate>, StoreError> {
+        // One primary-key range per pair (in-process: cheap), merged in (ts, pair) order.
+        let mut rates = Vec::new();
+        for pair in pairs {
+            let rows = sqlx::query(
+                "SELECT pair, ts, source, kind, bid, ask, mid FROM fx_rates \
+                 WHERE pair = ?1 AND ts >= ?2 AND ts <= ?3 AND source = ?4 ORDER BY ts",
+            )
+            .bind(pair.to_string())
+            .bind(ts_text(from))
+            .bind(ts_text(to))
+            .bind(source)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+            for row in &rows {
+                rates.push(rate_row(row)?);
+            }
+        }
+        rates.sort_by_key(|r| (r.ts, r.pair));
+        Ok(rates)
+    }
+
+    async fn last_ts(&self, source: &str, pair: Pair, at: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row =
+            sqlx::query("SELECT ts FROM fx_rates WHERE pair = ? AND source = ? AND ts <= ? ORDER BY ts DESC LIMIT 1")
+                .bind(pair.to_string())
+                .bind(source)
+                .bind(ts_text(at))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(classify)?;
+        row.as_ref().map(|row| time(row, "ts")).transpose()
+    }
+
     async fn latest_rate(&self, pair: Pair) -> Result<Option<StoredRate>, StoreError> {
         let row = sqlx::query(
             "SELECT pair, ts, source, kind, bid, ask, mid FROM fx_rates WHERE pair = ? ORDER BY ts DESC, source DESC LIMIT 1",

@@ -52,6 +52,8 @@ pub struct ApiContext {
     pub allow_private_webhooks: bool,
     /// Live-stream clients connected now.
     pub streams_open: AtomicUsize,
+    /// The ECB history behind the Frankfurter routes, in memory.
+    pub ecb: Arc<super::frankfurter::EcbCache>,
 }
 
 impl ApiContext {

@@ -27,6 +27,7 @@ pub mod csv;
 pub mod error;
 pub mod extract;
 pub mod fluctuation;
+pub mod frankfurter;
 pub mod limits;
 pub mod meta;
 pub mod model;
@@ -429,6 +430,7 @@ impl Source<FxEvent> for Api {
             },
             allow_private_webhooks: config.allow_private_webhooks,
             streams_open: AtomicUsize::new(0),
+            ecb: Arc::default(),
         });
 
         // Watch: read the watched stages to their end, whatever else happens.
@@ -576,6 +578,7 @@ fn app(state: ApiState, config: &ApiConfig) -> Result<Router, StageError> {
     let (api, _) = openapi::router();
     let mut router = api
         .merge(page::routes())
+        .merge(frankfurter::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), private_data))
         .route_layer(middleware::from_fn_with_state(state.clone(), measure))
         .fallback(meta::not_found)

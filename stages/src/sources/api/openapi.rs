@@ -136,6 +136,8 @@ pub fn is_data_route(route: &str) -> bool {
         "/fluctuation",
         "/analytics/",
         "/stream/rates",
+        "/v1",
+        "/v2",
     ]
     .iter()
     .any(|prefix| route.starts_with(prefix))
