@@ -82,6 +82,18 @@ fn api_pipeline(dir: &Path, name: &str, port: u16, store: &str, source: &str) ->
     file
 }
 
+/// Every currency column of the ECB's file.
+fn ecb_currencies() -> Vec<String> {
+    let csv = std::fs::read_to_string(fxflow_tests::workspace().join("examples/data/ecb-eurofxref-hist.csv")).unwrap();
+    let header = csv.lines().next().unwrap();
+    header
+        .split(',')
+        .skip(1)
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 fn sqlite(dir: &Path) -> String {
     format!("Sqlite(path: \"{}\")", dir.join("bench.db").display())
 }
@@ -123,14 +135,38 @@ fn rates(dir: &Path) {
         "bench-rates",
         port,
         &sqlite(dir),
-        r#""src": Replay(path: "examples/data/ecb-eurofxref-hist.csv", from: "2024-01-01", speed: PerDay("100ms")),"#,
+        &format!(
+            r#""src": Replay(path: "examples/data/ecb-eurofxref-hist.csv", from: "2024-01-01", speed: PerDay("100ms")),
+               "ref": Replay(path: "examples/data/ecb-eurofxref-hist.csv", currencies: {ECB}, emit: Quotes),
+               "reference": Sqlite(inputs: ["ref"], resource: "history", batch: (max_events: 5000)),"#,
+            ECB = format!("{:?}", ecb_currencies()),
+        ),
     );
     let (mut worker, _) = start(dir, "bench-rates", &file);
     wait_for_rates(port);
-    let url = format!("http://127.0.0.1:{port}/rates");
-    let _ = wrk(&["-t1", "-c8", "-d3s", &url]); // warm-up
-    println!("== GET /rates, 64 connections, 10 s (the replay ticking every 100 ms meanwhile)");
-    wrk(&["-t2", "-c64", "-d10s", "--latency", &url]);
+    // The Frankfurter routes once the ECB history (every currency since 1999) is in memory.
+    wait_for("the ECB history", Duration::from_secs(120), || {
+        http_get(port, "/v1/latest")
+            .ok()
+            .filter(|(s, b)| *s == 200 && b.contains("\"ZAR\"") && b.contains("2026-10-30"))
+    });
+    for (path, what) in [
+        ("/rates", "GET /rates (28 pairs, the board's cached body)"),
+        (
+            "/v1/latest",
+            "GET /v1/latest (Frankfurter v1: 29 ECB rates against EUR)",
+        ),
+        ("/v2/rates", "GET /v2/rates (Frankfurter v2: 30 rows of the newest day)"),
+        (
+            "/v1/latest?base=USD",
+            "GET /v1/latest?base=USD (derived, rounded twice)",
+        ),
+    ] {
+        let url = format!("http://127.0.0.1:{port}{path}");
+        let _ = wrk(&["-t1", "-c8", "-d3s", &url]); // warm-up
+        println!("== {what}, 64 connections, 10 s (the replay ticking every 100 ms meanwhile)");
+        wrk(&["-t2", "-c64", "-d10s", "--latency", &url]);
+    }
     worker.terminate(Duration::from_secs(30));
 }
 
