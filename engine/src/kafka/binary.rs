@@ -51,7 +51,7 @@ pub fn encode<'a, E: WireEvent + 'a>(events: impl IntoIterator<Item = &'a E>, ou
         if !event.write_binary(out) {
             out.truncate(start);
             out[form_at] = FORM_JSON;
-            super::codec::Codec::Json.encode(event, &mut json)?;
+            super::codec::encode_json(event, &mut json)?;
             out.extend_from_slice(&json);
         }
         let len = u32::try_from(out.len() - start).map_err(|_| "an event larger than 4 GiB".to_owned())?;

@@ -62,36 +62,8 @@ pub enum DecodeError {
     Invalid(String),
 }
 
-/// A wire format, chosen per stage with `codec:` (default `Json`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
-pub enum Codec {
-    /// UTF-8 JSON objects with the version first: `{"v":1,"kind":...}`.
-    #[default]
-    Json,
-    /// Binary frames (`kafka::binary`): exact, several times cheaper to write
-    /// and read than JSON, readable only by fxflow workers.
-    Binary,
-}
-
-impl Codec {
-    /// Encode `event` into `out` (cleared first).
-    pub fn encode<E: WireEvent>(&self, event: &E, out: &mut Vec<u8>) -> Result<(), String> {
-        match self {
-            Codec::Json => encode_json(event, out),
-            Codec::Binary => super::binary::encode(std::iter::once(event), out),
-        }
-    }
-
-    /// The `content-type` header value messages carry.
-    pub fn content_type(&self) -> &'static str {
-        match self {
-            Codec::Json => "application/json",
-            Codec::Binary => "application/octet-stream",
-        }
-    }
-}
-
-fn encode_json<E: Serialize>(event: &E, out: &mut Vec<u8>) -> Result<(), String> {
+/// One event as a JSON object with the version first: `{"v":1,"kind":...}`.
+pub fn encode_json<E: Serialize>(event: &E, out: &mut Vec<u8>) -> Result<(), String> {
     out.clear();
     out.extend_from_slice(b"{\"v\":");
     out.extend_from_slice(FORMAT_VERSION.to_string().as_bytes());
@@ -107,30 +79,6 @@ fn encode_json<E: Serialize>(event: &E, out: &mut Vec<u8>) -> Result<(), String>
         _ => return Err("event does not serialize as a JSON object".into()),
     }
     Ok(())
-}
-
-/// Decode one event, in whichever format it came (the writer chose it).
-pub fn decode<E: WireEvent>(bytes: &[u8]) -> Result<E, DecodeError> {
-    if super::binary::is_frame(bytes) {
-        let mut events = super::binary::decode(bytes)?;
-        return match events.len() {
-            1 => Ok(events.remove(0)),
-            n => Err(DecodeError::Invalid(format!("expected one event, the frame has {n}"))),
-        };
-    }
-    decode_json(bytes)
-}
-
-/// Decode every event of a message, in whichever form it came: a binary frame,
-/// a `Partition` batch or one JSON event (what a [`super::KafkaSourceConfig`] reads).
-pub fn decode_all<E: WireEvent>(bytes: &[u8]) -> Result<Vec<E>, DecodeError> {
-    if super::binary::is_frame(bytes) {
-        super::binary::decode(bytes)
-    } else if super::framing::is_batch(bytes) {
-        super::framing::decode_batch(bytes)
-    } else {
-        decode_json(bytes).map(|event| vec![event])
-    }
 }
 
 pub(super) fn decode_json<E: DeserializeOwned>(bytes: &[u8]) -> Result<E, DecodeError> {
@@ -165,6 +113,7 @@ fn leading_version(bytes: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kafka::{decode, Codec};
     use crate::event::{DeadLetter, DEAD_LETTER_KIND};
     use serde::Deserialize;
 

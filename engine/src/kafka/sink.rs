@@ -26,9 +26,10 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use serde::Deserialize;
 
 use super::binary;
-use super::codec::{Codec, WireEvent};
+use super::codec::WireEvent;
 use super::framing::{encode_batch, partition_of, Framing};
 use super::resource::{KafkaResource, KIND as RESOURCE_KIND};
+use super::Codec;
 use super::INGEST_TIME_HEADER;
 use crate::event::{Envelope, IngestTime, Kinds};
 use crate::registry::{BuildContext, ConfigProblem, ResourceUse, StageConfig};

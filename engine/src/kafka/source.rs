@@ -1044,7 +1044,7 @@ impl<E: WireEvent> KafkaSource<E> {
                 } else if super::framing::is_batch(bytes) {
                     super::framing::decode_batch::<E>(bytes).map(Decoded::Batch)
                 } else {
-                    super::codec::decode::<E>(bytes).map(Decoded::One)
+                    super::decode::<E>(bytes).map(Decoded::One)
                 };
                 match decoded {
                     Ok(decoded) => match decoded

@@ -8,6 +8,36 @@ pub mod postgres;
 pub mod redis;
 pub mod sqlite;
 
+/// The resource kinds a history store can be opened from.
+pub const STORE_KINDS: &[&str] = &[crate::backends::postgres::KIND, crate::backends::sqlite::KIND];
+
+/// The history store behind a `Postgres` or `Sqlite` resource, with its
+/// migrations applied first when `migrate` is set. It lives here, not in `store`,
+/// so that the store's trait knows no backend (the backends depend on it, not back).
+pub async fn open_store(
+    resources: &fxflow_engine::Resources,
+    name: &str,
+    migrate: bool,
+) -> Result<std::sync::Arc<dyn crate::store::HistoryStore>, fxflow_engine::StageError> {
+    if let Ok(pool) = resources.get::<sqlx::SqlitePool>(name) {
+        if migrate {
+            crate::backends::sqlite::migrate(&pool).await?;
+        }
+        return Ok(std::sync::Arc::new(crate::backends::sqlite::store::SqliteStore::new(
+            (*pool).clone(),
+        )));
+    }
+    let pool = resources.get::<sqlx::PgPool>(name).map_err(|_| {
+        fxflow_engine::StageError::new(format!("resource `{name}` is neither a Postgres nor a Sqlite store"))
+    })?;
+    if migrate {
+        crate::backends::postgres::migrate(&pool).await?;
+    }
+    Ok(std::sync::Arc::new(
+        crate::backends::postgres::store::PostgresStore::new((*pool).clone()),
+    ))
+}
+
 /// The migrations of `migrator` not yet applied to `pool` (`fxflow migrate --check`), named.
 /// `tracked` asks whether sqlx's tracking table exists (each database spells that its own way).
 pub async fn unapplied<DB>(

@@ -25,9 +25,10 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
 
+use crate::backends::STORE_KINDS;
 use crate::fx::notice::Notice;
 use crate::fx::{kind, AlertFired, FxEvent};
-use crate::store::{RuleCache, STORE_KINDS};
+use crate::store::RuleCache;
 
 /// Mails alert firings to the addresses of their rules.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -117,7 +118,7 @@ impl StageConfig<FxEvent> for EmailConfig {
     }
 
     async fn build(&self, cx: &BuildContext) -> Result<Stage<FxEvent>, StageError> {
-        let store = crate::store::open(&cx.resources, &self.store, false).await?;
+        let store = crate::backends::open_store(&cx.resources, &self.store, false).await?;
         let from: Mailbox = self.from.parse().map_err(StageError::new)?;
         let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(self.host.clone())
             .port(self.port)

@@ -37,9 +37,10 @@ use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use crate::backends::STORE_KINDS;
 use crate::fx::notice::Notice;
 use crate::fx::{kind, AlertFired, FxEvent, WebhookFormat, WebhookTarget};
-use crate::store::{RuleCache, STORE_KINDS};
+use crate::store::RuleCache;
 
 /// Delivers alert firings to the webhooks of their rules.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -93,7 +94,7 @@ impl StageConfig<FxEvent> for WebhookConfig {
     }
 
     async fn build(&self, cx: &BuildContext) -> Result<Stage<FxEvent>, StageError> {
-        let store = crate::store::open(&cx.resources, &self.store, false).await?;
+        let store = crate::backends::open_store(&cx.resources, &self.store, false).await?;
         let mut client = reqwest::Client::builder()
             .timeout(self.timeout)
             .redirect(reqwest::redirect::Policy::none())

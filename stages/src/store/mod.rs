@@ -138,35 +138,6 @@ pub struct StoredVolatility {
     pub samples: i64,
 }
 
-/// The resource kinds a history store can be opened from.
-pub const STORE_KINDS: &[&str] = &[crate::backends::postgres::KIND, crate::backends::sqlite::KIND];
-
-/// The history store behind a `Postgres` or `Sqlite` resource, with its
-/// migrations applied first when `migrate` is set.
-pub async fn open(
-    resources: &fxflow_engine::Resources,
-    name: &str,
-    migrate: bool,
-) -> Result<std::sync::Arc<dyn HistoryStore>, fxflow_engine::StageError> {
-    if let Ok(pool) = resources.get::<sqlx::SqlitePool>(name) {
-        if migrate {
-            crate::backends::sqlite::migrate(&pool).await?;
-        }
-        return Ok(std::sync::Arc::new(crate::backends::sqlite::store::SqliteStore::new(
-            (*pool).clone(),
-        )));
-    }
-    let pool = resources.get::<sqlx::PgPool>(name).map_err(|_| {
-        fxflow_engine::StageError::new(format!("resource `{name}` is neither a Postgres nor a Sqlite store"))
-    })?;
-    if migrate {
-        crate::backends::postgres::migrate(&pool).await?;
-    }
-    Ok(std::sync::Arc::new(
-        crate::backends::postgres::store::PostgresStore::new((*pool).clone()),
-    ))
-}
-
 /// What [`HistoryStore::rules_page`] returns: rules of `pair` (or all) in
 /// `status` (or any), ordered by id, after `after`, at most `limit`. Status is
 /// judged at `now`.

@@ -28,7 +28,6 @@ use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::context::ApiState;
 use super::error::ApiError;
 
 /// The configured key entries: a comma-separated string or a list.
@@ -283,10 +282,20 @@ pub struct Authorized {
     pub key: [u8; 32],
 }
 
-impl FromRequestParts<ApiState> for Authorized {
+/// The part of the API's state authentication needs, taken from it by `FromRef`: this
+/// module depends on nothing of the context's.
+#[derive(Clone)]
+pub struct Auth(pub Arc<AuthState>);
+
+impl<S> FromRequestParts<S> for Authorized
+where
+    S: Send + Sync,
+    Auth: axum::extract::FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Auth(state) = <Auth as axum::extract::FromRef<S>>::from_ref(state);
         let client = parts.extensions.get::<ClientAddress>().map(|c| c.0);
         let Some(header) = parts.headers.get(AUTHORIZATION) else {
             return Err(ApiError::unauthorized(
@@ -294,7 +303,7 @@ impl FromRequestParts<ApiState> for Authorized {
             ));
         };
         // A client out of failed-attempt budget is refused before its key is even looked at.
-        if let (Some(limiter), Some(ip)) = (&state.auth.failed, client) {
+        if let (Some(limiter), Some(ip)) = (&state.failed, client) {
             if let Some(wait) = limiter.blocked(&super::limits::client_key(ip)) {
                 state.metrics.rate_limited("failed_auth");
                 return Err(ApiError::rate_limited(
@@ -305,7 +314,7 @@ impl FromRequestParts<ApiState> for Authorized {
         }
         let failed = |error: ApiError| {
             state.metrics.auth_failed();
-            if let (Some(limiter), Some(ip)) = (&state.auth.failed, client) {
+            if let (Some(limiter), Some(ip)) = (&state.failed, client) {
                 let _ = limiter.check(&super::limits::client_key(ip));
             }
             error
@@ -322,7 +331,7 @@ impl FromRequestParts<ApiState> for Authorized {
                 "malformed Authorization header: expected `Bearer <key>`",
             )));
         };
-        let ring = state.auth.keys.current();
+        let ring = state.keys.current();
         if ring.is_empty() {
             return Err(ApiError::forbidden(
                 "this API has no keys configured, so it serves no alert endpoint (set the stage's `keys`, e.g. FXFLOW_API_KEYS, or `keys_file`)",
@@ -331,7 +340,7 @@ impl FromRequestParts<ApiState> for Authorized {
         let Some(entry) = ring.find(token) else {
             return Err(failed(ApiError::forbidden("unknown API key")));
         };
-        if let Some(limiter) = &state.auth.per_key {
+        if let Some(limiter) = &state.per_key {
             if parts.method != axum::http::Method::GET {
                 if let Err(wait) = limiter.check(&entry.digest) {
                     state.metrics.rate_limited("key");
@@ -401,6 +410,7 @@ pub struct AuthState {
     pub per_key: Option<super::limits::Limiter<[u8; 32]>>,
     /// Failed attempts per client address.
     pub failed: Option<super::limits::Limiter<IpAddr>>,
+    pub metrics: super::metrics::ApiMetrics,
 }
 
 #[cfg(test)]

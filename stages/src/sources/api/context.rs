@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use fxflow_engine::{AckStatus, AckToken, Envelope, Readiness, Shutdown};
-use metrics::{counter, histogram};
 use metrics_exporter_prometheus::PrometheusHandle;
 use redis::aio::ConnectionManager;
 use rust_decimal::Decimal;
@@ -17,6 +16,7 @@ use tokio::sync::mpsc;
 use super::auth::AuthState;
 use super::error::{ApiError, ErrorCode};
 use super::limits::{Limiter, LimitsConfig};
+pub use super::metrics::ApiMetrics;
 use super::model::{PriceKindView, RateView, StageView};
 use super::view::View;
 use crate::fx::{AlertRuleChange, Currency, FxEvent, Pair};
@@ -35,7 +35,7 @@ pub struct ApiContext {
     pub currencies: Vec<Currency>,
     /// Every pair of `currencies`, in market convention, sorted.
     pub pairs: Vec<Pair>,
-    pub auth: AuthState,
+    pub auth: Arc<AuthState>,
     pub per_ip: Option<Limiter<IpAddr>>,
     /// Proxies whose `X-Forwarded-For`/`Forwarded` name the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -159,59 +159,6 @@ impl ApiContext {
     }
 }
 
-/// Request metrics of the API, next to the pipeline's stage metrics.
-pub struct ApiMetrics {
-    pub pipeline: String,
-    pub stage: String,
-}
-
-/// Requests by route, method and status.
-pub const REQUESTS: &str = "fxflow_api_requests_total";
-/// Request latency by route and method.
-pub const REQUEST_SECONDS: &str = "fxflow_api_request_duration_seconds";
-/// Requests refused by a rate limit, by what was limited (`ip`, `key`, `failed_auth`).
-pub const RATE_LIMITED: &str = "fxflow_api_rate_limited_total";
-/// Failed authentications (unknown key, malformed header).
-pub const AUTH_FAILURES: &str = "fxflow_api_auth_failures_total";
-/// Live-stream clients cut off for falling behind, by stream.
-pub const STREAM_DROPPED: &str = "fxflow_api_stream_clients_dropped_total";
-/// Live-stream clients connected, by stream.
-pub const STREAM_CLIENTS: &str = "fxflow_api_stream_clients";
-
-impl ApiMetrics {
-    pub fn request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
-        let labels = [
-            ("pipeline", self.pipeline.clone()),
-            ("stage", self.stage.clone()),
-            ("route", route.to_owned()),
-            ("method", method.to_owned()),
-        ];
-        let mut with_status = labels.to_vec();
-        with_status.push(("status", status.to_string()));
-        counter!(REQUESTS, &with_status).increment(1);
-        histogram!(REQUEST_SECONDS, &labels).record(elapsed.as_secs_f64());
-    }
-
-    pub fn rate_limited(&self, by: &'static str) {
-        counter!(RATE_LIMITED, "pipeline" => self.pipeline.clone(), "stage" => self.stage.clone(), "by" => by)
-            .increment(1);
-    }
-
-    pub fn auth_failed(&self) {
-        counter!(AUTH_FAILURES, "pipeline" => self.pipeline.clone(), "stage" => self.stage.clone()).increment(1);
-    }
-
-    pub fn stream_dropped(&self, stream: &'static str) {
-        counter!(STREAM_DROPPED, "pipeline" => self.pipeline.clone(), "stage" => self.stage.clone(), "stream" => stream)
-            .increment(1);
-    }
-
-    pub fn stream_clients(&self, stream: &'static str, delta: f64) {
-        metrics::gauge!(STREAM_CLIENTS, "pipeline" => self.pipeline.clone(), "stage" => self.stage.clone(), "stream" => stream)
-            .increment(delta);
-    }
-}
-
 /// Current rates from the hashes a `Redis` sink keeps (`fx:rate:<pair>`).
 pub struct RedisRates {
     pub connection: ConnectionManager,
@@ -279,4 +226,21 @@ fn rate_from_hash(pair: Pair, hash: &std::collections::HashMap<String, String>) 
         source: hash.get("source")?.clone(),
         decimals: pair.display_decimals(),
     })
+}
+
+/// The authentication extractor's share of the state (see `auth::Authorized`).
+impl axum::extract::FromRef<ApiState> for super::auth::Auth {
+    fn from_ref(state: &ApiState) -> Self {
+        super::auth::Auth(state.auth.clone())
+    }
+}
+
+/// The Frankfurter routes' share of the state.
+impl axum::extract::FromRef<ApiState> for super::frankfurter::Reference {
+    fn from_ref(state: &ApiState) -> Self {
+        super::frankfurter::Reference {
+            store: state.store.clone(),
+            cache: state.ecb.clone(),
+        }
+    }
 }

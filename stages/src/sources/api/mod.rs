@@ -30,6 +30,7 @@ pub mod fluctuation;
 pub mod frankfurter;
 pub mod limits;
 pub mod meta;
+pub mod metrics;
 pub mod model;
 pub mod openapi;
 pub mod page;
@@ -56,8 +57,9 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::backends::redis::{RedisHandle, KIND as REDIS};
+use crate::backends::STORE_KINDS;
 use crate::fx::{kind, AlertRuleChange, Currency, FxEvent, Pair};
-use crate::store::{HistoryStore, RuleQuery, RuleStatus, STORE_KINDS};
+use crate::store::{HistoryStore, RuleQuery, RuleStatus};
 use auth::{ApiKeys, ClientAddress};
 use context::{ApiContext, ApiMetrics, ApiState, RedisRates};
 use error::{ApiError, ErrorCode};
@@ -272,7 +274,7 @@ impl StageConfig<FxEvent> for ApiConfig {
     }
 
     async fn build(&self, cx: &BuildContext) -> Result<Stage<FxEvent>, StageError> {
-        let store = crate::store::open(&cx.resources, &self.store, self.migrate).await?;
+        let store = crate::backends::open_store(&cx.resources, &self.store, self.migrate).await?;
         let cache = match &self.cache {
             Some(name) => {
                 let handle = cx.resources.get::<RedisHandle>(name)?;
@@ -410,11 +412,15 @@ impl Source<FxEvent> for Api {
             view: view::View::new(limits.stream_backlog, limits.stream_replay),
             currencies: config.currencies.clone(),
             pairs: pairs.clone(),
-            auth: auth::AuthState {
+            auth: Arc::new(auth::AuthState {
                 keys: keys.clone(),
                 per_key: limits.per_key.map(Limiter::new),
                 failed: limits.failed_auth.map(Limiter::failures),
-            },
+                metrics: ApiMetrics {
+                    pipeline: pipeline.clone(),
+                    stage: stage.clone(),
+                },
+            }),
             per_ip: limits.per_ip.map(Limiter::new),
             trusted_proxies: config.trusted_proxies.iter().filter_map(|p| parse_proxy(p)).collect(),
             private: config.private,

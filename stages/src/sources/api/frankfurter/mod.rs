@@ -28,7 +28,6 @@ use axum::Router;
 use chrono::{NaiveDate, TimeZone, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 
-use super::context::ApiState;
 use crate::fx::{Currency, Pair};
 use crate::store::HistoryStore;
 
@@ -47,8 +46,26 @@ pub fn first_day() -> NaiveDate {
     NaiveDate::from_ymd_opt(1999, 1, 4).expect("a date")
 }
 
+/// What the routes need of the API's state (taken from it by `FromRef`, so this module
+/// depends on nothing of the context's).
+#[derive(Clone)]
+pub struct Reference {
+    pub store: Arc<dyn HistoryStore>,
+    pub cache: Arc<EcbCache>,
+}
+
+impl Reference {
+    pub async fn history(&self) -> Result<Arc<EcbHistory>, crate::store::StoreError> {
+        self.cache.get(&self.store).await
+    }
+}
+
 /// The routes, with open CORS (GET from any origin), as Frankfurter has them.
-pub fn routes() -> Router<ApiState> {
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Reference: axum::extract::FromRef<S>,
+{
     use tower_http::cors::{Any, CorsLayer};
     Router::new()
         .route("/v1", get(v1::root))

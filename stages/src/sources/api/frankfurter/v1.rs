@@ -12,7 +12,6 @@ use rust_decimal::Decimal;
 
 use super::{error, float_text, json, parse_date, round, today, unavailable, Day, EcbHistory};
 use crate::fx::Currency;
-use crate::sources::api::context::ApiState;
 
 const CACHE: &str = "public, max-age=86400";
 
@@ -141,7 +140,7 @@ fn not_found() -> Response {
 
 /// `/v1/{segment}`: latest, current, currencies, a date or a range.
 pub async fn dispatch(
-    State(state): State<ApiState>,
+    State(reference): State<super::Reference>,
     Path(segment): Path<String>,
     Query(params): Query<Vec<(String, String)>>,
     headers: HeaderMap,
@@ -170,7 +169,7 @@ pub async fn dispatch(
     let Ok(route) = route else {
         return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid date", false);
     };
-    let history = match state.ecb.get(&state.store).await {
+    let history = match reference.history().await {
         Ok(history) => history,
         Err(e) => return unavailable(&e, false),
     };

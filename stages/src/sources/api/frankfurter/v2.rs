@@ -13,7 +13,6 @@ use rust_decimal::Decimal;
 
 use super::{answer, error, float_text, json, parse_date, round, today, unavailable, Day, EcbHistory};
 use crate::fx::Currency;
-use crate::sources::api::context::ApiState;
 
 const CACHE: &str = "public, max-age=86400, stale-while-revalidate=86400, stale-if-error=86400";
 const PROVIDERS_CACHE: &str = "public, max-age=3600";
@@ -379,7 +378,7 @@ fn write_rows(headers: &HeaderMap, rows: &[Row], expand: bool, format: Format, t
 
 /// `/v2/{segment}`: rates (`.csv`), currencies, providers.
 pub async fn dispatch(
-    State(state): State<ApiState>,
+    State(reference): State<super::Reference>,
     Path(segment): Path<String>,
     Query(params): Query<Vec<(String, String)>>,
     headers: HeaderMap,
@@ -394,7 +393,7 @@ pub async fn dispatch(
     if csv && name != "rates" {
         return failure(StatusCode::NOT_ACCEPTABLE, "CSV is served for rates only");
     }
-    let history = match state.ecb.get(&state.store).await {
+    let history = match reference.history().await {
         Ok(history) => history,
         Err(e) => return unavailable(&e, true),
     };
@@ -425,7 +424,7 @@ pub async fn dispatch(
 
 /// `/v2/rate/{base}/{quote}`: the first row, as an object.
 pub async fn rate(
-    State(state): State<ApiState>,
+    State(reference): State<super::Reference>,
     Path((base, quote)): Path<(String, String)>,
     Query(params): Query<Vec<(String, String)>>,
     headers: HeaderMap,
@@ -442,7 +441,7 @@ pub async fn rate(
         Ok(ask) => ask,
         Err(message) => return invalid(&message),
     };
-    let history = match state.ecb.get(&state.store).await {
+    let history = match reference.history().await {
         Ok(history) => history,
         Err(e) => return unavailable(&e, true),
     };
@@ -461,8 +460,12 @@ pub async fn rate(
 }
 
 /// `/v2/currency/{code}`: one currency, with its providers.
-pub async fn currency(State(state): State<ApiState>, Path(code): Path<String>, headers: HeaderMap) -> Response {
-    let history = match state.ecb.get(&state.store).await {
+pub async fn currency(
+    State(reference): State<super::Reference>,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let history = match reference.history().await {
         Ok(history) => history,
         Err(e) => return unavailable(&e, true),
     };
