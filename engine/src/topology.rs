@@ -200,7 +200,9 @@ impl<E: Event> RunningPipeline<E> {
     }
 
     /// Build the stages the plan starts, wire every edge and start them; on a
-    /// build failure nothing has changed and `previous` comes back.
+    /// build failure nothing has changed and `previous` comes back. Four steps:
+    /// [`build`](Self::build) (the only one that can fail), then
+    /// [`adopt_resources`](Self::adopt_resources), [`wire`] and [`start`](Self::start).
     async fn launch(
         &mut self,
         spec: PipelineSpec<E>,
@@ -208,6 +210,33 @@ impl<E: Event> RunningPipeline<E> {
         resources: Resources,
         previous: Vec<LiveStage<E>>,
     ) -> Result<(), (Vec<LiveStage<E>>, StageError)> {
+        let built = match self.build(&spec, plan, &resources).await {
+            Ok(built) => built,
+            Err(e) => return Err((previous, e)),
+        };
+        // From here on nothing fails.
+        self.adopt_resources(&spec, &resources);
+        let mut previous: HashMap<String, LiveStage<E>> = previous.into_iter().map(|s| (s.name.clone(), s)).collect();
+        let channels = wire(&spec, plan, &previous);
+        // Stop what goes away or changes: at its next batch boundary.
+        for (name, old) in &previous {
+            if plan.change(name) != Change::Keep {
+                let _ = old.stop.send(true);
+            }
+        }
+        self.stages = self.start(&spec, plan, built, channels, &mut previous);
+        self.drain_removed(&spec.name, previous);
+        Ok(())
+    }
+
+    /// Build every stage the plan adds or replaces. I/O happens here (files, connections);
+    /// a failure leaves everything as it was.
+    async fn build(
+        &self,
+        spec: &PipelineSpec<E>,
+        plan: &Plan,
+        resources: &Resources,
+    ) -> Result<HashMap<String, Stage<E>>, StageError> {
         let summaries = Arc::new(
             spec.stages
                 .iter()
@@ -227,18 +256,17 @@ impl<E: Event> RunningPipeline<E> {
                 stages: summaries.clone(),
                 replaces_running: plan.change(&stage.name) == Change::Replace,
             };
-            match stage.config.build(&cx).await {
-                Ok(runtime) => {
-                    built.insert(stage.name.clone(), runtime);
-                }
-                Err(e) => {
-                    let e = StageError::new(format!("cannot build stage `{}` ({}): {e}", stage.name, stage.kind));
-                    return Err((previous, e));
-                }
-            }
+            let runtime =
+                stage.config.build(&cx).await.map_err(|e| {
+                    StageError::new(format!("cannot build stage `{}` ({}): {e}", stage.name, stage.kind))
+                })?;
+            built.insert(stage.name.clone(), runtime);
         }
+        Ok(built)
+    }
 
-        // From here on nothing fails: swap in the new resources and wire.
+    /// The resources of this version replace those of the last.
+    fn adopt_resources(&mut self, spec: &PipelineSpec<E>, resources: &Resources) {
         self.resources = spec
             .resources
             .iter()
@@ -253,37 +281,23 @@ impl<E: Event> RunningPipeline<E> {
                 ))
             })
             .collect();
-        let mut previous: HashMap<String, LiveStage<E>> = previous.into_iter().map(|s| (s.name.clone(), s)).collect();
+    }
 
-        // The channel in front of every stage with inputs: the running one
-        // where the stage keeps it, a new one otherwise.
-        let mut senders: HashMap<&str, Sender<E>> = HashMap::new();
-        let mut fresh: HashMap<String, Receiver<E>> = HashMap::new();
-        let mut weak: HashMap<String, WeakSender<E>> = HashMap::new();
-        for stage in spec.stages.iter().filter(|s| !s.inputs.is_empty()) {
-            let old = previous.get(&stage.name);
-            let reuse = match plan.change(&stage.name) {
-                Change::Keep => true,
-                Change::Replace => old.is_some_and(|o| o.buffer == stage.buffer),
-                Change::Add => false,
-            };
-            let running = old.and_then(|o| o.channel.as_ref()).and_then(|c| c.upgrade());
-            match running {
-                Some(tx) if reuse => {
-                    weak.insert(stage.name.clone(), tx.downgrade());
-                    senders.insert(stage.name.as_str(), tx);
-                }
-                // A stage that keeps running but whose channel closed has ended: nothing to feed.
-                _ if plan.change(&stage.name) == Change::Keep => {}
-                _ => {
-                    let labels = StageLabels::new(&spec.name, &stage.name);
-                    let (tx, rx) = channel::bounded(stage.buffer, &labels);
-                    weak.insert(stage.name.clone(), tx.downgrade());
-                    senders.insert(stage.name.as_str(), tx);
-                    fresh.insert(stage.name.clone(), rx);
-                }
-            }
-        }
+    /// Start each new or replaced stage on its channels and outputs; rewire the kept ones
+    /// whose consumers changed. Returns the stages now live.
+    fn start(
+        &mut self,
+        spec: &PipelineSpec<E>,
+        plan: &Plan,
+        mut built: HashMap<String, Stage<E>>,
+        channels: Channels<E>,
+        previous: &mut HashMap<String, LiveStage<E>>,
+    ) -> Vec<LiveStage<E>> {
+        let Channels {
+            senders,
+            mut fresh,
+            mut weak,
+        } = channels;
         let consumers_of = |name: &str, output: &str| -> Vec<String> {
             spec.stages
                 .iter()
@@ -297,14 +311,6 @@ impl<E: Event> RunningPipeline<E> {
                 .filter_map(|c| senders.get(c.as_str()).cloned())
                 .collect()
         };
-
-        // Stop what goes away or changes: at its next batch boundary.
-        for (name, old) in &previous {
-            if plan.change(name) != Change::Keep {
-                let _ = old.stop.send(true);
-            }
-        }
-
         let new_bootstraps = spec
             .stages
             .iter()
@@ -407,12 +413,14 @@ impl<E: Event> RunningPipeline<E> {
                 rewire: rewire.each_ref().map(Arc::downgrade),
             });
         }
-        drop(senders);
+        live
+    }
 
-        // Removed stages: what was queued for them is discarded (and counted)
-        // once they have finished what they held.
-        for (name, old) in previous {
-            let labels = StageLabels::new(&spec.name, &name);
+    /// Removed stages: what was queued for them is discarded (and counted) once they
+    /// have finished what they held.
+    fn drain_removed(&mut self, pipeline: &str, removed: HashMap<String, LiveStage<E>>) {
+        for (name, old) in removed {
+            let labels = StageLabels::new(pipeline, &name);
             let (ended_tx, _) = watch::channel(false);
             let future = Box::pin(async move {
                 let Some(baton) = old.baton.receive(old.ended.clone(), HANDOVER_WAIT).await else {
@@ -426,8 +434,6 @@ impl<E: Event> RunningPipeline<E> {
             });
             self.spawn(format!("{name} (removed)"), future, ended_tx);
         }
-        self.stages = live;
-        Ok(())
     }
 
     fn spawn(&mut self, name: String, future: StageFuture, ended: watch::Sender<bool>) {
@@ -612,6 +618,51 @@ pub async fn start_with<E: Event>(
         .map_err(|(_, e)| e)?;
     tracing::info!(pipeline = %name, stages, "Pipeline started.");
     Ok(pipeline)
+}
+
+/// The channel in front of every stage with inputs.
+struct Channels<E> {
+    /// Where to send to each stage, by name.
+    senders: HashMap<String, Sender<E>>,
+    /// The receiving ends of new channels, for the stages that start on them.
+    fresh: HashMap<String, Receiver<E>>,
+    /// A handle on each channel that does not keep it open (the next reload's `reuse`).
+    weak: HashMap<String, WeakSender<E>>,
+}
+
+/// The channel in front of every stage with inputs: the running one where the stage
+/// keeps it (kept, or replaced with the same buffer), a new one otherwise.
+fn wire<E: Event>(spec: &PipelineSpec<E>, plan: &Plan, previous: &HashMap<String, LiveStage<E>>) -> Channels<E> {
+    let mut channels = Channels {
+        senders: HashMap::new(),
+        fresh: HashMap::new(),
+        weak: HashMap::new(),
+    };
+    for stage in spec.stages.iter().filter(|s| !s.inputs.is_empty()) {
+        let old = previous.get(&stage.name);
+        let reuse = match plan.change(&stage.name) {
+            Change::Keep => true,
+            Change::Replace => old.is_some_and(|o| o.buffer == stage.buffer),
+            Change::Add => false,
+        };
+        let running = old.and_then(|o| o.channel.as_ref()).and_then(|c| c.upgrade());
+        match running {
+            Some(tx) if reuse => {
+                channels.weak.insert(stage.name.clone(), tx.downgrade());
+                channels.senders.insert(stage.name.clone(), tx);
+            }
+            // A stage that keeps running but whose channel closed has ended: nothing to feed.
+            _ if plan.change(&stage.name) == Change::Keep => {}
+            _ => {
+                let labels = StageLabels::new(&spec.name, &stage.name);
+                let (tx, rx) = channel::bounded(stage.buffer, &labels);
+                channels.weak.insert(stage.name.clone(), tx.downgrade());
+                channels.senders.insert(stage.name.clone(), tx);
+                channels.fresh.insert(stage.name.clone(), rx);
+            }
+        }
+    }
+    channels
 }
 
 /// Stops the pipeline's sources when a stage task ends without success —

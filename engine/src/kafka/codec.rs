@@ -113,8 +113,8 @@ fn leading_version(bytes: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kafka::{decode, Codec};
     use crate::event::{DeadLetter, DEAD_LETTER_KIND};
+    use crate::kafka::{decode, Codec};
     use serde::Deserialize;
 
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
