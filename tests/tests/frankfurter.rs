@@ -66,13 +66,17 @@ fn same(
 
 /// GET with headers; returns (status, headers lower-cased, body).
 fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, Vec<(String, String)>, String) {
+    request(port, "GET", path, headers)
+}
+
+fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, Vec<(String, String)>, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();
@@ -247,6 +251,21 @@ fn the_frankfurter_routes_answer_as_frankfurter_over_the_backfilled_ecb_history(
     let tag = header(&headers, "etag").unwrap().to_owned();
     let (status, _, body) = get(port, "/v1/2024-01-02", &[("If-None-Match", &tag)]);
     assert_eq!((status, body.as_str()), (304, ""));
+    let preflight = request(
+        port,
+        "OPTIONS",
+        "/v2/rates",
+        &[
+            ("Origin", "https://example.org"),
+            ("Access-Control-Request-Method", "GET"),
+        ],
+    );
+    assert_eq!(preflight.0, 200, "a browser's preflight is answered");
+    assert_eq!(header(&preflight.1, "access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        header(&preflight.1, "access-control-allow-methods"),
+        Some("GET, OPTIONS")
+    );
     let (status, headers, body) = get(
         port,
         "/v2/rates?quotes=USD,GBP&date=2024-01-02",

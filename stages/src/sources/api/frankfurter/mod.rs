@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -60,29 +60,40 @@ impl Reference {
     }
 }
 
-/// The routes, with open CORS (GET from any origin), as Frankfurter has them.
+/// The routes, with open CORS (GET from any origin), as Frankfurter has them. The CORS
+/// headers are set by [`answer`] and [`error`], and preflight requests answered by
+/// [`preflight`], so they hold whatever layers the API stacks around its router.
 pub fn routes<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     Reference: axum::extract::FromRef<S>,
 {
-    use tower_http::cors::{Any, CorsLayer};
     Router::new()
-        .route("/v1", get(v1::root))
-        .route("/v1/", get(v1::root))
-        .route("/v1/{segment}", get(v1::dispatch))
-        .route("/v2", get(v2::root))
-        .route("/v2/", get(v2::root))
-        .route("/v2/{segment}", get(v2::dispatch))
-        .route("/v2/rate/{base}/{quote}", get(v2::rate))
-        .route("/v2/currency/{code}", get(v2::currency))
-        .layer(
-            CorsLayer::new()
-                .allow_origin(Any)
-                .allow_methods([Method::GET, Method::OPTIONS])
-                .allow_headers(Any)
-                .max_age(Duration::from_secs(7200)),
-        )
+        .route("/v1", get(v1::root).options(preflight))
+        .route("/v1/", get(v1::root).options(preflight))
+        .route("/v1/{segment}", get(v1::dispatch).options(preflight))
+        .route("/v2", get(v2::root).options(preflight))
+        .route("/v2/", get(v2::root).options(preflight))
+        .route("/v2/{segment}", get(v2::dispatch).options(preflight))
+        .route("/v2/rate/{base}/{quote}", get(v2::rate).options(preflight))
+        .route("/v2/currency/{code}", get(v2::currency).options(preflight))
+}
+
+/// A CORS preflight: any origin may GET, with any header (what rack-cors answers for
+/// Frankfurter: `origins "*"`, `methods: [:get, :options]`, max age 7200 s).
+pub async fn preflight(headers: HeaderMap) -> Response {
+    let mut response = StatusCode::OK.into_response();
+    let h = response.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, OPTIONS"),
+    );
+    if let Some(asked) = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
+    }
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("7200"));
+    response
 }
 
 /// One ECB day: each currency's EUR rate, sorted by code.
@@ -306,6 +317,7 @@ pub fn answer(
         _ => ([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response(),
     };
     let h = response.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     if let Some(tag) = tag.and_then(|t| HeaderValue::from_str(&t).ok()) {
         h.insert(header::ETAG, tag);
@@ -331,9 +343,9 @@ pub fn error(status: StatusCode, message: &str, with_status: bool) -> Response {
         body,
     )
         .into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     response
 }
 
