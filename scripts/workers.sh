@@ -65,6 +65,10 @@ start alerts alerts.ron 9603 FXFLOW_INSTANCE=alerts-1
 start analytics analytics.ron 9607 FXFLOW_INSTANCE=analytics-1
 start store store.ron 9604 FXFLOW_INSTANCE=store-1
 start api api.ron 9606 FXFLOW_API=127.0.0.1:8000
+# One-shot (ends by itself, idempotent): the ECB's rates of every currency since 1999 for the
+# Frankfurter-compatible routes (/v1, /v2), once the schema is there.
+"$FXFLOW" migrate --resource history pipelines/store.ron >>"$DIR/backfill.log" 2>&1
+start backfill backfill.ron 9608
 echo "    history: psql $DATABASE_URL -c 'SELECT pair, count(*) FROM fx_rates GROUP BY pair'"
 echo "    API: http://127.0.0.1:8000/ (live page /live); curl -H \"Authorization: Bearer \$FXFLOW_API_KEYS\" ..."
 start ingest ingest.ron 9601 FXFLOW_DAY="${FXFLOW_DAY:-20ms}"
