@@ -26,9 +26,7 @@ use fxflow_engine::kafka::StateTopicConfig;
 use fxflow_engine::window::{
     nanos, Aggregation, Assigned, Contribution, EmitPolicy, EventTime, Window, WindowConfig, WindowShape, WindowStage,
 };
-use fxflow_engine::{
-    async_trait, BuildContext, ConfigProblem, Kinds, ResourceUse, Shape, Stage, StageConfig, StageError,
-};
+use fxflow_engine::{async_trait, BuildContext, ConfigProblem, Kinds, Shape, Stage, StageConfig, StageError};
 use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Serialize};
 
@@ -134,18 +132,7 @@ impl StageConfig<FxEvent> for VolatilityConfig {
         problems
     }
 
-    fn resources(&self) -> Vec<ResourceUse> {
-        StateTopicConfig::resources_of(self.state.as_ref(), "state")
-    }
-
-    /// In a pipeline test the state lives in memory (nothing is saved to Kafka).
-    fn offline(&self) -> Option<Box<dyn StageConfig<FxEvent>>> {
-        self.state.as_ref()?;
-        Some(Box::new(Self {
-            state: None,
-            ..self.clone()
-        }))
-    }
+    crate::transforms::state_topic_methods!();
 
     async fn build(&self, cx: &BuildContext) -> Result<Stage<FxEvent>, StageError> {
         let aggregation = VolatilityAggregation {

@@ -441,6 +441,23 @@ fn rate_map(rates: &RawMap, base: Currency, symbols: &[Currency]) -> Result<Vec<
         .collect()
 }
 
+/// The rates of a body that names its base and stamps its time in Unix seconds
+/// (Open Exchange Rates, ExchangeRate-API): the base checked, the time read.
+fn unix_stamped_rates(
+    map: &RawMap,
+    found_base: Option<&str>,
+    unix: Option<&RawValue>,
+    base: Currency,
+    symbols: &[Currency],
+) -> Result<Rates, PollError> {
+    check_base(found_base, base)?;
+    let ts = unix.map(unix_seconds).transpose().map_err(PollError::bad_response)?;
+    Ok(Rates {
+        ts,
+        rates: rate_map(map, base, symbols)?,
+    })
+}
+
 fn check_base(found: Option<&str>, base: Currency) -> Result<(), PollError> {
     match found {
         Some(code) if code.eq_ignore_ascii_case(base.code()) => Ok(()),

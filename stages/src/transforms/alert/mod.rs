@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use fxflow_engine::kafka::{save_timer, StateTopicConfig};
 use fxflow_engine::{
-    async_trait, AckStatus, BuildContext, ConfigProblem, Envelope, Failure, Input, Kinds, Outputs, ResourceUse, Shape,
-    Stage, StageConfig, StageError, TaskTransform,
+    async_trait, AckStatus, BuildContext, ConfigProblem, Envelope, Failure, Input, Kinds, Outputs, Shape, Stage,
+    StageConfig, StageError, TaskTransform,
 };
 use metrics::counter;
 use serde::Deserialize;
@@ -100,18 +100,7 @@ impl StageConfig<FxEvent> for AlertConfig {
         problems
     }
 
-    fn resources(&self) -> Vec<ResourceUse> {
-        StateTopicConfig::resources_of(self.state.as_ref(), "state")
-    }
-
-    /// In a pipeline test the state lives in memory (nothing is saved to Kafka).
-    fn offline(&self) -> Option<Box<dyn StageConfig<FxEvent>>> {
-        self.state.as_ref()?;
-        Some(Box::new(Self {
-            state: None,
-            ..self.clone()
-        }))
-    }
+    crate::transforms::state_topic_methods!();
 
     async fn build(&self, cx: &BuildContext) -> Result<Stage<FxEvent>, StageError> {
         let mut book = RuleBook::new();

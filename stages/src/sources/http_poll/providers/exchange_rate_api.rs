@@ -49,17 +49,13 @@ pub(super) fn read(body: &[u8], base: Currency, symbols: &[Currency]) -> Result<
         .conversion_rates
         .or(er.rates)
         .ok_or_else(|| PollError::bad_response("no `rates` or `conversion_rates` in the response"))?;
-    check_base(er.base_code.as_deref(), base)?;
-    let ts = er
-        .time_last_update_unix
-        .as_deref()
-        .map(unix_seconds)
-        .transpose()
-        .map_err(PollError::bad_response)?;
-    Ok(Rates {
-        ts,
-        rates: rate_map(&map, base, symbols)?,
-    })
+    unix_stamped_rates(
+        &map,
+        er.base_code.as_deref(),
+        er.time_last_update_unix.as_deref(),
+        base,
+        symbols,
+    )
 }
 
 /// ExchangeRate-API v6 (open access without a key, the keyed endpoint with one).

@@ -46,17 +46,7 @@ pub(super) fn read(status: u16, body: &[u8], base: Currency, symbols: &[Currency
     let map = oxr
         .rates
         .ok_or_else(|| PollError::bad_response("no `rates` in the response"))?;
-    check_base(oxr.base.as_deref(), base)?;
-    let ts = oxr
-        .timestamp
-        .as_deref()
-        .map(unix_seconds)
-        .transpose()
-        .map_err(PollError::bad_response)?;
-    Ok(Rates {
-        ts,
-        rates: rate_map(&map, base, symbols)?,
-    })
+    unix_stamped_rates(&map, oxr.base.as_deref(), oxr.timestamp.as_deref(), base, symbols)
 }
 
 /// Open Exchange Rates.
