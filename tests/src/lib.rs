@@ -288,6 +288,32 @@ impl Drop for Worker {
     }
 }
 
+/// A child process killed when the test lets go of it, also when the test panics, so a
+/// failed test leaves no server running. Derefs to the `Child`.
+pub struct Reaped(pub std::process::Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// A fresh PostgreSQL database named `PREFIX_<pid>_<micros>` on the test server (so a test's
 /// writes, or its outage, touch no other test); returns its name.
 pub fn create_database(prefix: &str) -> String {

@@ -14,18 +14,20 @@ mod support;
 fn the_local_pipeline_prints_crosses_and_alerts_serves_metrics_and_drains_on_ctrl_c() {
     let out = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut child = fxflow(&["run", "pipelines/local.ron"])
-        .env("FXFLOW_TELEMETRY", format!("127.0.0.1:{port}"))
-        .env("FXFLOW_API", format!("127.0.0.1:{}", free_port()))
-        .env("FXFLOW_FROM", "2025-06-01")
-        .env("FXFLOW_DAY", "10ms")
-        // Only the crosses: the reference rates (every ECB currency since 1999) have their own test.
-        .env("FXFLOW_REFERENCE_FROM", "2100-01-01")
-        .env("FXFLOW_OUT", out.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = fxflow_tests::Reaped(
+        fxflow(&["run", "pipelines/local.ron"])
+            .env("FXFLOW_TELEMETRY", format!("127.0.0.1:{port}"))
+            .env("FXFLOW_API", format!("127.0.0.1:{}", free_port()))
+            .env("FXFLOW_FROM", "2025-06-01")
+            .env("FXFLOW_DAY", "10ms")
+            // Only the crosses: the reference rates (every ECB currency since 1999) have their own test.
+            .env("FXFLOW_REFERENCE_FROM", "2100-01-01")
+            .env("FXFLOW_OUT", out.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
     let reader = {
         let lines = lines.clone();
@@ -164,17 +166,19 @@ fn decimal_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 fn the_local_pipeline_stores_daily_candles_and_volatility_that_agree_with_the_raw_history() {
     let out = tempfile::tempdir().unwrap();
     let db = out.path().join("fx.db");
-    let mut child = fxflow(&["run", "pipelines/local.ron"])
-        .env("FXFLOW_TELEMETRY", format!("127.0.0.1:{}", free_port()))
-        .env("FXFLOW_API", format!("127.0.0.1:{}", free_port()))
-        .env("FXFLOW_FROM", "2024-01-01")
-        .env("FXFLOW_DAY", "1ms")
-        .env("FXFLOW_REFERENCE_FROM", "2100-01-01")
-        .env("FXFLOW_OUT", out.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = fxflow_tests::Reaped(
+        fxflow(&["run", "pipelines/local.ron"])
+            .env("FXFLOW_TELEMETRY", format!("127.0.0.1:{}", free_port()))
+            .env("FXFLOW_API", format!("127.0.0.1:{}", free_port()))
+            .env("FXFLOW_FROM", "2024-01-01")
+            .env("FXFLOW_DAY", "1ms")
+            .env("FXFLOW_REFERENCE_FROM", "2100-01-01")
+            .env("FXFLOW_OUT", out.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -335,16 +339,18 @@ fn the_local_pipeline_stores_daily_candles_and_volatility_that_agree_with_the_ra
 fn the_embedded_default_serves_the_frankfurter_routes_from_its_own_sqlite_file() {
     let out = tempfile::tempdir().unwrap();
     let api = free_port();
-    let mut child = fxflow(&["run", "pipelines/local.ron"])
-        .env("FXFLOW_TELEMETRY", format!("127.0.0.1:{}", free_port()))
-        .env("FXFLOW_API", format!("127.0.0.1:{api}"))
-        .env("FXFLOW_FROM", "2026-10-01")
-        .env("FXFLOW_DAY", "1ms")
-        .env("FXFLOW_OUT", out.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = fxflow_tests::Reaped(
+        fxflow(&["run", "pipelines/local.ron"])
+            .env("FXFLOW_TELEMETRY", format!("127.0.0.1:{}", free_port()))
+            .env("FXFLOW_API", format!("127.0.0.1:{api}"))
+            .env("FXFLOW_FROM", "2026-10-01")
+            .env("FXFLOW_DAY", "1ms")
+            .env("FXFLOW_OUT", out.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     // The whole history is in once the oldest day answers with every currency of its day.
     let first: serde_json::Value = wait_for("1999 in the store", Duration::from_secs(120), || {
         let (status, body) = http_get(api, "/v1/1999-01-04").ok()?;

@@ -48,18 +48,20 @@ fn editing_local_ron_while_it_runs_applies_a_new_alert_rule_without_losing_or_re
     let original = std::fs::read_to_string(workspace().join("pipelines/local.ron")).unwrap();
     std::fs::write(&file, &original).unwrap();
     let (port, api) = (free_port(), free_port());
-    let mut child = fxflow(&["run", "--watch", file.to_str().unwrap()])
-        .env("FXFLOW_TELEMETRY", format!("127.0.0.1:{port}"))
-        .env("FXFLOW_API", format!("127.0.0.1:{api}"))
-        .env("FXFLOW_FROM", FROM)
-        .env("FXFLOW_DAY", "30ms")
-        // Only the crosses: the reference rates (every ECB currency since 1999) have their own test.
-        .env("FXFLOW_REFERENCE_FROM", "2100-01-01")
-        .env("FXFLOW_OUT", out.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = fxflow_tests::Reaped(
+        fxflow(&["run", "--watch", file.to_str().unwrap()])
+            .env("FXFLOW_TELEMETRY", format!("127.0.0.1:{port}"))
+            .env("FXFLOW_API", format!("127.0.0.1:{api}"))
+            .env("FXFLOW_FROM", FROM)
+            .env("FXFLOW_DAY", "30ms")
+            // Only the crosses: the reference rates (every ECB currency since 1999) have their own test.
+            .env("FXFLOW_REFERENCE_FROM", "2100-01-01")
+            .env("FXFLOW_OUT", out.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let stdout = collect(child.stdout.take().unwrap());
     let stderr = collect(child.stderr.take().unwrap());
     wait_for("the first days printed", Duration::from_secs(60), || {
