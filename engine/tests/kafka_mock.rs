@@ -326,7 +326,14 @@ async fn framed_round_trip(codec: &str) {
     let read = recorded::<Ev>(&format!("framing-read-{codec}"));
     let running = fxflow_engine::start(reader).await.unwrap();
     wait_until("every event read back", || read.lock().unwrap().len() >= truth.len()).await;
-    tokio::time::sleep(Duration::from_millis(500)).await; // commit intervals
+    let committed_total = || -> i64 {
+        committed(&brokers, "framing", "framed", 4)
+            .into_iter()
+            .map(|o| o.unwrap_or(0))
+            .sum()
+    };
+    // The periodic commits (every 100 ms) reach the end while it runs, not only the final one.
+    wait_until("every message committed", || committed_total() == messages).await;
     running.stop(Duration::from_secs(30)).await.unwrap();
     let got = read.lock().unwrap().clone();
     assert_eq!(got.len(), truth.len(), "nothing lost or read twice");
@@ -340,11 +347,7 @@ async fn framed_round_trip(codec: &str) {
         keys
     };
     assert_eq!(by_key(&got), by_key(&truth), "every key's events, in order");
-    let committed_total: i64 = committed(&brokers, "framing", "framed", 4)
-        .into_iter()
-        .map(|o| o.unwrap_or(0))
-        .sum();
-    assert_eq!(committed_total, messages, "every message committed");
+    assert_eq!(committed_total(), messages, "every message committed");
 }
 
 /// A reload that changes a `KafkaSource`: the old consumer finishes and

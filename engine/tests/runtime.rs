@@ -296,9 +296,13 @@ async fn a_stage_that_cannot_be_built_leaves_nothing_running() {
             "out": Collect(inputs: ["src"], probe: "nobuild-out", fail_build: true),
         })"#,
     );
+    // No sleep to show nothing happens: a task spawned and still waiting to run would be
+    // alive, one that ran would have emitted.
+    let tasks = || tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    let before = tasks();
     let error = fxflow_engine::start(spec).await.err().expect("the build fails");
     assert!(error.to_string().contains("cannot build stage `out`"), "{error}");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(tasks(), before, "no stage task was spawned");
     assert_eq!(
         probe("nobuild-src").emitted.load(Ordering::SeqCst),
         0,
