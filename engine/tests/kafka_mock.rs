@@ -389,7 +389,10 @@ async fn a_reloaded_source_commits_what_it_finished_before_its_new_version_reads
         stored.lock().unwrap().len() >= total as usize && committed(&brokers, "reload", "in", 1) == vec![Some(2_000)]
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await; // a duplicate would arrive by now
+    // A sentinel, not a sleep: the one partition is read in order, so once a message produced
+    // now is stored, any re-read of older ones (a duplicate) has been stored before it.
+    produce(&brokers, "in", std::iter::once(encoded(&Ev::reading("k", total)))).await;
+    wait_until("the sentinel stored", || stored.lock().unwrap().len() > total as usize).await;
     running.stop(Duration::from_secs(30)).await.unwrap();
     let seqs: Vec<u64> = stored
         .lock()
@@ -408,7 +411,7 @@ async fn a_reloaded_source_commits_what_it_finished_before_its_new_version_reads
         .collect();
     assert_eq!(
         seqs,
-        (0..total).collect::<Vec<_>>(),
-        "every message once, in order, across the reload (breaks at {repeated:?})"
+        (0..=total).collect::<Vec<_>>(),
+        "every message once, in order, across the reload, then the sentinel (breaks at {repeated:?})"
     );
 }
