@@ -50,6 +50,11 @@ pub struct ReplayConfig {
     /// (`pipelines/backfill.ron`: every currency since 1999 for the Frankfurter routes).
     #[serde(default)]
     pub emit: ReplayEmit,
+    /// The pipeline's other sources start only once everything this replay sent is
+    /// stored (`local.ron`'s reference rates: loaded before the live demo, so the two do
+    /// not compete for the cores and the database).
+    #[serde(default)]
+    pub bootstrap: bool,
 }
 
 /// What a replay sends for each day.
@@ -97,6 +102,10 @@ impl StageConfig<FxEvent> for ReplayConfig {
         }
     }
 
+    fn bootstrap(&self) -> bool {
+        self.bootstrap
+    }
+
     fn check(&self) -> Vec<ConfigProblem> {
         let mut problems = Vec::new();
         if let (Some(from), Some(to)) = (self.from, self.to) {
@@ -130,6 +139,7 @@ impl StageConfig<FxEvent> for ReplayConfig {
             file,
             speed: self.speed,
             emit: self.emit,
+            bootstrap: self.bootstrap,
         })))
     }
 }
@@ -274,6 +284,7 @@ struct Replay {
     file: EcbFile,
     speed: ReplaySpeed,
     emit: ReplayEmit,
+    bootstrap: bool,
 }
 
 /// Snapshots per batch when replaying as fast as possible.
@@ -296,7 +307,14 @@ fn bad_row((number, row, error): BadRow) -> Failure<FxEvent> {
 #[async_trait]
 impl Source<FxEvent> for Replay {
     async fn run(self: Box<Self>, mut cx: SourceContext<FxEvent>) -> Result<(), StageError> {
-        let Replay { file, speed, emit } = *self;
+        let Replay {
+            file,
+            speed,
+            emit,
+            bootstrap,
+        } = *self;
+        // A bootstrap replay tracks each batch to its end, and says it caught up once all are.
+        let mut pending = Vec::new();
         let mut days = file.days();
         let mut replayed = 0usize;
         let mut bad = 0usize;
@@ -313,6 +331,13 @@ impl Source<FxEvent> for Replay {
             let mut batch = Vec::with_capacity(per_send);
             let mut failures = Vec::new();
             let mut days_sent = 0;
+            let token = if bootstrap {
+                let (token, done) = fxflow_engine::AckToken::new();
+                pending.push(done);
+                token
+            } else {
+                fxflow_engine::AckToken::none()
+            };
             for day in days.by_ref() {
                 match day {
                     Ok(snapshot) if emit == ReplayEmit::Quotes => {
@@ -325,7 +350,7 @@ impl Source<FxEvent> for Replay {
                         days_sent += 1;
                     }
                     Ok(snapshot) => {
-                        batch.push(Envelope::unacked(FxEvent::QuoteSnapshot(snapshot)));
+                        batch.push(Envelope::new(FxEvent::QuoteSnapshot(snapshot), token.clone()));
                         days_sent += 1;
                     }
                     Err(row) => failures.push(bad_row(row)),
@@ -350,6 +375,10 @@ impl Source<FxEvent> for Replay {
             replayed += days_sent;
             cx.outputs.send(batch).await?;
         }
+        for done in pending {
+            done.wait().await;
+        }
+        cx.startup.caught_up();
         tracing::info!(stage = %cx.labels.stage, days = replayed, bad_rows = bad, "Replay finished.");
         Ok(())
     }
