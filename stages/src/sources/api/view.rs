@@ -116,6 +116,10 @@ impl Feed {
 
 struct Board {
     rates: BTreeMap<Pair, RateView>,
+    /// Pairs whose price is still the one primed from the store: a placeholder the
+    /// stream's first price replaces, however old (a replay of the past must not stay
+    /// hidden behind a newer stored price, e.g. the ECB reference rates).
+    primed: std::collections::HashSet<Pair>,
     version: u64,
 }
 
@@ -131,6 +135,7 @@ impl Default for RateBoard {
         RateBoard {
             board: RwLock::new(Board {
                 rates: BTreeMap::new(),
+                primed: Default::default(),
                 version: 0,
             }),
             cached: Mutex::new(None),
@@ -147,7 +152,9 @@ impl RateBoard {
         for event in events {
             let Some(price) = event.price() else { continue };
             let mid = price.mid();
+            let primed = board.primed.remove(&price.pair);
             let change = match board.rates.get(&price.pair) {
+                _ if primed => None,
                 Some(current) if price.ts < current.ts => continue,
                 Some(current) => Some(mid - current.mid),
                 None => None,
@@ -180,6 +187,7 @@ impl RateBoard {
         let mut board = self.board.write().unwrap_or_else(|e| e.into_inner());
         if let std::collections::btree_map::Entry::Vacant(slot) = board.rates.entry(pair) {
             slot.insert(rate);
+            board.primed.insert(pair);
             board.version += 1;
         }
     }
@@ -296,6 +304,26 @@ mod tests {
         assert_eq!(gbp_jpy[0].kind, super::super::model::PriceKindView::Cross);
         assert_eq!(gbp_jpy[0].change, None);
         assert_eq!(board.all().len(), 2);
+    }
+
+    #[test]
+    fn a_price_primed_from_the_store_gives_way_to_the_streams_first_even_an_older_one() {
+        let board = RateBoard::default();
+        let stored = board.apply([&cross("EUR/USD", "1.17", 20)]).remove(0);
+        let board = RateBoard::default();
+        board.prime(stored);
+        // A replay of the past: its first price replaces the placeholder, with no change.
+        let first = board.apply([&cross("EUR/USD", "1.10", 2)]);
+        assert_eq!((first[0].mid.to_string(), first[0].change), ("1.10".into(), None));
+        // From then on the newest price wins as usual.
+        assert!(board.apply([&cross("EUR/USD", "1.00", 1)]).is_empty());
+        assert_eq!(
+            board.apply([&cross("EUR/USD", "1.12", 3)])[0]
+                .change
+                .unwrap()
+                .to_string(),
+            "0.02"
+        );
     }
 
     #[test]
