@@ -530,14 +530,14 @@ async fn two_stores(name: &str) -> (PostgresStore, SqliteStore, tempfile::TempDi
     let pg_pool = pool(&schema).await;
     fxflow_stages::backends::postgres::migrate(&pg_pool).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let sqlite_pool = SqliteResourceConfig {
+    let sqlite = SqliteResourceConfig {
         path: dir.path().join("fx.db"),
     }
     .connect()
     .await
     .unwrap();
-    fxflow_stages::backends::sqlite::migrate(&sqlite_pool).await.unwrap();
-    (PostgresStore::new(pg_pool), SqliteStore::new(sqlite_pool), dir)
+    fxflow_stages::backends::sqlite::migrate(&sqlite).await.unwrap();
+    (PostgresStore::new(pg_pool), SqliteStore::new(sqlite), dir)
 }
 
 #[tokio::test]

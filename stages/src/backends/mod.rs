@@ -19,12 +19,12 @@ pub async fn open_store(
     name: &str,
     migrate: bool,
 ) -> Result<std::sync::Arc<dyn crate::store::HistoryStore>, fxflow_engine::StageError> {
-    if let Ok(pool) = resources.get::<sqlx::SqlitePool>(name) {
+    if let Ok(database) = resources.get::<crate::backends::sqlite::SqliteDatabase>(name) {
         if migrate {
-            crate::backends::sqlite::migrate(&pool).await?;
+            crate::backends::sqlite::migrate(&database).await?;
         }
         return Ok(std::sync::Arc::new(crate::backends::sqlite::store::SqliteStore::new(
-            (*pool).clone(),
+            (*database).clone(),
         )));
     }
     let pool = resources.get::<sqlx::PgPool>(name).map_err(|_| {

@@ -6,10 +6,9 @@ use std::sync::Arc;
 
 use fxflow_engine::{async_trait, BuildContext, Kinds, ResourceUse, Shape, Stage, StageConfig, StageError};
 use serde::Deserialize;
-use sqlx::SqlitePool;
 
 use crate::backends::sqlite::store::SqliteStore;
-use crate::backends::sqlite::{migrate, KIND as SQLITE};
+use crate::backends::sqlite::{migrate, SqliteDatabase, KIND as SQLITE};
 use crate::fx::{kind, FxEvent};
 use crate::store::sink::StoreSink;
 
@@ -46,15 +45,15 @@ impl StageConfig<FxEvent> for SqliteConfig {
     }
 
     async fn build(&self, cx: &BuildContext) -> Result<Stage<FxEvent>, StageError> {
-        let pool = cx.resources.get::<SqlitePool>(&self.resource)?;
+        let database = cx.resources.get::<SqliteDatabase>(&self.resource)?;
         if self.migrate {
-            migrate(&pool).await?;
+            migrate(&database).await?;
         }
-        Ok(Stage::Sink(Box::new(sink((*pool).clone()))))
+        Ok(Stage::Sink(Box::new(sink((*database).clone()))))
     }
 }
 
-/// The sink over a pool (for tests and benchmarks that skip the pipeline file).
-pub fn sink(pool: SqlitePool) -> StoreSink {
-    StoreSink::new(Arc::new(SqliteStore::new(pool)))
+/// The sink over an open database (for tests and benchmarks that skip the pipeline file).
+pub fn sink(database: SqliteDatabase) -> StoreSink {
+    StoreSink::new(Arc::new(SqliteStore::new(database)))
 }

@@ -26,10 +26,35 @@ pub const KIND: &str = "Sqlite";
 /// The migrations in `migrations/sqlite`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
+/// A SQLite file as one process uses it: readers share a pool; writers queue, in order, for
+/// a single connection.
+///
+/// Why one writer connection: SQLite lets one writer in at a time and makes the others poll
+/// for the lock (the busy timeout), which is not a queue. Beside a sink committing batch
+/// after batch, the API's rule write could miss the lock for the whole timeout and answer
+/// 503 `database is locked`. The pool's semaphore is fair, so a writer waits its turn instead.
+#[derive(Debug, Clone)]
+pub struct SqliteDatabase {
+    reads: SqlitePool,
+    writes: SqlitePool,
+}
+
+impl SqliteDatabase {
+    /// The pool for queries (WAL: they never wait for the writer).
+    pub fn reads(&self) -> &SqlitePool {
+        &self.reads
+    }
+
+    /// The one connection that writes, for `BEGIN IMMEDIATE` transactions and migrations.
+    pub fn writes(&self) -> &SqlitePool {
+        &self.writes
+    }
+}
+
 impl SqliteResourceConfig {
     /// Open (creating if needed) the database in WAL mode: readers never block the writer,
     /// and a committed batch survives a crash.
-    pub async fn connect(&self) -> Result<SqlitePool, StageError> {
+    pub async fn connect(&self) -> Result<SqliteDatabase, StageError> {
         if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .map_err(|e| StageError::new(format!("cannot create {}: {e}", parent.display())))?;
@@ -43,18 +68,23 @@ impl SqliteResourceConfig {
             // Writers in one process wait for each other's transactions (the reference-rate
             // backfill beside the live sinks): a statement that waited is no news for the log.
             .log_slow_statements(log::LevelFilter::Debug, std::time::Duration::from_secs(1));
-        SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(|e| StageError::new(format!("cannot open {}: {e}", self.path.display())))
+        let open = |connections: u32| {
+            SqlitePoolOptions::new()
+                .max_connections(connections)
+                .connect_with(options.clone())
+        };
+        let failed = |e: sqlx::Error| StageError::new(format!("cannot open {}: {e}", self.path.display()));
+        // The writer first: it creates the file and turns WAL on before the readers open it.
+        let writes = open(1).await.map_err(failed)?;
+        let reads = open(4).await.map_err(failed)?;
+        Ok(SqliteDatabase { reads, writes })
     }
 }
 
 /// Apply every pending migration.
-pub async fn migrate(pool: &SqlitePool) -> Result<(), StageError> {
+pub async fn migrate(database: &SqliteDatabase) -> Result<(), StageError> {
     MIGRATOR
-        .run(pool)
+        .run(database.writes())
         .await
         .map_err(|e| StageError::new(format!("migrations failed: {e}")))
 }
@@ -78,8 +108,8 @@ impl ResourceConfig for SqliteResourceConfig {
     }
 
     async fn pending(&self) -> Result<Option<Vec<String>>, StageError> {
-        let pool = self.connect().await?;
+        let database = self.connect().await?;
         let tracked = "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'";
-        Ok(Some(super::unapplied(&pool, &MIGRATOR, tracked).await?))
+        Ok(Some(super::unapplied(database.reads(), &MIGRATOR, tracked).await?))
     }
 }

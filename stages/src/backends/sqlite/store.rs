@@ -13,6 +13,7 @@ use rust_decimal::Decimal;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
+use super::SqliteDatabase;
 use crate::fx::{AlertRule, FxEvent, Ohlc, Pair};
 use crate::store::{
     last_rule_changes, parse_pair, parse_rule, rule_json, AlertQuery, CandleQuery, HistoryStore, PriceKind, RateQuery,
@@ -37,11 +38,15 @@ macro_rules! rule_select {
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    writes: SqlitePool,
 }
 
 impl SqliteStore {
-    pub fn new(pool: SqlitePool) -> Self {
-        SqliteStore { pool }
+    pub fn new(database: SqliteDatabase) -> Self {
+        SqliteStore {
+            pool: database.reads().clone(),
+            writes: database.writes().clone(),
+        }
     }
 }
 
@@ -197,7 +202,9 @@ impl HistoryStore for SqliteStore {
                 ))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let mut tx = self.pool.begin().await.map_err(classify)?;
+        // IMMEDIATE: take the write lock at BEGIN, where the busy timeout applies, rather than
+        // upgrading later (another process writing the file would then fail it at once).
+        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
         for event in events {
             insert(&mut tx, event).await.map_err(classify)?;
         }
