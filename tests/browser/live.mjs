@@ -464,6 +464,53 @@ async function main() {
     return `rule ${ruleId} gone from the list and the API`;
   });
 
+  await step('the form creates every kind of condition and trigger', async () => {
+    const mid = parseFloat(eurusd.mid);
+    const at = (f) => (mid * f).toFixed(4);
+    const kinds = [
+      ['crossing', { '#f-threshold': at(1.5) }, 'once', `crossing ${at(1.5)}`],
+      ['entering_channel', { '#f-low': at(1.2), '#f-high': at(1.3) }, 'every', `entering [${at(1.2)}, ${at(1.3)}]`],
+      ['exiting_channel', { '#f-low': at(0.5), '#f-high': at(1.5) }, 'once', `exiting [${at(0.5)}, ${at(1.5)}]`],
+      ['inside_channel', { '#f-low': at(1.2), '#f-high': at(1.3) }, 'once_per_bar', `inside [${at(1.2)}, ${at(1.3)}]`],
+      ['outside_channel', { '#f-low': at(0.5), '#f-high': at(1.5) }, 'on_bar_close', `outside [${at(0.5)}, ${at(1.5)}]`],
+      ['moving_up', { '#f-amount': '0.5', '#f-over': '5' }, 'once', 'up 0.5 within 5 bars'],
+      ['moving_down', { '#f-amount': '0.5', '#f-over': '1h' }, 'every', 'down 0.5 within 1h'],
+      ['moving_up_percent', { '#f-amount': '40', '#f-over': '3' }, 'on_bar_close', 'up 40% within 3 bars'],
+      ['moving_down_percent', { '#f-amount': '40', '#f-over': '7d' }, 'once_per_bar', 'down 40% within 7d'],
+    ];
+    const created = [];
+    for (const [type, fields, trigger, text] of kinds) {
+      await page.selectOption('#f-pair', 'EUR/USD');
+      await page.selectOption('#f-condition', type);
+      for (const [selector, value] of Object.entries(fields)) {
+        assert(await page.isVisible(selector), `${selector} shows for ${type}`);
+        await page.fill(selector, value);
+      }
+      assert(await page.isHidden(type.endsWith('_channel') ? '#f-amount' : '#f-low'), `only ${type}'s fields show`);
+      await page.selectOption('#f-trigger', trigger);
+      if (trigger === 'once_per_bar' || trigger === 'on_bar_close') {
+        assert(await page.isVisible('#f-interval'), `the bar shows for ${trigger}`);
+        await page.fill('#f-interval', '1d');
+      }
+      const answered = page.waitForResponse((r) => r.url().endsWith('/alerts') && r.request().method() === 'POST');
+      await page.click('#f-create');
+      const res = await answered;
+      const body = await res.json();
+      assert(res.status() === 201, `${type} with ${trigger} got ${res.status()}: ${JSON.stringify(body)}`);
+      assert(body.condition_text === text, `${type}: "${body.condition_text}", expected "${text}"`);
+      assert(body.trigger.type === trigger, `${type}: trigger ${JSON.stringify(body.trigger)}`);
+      await page.waitForSelector(`#rules-body tr[data-rule-id="${body.id}"]`, { timeout: 5000 });
+      created.push(body.id);
+    }
+    for (const id of created) {
+      const gone = await api(`/alerts/${id}`, { method: 'DELETE', headers: { Authorization: `Bearer ${opts.key}` } });
+      assert(gone.status === 204, `DELETE /alerts/${id}: ${gone.status}`);
+    }
+    await page.selectOption('#f-condition', 'above');
+    await page.selectOption('#f-trigger', 'once');
+    return `${kinds.length} kinds created and listed (${kinds.map((k) => k[0]).join(', ')}); triggers once, every, once_per_bar, on_bar_close`;
+  });
+
   await step('the key can be forgotten', async () => {
     await page.click('#forget-key');
     const kept = await page.evaluate(() => sessionStorage.getItem('fxflow.apiKey'));

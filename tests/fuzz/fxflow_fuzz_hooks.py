@@ -20,10 +20,13 @@ CROSS_FIELD_CODES = {
     "page_too_large": "`limit` above the stage's `limits.max_page` for a JSON page (CSV exports take more)",
 }
 
-# Fields of a 422 `validation_failed` from POST /alerts whose rules depend on the deployment.
+# Fields of a 422 `validation_failed` from POST /alerts whose rules depend on the deployment
+# or span fields.
 DEPLOYMENT_FIELDS = {
     "pair": "a pair this API does not monitor, or not written in market convention",
     "webhook.url": "a host name this server refuses (loopback or private names: SSRF)",
+    # Not the deployment, but a rule across two fields all the same: a channel's bounds.
+    "condition.high": "a channel's `high` not above its `low`",
 }
 
 

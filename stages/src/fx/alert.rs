@@ -22,7 +22,65 @@ pub enum Condition {
     CrossingUp(#[schemars(schema_with = "crate::fx::decimal_schema")] Decimal),
     /// The previous sample was above the threshold and this one is at or below it.
     CrossingDown(#[schemars(schema_with = "crate::fx::decimal_schema")] Decimal),
+    /// The previous sample was on one side of the threshold and this one is at or past it
+    /// (`CrossingUp` or `CrossingDown`, whichever happened).
+    Crossing(#[schemars(schema_with = "crate::fx::decimal_schema")] Decimal),
+    /// The previous sample was outside `[low, high]` and this one is inside (bounds
+    /// included). A jump from below the channel to above it does not enter it.
+    EnteringChannel {
+        #[schemars(schema_with = "crate::fx::decimal_schema")]
+        low: Decimal,
+        #[schemars(schema_with = "crate::fx::decimal_schema")]
+        high: Decimal,
+    },
+    /// The previous sample was inside `[low, high]` and this one is outside.
+    ExitingChannel {
+        #[schemars(schema_with = "crate::fx::decimal_schema")]
+        low: Decimal,
+        #[schemars(schema_with = "crate::fx::decimal_schema")]
+        high: Decimal,
+    },
+    /// True while the price is within `[low, high]` (a state, like `Above`).
+    InsideChannel {
+        #[schemars(schema_with = "crate::fx::decimal_schema")]
+        low: Decimal,
+        #[schemars(schema_with = "crate::fx::decimal_schema")]
+        high: Decimal,
+    },
+    /// True while the price is below `low` or above `high` (a state).
+    OutsideChannel {
+        #[schemars(schema_with = "crate::fx::decimal_schema")]
+        low: Decimal,
+        #[schemars(schema_with = "crate::fx::decimal_schema")]
+        high: Decimal,
+    },
+    /// The price rose by at least `amount` (price units) from the sample `over` ago.
+    MovingUp {
+        #[schemars(schema_with = "crate::fx::decimal_schema")]
+        amount: Decimal,
+        over: Lookback,
+    },
+    /// The price fell by at least `amount` (price units) from the sample `over` ago.
+    MovingDown {
+        #[schemars(schema_with = "crate::fx::decimal_schema")]
+        amount: Decimal,
+        over: Lookback,
+    },
+    /// The price rose by at least `percent` % from the sample `over` ago.
+    MovingUpPercent {
+        #[schemars(schema_with = "crate::fx::decimal_schema")]
+        percent: Decimal,
+        over: Lookback,
+    },
+    /// The price fell by at least `percent` % (a positive number) from the sample `over` ago.
+    MovingDownPercent {
+        #[schemars(schema_with = "crate::fx::decimal_schema")]
+        percent: Decimal,
+        over: Lookback,
+    },
     /// The price moved by at least `percent` (negative: fell by at least) within `window`.
+    /// Kept for the rules already stored: `MovingUpPercent`/`MovingDownPercent` with
+    /// `over: Window(..)` say the same and are what new rules use.
     PctChange {
         #[schemars(schema_with = "crate::fx::decimal_schema")]
         percent: Decimal,
@@ -41,14 +99,76 @@ pub enum Condition {
     },
 }
 
+/// A price channel `[low, high]`, bounds included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Channel {
+    pub low: Decimal,
+    pub high: Decimal,
+}
+
+impl Condition {
+    /// The channel of a channel condition.
+    pub fn channel(&self) -> Option<Channel> {
+        match *self {
+            Condition::EnteringChannel { low, high }
+            | Condition::ExitingChannel { low, high }
+            | Condition::InsideChannel { low, high }
+            | Condition::OutsideChannel { low, high } => Some(Channel { low, high }),
+            _ => None,
+        }
+    }
+}
+
+impl Channel {
+    pub fn contains(&self, price: Decimal) -> bool {
+        self.low <= price && price <= self.high
+    }
+}
+
+/// How far back a `Moving…` condition compares: a number of samples (bars, when the
+/// trigger is `OnBarClose`), or the oldest sample within a duration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum Lookback {
+    /// The sample this many samples before the current one (1 = the previous one).
+    Bars(u32),
+    /// The oldest sample at most this long before the current one, e.g. `Window("1h")`.
+    Window(
+        #[serde(with = "fxflow_engine::duration")]
+        #[schemars(schema_with = "fxflow_engine::duration::schema")]
+        Duration,
+    ),
+}
+
+impl Lookback {
+    pub fn describe(&self) -> String {
+        match self {
+            Lookback::Bars(1) => "1 bar".to_owned(),
+            Lookback::Bars(n) => format!("{n} bars"),
+            Lookback::Window(d) => fxflow_engine::duration::format(d),
+        }
+    }
+}
+
 impl Condition {
     /// Human text, e.g. `above 1.1200`.
     pub fn describe(&self) -> String {
+        let channel = |low: &Decimal, high: &Decimal| format!("[{low}, {high}]");
         match self {
             Condition::Above(t) => format!("above {t}"),
             Condition::Below(t) => format!("below {t}"),
             Condition::CrossingUp(t) => format!("crossing up {t}"),
             Condition::CrossingDown(t) => format!("crossing down {t}"),
+            Condition::Crossing(t) => format!("crossing {t}"),
+            Condition::EnteringChannel { low, high } => format!("entering {}", channel(low, high)),
+            Condition::ExitingChannel { low, high } => format!("exiting {}", channel(low, high)),
+            Condition::InsideChannel { low, high } => format!("inside {}", channel(low, high)),
+            Condition::OutsideChannel { low, high } => format!("outside {}", channel(low, high)),
+            Condition::MovingUp { amount, over } => format!("up {amount} within {}", over.describe()),
+            Condition::MovingDown { amount, over } => format!("down {amount} within {}", over.describe()),
+            Condition::MovingUpPercent { percent, over } => format!("up {percent}% within {}", over.describe()),
+            Condition::MovingDownPercent { percent, over } => {
+                format!("down {percent}% within {}", over.describe())
+            }
             Condition::PctChange { percent, window } => {
                 format!(
                     "change of {percent}% within {}",
@@ -78,6 +198,31 @@ pub enum Trigger {
         #[schemars(schema_with = "crate::fx::decimal_schema")]
         rearm: Decimal,
     },
+    /// Fire when the condition holds, at most once per bar of this interval (bars are
+    /// aligned to the Unix epoch in event time, e.g. `OncePerBar("1h")` once per clock hour).
+    OncePerBar(
+        #[serde(with = "fxflow_engine::duration")]
+        #[schemars(schema_with = "fxflow_engine::duration::schema")]
+        Duration,
+    ),
+    /// Judge the condition on each bar's closing price (the last sample in the bar, in
+    /// event time) against the previous bar's close, and fire when the bar closes: when the
+    /// first sample of a later bar arrives. `Moving…(over: Bars(n))` then counts bars.
+    OnBarClose(
+        #[serde(with = "fxflow_engine::duration")]
+        #[schemars(schema_with = "fxflow_engine::duration::schema")]
+        Duration,
+    ),
+}
+
+impl Trigger {
+    /// The bar length of a per-bar trigger.
+    pub fn bar(&self) -> Option<Duration> {
+        match self {
+            Trigger::OncePerBar(d) | Trigger::OnBarClose(d) => Some(*d),
+            _ => None,
+        }
+    }
 }
 
 /// Which side of a quote a rule watches.

@@ -13,7 +13,8 @@ pub mod volatility;
 pub mod wire;
 
 pub use alert::{
-    AlertFired, AlertRule, AlertRuleChange, Condition, EmailTarget, PriceField, Trigger, WebhookFormat, WebhookTarget,
+    AlertFired, AlertRule, AlertRuleChange, Channel, Condition, EmailTarget, Lookback, PriceField, Trigger,
+    WebhookFormat, WebhookTarget,
 };
 pub use candle::{Candle, Ohlc};
 pub use cross::{CrossRate, Leg};

@@ -43,52 +43,170 @@ fn new_rule_id() -> String {
     hex::encode(bytes)
 }
 
-fn condition(input: &ConditionInput, errors: &mut Vec<FieldError>) -> Option<Condition> {
-    let threshold = |errors: &mut Vec<FieldError>| -> Option<Decimal> {
-        match input.threshold.flatten() {
-            Some(t) if t.0 > Decimal::ZERO => Some(t.0),
-            Some(t) => {
-                errors.push(FieldError::new(
-                    "condition.threshold",
-                    format!("{} must be positive", t.0),
-                ));
-                None
-            }
-            None => {
-                errors.push(FieldError::new(
-                    "condition.threshold",
-                    format!("`{}` needs a threshold", input.kind),
-                ));
-                None
-            }
-        }
-    };
-    let unexpected = |errors: &mut Vec<FieldError>, field: &str, present: bool| {
-        if present {
+/// The condition types `POST /alerts` takes, and the fields each needs.
+const CONDITIONS: &[(&str, &[&str])] = &[
+    ("above", &["threshold"]),
+    ("below", &["threshold"]),
+    ("crossing", &["threshold"]),
+    ("crossing_up", &["threshold"]),
+    ("crossing_down", &["threshold"]),
+    ("entering_channel", &["low", "high"]),
+    ("exiting_channel", &["low", "high"]),
+    ("inside_channel", &["low", "high"]),
+    ("outside_channel", &["low", "high"]),
+    ("moving_up", &["amount", "over"]),
+    ("moving_down", &["amount", "over"]),
+    ("moving_up_percent", &["percent", "over"]),
+    ("moving_down_percent", &["percent", "over"]),
+    ("pct_change", &["percent", "window"]),
+    ("zscore", &["returns", "k"]),
+];
+
+/// A decimal field that must be above zero.
+fn positive(
+    errors: &mut Vec<FieldError>,
+    kind: &str,
+    field: &str,
+    value: Option<Option<super::model::DecimalJson>>,
+    example: &str,
+) -> Option<Decimal> {
+    match value.flatten() {
+        Some(v) if v.0 > Decimal::ZERO => Some(v.0),
+        Some(v) => {
             errors.push(FieldError::new(
                 format!("condition.{field}"),
-                format!("`{}` takes no {field}", input.kind),
+                format!("{} must be positive", v.0),
+            ));
+            None
+        }
+        None => {
+            errors.push(FieldError::new(
+                format!("condition.{field}"),
+                format!("`{kind}` needs {field}, e.g. {example}"),
+            ));
+            None
+        }
+    }
+}
+
+/// A `moving_…` condition's lookback.
+fn lookback(input: &ConditionInput, errors: &mut Vec<FieldError>) -> Option<crate::fx::Lookback> {
+    let Some(over) = input.over.as_ref().and_then(|o| o.as_ref()) else {
+        errors.push(FieldError::new(
+            "condition.over",
+            format!(
+                "`{}` needs over, e.g. {{\"bars\": 5}} or {{\"window\": \"1h\"}}",
+                input.kind
+            ),
+        ));
+        return None;
+    };
+    let max = crate::transforms::alert::rules::MAX_BARS;
+    match (over.bars.flatten(), over.window.as_ref().and_then(|w| w.as_deref())) {
+        (Some(n), None) if (1..=max).contains(&n) => Some(crate::fx::Lookback::Bars(n)),
+        (Some(n), None) => {
+            errors.push(FieldError::new(
+                "condition.over.bars",
+                format!("{n} is out of range: 1 to {max}"),
+            ));
+            None
+        }
+        (None, Some(window)) => match parse_duration(window) {
+            Ok(w) if !w.is_zero() => Some(crate::fx::Lookback::Window(w)),
+            Ok(_) => {
+                errors.push(FieldError::new("condition.over.window", "must be longer than zero"));
+                None
+            }
+            Err(e) => {
+                errors.push(FieldError::new("condition.over.window", e));
+                None
+            }
+        },
+        _ => {
+            errors.push(FieldError::new(
+                "condition.over",
+                "give exactly one of bars or window, e.g. {\"bars\": 5}",
+            ));
+            None
+        }
+    }
+}
+
+fn condition(input: &ConditionInput, errors: &mut Vec<FieldError>) -> Option<Condition> {
+    let kind = input.kind.as_str();
+    let Some((_, fields)) = CONDITIONS.iter().find(|(name, _)| *name == kind) else {
+        let names: Vec<&str> = CONDITIONS.iter().map(|(name, _)| *name).collect();
+        errors.push(FieldError::new(
+            "condition.type",
+            format!("unknown condition `{kind}`; one of {}", names.join(", ")),
+        ));
+        return None;
+    };
+    let sent = [
+        ("threshold", input.threshold.is_some()),
+        ("percent", input.percent.is_some()),
+        ("window", input.window.is_some()),
+        ("returns", input.returns.is_some()),
+        ("k", input.k.is_some()),
+        ("low", input.low.is_some()),
+        ("high", input.high.is_some()),
+        ("amount", input.amount.is_some()),
+        ("over", input.over.is_some()),
+    ];
+    for (field, present) in sent {
+        if present && !fields.contains(&field) {
+            errors.push(FieldError::new(
+                format!("condition.{field}"),
+                format!("`{kind}` takes no {field}"),
             ));
         }
-    };
-    match input.kind.as_str() {
-        "above" | "below" | "crossing_up" | "crossing_down" => {
-            unexpected(errors, "percent", input.percent.is_some());
-            unexpected(errors, "window", input.window.is_some());
-            unexpected(errors, "returns", input.returns.is_some());
-            unexpected(errors, "k", input.k.is_some());
-            let t = threshold(errors)?;
-            Some(match input.kind.as_str() {
+    }
+    match kind {
+        "above" | "below" | "crossing" | "crossing_up" | "crossing_down" => {
+            let t = positive(errors, kind, "threshold", input.threshold, "1.10")?;
+            Some(match kind {
                 "above" => Condition::Above(t),
                 "below" => Condition::Below(t),
+                "crossing" => Condition::Crossing(t),
                 "crossing_up" => Condition::CrossingUp(t),
                 _ => Condition::CrossingDown(t),
             })
         }
+        "entering_channel" | "exiting_channel" | "inside_channel" | "outside_channel" => {
+            let low = positive(errors, kind, "low", input.low, "1.08");
+            let high = positive(errors, kind, "high", input.high, "1.10");
+            let (low, high) = (low?, high?);
+            if low >= high {
+                errors.push(FieldError::new(
+                    "condition.high",
+                    format!("{high} must be above low {low}"),
+                ));
+                return None;
+            }
+            Some(match kind {
+                "entering_channel" => Condition::EnteringChannel { low, high },
+                "exiting_channel" => Condition::ExitingChannel { low, high },
+                "inside_channel" => Condition::InsideChannel { low, high },
+                _ => Condition::OutsideChannel { low, high },
+            })
+        }
+        "moving_up" | "moving_down" | "moving_up_percent" | "moving_down_percent" => {
+            let percent = kind.ends_with("_percent");
+            let size = if percent {
+                positive(errors, kind, "percent", input.percent, "1.5")
+            } else {
+                positive(errors, kind, "amount", input.amount, "0.01")
+            };
+            let over = lookback(input, errors);
+            let (size, over) = (size?, over?);
+            Some(match kind {
+                "moving_up" => Condition::MovingUp { amount: size, over },
+                "moving_down" => Condition::MovingDown { amount: size, over },
+                "moving_up_percent" => Condition::MovingUpPercent { percent: size, over },
+                _ => Condition::MovingDownPercent { percent: size, over },
+            })
+        }
         "pct_change" => {
-            unexpected(errors, "threshold", input.threshold.is_some());
-            unexpected(errors, "returns", input.returns.is_some());
-            unexpected(errors, "k", input.k.is_some());
             let percent = match input.percent.flatten() {
                 Some(p) if !p.0.is_zero() => Some(p.0),
                 Some(_) => {
@@ -123,10 +241,7 @@ fn condition(input: &ConditionInput, errors: &mut Vec<FieldError>) -> Option<Con
                 window: window?,
             })
         }
-        "zscore" => {
-            unexpected(errors, "threshold", input.threshold.is_some());
-            unexpected(errors, "percent", input.percent.is_some());
-            unexpected(errors, "window", input.window.is_some());
+        _ => {
             let returns = match input.returns.flatten() {
                 Some(n) if n > crate::transforms::alert::rules::MAX_RETURNS => {
                     errors.push(FieldError::new(
@@ -167,15 +282,6 @@ fn condition(input: &ConditionInput, errors: &mut Vec<FieldError>) -> Option<Con
                 k: k?,
             })
         }
-        other => {
-            errors.push(FieldError::new(
-                "condition.type",
-                format!(
-                    "unknown condition `{other}`; one of above, below, crossing_up, crossing_down, pct_change, zscore"
-                ),
-            ));
-            None
-        }
     }
 }
 
@@ -183,17 +289,52 @@ fn trigger(input: Option<&TriggerInput>, errors: &mut Vec<FieldError>) -> Option
     let Some(input) = input else {
         return Some(Trigger::Once);
     };
-    match input.kind.as_str() {
-        "once" => {
-            for (field, present) in [("cooldown", input.cooldown.is_some()), ("rearm", input.rearm.is_some())] {
-                if present {
-                    errors.push(FieldError::new(
-                        format!("trigger.{field}"),
-                        format!("`once` takes no {field}"),
-                    ));
-                }
+    let kind = input.kind.as_str();
+    let fields: &[&str] = match kind {
+        "every" => &["cooldown", "rearm"],
+        "once_per_bar" | "on_bar_close" => &["interval"],
+        _ => &[],
+    };
+    let sent = [
+        ("cooldown", input.cooldown.is_some()),
+        ("rearm", input.rearm.is_some()),
+        ("interval", input.interval.is_some()),
+    ];
+    if matches!(kind, "once" | "every" | "once_per_bar" | "on_bar_close") {
+        for (field, present) in sent {
+            if present && !fields.contains(&field) {
+                errors.push(FieldError::new(
+                    format!("trigger.{field}"),
+                    format!("`{kind}` takes no {field}"),
+                ));
             }
-            Some(Trigger::Once)
+        }
+    }
+    match kind {
+        "once" => Some(Trigger::Once),
+        "once_per_bar" | "on_bar_close" => {
+            let interval = match input.interval.as_ref().and_then(|i| i.as_deref()).map(parse_duration) {
+                Some(Ok(i)) if !i.is_zero() => i,
+                Some(Ok(_)) => {
+                    errors.push(FieldError::new("trigger.interval", "must be longer than zero"));
+                    return None;
+                }
+                Some(Err(e)) => {
+                    errors.push(FieldError::new("trigger.interval", e));
+                    return None;
+                }
+                None => {
+                    errors.push(FieldError::new(
+                        "trigger.interval",
+                        format!("`{kind}` needs an interval such as \"1h\""),
+                    ));
+                    return None;
+                }
+            };
+            Some(match kind {
+                "once_per_bar" => Trigger::OncePerBar(interval),
+                _ => Trigger::OnBarClose(interval),
+            })
         }
         "every" => {
             let cooldown = match input.cooldown.as_ref().and_then(|c| c.as_deref()).map(parse_duration) {
@@ -223,7 +364,7 @@ fn trigger(input: Option<&TriggerInput>, errors: &mut Vec<FieldError>) -> Option
         other => {
             errors.push(FieldError::new(
                 "trigger.type",
-                format!("unknown trigger `{other}`; one of once, every"),
+                format!("unknown trigger `{other}`; one of once, every, once_per_bar, on_bar_close"),
             ));
             None
         }

@@ -489,7 +489,75 @@ pub enum ConditionSpec {
         #[schema(schema_with = positive_decimal_schema)]
         threshold: DecimalJson,
     },
-    /// The price moved by at least `percent` (negative: fell by at least) within `window`.
+    /// The previous sample was on one side of `threshold` and this one is at or past it.
+    #[schema(title = "CrossingCondition")]
+    Crossing {
+        #[schema(schema_with = positive_decimal_schema)]
+        threshold: DecimalJson,
+    },
+    /// The previous sample was outside `[low, high]` (bounds included) and this one is
+    /// inside; a jump across the whole channel does not enter it. `low` below `high`.
+    #[schema(title = "EnteringChannelCondition")]
+    EnteringChannel {
+        #[schema(schema_with = positive_decimal_schema)]
+        low: DecimalJson,
+        #[schema(schema_with = positive_decimal_schema)]
+        high: DecimalJson,
+    },
+    /// The previous sample was inside `[low, high]` and this one is outside.
+    #[schema(title = "ExitingChannelCondition")]
+    ExitingChannel {
+        #[schema(schema_with = positive_decimal_schema)]
+        low: DecimalJson,
+        #[schema(schema_with = positive_decimal_schema)]
+        high: DecimalJson,
+    },
+    /// True while the price is within `[low, high]` (a state: true at creation fires at once).
+    #[schema(title = "InsideChannelCondition")]
+    InsideChannel {
+        #[schema(schema_with = positive_decimal_schema)]
+        low: DecimalJson,
+        #[schema(schema_with = positive_decimal_schema)]
+        high: DecimalJson,
+    },
+    /// True while the price is below `low` or above `high` (a state).
+    #[schema(title = "OutsideChannelCondition")]
+    OutsideChannel {
+        #[schema(schema_with = positive_decimal_schema)]
+        low: DecimalJson,
+        #[schema(schema_with = positive_decimal_schema)]
+        high: DecimalJson,
+    },
+    /// The price rose by at least `amount` (price units) from the sample `over` ago.
+    #[schema(title = "MovingUpCondition")]
+    MovingUp {
+        #[schema(schema_with = positive_decimal_schema)]
+        amount: DecimalJson,
+        over: LookbackSpec,
+    },
+    /// The price fell by at least `amount` (price units) from the sample `over` ago.
+    #[schema(title = "MovingDownCondition")]
+    MovingDown {
+        #[schema(schema_with = positive_decimal_schema)]
+        amount: DecimalJson,
+        over: LookbackSpec,
+    },
+    /// The price rose by at least `percent` % from the sample `over` ago.
+    #[schema(title = "MovingUpPercentCondition")]
+    MovingUpPercent {
+        #[schema(schema_with = positive_decimal_schema)]
+        percent: DecimalJson,
+        over: LookbackSpec,
+    },
+    /// The price fell by at least `percent` % (a positive number) from the sample `over` ago.
+    #[schema(title = "MovingDownPercentCondition")]
+    MovingDownPercent {
+        #[schema(schema_with = positive_decimal_schema)]
+        percent: DecimalJson,
+        over: LookbackSpec,
+    },
+    /// The price moved by at least `percent` (negative: fell by at least) within `window`
+    /// (rules stored before `moving_up_percent`/`moving_down_percent` existed; those say the same).
     #[schema(title = "PctChangeCondition")]
     PctChange {
         #[schema(schema_with = non_zero_decimal_schema)]
@@ -511,6 +579,44 @@ pub enum ConditionSpec {
     },
 }
 
+/// How far back a `moving_…` condition compares: `{"bars": 5}` (samples, or bars with an
+/// `on_bar_close` trigger) or `{"window": "1h"}` (the oldest sample within it).
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LookbackSpec {
+    Bars(BarsLookback),
+    Window(WindowLookback),
+}
+
+/// Compare with the sample this many samples back (bars with `on_bar_close`).
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BarsLookback {
+    /// 1 (the previous sample) to 100,000.
+    #[schema(minimum = 1, maximum = 100_000, example = 5)]
+    pub bars: u32,
+}
+
+/// Compare with the oldest sample within this window.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WindowLookback {
+    /// A duration longer than zero such as `"30m"`, `"7d"`.
+    #[schema(example = "1h", pattern = r"^[1-9][0-9]{0,5}(ms|s|m|h|d)$")]
+    pub window: String,
+}
+
+impl From<&crate::fx::Lookback> for LookbackSpec {
+    fn from(over: &crate::fx::Lookback) -> Self {
+        match over {
+            crate::fx::Lookback::Bars(n) => LookbackSpec::Bars(BarsLookback { bars: *n }),
+            crate::fx::Lookback::Window(w) => LookbackSpec::Window(WindowLookback {
+                window: fxflow_engine::duration::format(w),
+            }),
+        }
+    }
+}
+
 impl From<&Condition> for ConditionSpec {
     fn from(condition: &Condition) -> Self {
         match condition {
@@ -525,6 +631,41 @@ impl From<&Condition> for ConditionSpec {
             },
             Condition::CrossingDown(t) => ConditionSpec::CrossingDown {
                 threshold: DecimalJson(*t),
+            },
+            Condition::Crossing(t) => ConditionSpec::Crossing {
+                threshold: DecimalJson(*t),
+            },
+            Condition::EnteringChannel { low, high } => ConditionSpec::EnteringChannel {
+                low: DecimalJson(*low),
+                high: DecimalJson(*high),
+            },
+            Condition::ExitingChannel { low, high } => ConditionSpec::ExitingChannel {
+                low: DecimalJson(*low),
+                high: DecimalJson(*high),
+            },
+            Condition::InsideChannel { low, high } => ConditionSpec::InsideChannel {
+                low: DecimalJson(*low),
+                high: DecimalJson(*high),
+            },
+            Condition::OutsideChannel { low, high } => ConditionSpec::OutsideChannel {
+                low: DecimalJson(*low),
+                high: DecimalJson(*high),
+            },
+            Condition::MovingUp { amount, over } => ConditionSpec::MovingUp {
+                amount: DecimalJson(*amount),
+                over: over.into(),
+            },
+            Condition::MovingDown { amount, over } => ConditionSpec::MovingDown {
+                amount: DecimalJson(*amount),
+                over: over.into(),
+            },
+            Condition::MovingUpPercent { percent, over } => ConditionSpec::MovingUpPercent {
+                percent: DecimalJson(*percent),
+                over: over.into(),
+            },
+            Condition::MovingDownPercent { percent, over } => ConditionSpec::MovingDownPercent {
+                percent: DecimalJson(*percent),
+                over: over.into(),
             },
             Condition::PctChange { percent, window } => ConditionSpec::PctChange {
                 percent: DecimalJson(*percent),
@@ -562,6 +703,22 @@ pub enum TriggerSpec {
         #[schema(schema_with = non_negative_decimal_or_null_schema, required = false)]
         rearm: DecimalJson,
     },
+    /// Fire when the condition holds, at most once per bar of `interval` (bars aligned to
+    /// the Unix epoch in event time: `1h` is once per clock hour, `1d` per UTC day).
+    #[schema(title = "OncePerBarTrigger")]
+    OncePerBar {
+        /// The bar, a duration longer than zero such as `"1h"`.
+        #[schema(example = "1h", pattern = r"^[1-9][0-9]{0,5}(ms|s|m|h|d)$")]
+        interval: String,
+    },
+    /// Judge the condition on each bar's close (the last sample in it) against the previous
+    /// bar's close, and fire when the bar closes: when a sample of a later bar arrives.
+    #[schema(title = "OnBarCloseTrigger")]
+    OnBarClose {
+        /// The bar, a duration longer than zero such as `"1d"`.
+        #[schema(example = "1d", pattern = r"^[1-9][0-9]{0,5}(ms|s|m|h|d)$")]
+        interval: String,
+    },
 }
 
 impl From<&Trigger> for TriggerSpec {
@@ -571,6 +728,12 @@ impl From<&Trigger> for TriggerSpec {
             Trigger::Every { cooldown, rearm } => TriggerSpec::Every {
                 cooldown: fxflow_engine::duration::format(cooldown),
                 rearm: DecimalJson(*rearm),
+            },
+            Trigger::OncePerBar(bar) => TriggerSpec::OncePerBar {
+                interval: fxflow_engine::duration::format(bar),
+            },
+            Trigger::OnBarClose(bar) => TriggerSpec::OnBarClose {
+                interval: fxflow_engine::duration::format(bar),
             },
         }
     }
@@ -708,6 +871,24 @@ pub struct ConditionInput {
     pub returns: Option<Option<u32>>,
     #[serde(default, deserialize_with = "present")]
     pub k: Option<Option<DecimalJson>>,
+    #[serde(default, deserialize_with = "present")]
+    pub low: Option<Option<DecimalJson>>,
+    #[serde(default, deserialize_with = "present")]
+    pub high: Option<Option<DecimalJson>>,
+    #[serde(default, deserialize_with = "present")]
+    pub amount: Option<Option<DecimalJson>>,
+    #[serde(default, deserialize_with = "present")]
+    pub over: Option<Option<LookbackInput>>,
+}
+
+/// A `moving_…` condition's `over` as sent: one of `bars`, `window`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookbackInput {
+    #[serde(default, deserialize_with = "present_count")]
+    pub bars: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "present")]
+    pub window: Option<Option<String>>,
 }
 
 /// The trigger as sent (see [`ConditionInput`] for why it is flat).
@@ -720,6 +901,8 @@ pub struct TriggerInput {
     pub cooldown: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     pub rearm: Option<Option<DecimalJson>>,
+    #[serde(default, deserialize_with = "present")]
+    pub interval: Option<Option<String>>,
 }
 
 /// A field that was sent: `Some(None)` for `null` (absent stays `None` by `default`).

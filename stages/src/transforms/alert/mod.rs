@@ -7,6 +7,8 @@
 //! is in [`rules`].
 
 pub mod checkpoint;
+#[cfg(test)]
+mod grammar_tests;
 pub mod rules;
 
 use std::collections::HashSet;
@@ -25,8 +27,10 @@ use checkpoint::Checkpoints;
 use rules::RuleBook;
 
 /// Checks quotes and cross rates against alert rules (`Above`, `Below`,
-/// `CrossingUp`, `CrossingDown`, `PctChange`, `ZScore`) and emits an
-/// `AlertFired` for each firing.
+/// `Crossing`, `CrossingUp`, `CrossingDown`, `EnteringChannel`, `ExitingChannel`,
+/// `InsideChannel`, `OutsideChannel`, `MovingUp`, `MovingDown`, `MovingUpPercent`,
+/// `MovingDownPercent`, `PctChange`, `ZScore`; triggers `Once`, `Every`, `OncePerBar`,
+/// `OnBarClose`) and emits an `AlertFired` for each firing.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlertConfig {

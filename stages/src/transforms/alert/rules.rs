@@ -11,10 +11,11 @@
 //!   the price goes back past that level (hysteresis).
 //!
 //! A sample therefore touches `O(log n + k)` entries, where `k` is the number of
-//! rules that fire or re-arm — not the number of rules. `PctChange` and
-//! `ZScore` rules are few in practice and are scanned per sample of their
-//! pair: a `PctChange` against a window of the pair's recent samples, a
-//! `ZScore` against the pair's recent log returns.
+//! rules that fire or re-arm — not the number of rules. Every other rule (channels,
+//! `Crossing`, `Moving…`, `PctChange`, `ZScore`, and any rule with a per-bar trigger) is
+//! *scanned*: judged on every sample of its (pair, price field) by [`judge`], against the
+//! book's [`Series`] of recent samples, or, with `OnBarClose`, against the rule's own series
+//! of bar closes.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
@@ -26,8 +27,10 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::fx::quote::mid;
-use crate::fx::{AlertFired, AlertRule, Condition, Pair, Price, PriceField, SourceName, Trigger};
+use crate::fx::{AlertFired, AlertRule, Channel, Condition, Lookback, Pair, Price, PriceField, SourceName, Trigger};
+use crate::transforms::{event_time, utc};
 use fxflow_engine::fast_hash::FastMap;
+use fxflow_engine::window::WindowShape;
 
 type RuleId = usize;
 
@@ -39,34 +42,340 @@ pub enum RuleError {
     Invalid(String, String),
 }
 
+/// How far back a `Moving…` rule compares (the rule's [`Lookback`] in the book's units).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Over {
+    Bars(usize),
+    Window(chrono::Duration),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {
     Above(Decimal),
     Below(Decimal),
     CrossingUp(Decimal),
     CrossingDown(Decimal),
-    Pct { percent: Decimal, window: chrono::Duration },
-    ZScore { returns: usize, k: Decimal },
+    Crossing(Decimal),
+    Entering(Channel),
+    Exiting(Channel),
+    Inside(Channel),
+    Outside(Channel),
+    /// `MovingUp`, `MovingDown` and their percent forms: a move of at least `size`
+    /// (price units, or percent of the reference when `percent`).
+    Moving {
+        up: bool,
+        percent: bool,
+        size: Decimal,
+        over: Over,
+    },
+    Pct {
+        percent: Decimal,
+        window: chrono::Duration,
+    },
+    ZScore {
+        returns: usize,
+        k: Decimal,
+    },
 }
 
 impl Kind {
-    /// True for rules that fire on rising prices (they re-arm when the price falls back).
-    fn rising(&self) -> bool {
-        match self {
-            Kind::Above(_) | Kind::CrossingUp(_) => true,
-            Kind::Below(_) | Kind::CrossingDown(_) => false,
-            Kind::Pct { percent, .. } => *percent >= Decimal::ZERO,
-            Kind::ZScore { .. } => true,
+    fn of(condition: &Condition) -> Kind {
+        let over = |over: &Lookback| match over {
+            Lookback::Bars(n) => Over::Bars(*n as usize),
+            Lookback::Window(w) => Over::Window(chrono::Duration::from_std(*w).unwrap_or(chrono::Duration::MAX)),
+        };
+        match condition {
+            Condition::Above(t) => Kind::Above(*t),
+            Condition::Below(t) => Kind::Below(*t),
+            Condition::CrossingUp(t) => Kind::CrossingUp(*t),
+            Condition::CrossingDown(t) => Kind::CrossingDown(*t),
+            Condition::Crossing(t) => Kind::Crossing(*t),
+            Condition::EnteringChannel { low, high } => Kind::Entering(Channel { low: *low, high: *high }),
+            Condition::ExitingChannel { low, high } => Kind::Exiting(Channel { low: *low, high: *high }),
+            Condition::InsideChannel { low, high } => Kind::Inside(Channel { low: *low, high: *high }),
+            Condition::OutsideChannel { low, high } => Kind::Outside(Channel { low: *low, high: *high }),
+            Condition::MovingUp { amount, over: o } => Kind::Moving {
+                up: true,
+                percent: false,
+                size: *amount,
+                over: over(o),
+            },
+            Condition::MovingDown { amount, over: o } => Kind::Moving {
+                up: false,
+                percent: false,
+                size: *amount,
+                over: over(o),
+            },
+            Condition::MovingUpPercent { percent, over: o } => Kind::Moving {
+                up: true,
+                percent: true,
+                size: *percent,
+                over: over(o),
+            },
+            Condition::MovingDownPercent { percent, over: o } => Kind::Moving {
+                up: false,
+                percent: true,
+                size: *percent,
+                over: over(o),
+            },
+            Condition::PctChange { percent, window } => Kind::Pct {
+                percent: *percent,
+                window: chrono::Duration::from_std(*window).unwrap_or(chrono::Duration::MAX),
+            },
+            Condition::ZScore { returns, k } => Kind::ZScore {
+                returns: *returns as usize,
+                k: *k,
+            },
         }
     }
 
+    /// A plain threshold: such rules live in the ordered indexes (unless a per-bar trigger
+    /// makes them scanned).
+    fn threshold_kind(&self) -> bool {
+        matches!(
+            self,
+            Kind::Above(_) | Kind::Below(_) | Kind::CrossingUp(_) | Kind::CrossingDown(_)
+        )
+    }
+
+    /// A state (true for as long as the price stays put), not a moment: it fires at the
+    /// rule's creation when it already holds.
+    fn state(&self) -> bool {
+        matches!(
+            self,
+            Kind::Above(_) | Kind::Below(_) | Kind::Inside(_) | Kind::Outside(_)
+        )
+    }
+
+    /// True for threshold rules that fire on rising prices (they re-arm when the price falls back).
+    fn rising(&self) -> bool {
+        matches!(self, Kind::Above(_) | Kind::CrossingUp(_))
+    }
+
+    /// The key of a threshold rule in its index.
     fn threshold(&self) -> Decimal {
         match *self {
             Kind::Above(t) | Kind::Below(t) | Kind::CrossingUp(t) | Kind::CrossingDown(t) => t,
-            Kind::Pct { percent, .. } => percent,
-            Kind::ZScore { k, .. } => k,
+            _ => Decimal::ZERO,
         }
     }
+}
+
+/// When a rule is judged and how often it may fire, beside `once`/`cooldown`/`rearm`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cadence {
+    /// On every sample (`Once`, `Every`).
+    Sample,
+    /// On every sample, at most one firing per bar.
+    OncePerBar(WindowShape),
+    /// On each bar's close, when a sample of a later bar arrives.
+    OnBarClose(WindowShape),
+}
+
+/// Recent samples of one series (a book's samples, or a rule's bar closes), kept as far
+/// back as its rules look.
+#[derive(Debug, Default, Clone)]
+struct Series {
+    /// The last sample's time and price.
+    last: Option<(DateTime<Utc>, Decimal)>,
+    /// (ts, price), oldest first, the current sample included, for the longest window.
+    history: VecDeque<(DateTime<Utc>, Decimal)>,
+    longest_window: chrono::Duration,
+    /// Prices of the last `most_bars + 1` samples, the current one last.
+    recent: VecDeque<Decimal>,
+    most_bars: usize,
+    /// Log returns of the last samples, oldest first, kept for the longest `ZScore` rule
+    /// (without the current sample's until [`Series::settle`]).
+    returns: VecDeque<f64>,
+    most_returns: usize,
+}
+
+impl Series {
+    /// Keep enough for a rule of `kind`.
+    fn needs(&mut self, kind: &Kind) {
+        match *kind {
+            Kind::Pct { window, .. }
+            | Kind::Moving {
+                over: Over::Window(window),
+                ..
+            } => self.longest_window = self.longest_window.max(window),
+            Kind::Moving {
+                over: Over::Bars(n), ..
+            } => self.most_bars = self.most_bars.max(n),
+            Kind::ZScore { returns, .. } => self.most_returns = self.most_returns.max(returns),
+            _ => {}
+        }
+    }
+
+    /// Take a new sample in; returns the previous price and, when a `ZScore` rule wants
+    /// it, the log return from it.
+    fn observe(&mut self, ts: DateTime<Utc>, price: Decimal) -> (Option<Decimal>, Option<f64>) {
+        let previous = self.last.replace((ts, price)).map(|(_, p)| p);
+        if self.longest_window > chrono::Duration::zero() {
+            self.history.push_back((ts, price));
+            let horizon = ts - self.longest_window;
+            while self.history.front().is_some_and(|(t, _)| *t < horizon) {
+                self.history.pop_front();
+            }
+        }
+        if self.most_bars > 0 {
+            self.recent.push_back(price);
+            while self.recent.len() > self.most_bars + 1 {
+                self.recent.pop_front();
+            }
+        }
+        let latest_return = match previous {
+            Some(prev) if self.most_returns > 0 => log_return(prev, price),
+            _ => None,
+        };
+        (previous, latest_return)
+    }
+
+    /// After the rules judged the sample: its return joins the ones `ZScore` measures against.
+    fn settle(&mut self, latest_return: Option<f64>) {
+        if let Some(r) = latest_return {
+            self.returns.push_back(r);
+            while self.returns.len() > self.most_returns {
+                self.returns.pop_front();
+            }
+        }
+    }
+
+    /// The oldest price within `window` of `ts` (the current one at least).
+    fn window_start(&self, ts: DateTime<Utc>, window: chrono::Duration) -> Option<Decimal> {
+        let first = self.history.partition_point(|(t, _)| *t < ts - window);
+        self.history.get(first).map(|(_, p)| *p)
+    }
+
+    /// The price `n` samples before the current one.
+    fn bars_ago(&self, n: usize) -> Option<Decimal> {
+        let len = self.recent.len();
+        (len > n).then(|| self.recent[len - 1 - n])
+    }
+
+    fn state(&self) -> SeriesState {
+        SeriesState {
+            last: self.last,
+            history: self.history.iter().copied().collect(),
+            recent: self.recent.iter().copied().collect(),
+            returns: self.returns.iter().copied().collect(),
+        }
+    }
+
+    fn restore(&mut self, state: SeriesState) {
+        self.last = state.last;
+        self.history = state.history.into_iter().collect();
+        self.recent = state.recent.into_iter().collect();
+        self.returns = state.returns.into_iter().collect();
+    }
+}
+
+/// What a scanned rule's condition says of one sample.
+#[derive(Debug, Clone, Copy)]
+struct Judged {
+    holds: bool,
+    /// How far the price is back from the condition's edge, in the condition's units
+    /// (price, percent, standard deviations): a disarmed `Every` rule re-arms once this
+    /// reaches its `rearm` and the condition no longer holds.
+    margin: Option<Decimal>,
+    /// The firing's `previous`: the price the condition compared against.
+    previous: Option<Decimal>,
+}
+
+/// Judge a scanned rule's condition on `price` at `ts`, the series having observed it,
+/// `previous` being the sample before. `None` when the series cannot tell yet (a `Moving`
+/// lookback or a `ZScore` history not filled).
+fn judge(
+    kind: Kind,
+    series: &Series,
+    ts: DateTime<Utc>,
+    price: Decimal,
+    previous: Option<Decimal>,
+    latest_return: Option<f64>,
+) -> Option<Judged> {
+    let plain = |holds: bool, margin: Decimal| Judged {
+        holds,
+        margin: Some(margin),
+        previous,
+    };
+    // Distance outside (positive) or inside (negative) a channel, and the reverse.
+    let outside = |c: &Channel| (c.low - price).max(price - c.high);
+    let inside = |c: &Channel| (price - c.low).min(c.high - price);
+    Some(match kind {
+        Kind::Above(t) => plain(price > t, t - price),
+        Kind::Below(t) => plain(price < t, price - t),
+        Kind::CrossingUp(t) => plain(previous.is_some_and(|q| q < t && t <= price), t - price),
+        Kind::CrossingDown(t) => plain(previous.is_some_and(|q| q > t && t >= price), price - t),
+        Kind::Crossing(t) => plain(
+            previous.is_some_and(|q| (q < t && t <= price) || (q > t && t >= price)),
+            (price - t).abs(),
+        ),
+        Kind::Entering(c) => plain(
+            previous.is_some_and(|q| !c.contains(q)) && c.contains(price),
+            outside(&c),
+        ),
+        Kind::Exiting(c) => plain(
+            previous.is_some_and(|q| c.contains(q)) && !c.contains(price),
+            inside(&c),
+        ),
+        Kind::Inside(c) => plain(c.contains(price), outside(&c)),
+        Kind::Outside(c) => plain(!c.contains(price), inside(&c)),
+        Kind::Moving {
+            up,
+            percent,
+            size,
+            over,
+        } => {
+            let reference = match over {
+                Over::Bars(n) => series.bars_ago(n)?,
+                Over::Window(window) => series.window_start(ts, window)?,
+            };
+            let mut moved = if up { price - reference } else { reference - price };
+            if percent {
+                if reference.is_zero() {
+                    return None;
+                }
+                moved = moved / reference * Decimal::ONE_HUNDRED;
+            }
+            Judged {
+                holds: moved >= size,
+                margin: Some(size - moved),
+                previous: Some(reference),
+            }
+        }
+        Kind::Pct { percent, window } => {
+            let reference = series.window_start(ts, window)?;
+            if reference.is_zero() {
+                return None;
+            }
+            let change = (price - reference) / reference * Decimal::ONE_HUNDRED;
+            let rising = percent >= Decimal::ZERO;
+            Judged {
+                holds: if rising { change >= percent } else { change <= percent },
+                margin: Some(if rising { percent - change } else { change - percent }),
+                previous: Some(reference),
+            }
+        }
+        Kind::ZScore { returns, k } => {
+            let z = zscore(&series.returns, returns, latest_return?)?;
+            let k = k.to_f64().unwrap_or(f64::INFINITY);
+            Judged {
+                holds: z.abs() >= k,
+                // Statistics are f64; the margin only decides re-arming.
+                margin: Decimal::from_f64_retain(k - z.abs()),
+                previous,
+            }
+        }
+    })
+}
+
+/// A bar an `OnBarClose` rule has open, and the closes of the bars before it.
+#[derive(Debug, Clone)]
+struct OpenBar {
+    window: fxflow_engine::window::Window,
+    close: Decimal,
+    source: SourceName,
+    closes: Series,
 }
 
 #[derive(Debug)]
@@ -87,9 +396,17 @@ struct Rule {
     last_fired: Option<DateTime<Utc>>,
     /// Disarmed rules wait for the price to go back past `threshold ∓ rearm`.
     armed: bool,
+    cadence: Cadence,
+    /// `OnBarClose`: the bar being built.
+    bar: Option<OpenBar>,
 }
 
 impl Rule {
+    /// Whether the rule lives in a threshold index (else it is scanned).
+    fn indexed(&self) -> bool {
+        self.kind.threshold_kind() && self.cadence == Cadence::Sample
+    }
+
     fn rearm_level(&self) -> Decimal {
         let t = self.kind.threshold();
         if self.kind.rising() {
@@ -126,8 +443,8 @@ fn drain_range(index: &mut Index, range: (Bound<Decimal>, Bound<Decimal>)) -> Ve
 /// Rules and recent prices of one (pair, price field).
 #[derive(Debug, Default)]
 struct Book {
-    /// The last sample's time and price.
-    last: Option<(DateTime<Utc>, Decimal)>,
+    /// The recent samples.
+    series: Series,
     above: Index,
     below: Index,
     up: Index,
@@ -136,14 +453,8 @@ struct Book {
     rearm_falling: Index,
     /// Disarmed falling rules: re-arm when price ≥ key.
     rearm_rising: Index,
-    /// `PctChange` and `ZScore` rules: scanned on every sample.
+    /// Rules that are not indexed: judged on every sample.
     scanned: Vec<RuleId>,
-    /// (ts, price), oldest first, kept for the longest `PctChange` window.
-    history: VecDeque<(DateTime<Utc>, Decimal)>,
-    longest_window: chrono::Duration,
-    /// Log returns of the last samples, oldest first, kept for the longest `ZScore` rule.
-    returns: VecDeque<f64>,
-    most_returns: usize,
     /// The newest sample time per source: an older or equal one from the same
     /// source is a re-delivery (at-least-once upstream) and changes nothing.
     newest: Vec<(SourceName, DateTime<Utc>)>,
@@ -173,7 +484,7 @@ impl Book {
             Kind::Below(_) => Some(&mut self.below),
             Kind::CrossingUp(_) => Some(&mut self.up),
             Kind::CrossingDown(_) => Some(&mut self.down),
-            Kind::Pct { .. } | Kind::ZScore { .. } => None,
+            _ => None,
         }
     }
 
@@ -189,15 +500,11 @@ impl Book {
 /// A price sample: one quote or cross rate.
 pub type Sample = Price;
 
-/// What a scanned rule (`PctChange`, `ZScore`) is checked against: one sample
-/// of one (pair, price field).
-struct ScannedSample {
+/// Where and when a scanned rule fires: the sample (or, with `OnBarClose`, the bar's
+/// close, stamped with the bar's end).
+struct Observation {
     pair: Pair,
-    field: PriceField,
     price: Decimal,
-    previous: Option<Decimal>,
-    /// ln(price / previous), when some `ZScore` rule wants it.
-    latest_return: Option<f64>,
     ts: DateTime<Utc>,
     source: SourceName,
 }
@@ -250,13 +557,38 @@ pub struct RetiredRule {
     pub definition: Arc<str>,
 }
 
-/// The state of one rule that differs from a new rule's (armed, never fired).
+/// The state of one rule that differs from a new rule's (armed, never fired, no bar open).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RuleState {
     pub id: Arc<str>,
     pub definition: Arc<str>,
     pub armed: bool,
     pub last_fired: Option<DateTime<Utc>>,
+    /// An `OnBarClose` rule's open bar (absent in states saved before the trigger existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bar: Option<BarState>,
+}
+
+/// An `OnBarClose` rule's open bar and the closes before it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BarState {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub close: Decimal,
+    pub source: SourceName,
+    pub closes: SeriesState,
+}
+
+/// A series of recent prices, saved.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SeriesState {
+    pub last: Option<(DateTime<Utc>, Decimal)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<(DateTime<Utc>, Decimal)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent: Vec<Decimal>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub returns: Vec<f64>,
 }
 
 /// The recent prices one (pair, price field) keeps.
@@ -269,6 +601,10 @@ pub struct BookState {
     /// The log returns `ZScore` rules measure against, oldest first.
     #[serde(default)]
     pub returns: Vec<f64>,
+    /// The last prices `Moving…(over: Bars(n))` rules look back over, oldest first
+    /// (absent in states saved before those rules existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent: Vec<Decimal>,
     /// The newest sample time per source.
     #[serde(default)]
     pub newest: Vec<(SourceName, DateTime<Utc>)>,
@@ -302,13 +638,56 @@ const FIELDS: [PriceField; 3] = [PriceField::Mid, PriceField::Bid, PriceField::A
 /// Most returns a z-score rule measures against (each is kept in memory per book).
 pub const MAX_RETURNS: u32 = 100_000;
 
+/// Most samples (or bars) a `Moving…` rule looks back over.
+pub const MAX_BARS: u32 = 100_000;
+
 pub fn validate(rule: &AlertRule) -> Result<(), String> {
+    let lookback = |over: &Lookback| match over {
+        Lookback::Bars(0) => Err("the lookback must be at least 1 bar".to_owned()),
+        Lookback::Bars(n) if *n > MAX_BARS => Err(format!("{n} bars is too many: at most {MAX_BARS}")),
+        Lookback::Window(w) if w.is_zero() => Err("the lookback window must be longer than zero".to_owned()),
+        _ => Ok(()),
+    };
+    let channel = |c: &Channel| {
+        if c.low <= Decimal::ZERO {
+            Err(format!("low {} must be positive", c.low))
+        } else if c.low >= c.high {
+            Err(format!("low {} must be below high {}", c.low, c.high))
+        } else {
+            Ok(())
+        }
+    };
     match &rule.condition {
-        Condition::Above(t) | Condition::Below(t) | Condition::CrossingUp(t) | Condition::CrossingDown(t)
+        Condition::Above(t)
+        | Condition::Below(t)
+        | Condition::CrossingUp(t)
+        | Condition::CrossingDown(t)
+        | Condition::Crossing(t)
             if *t <= Decimal::ZERO =>
         {
             Err(format!("threshold {t} must be positive"))
         }
+        Condition::EnteringChannel { .. }
+        | Condition::ExitingChannel { .. }
+        | Condition::InsideChannel { .. }
+        | Condition::OutsideChannel { .. } => channel(&rule.condition.channel().expect("a channel condition")),
+        Condition::MovingUp { amount, .. } | Condition::MovingDown { amount, .. } if *amount <= Decimal::ZERO => {
+            Err(format!("amount {amount} must be positive"))
+        }
+        Condition::MovingUpPercent { percent, .. } | Condition::MovingDownPercent { percent, .. }
+            if *percent <= Decimal::ZERO =>
+        {
+            Err(format!(
+                "percent {percent} must be positive (the direction is in the name)"
+            ))
+        }
+        Condition::MovingUp { over, .. }
+        | Condition::MovingDown { over, .. }
+        | Condition::MovingUpPercent { over, .. }
+        | Condition::MovingDownPercent { over, .. } => lookback(over),
+        _ => Ok(()),
+    }?;
+    match &rule.condition {
         Condition::PctChange { window, .. } if window.is_zero() => Err("the window must be longer than zero".into()),
         Condition::PctChange { percent, .. } if percent.is_zero() => Err("percent must not be zero".into()),
         Condition::ZScore { returns, .. } if *returns < 2 => Err(format!(
@@ -321,6 +700,9 @@ pub fn validate(rule: &AlertRule) -> Result<(), String> {
         _ => match &rule.trigger {
             Trigger::Every { rearm, .. } if *rearm < Decimal::ZERO => {
                 Err(format!("rearm {rearm} must not be negative"))
+            }
+            Trigger::OncePerBar(bar) | Trigger::OnBarClose(bar) if bar.is_zero() => {
+                Err("the bar must be longer than zero".into())
             }
             _ => Ok(()),
         },
@@ -364,26 +746,26 @@ impl RuleBook {
             .restored
             .remove(rule.id.as_str())
             .filter(|state| state.definition == definition);
-        let kind = match &rule.condition {
-            Condition::Above(t) => Kind::Above(*t),
-            Condition::Below(t) => Kind::Below(*t),
-            Condition::CrossingUp(t) => Kind::CrossingUp(*t),
-            Condition::CrossingDown(t) => Kind::CrossingDown(*t),
-            Condition::PctChange { percent, window } => Kind::Pct {
-                percent: *percent,
-                window: chrono::Duration::from_std(*window).unwrap_or(chrono::Duration::MAX),
-            },
-            Condition::ZScore { returns, k } => Kind::ZScore {
-                returns: *returns as usize,
-                k: *k,
-            },
-        };
-        let (once, cooldown, rearm) = match &rule.trigger {
-            Trigger::Once => (true, chrono::Duration::zero(), Decimal::ZERO),
+        let kind = Kind::of(&rule.condition);
+        let (once, cooldown, rearm, cadence) = match &rule.trigger {
+            Trigger::Once => (true, chrono::Duration::zero(), Decimal::ZERO, Cadence::Sample),
             Trigger::Every { cooldown, rearm } => (
                 false,
                 chrono::Duration::from_std(*cooldown).unwrap_or(chrono::Duration::MAX),
                 *rearm,
+                Cadence::Sample,
+            ),
+            Trigger::OncePerBar(bar) => (
+                false,
+                chrono::Duration::zero(),
+                Decimal::ZERO,
+                Cadence::OncePerBar(WindowShape::tumbling(*bar)),
+            ),
+            Trigger::OnBarClose(bar) => (
+                false,
+                chrono::Duration::zero(),
+                Decimal::ZERO,
+                Cadence::OnBarClose(WindowShape::tumbling(*bar)),
             ),
         };
         let id: Arc<str> = Arc::from(rule.id.as_str());
@@ -401,7 +783,10 @@ impl RuleBook {
             definition,
             last_fired: None,
             armed: true,
+            cadence,
+            bar: None,
         };
+        let indexed = state.indexed();
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.rules[slot] = Some(state);
@@ -427,34 +812,45 @@ impl RuleBook {
                     PriceField::Ask => sample.ask,
                 };
                 let book = pair_books[field_index(field)].get_or_insert_with(Default::default);
-                book.last = Some((sample.ts, price));
+                book.series.last = Some((sample.ts, price));
                 book.newest = vec![(sample.source, sample.ts)];
             }
         }
         let book = pair_books[field_index(rule.price)].get_or_insert_with(Default::default);
-        match kind {
-            Kind::Pct { window, .. } => {
-                book.scanned.push(slot);
-                book.longest_window = book.longest_window.max(window);
-            }
-            Kind::ZScore { returns, .. } => {
-                book.scanned.push(slot);
-                book.most_returns = book.most_returns.max(returns);
-            }
-            _ => {
-                let index = book.armed_index(&kind).expect("threshold kinds have an index");
-                index_insert(index, kind.threshold(), slot);
+        if indexed {
+            let index = book.armed_index(&kind).expect("threshold kinds have an index");
+            index_insert(index, kind.threshold(), slot);
+        } else {
+            book.scanned.push(slot);
+            if !matches!(cadence, Cadence::OnBarClose(_)) {
+                book.series.needs(&kind);
             }
         }
         if let Some(state) = restored {
             // It existed before a restart: it continues, and does not fire at creation again.
-            self.set_state(slot, state.armed, state.last_fired);
+            self.set_state(slot, state.armed, state.last_fired, state.bar);
             return Ok(Vec::new());
         }
-        // A state rule that is already true fires at creation.
-        let Some((ts, price)) = book.last else {
+        // A state rule that is already true fires at creation (a bar close is judged at the close).
+        let Some((ts, price)) = book.series.last else {
             return Ok(Vec::new());
         };
+        if !indexed {
+            if !kind.state() || matches!(cadence, Cadence::OnBarClose(_)) {
+                return Ok(Vec::new());
+            }
+            let mut fired = Vec::new();
+            if let Some(judged) = judge(kind, &book.series, ts, price, Some(price), None) {
+                let at = Observation {
+                    pair: rule.pair,
+                    price,
+                    ts,
+                    source: SourceName::intern("rule-created").expect("one fixed name"),
+                };
+                self.decide(slot, judged, &at, &mut fired);
+            }
+            return Ok(fired);
+        }
         let holds = match kind {
             Kind::Above(t) => price > t,
             Kind::Below(t) => price < t,
@@ -486,9 +882,10 @@ impl RuleBook {
                     ids.retain(|r| *r != slot);
                 }
             }
+            let indexed = rule.indexed();
             let book = self.book_mut(rule.pair, rule.field);
             match rule.kind {
-                Kind::Pct { .. } | Kind::ZScore { .. } => book.scanned.retain(|r| *r != slot),
+                _ if !indexed => book.scanned.retain(|r| *r != slot),
                 kind if rule.armed => {
                     index_remove(book.armed_index(&kind).expect("threshold kind"), kind.threshold(), slot)
                 }
@@ -579,7 +976,7 @@ impl RuleBook {
             Some((_, newest)) => *newest = ts,
             None => book.newest.push((source, ts)),
         }
-        let previous = book.last.replace((ts, price)).map(|(_, p)| p);
+        let (previous, latest_return) = book.series.observe(ts, price);
         // Candidates: armed rules whose condition now holds.
         let mut candidates = drain_range(&mut book.above, (Bound::Unbounded, Bound::Excluded(price)));
         candidates.extend(drain_range(&mut book.below, (Bound::Excluded(price), Bound::Unbounded)));
@@ -599,18 +996,6 @@ impl RuleBook {
         // Disarmed rules whose price went back past their re-arm level.
         let rearmed_up = drain_range(&mut book.rearm_falling, (Bound::Included(price), Bound::Unbounded));
         let rearmed_down = drain_range(&mut book.rearm_rising, (Bound::Unbounded, Bound::Included(price)));
-        // Scanned rules: the percentage window, the z-score's returns.
-        if book.longest_window > chrono::Duration::zero() {
-            book.history.push_back((ts, price));
-            let horizon = ts - book.longest_window;
-            while book.history.front().is_some_and(|(t, _)| *t < horizon) {
-                book.history.pop_front();
-            }
-        }
-        let latest_return = match previous {
-            Some(prev) if book.most_returns > 0 => log_return(prev, price),
-            _ => None,
-        };
         let scanned = book.scanned.clone();
         for slot in rearmed_up.into_iter().chain(rearmed_down) {
             self.rearm(slot);
@@ -618,29 +1003,75 @@ impl RuleBook {
         for slot in candidates {
             self.fire_or_keep(slot, price, previous, ts, source, fired);
         }
-        let sample = ScannedSample {
+        let at = Observation {
             pair,
-            field,
             price,
-            previous,
-            latest_return,
             ts,
             source,
         };
         for slot in scanned {
-            match self.rules[slot].as_ref().map(|r| r.kind) {
-                Some(Kind::Pct { .. }) => self.check_pct(slot, &sample, fired),
-                Some(Kind::ZScore { .. }) => self.check_zscore(slot, &sample, fired),
-                _ => {}
+            let Some(rule) = self.rules[slot].as_ref() else {
+                continue;
+            };
+            if let Cadence::OnBarClose(shape) = rule.cadence {
+                self.on_bar_sample(slot, shape, &at, fired);
+                continue;
+            }
+            let series = &self.books[&pair][field_index(field)]
+                .as_ref()
+                .expect("book exists")
+                .series;
+            if let Some(judged) = judge(rule.kind, series, ts, price, previous, latest_return) {
+                self.decide(slot, judged, &at, fired);
             }
         }
         // The new return joins the z-scores' history after they measured it against the old one.
-        if let Some(r) = latest_return {
-            let book = self.book_mut(pair, field);
-            book.returns.push_back(r);
-            while book.returns.len() > book.most_returns {
-                book.returns.pop_front();
+        self.book_mut(pair, field).series.settle(latest_return);
+    }
+
+    /// A sample for an `OnBarClose` rule: it extends the open bar, or closes it (the
+    /// rule is judged on its close) and opens the next. A sample of a bar already closed
+    /// (late, out of order) changes nothing.
+    fn on_bar_sample(&mut self, slot: RuleId, shape: WindowShape, at: &Observation, fired: &mut Vec<AlertFired>) {
+        let Some(rule) = self.rules[slot].as_mut() else {
+            return;
+        };
+        let window = shape.last_window(event_time(at.ts));
+        let bar = match rule.bar.as_mut() {
+            None => {
+                let mut closes = Series::default();
+                closes.needs(&rule.kind);
+                rule.bar = Some(OpenBar {
+                    window,
+                    close: at.price,
+                    source: at.source,
+                    closes,
+                });
+                return;
             }
+            Some(bar) if window.start < bar.window.start => return,
+            Some(bar) if window == bar.window => {
+                bar.close = at.price;
+                bar.source = at.source;
+                return;
+            }
+            Some(bar) => bar,
+        };
+        let (close, source, end) = (bar.close, bar.source, utc(bar.window.end));
+        bar.window = window;
+        bar.close = at.price;
+        bar.source = at.source;
+        let (previous, latest_return) = bar.closes.observe(end, close);
+        let judged = judge(rule.kind, &bar.closes, end, close, previous, latest_return);
+        bar.closes.settle(latest_return);
+        if let Some(judged) = judged {
+            let closed = Observation {
+                pair: at.pair,
+                price: close,
+                ts: end,
+                source,
+            };
+            self.decide(slot, judged, &closed, fired);
         }
     }
 
@@ -704,107 +1135,51 @@ impl RuleBook {
         index_insert(self.book_mut(pair, field).rearm_index(rising), level, slot);
     }
 
-    fn check_pct(&mut self, slot: RuleId, sample: &ScannedSample, fired: &mut Vec<AlertFired>) {
-        let Some(rule) = self.rules[slot].as_ref() else {
-            return;
-        };
-        let Kind::Pct { percent, window } = rule.kind else {
-            return;
-        };
-        let history = &self.books[&sample.pair][field_index(sample.field)]
-            .as_ref()
-            .expect("book exists")
-            .history;
-        let start = sample.ts - window;
-        let first = history.partition_point(|(t, _)| *t < start);
-        let Some(&(_, reference)) = history.get(first) else {
-            return;
-        };
-        if reference.is_zero() {
-            return;
-        }
-        let change = (sample.price - reference) / reference * Decimal::ONE_HUNDRED;
-        let rising = percent >= Decimal::ZERO;
-        let holds = if rising { change >= percent } else { change <= percent };
-        let back = |rearm: Decimal| {
-            if rising {
-                change <= percent - rearm
-            } else {
-                change >= percent + rearm
-            }
-        };
-        self.decide_scanned(slot, holds, back, Some(reference), sample, fired);
-    }
-
-    fn check_zscore(&mut self, slot: RuleId, sample: &ScannedSample, fired: &mut Vec<AlertFired>) {
-        let Some(rule) = self.rules[slot].as_ref() else {
-            return;
-        };
-        let Kind::ZScore { returns, k } = rule.kind else {
-            return;
-        };
-        let Some(r) = sample.latest_return else {
-            return;
-        };
-        let book = self.books[&sample.pair][field_index(sample.field)]
-            .as_ref()
-            .expect("book exists");
-        let Some(z) = zscore(&book.returns, returns, r) else {
-            return;
-        };
-        let k = k.to_f64().unwrap_or(f64::INFINITY);
-        let back = |rearm: Decimal| z.abs() <= k - rearm.to_f64().unwrap_or(0.0);
-        self.decide_scanned(slot, z.abs() >= k, back, sample.previous, sample, fired);
-    }
-
-    /// The trigger of a scanned rule whose condition is `holds`: re-arm it once
-    /// `back` (given the rule's re-arm band) and it no longer holds, or fire it
-    /// (with `previous` as the firing's previous value) unless it expired or cools down.
-    fn decide_scanned(
-        &mut self,
-        slot: RuleId,
-        holds: bool,
-        back: impl FnOnce(Decimal) -> bool,
-        previous: Option<Decimal>,
-        sample: &ScannedSample,
-        fired: &mut Vec<AlertFired>,
-    ) {
+    /// The trigger of a scanned rule, given what its condition says of the sample `at`:
+    /// re-arm it, or fire it unless it expired, cools down or already fired in this bar.
+    fn decide(&mut self, slot: RuleId, judged: Judged, at: &Observation, fired: &mut Vec<AlertFired>) {
         let Some(rule) = self.rules[slot].as_mut() else {
             return;
         };
         if !rule.armed {
-            if back(rule.rearm) && !holds {
+            if judged.margin.is_some_and(|m| m >= rule.rearm) && !judged.holds {
                 rule.armed = true;
             }
             return;
         }
-        if !holds {
+        if !judged.holds {
             return;
         }
-        if rule.expires.is_some_and(|e| sample.ts >= e) {
+        if rule.expires.is_some_and(|e| at.ts >= e) {
             let id = rule.id.clone();
             self.forget(slot, &id);
             return;
         }
-        if rule.last_fired.is_some_and(|last| sample.ts < last + rule.cooldown) {
+        if rule.last_fired.is_some_and(|last| at.ts < last + rule.cooldown) {
             return;
+        }
+        if let (Cadence::OncePerBar(shape), Some(last)) = (rule.cadence, rule.last_fired) {
+            if shape.last_window(event_time(last)) == shape.last_window(event_time(at.ts)) {
+                return;
+            }
         }
         fired.push(AlertFired {
             rule_id: rule.id.clone(),
-            pair: sample.pair,
+            pair: at.pair,
             condition: rule.condition.clone(),
-            value: sample.price,
-            previous,
-            ts: sample.ts,
-            source: sample.source,
+            value: at.price,
+            previous: judged.previous,
+            ts: at.ts,
+            source: at.source,
             tenant: rule.tenant.clone(),
         });
         if rule.once {
             self.retire(slot);
-        } else {
-            rule.last_fired = Some(sample.ts);
-            rule.armed = false;
+            return;
         }
+        rule.last_fired = Some(at.ts);
+        // `Every` waits for the price to come back (hysteresis); per-bar triggers stay armed.
+        rule.armed = rule.cadence != Cadence::Sample;
     }
 
     /// Whether this exact rule is already in the book (live or retired): a
@@ -823,14 +1198,28 @@ impl RuleBook {
     }
 
     /// Put a live rule into the given state, moving it between its armed and re-arm indexes.
-    fn set_state(&mut self, slot: RuleId, armed: bool, last_fired: Option<DateTime<Utc>>) {
+    fn set_state(&mut self, slot: RuleId, armed: bool, last_fired: Option<DateTime<Utc>>, bar: Option<BarState>) {
         let Some(rule) = self.rules[slot].as_mut() else {
             return;
         };
         let was_armed = std::mem::replace(&mut rule.armed, armed);
         rule.last_fired = last_fired;
+        rule.bar = bar.map(|saved| {
+            let mut closes = Series::default();
+            closes.needs(&rule.kind);
+            closes.restore(saved.closes);
+            OpenBar {
+                window: fxflow_engine::window::Window {
+                    start: event_time(saved.start),
+                    end: event_time(saved.end),
+                },
+                close: saved.close,
+                source: saved.source,
+                closes,
+            }
+        });
         let (pair, field, kind, level) = (rule.pair, rule.field, rule.kind, rule.rearm_level());
-        if was_armed == armed || matches!(kind, Kind::Pct { .. } | Kind::ZScore { .. }) {
+        if was_armed == armed || !rule.indexed() {
             return;
         }
         let book = self.book_mut(pair, field);
@@ -878,22 +1267,31 @@ impl RuleBook {
                 .iter()
                 .filter_map(|f| books[field_index(*f)].as_deref().map(|b| (*f, b)))
         }) {
+            let series = book.series.state();
             state.books.push(BookState {
                 field,
-                last: book.last,
-                history: book.history.iter().copied().collect(),
-                returns: book.returns.iter().copied().collect(),
+                last: series.last,
+                history: series.history,
+                returns: series.returns,
+                recent: series.recent,
                 newest: book.newest.clone(),
             });
             state.rules.extend(
                 book.slots()
                     .filter_map(|slot| self.rules[slot].as_ref())
-                    .filter(|r| !r.armed || r.last_fired.is_some())
+                    .filter(|r| !r.armed || r.last_fired.is_some() || r.bar.is_some())
                     .map(|r| RuleState {
                         id: r.id.clone(),
                         definition: r.definition.clone(),
                         armed: r.armed,
                         last_fired: r.last_fired,
+                        bar: r.bar.as_ref().map(|bar| BarState {
+                            start: utc(bar.window.start),
+                            end: utc(bar.window.end),
+                            close: bar.close,
+                            source: bar.source,
+                            closes: bar.closes.state(),
+                        }),
                     }),
             );
         }
@@ -927,9 +1325,12 @@ impl RuleBook {
         for saved in state.books {
             let book =
                 self.books.entry(pair).or_default()[field_index(saved.field)].get_or_insert_with(Default::default);
-            book.last = saved.last;
-            book.history = saved.history.into_iter().collect();
-            book.returns = saved.returns.into_iter().collect();
+            book.series.restore(SeriesState {
+                last: saved.last,
+                history: saved.history,
+                recent: saved.recent,
+                returns: saved.returns,
+            });
             book.newest = saved.newest;
         }
         let live: Vec<RuleId> = self
@@ -939,7 +1340,7 @@ impl RuleBook {
             .flat_map(|books| books.iter().flatten().flat_map(|b| b.slots()).collect::<Vec<_>>())
             .collect();
         for slot in live {
-            self.set_state(slot, true, None);
+            self.set_state(slot, true, None, None);
         }
         for rule in state.rules {
             let slot = self.by_id.get(&rule.id).copied();
@@ -947,7 +1348,7 @@ impl RuleBook {
                 .and_then(|s| self.rules[s].as_ref())
                 .is_some_and(|r| r.definition == rule.definition && r.pair == pair);
             match slot {
-                Some(slot) if same => self.set_state(slot, rule.armed, rule.last_fired),
+                Some(slot) if same => self.set_state(slot, rule.armed, rule.last_fired, rule.bar),
                 Some(_) => {} // redefined since: starts afresh
                 None => {
                     self.restored.insert(rule.id.clone(), rule);
@@ -969,7 +1370,7 @@ impl RuleBook {
     /// Drop a rule that is no longer in any threshold index (fired once, or expired while firing).
     fn forget(&mut self, slot: RuleId, id: &Arc<str>) {
         if let Some(rule) = self.rules[slot].take() {
-            if let Kind::Pct { .. } | Kind::ZScore { .. } = rule.kind {
+            if !rule.indexed() {
                 let book = self.book_mut(rule.pair, rule.field);
                 book.scanned.retain(|r| *r != slot);
             }

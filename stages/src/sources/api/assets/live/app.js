@@ -942,6 +942,13 @@
     'condition.threshold': 'f-threshold',
     'condition.percent': 'f-percent',
     'condition.window': 'f-window',
+    'condition.low': 'f-low',
+    'condition.high': 'f-high',
+    'condition.amount': 'f-amount',
+    'condition.over': 'f-over',
+    'condition.over.bars': 'f-over',
+    'condition.over.window': 'f-over',
+    'trigger.interval': 'f-interval',
     condition: 'f-condition',
     'trigger.type': 'f-trigger',
     'trigger.cooldown': 'f-cooldown',
@@ -992,9 +999,18 @@
     const v = (id) => document.getElementById(id).value.trim();
     const type = v('f-condition');
     const condition = { type };
-    if (type === 'pct_change') {
+    const group = conditionGroup(type);
+    if (group === 'pct') {
       if (v('f-percent')) condition.percent = v('f-percent');
       if (v('f-window')) condition.window = v('f-window');
+    } else if (group === 'channel') {
+      if (v('f-low')) condition.low = v('f-low');
+      if (v('f-high')) condition.high = v('f-high');
+    } else if (group === 'moving') {
+      if (v('f-amount')) condition[type.endsWith('_percent') ? 'percent' : 'amount'] = v('f-amount');
+      const over = v('f-over');
+      // A whole number counts samples (bars); anything else is a window such as 1h.
+      if (over) condition.over = /^[0-9]+$/.test(over) ? { bars: Number(over) } : { window: over };
     } else if (v('f-threshold')) {
       condition.threshold = v('f-threshold');
     }
@@ -1002,6 +1018,8 @@
     if (trigger.type === 'every') {
       if (v('f-cooldown')) trigger.cooldown = v('f-cooldown');
       if (v('f-rearm')) trigger.rearm = v('f-rearm');
+    } else if (trigger.type === 'once_per_bar' || trigger.type === 'on_bar_close') {
+      if (v('f-interval')) trigger.interval = v('f-interval');
     }
     const body = { pair: v('f-pair'), condition, trigger, price: v('f-price') };
     const notify = v('f-notify');
@@ -1013,18 +1031,31 @@
     return body;
   }
 
+  /** Which inputs a condition type takes: threshold, channel, moving or pct. */
+  function conditionGroup(type) {
+    if (type === 'pct_change') return 'pct';
+    if (type.endsWith('_channel')) return 'channel';
+    if (type.startsWith('moving_')) return 'moving';
+    return 'threshold';
+  }
+
   function syncFormFields() {
     const type = $('#f-condition').value;
+    const group = conditionGroup(type);
     const trigger = $('#f-trigger').value;
-    for (const f of document.querySelectorAll('#alert-form [data-show]')) {
-      const show = f.dataset.show;
-      const notify = $('#f-notify').value;
-      f.hidden = show === 'threshold' ? type === 'pct_change'
-        : show === 'pct' ? type !== 'pct_change'
-          : show === 'email' ? notify !== 'email'
-            : show === 'webhook' ? notify === 'none' || notify === 'email'
-              : trigger !== 'every';
-    }
+    const notify = $('#f-notify').value;
+    const shown = {
+      threshold: group === 'threshold',
+      pct: group === 'pct',
+      channel: group === 'channel',
+      moving: group === 'moving',
+      email: notify === 'email',
+      webhook: notify !== 'none' && notify !== 'email',
+      every: trigger === 'every',
+      bar: trigger === 'once_per_bar' || trigger === 'on_bar_close',
+    };
+    for (const f of document.querySelectorAll('#alert-form [data-show]')) f.hidden = !shown[f.dataset.show];
+    setText($('#f-amount-label'), type.endsWith('_percent') ? 'Percent' : 'Amount');
     updateFormNow();
   }
 
