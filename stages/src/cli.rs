@@ -1,9 +1,11 @@
 //! The `fxflow` command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 use fxflow_engine::pipeline_file::{check_together, load_file, Diagnostics};
 use fxflow_engine::{graph, metrics, telemetry, PipelineSpec, Readiness, Registry};
@@ -129,6 +131,59 @@ pub enum Command {
         #[command(subcommand)]
         action: DlqCommand,
     },
+    /// Try alert rules on history: run them as the `Alert` stage does, in event time, over the
+    /// ECB file or a pipeline's stored rates, and print every firing with the sample, the
+    /// previous sample and the condition. Exits 0 (firings or none), 2 on a bad rules file.
+    Backtest {
+        /// A RON list of rules, written as in an `Alert` stage's `rules:`.
+        rules: PathBuf,
+        /// The ECB history (eurofxref-hist.csv): each day's crosses, computed as `CrossRate` does.
+        #[arg(long, required_unless_present = "pipeline", conflicts_with = "pipeline")]
+        csv: Option<PathBuf>,
+        /// A pipeline file whose `Postgres` or `Sqlite` resource holds the history.
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        /// That resource's name (default: the file's only store resource).
+        #[arg(long, requires = "pipeline")]
+        store: Option<String>,
+        /// Only stored rates of this source (default: every source, merged in time order).
+        #[arg(long, requires = "pipeline")]
+        source: Option<String>,
+        /// The first day (`2024-01-01`) or instant (RFC 3339).
+        #[arg(long, value_parser = parse_instant)]
+        from: Option<DateTime<Utc>>,
+        /// The last day (inclusive), or the instant the range ends before.
+        #[arg(long, value_parser = parse_end)]
+        to: Option<DateTime<Utc>>,
+        /// `table` for people, `jsonl` (one firing per line) for programs.
+        #[arg(long, value_enum, default_value_t = BacktestFormat::Table)]
+        format: BacktestFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BacktestFormat {
+    Table,
+    Jsonl,
+}
+
+/// A day (its midnight, UTC) or an RFC 3339 instant.
+fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(day) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+    }
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| format!("`{text}` is neither a day like 2024-01-01 nor an RFC 3339 instant"))
+}
+
+/// The end of a range: a day counts whole (the next midnight), an instant as written.
+fn parse_end(text: &str) -> Result<DateTime<Utc>, String> {
+    let instant = parse_instant(text)?;
+    Ok(match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        Ok(_) => instant + chrono::Duration::days(1),
+        Err(_) => instant,
+    })
 }
 
 #[derive(Debug, Subcommand)]
@@ -274,10 +329,12 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 impl Command {
     /// The log level when `RUST_LOG` is not set: `info`, except for `test`,
-    /// whose report is the output (its pipelines' start-up lines would bury it).
+    /// whose report is the output (its pipelines' start-up lines would bury it),
+    /// and `backtest`, whose one long query is no news (its errors end the run).
     pub fn log_level(&self) -> &'static str {
         match self {
             Command::Test { .. } => "warn",
+            Command::Backtest { .. } => "error",
             _ => "info",
         }
     }
@@ -445,6 +502,28 @@ pub fn main_with_registry(cli: Cli, registry: Registry<FxEvent>) -> ExitCode {
             Provision::Check { wait },
         ),
         Command::Dlq { action } => dead_letters(action, &registry),
+        Command::Backtest {
+            rules,
+            csv,
+            pipeline,
+            store,
+            source,
+            from,
+            to,
+            format,
+        } => backtest(
+            &registry,
+            BacktestArgs {
+                rules,
+                csv,
+                pipeline,
+                store,
+                source,
+                from,
+                to,
+                format,
+            },
+        ),
         Command::Run { files, grace, watch } => {
             let specs = match load_all(&files, &registry) {
                 Ok(specs) => specs,
@@ -1017,4 +1096,159 @@ fn provision(
         }
     }
     ExitCode::SUCCESS
+}
+
+struct BacktestArgs {
+    rules: PathBuf,
+    csv: Option<PathBuf>,
+    pipeline: Option<PathBuf>,
+    store: Option<String>,
+    source: Option<String>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    format: BacktestFormat,
+}
+
+/// `fxflow backtest`: firings are printed as they come (JSON lines) or at the end (a table);
+/// a summary goes to standard error.
+fn backtest(registry: &Registry<FxEvent>, args: BacktestArgs) -> ExitCode {
+    use std::io::Write as _;
+    let rules = match crate::backtest::load_rules(&args.rules) {
+        Ok(rules) => rules,
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            eprintln!("{} problem(s); nothing was run.", problems.len());
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let started = std::time::Instant::now();
+    let mut table = Vec::new();
+    let stdout = std::io::stdout();
+    let mut lines = std::io::BufWriter::new(stdout.lock());
+    let mut print = |fired: &crate::fx::AlertFired| {
+        let firing = crate::backtest::Firing::from(fired);
+        match args.format {
+            BacktestFormat::Jsonl => {
+                let _ = writeln!(lines, "{}", serde_json::to_string(&firing).unwrap_or_default());
+            }
+            BacktestFormat::Table => table.push(firing),
+        }
+    };
+    let result = match (&args.csv, &args.pipeline) {
+        (Some(csv), _) => crate::backtest::over_ecb_file(
+            &rules,
+            csv,
+            args.from.map(|t| t.date_naive()),
+            // The range's end is exclusive; the file's days are whole.
+            args.to.map(|t| (t - chrono::Duration::nanoseconds(1)).date_naive()),
+            &mut print,
+        ),
+        (None, Some(file)) => {
+            // One worker reads the store while this thread runs the rules.
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::from(EXIT_FAILED);
+                }
+            };
+            let store = match runtime.block_on(open_store_of(registry, file, args.store.as_deref())) {
+                Ok(store) => store,
+                Err((code, message)) => {
+                    eprintln!("error: {message}");
+                    return ExitCode::from(code);
+                }
+            };
+            // Open ends as instants every store compares correctly (SQLite compares text:
+            // four-digit years only).
+            let from = args.from.unwrap_or(DateTime::UNIX_EPOCH);
+            let to = args
+                .to
+                .unwrap_or_else(|| "9999-12-31T00:00:00Z".parse().expect("an instant"));
+            runtime.block_on(crate::backtest::over_store(
+                &rules,
+                store,
+                from,
+                to,
+                args.source.as_deref(),
+                &mut print,
+            ))
+        }
+        (None, None) => unreachable!("clap requires --csv or --pipeline"),
+    };
+    let _ = lines.flush();
+    drop(lines);
+    match result {
+        Ok(summary) => {
+            if args.format == BacktestFormat::Table {
+                print!("{}", crate::backtest::table(&table));
+            }
+            eprintln!(
+                "{} firing(s) of {} rule(s) over {} sample(s) in {} ms.",
+                summary.firings,
+                rules.len(),
+                summary.samples,
+                started.elapsed().as_millis()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+/// The history store a pipeline file declares: the named resource, or its only store resource.
+async fn open_store_of(
+    registry: &Registry<FxEvent>,
+    file: &Path,
+    name: Option<&str>,
+) -> Result<Arc<dyn crate::store::HistoryStore>, (u8, String)> {
+    let specs = load_files(&[file.to_owned()], registry, false).map_err(|problems| {
+        report(&problems);
+        (EXIT_INVALID, format!("{} is not a valid pipeline file", file.display()))
+    })?;
+    let spec = &specs[0];
+    let stores: Vec<_> = spec
+        .resources
+        .iter()
+        .filter(|r| crate::backends::STORE_KINDS.contains(&r.kind.as_str()))
+        .collect();
+    let found = match name {
+        Some(name) => stores.iter().find(|r| r.name == name),
+        None if stores.len() == 1 => stores.first(),
+        None => None,
+    };
+    let Some(found) = found else {
+        let names: Vec<&str> = stores.iter().map(|r| r.name.as_str()).collect();
+        return Err((
+            EXIT_INVALID,
+            format!(
+                "{}: name a store resource with --store (its Postgres and Sqlite resources: {})",
+                file.display(),
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            ),
+        ));
+    };
+    let built = found
+        .config
+        .build()
+        .await
+        .map_err(|e| (EXIT_FAILED, format!("resource `{}`: {e}", found.name)))?;
+    let mut resources = fxflow_engine::Resources::default();
+    resources.insert(found.name.clone(), built);
+    crate::backends::open_store(&resources, &found.name, false)
+        .await
+        .map_err(|e| (EXIT_FAILED, e.to_string()))
 }

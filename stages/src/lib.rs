@@ -10,6 +10,7 @@
 //! (text formats of the printing sinks).
 
 pub mod backends;
+pub mod backtest;
 pub mod cli;
 pub mod dlq;
 pub mod format;

@@ -753,3 +753,46 @@ async fn candles_and_volatility_are_stored_and_read_alike() {
     check_analytics(&from_sqlite, "SQLite");
     assert_eq!(from_postgres, from_sqlite);
 }
+
+/// `rate_stream` (what `fxflow backtest` reads): every price of the pairs in the range, in
+/// (ts, pair, source) order, one source when asked, the same from both stores.
+#[tokio::test]
+async fn both_stores_stream_rates_in_time_order() {
+    use futures_util::StreamExt as _;
+    let (postgres, sqlite, _dir) = two_stores("stream").await;
+    let mut answers = Vec::new();
+    for store in [&postgres as &dyn HistoryStore, &sqlite] {
+        let first = first_batch();
+        store.write(&first.iter().collect::<Vec<_>>()).await.unwrap();
+        let pairs = vec!["EUR/USD".to_owned(), "GBP/JPY".to_owned()];
+        let (from, to) = (t0() + Duration::seconds(1), t0() + Duration::seconds(5));
+        let all: Vec<_> = store
+            .rate_stream(&pairs, from, to, None)
+            .map(|r| r.unwrap())
+            .map(|p| (p.ts, p.pair.to_string(), p.source.as_str().to_owned(), p.bid, p.ask))
+            .collect()
+            .await;
+        let ecb: Vec<_> = store
+            .rate_stream(&pairs[..1], from, to, Some("ecb"))
+            .map(|r| r.unwrap().ts)
+            .collect()
+            .await;
+        answers.push((all, ecb));
+    }
+    let (all, ecb) = &answers[0];
+    // Seconds 1..=4: EUR/USD from ecb and oanda, GBP/JPY from ecb.
+    assert_eq!(all.len(), 4 * 3, "{all:?}");
+    assert!(
+        all.windows(2)
+            .all(|w| (&w[0].0, &w[0].1, &w[0].2) < (&w[1].0, &w[1].1, &w[1].2)),
+        "{all:?}"
+    );
+    assert_eq!(
+        all[2].3,
+        dec("199.12345678901234567890123456"),
+        "every digit: {:?}",
+        all[2]
+    );
+    assert_eq!(ecb.len(), 4);
+    assert_eq!(answers[0], answers[1], "PostgreSQL and SQLite stream the same");
+}

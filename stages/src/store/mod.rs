@@ -41,6 +41,18 @@ pub trait HistoryStore: Send + Sync {
     /// One page of a pair's history, oldest first.
     async fn rates(&self, query: &RateQuery) -> Result<Vec<StoredRate>, StoreError>;
 
+    /// Every price of `pairs` with `from <= ts < to` (of one `source` when given), in
+    /// (ts, pair, source) order, as the samples the alert rules take, streamed from one query: a backtest reads millions of rows
+    /// without holding them, and without paging (each page's keyset bound costs a new
+    /// index descent, and a generic plan may not use it at all).
+    fn rate_stream<'a>(
+        &'a self,
+        pairs: &'a [String],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        source: Option<&'a str>,
+    ) -> futures_util::stream::BoxStream<'a, Result<crate::fx::Price, StoreError>>;
+
     /// The newest stored price of a pair (any source), if any.
     async fn latest_rate(&self, pair: Pair) -> Result<Option<StoredRate>, StoreError>;
 

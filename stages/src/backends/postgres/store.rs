@@ -16,7 +16,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use sqlx::{PgPool, Row};
 
-use crate::fx::{AlertRule, FxEvent, Ohlc, Pair};
+use crate::fx::{AlertRule, FxEvent, Ohlc, Pair, Price, SourceName};
 use crate::store::{
     candles_of, last_rule_changes, parse_pair, parse_rule, rule_json, volatility_of, AlertQuery, CandleQuery,
     HistoryStore, PriceKind, RateQuery, RuleQuery, StoreError, StoredAlert, StoredCandle, StoredRate, StoredRule,
@@ -423,6 +423,20 @@ fn rate_row(row: &sqlx::postgres::PgRow) -> Result<StoredRate, StoreError> {
     })
 }
 
+/// A row of [`HistoryStore::rate_stream`] as the sample the rules take, borrowing the text
+/// columns (no allocation per row).
+fn price_row(row: &sqlx::postgres::PgRow) -> Result<Price, StoreError> {
+    let pair: &str = row.try_get("pair").map_err(classify)?;
+    let source: &str = row.try_get("source").map_err(classify)?;
+    Ok(Price {
+        pair: parse_pair(pair)?,
+        ts: row.try_get("ts").map_err(classify)?,
+        source: SourceName::intern(source).map_err(|e| StoreError::data(e.to_string()))?,
+        bid: row.try_get("bid").map_err(classify)?,
+        ask: row.try_get("ask").map_err(classify)?,
+    })
+}
+
 #[async_trait]
 impl HistoryStore for PostgresStore {
     async fn write(&self, events: &[&FxEvent]) -> Result<(), StoreError> {
@@ -470,6 +484,28 @@ impl HistoryStore for PostgresStore {
         rows.iter().map(rate_row).collect()
     }
 
+    fn rate_stream<'a>(
+        &'a self,
+        pairs: &'a [String],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        source: Option<&'a str>,
+    ) -> futures_util::stream::BoxStream<'a, Result<Price, StoreError>> {
+        use futures_util::StreamExt as _;
+        sqlx::query(
+            "SELECT pair, ts, source, bid, ask FROM fx_rates \
+             WHERE pair = ANY($1) AND ts >= $2 AND ts < $3 AND ($4::text IS NULL OR source = $4) \
+             ORDER BY ts, pair, source",
+        )
+        .bind(pairs)
+        .bind(from)
+        .bind(to)
+        .bind(source)
+        .fetch(&self.pool)
+        .map(|row| row.map_err(classify).and_then(|row| price_row(&row)))
+        .boxed()
+    }
+
     async fn source_rates(
         &self,
         source: &str,
@@ -480,7 +516,7 @@ impl HistoryStore for PostgresStore {
         // One probe of the primary key (pair, ts, source) per pair, in each month's partition.
         let pairs: Vec<String> = pairs.iter().map(Pair::to_string).collect();
         let rows = sqlx::query(
-            "SELECT pair, ts, source, kind, bid, ask, mid FROM fx_rates \
+            "SELECT pair, ts, source, bid, ask FROM fx_rates \
              WHERE pair = ANY($1) AND source = $2 AND ts >= $3 AND ts <= $4 ORDER BY ts, pair",
         )
         .bind(&pairs)

@@ -14,7 +14,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::SqliteDatabase;
-use crate::fx::{AlertRule, FxEvent, Ohlc, Pair};
+use crate::fx::{AlertRule, FxEvent, Ohlc, Pair, Price, SourceName};
 use crate::store::{
     last_rule_changes, parse_pair, parse_rule, rule_json, AlertQuery, CandleQuery, HistoryStore, PriceKind, RateQuery,
     RuleQuery, StoreError, StoredAlert, StoredCandle, StoredRate, StoredRule, StoredVolatility, TenantUsage,
@@ -190,6 +190,17 @@ fn rate_row(row: &SqliteRow) -> Result<StoredRate, StoreError> {
     })
 }
 
+/// A row of [`HistoryStore::rate_stream`] as the sample the rules take.
+fn price_row(row: &SqliteRow) -> Result<Price, StoreError> {
+    Ok(Price {
+        pair: parse_pair(text(row, "pair")?)?,
+        ts: time(row, "ts")?,
+        source: SourceName::intern(text(row, "source")?).map_err(|e| StoreError::data(e.to_string()))?,
+        bid: decimal(row, "bid")?,
+        ask: decimal(row, "ask")?,
+    })
+}
+
 #[async_trait]
 impl HistoryStore for SqliteStore {
     async fn write(&self, events: &[&FxEvent]) -> Result<(), StoreError> {
@@ -252,6 +263,31 @@ impl HistoryStore for SqliteStore {
         .await
         .map_err(classify)?;
         rows.iter().map(rate_row).collect()
+    }
+
+    fn rate_stream<'a>(
+        &'a self,
+        pairs: &'a [String],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        source: Option<&'a str>,
+    ) -> futures_util::stream::BoxStream<'a, Result<Price, StoreError>> {
+        use futures_util::StreamExt as _;
+        // The pairs as a JSON array (one parameter whatever their number).
+        let pairs = serde_json::to_string(pairs).unwrap_or_else(|_| "[]".into());
+        sqlx::query(
+            "SELECT pair, ts, source, bid, ask FROM fx_rates \
+             WHERE pair IN (SELECT value FROM json_each(?1)) AND ts >= ?2 AND ts < ?3 \
+               AND (?4 IS NULL OR source = ?4) \
+             ORDER BY ts, pair, source",
+        )
+        .bind(pairs)
+        .bind(ts_text(from))
+        .bind(ts_text(to))
+        .bind(source)
+        .fetch(&self.pool)
+        .map(|row| row.map_err(classify).and_then(|row| price_row(&row)))
+        .boxed()
     }
 
     async fn source_rates(

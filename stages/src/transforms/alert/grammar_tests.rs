@@ -410,12 +410,12 @@ fn reference_judge(condition: &Condition, series: &[(i64, Decimal)], i: usize) -
         Condition::MovingUpPercent { percent, over } => {
             let r = reference(over)?;
             let moved = (p - r) / r * dec!(100);
-            (moved >= *percent, percent - moved)
+            ((p - r) * dec!(100) >= percent * r, percent - moved)
         }
         Condition::MovingDownPercent { percent, over } => {
             let r = reference(over)?;
             let moved = (r - p) / r * dec!(100);
-            (moved >= *percent, percent - moved)
+            ((r - p) * dec!(100) >= percent * r, percent - moved)
         }
         _ => unreachable!("not generated"),
     })

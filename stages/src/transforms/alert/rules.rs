@@ -292,34 +292,36 @@ fn judge(
     price: Decimal,
     previous: Option<Decimal>,
     latest_return: Option<f64>,
+    need_margin: bool,
 ) -> Option<Judged> {
-    let plain = |holds: bool, margin: Decimal| Judged {
+    // The margin matters only to a disarmed rule: an armed one is not charged for it.
+    let plain = |holds: bool, margin: &dyn Fn() -> Decimal| Judged {
         holds,
-        margin: Some(margin),
+        margin: need_margin.then(margin),
         previous,
     };
     // Distance outside (positive) or inside (negative) a channel, and the reverse.
-    let outside = |c: &Channel| (c.low - price).max(price - c.high);
-    let inside = |c: &Channel| (price - c.low).min(c.high - price);
+    let outside = |c: Channel| move || (c.low - price).max(price - c.high);
+    let inside = |c: Channel| move || (price - c.low).min(c.high - price);
     Some(match kind {
-        Kind::Above(t) => plain(price > t, t - price),
-        Kind::Below(t) => plain(price < t, price - t),
-        Kind::CrossingUp(t) => plain(previous.is_some_and(|q| q < t && t <= price), t - price),
-        Kind::CrossingDown(t) => plain(previous.is_some_and(|q| q > t && t >= price), price - t),
+        Kind::Above(t) => plain(price > t, &|| t - price),
+        Kind::Below(t) => plain(price < t, &|| price - t),
+        Kind::CrossingUp(t) => plain(previous.is_some_and(|q| q < t && t <= price), &|| t - price),
+        Kind::CrossingDown(t) => plain(previous.is_some_and(|q| q > t && t >= price), &|| price - t),
         Kind::Crossing(t) => plain(
             previous.is_some_and(|q| (q < t && t <= price) || (q > t && t >= price)),
-            (price - t).abs(),
+            &|| (price - t).abs(),
         ),
         Kind::Entering(c) => plain(
             previous.is_some_and(|q| !c.contains(q)) && c.contains(price),
-            outside(&c),
+            &outside(c),
         ),
         Kind::Exiting(c) => plain(
             previous.is_some_and(|q| c.contains(q)) && !c.contains(price),
-            inside(&c),
+            &inside(c),
         ),
-        Kind::Inside(c) => plain(c.contains(price), outside(&c)),
-        Kind::Outside(c) => plain(!c.contains(price), inside(&c)),
+        Kind::Inside(c) => plain(c.contains(price), &outside(c)),
+        Kind::Outside(c) => plain(!c.contains(price), &inside(c)),
         Kind::Moving {
             up,
             percent,
@@ -330,16 +332,23 @@ fn judge(
                 Over::Bars(n) => series.bars_ago(n)?,
                 Over::Window(window) => series.window_start(ts, window)?,
             };
-            let mut moved = if up { price - reference } else { reference - price };
-            if percent {
-                if reference.is_zero() {
-                    return None;
-                }
-                moved = moved / reference * Decimal::ONE_HUNDRED;
+            let moved = if up { price - reference } else { reference - price };
+            if percent && reference <= Decimal::ZERO {
+                return None;
             }
+            // moved / reference × 100 ≥ size, compared without the division (exact, and the
+            // hot path); only the margin, for re-arming, divides.
+            let holds = match percent {
+                true => moved * Decimal::ONE_HUNDRED >= size * reference,
+                false => moved >= size,
+            };
+            let margin = need_margin.then(|| match percent {
+                true => size - moved / reference * Decimal::ONE_HUNDRED,
+                false => size - moved,
+            });
             Judged {
-                holds: moved >= size,
-                margin: Some(size - moved),
+                holds,
+                margin,
                 previous: Some(reference),
             }
         }
@@ -840,7 +849,7 @@ impl RuleBook {
                 return Ok(Vec::new());
             }
             let mut fired = Vec::new();
-            if let Some(judged) = judge(kind, &book.series, ts, price, Some(price), None) {
+            if let Some(judged) = judge(kind, &book.series, ts, price, Some(price), None, false) {
                 let at = Observation {
                     pair: rule.pair,
                     price,
@@ -1009,20 +1018,47 @@ impl RuleBook {
             ts,
             source,
         };
-        for slot in scanned {
-            let Some(rule) = self.rules[slot].as_ref() else {
-                continue;
-            };
-            if let Cadence::OnBarClose(shape) = rule.cadence {
-                self.on_bar_sample(slot, shape, &at, fired);
-                continue;
+        // Judge every scanned rule against the book's series first (one lookup, nothing
+        // mutable but an open bar's close), keeping only the rules whose trigger has
+        // something to do: most samples fire and re-arm nothing.
+        let mut due: Vec<(RuleId, Option<Judged>)> = Vec::new();
+        {
+            let RuleBook { rules, books, .. } = &mut *self;
+            let series = &books[&pair][field_index(field)].as_ref().expect("book exists").series;
+            let now = event_time(ts);
+            for &slot in &scanned {
+                let Some(rule) = rules[slot].as_mut() else {
+                    continue;
+                };
+                if let Cadence::OnBarClose(_) = rule.cadence {
+                    match rule.bar.as_mut() {
+                        // Within the open bar, only its close moves.
+                        Some(bar) if bar.window.start <= now && now < bar.window.end => {
+                            bar.close = price;
+                            bar.source = source;
+                        }
+                        _ => due.push((slot, None)),
+                    }
+                    continue;
+                }
+                let Some(judged) = judge(rule.kind, series, ts, price, previous, latest_return, !rule.armed) else {
+                    continue;
+                };
+                let acts = if rule.armed {
+                    judged.holds
+                } else {
+                    !judged.holds && judged.margin.is_some_and(|m| m >= rule.rearm)
+                };
+                if acts {
+                    due.push((slot, Some(judged)));
+                }
             }
-            let series = &self.books[&pair][field_index(field)]
-                .as_ref()
-                .expect("book exists")
-                .series;
-            if let Some(judged) = judge(rule.kind, series, ts, price, previous, latest_return) {
-                self.decide(slot, judged, &at, fired);
+        }
+        for (slot, judged) in due {
+            match (judged, self.rules[slot].as_ref().map(|r| r.cadence)) {
+                (Some(judged), _) => self.decide(slot, judged, &at, fired),
+                (None, Some(Cadence::OnBarClose(shape))) => self.on_bar_sample(slot, shape, &at, fired),
+                _ => {}
             }
         }
         // The new return joins the z-scores' history after they measured it against the old one.
@@ -1062,7 +1098,7 @@ impl RuleBook {
         bar.close = at.price;
         bar.source = at.source;
         let (previous, latest_return) = bar.closes.observe(end, close);
-        let judged = judge(rule.kind, &bar.closes, end, close, previous, latest_return);
+        let judged = judge(rule.kind, &bar.closes, end, close, previous, latest_return, !rule.armed);
         bar.closes.settle(latest_return);
         if let Some(judged) = judged {
             let closed = Observation {
