@@ -204,18 +204,37 @@ pub fn over_ecb_file(
     Ok(summary)
 }
 
+/// Why a run over a store stopped short.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stopped {
+    /// More samples than the run's budget.
+    TooManySamples,
+    /// The store failed (or a rule did not load).
+    Failed(String),
+}
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stopped::TooManySamples => f.write_str("more samples than the budget"),
+            Stopped::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
 /// Run `rules` over the rates stored in `[from, to)` (of one `source` when given), in time
-/// order, passing each firing to `out`.
+/// order, passing each firing to `out`; at most `budget` samples.
 pub async fn over_store(
     rules: &[AlertRule],
     store: Arc<dyn HistoryStore>,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     only_source: Option<&str>,
+    budget: u64,
     mut out: impl FnMut(&AlertFired),
-) -> Result<Summary, String> {
+) -> Result<Summary, Stopped> {
     use futures_util::StreamExt as _;
-    let mut book = book_of(rules)?;
+    let mut book = book_of(rules).map_err(Stopped::Failed)?;
     let pairs: Vec<String> = rules
         .iter()
         .map(|r| r.pair)
@@ -249,7 +268,11 @@ pub async fn over_store(
     let mut progress = Progress::new(from, to);
     let mut summary = Summary::default();
     while let Some(batch) = arriving.recv().await {
-        let batch = batch?;
+        let batch = batch.map_err(Stopped::Failed)?;
+        if summary.samples + batch.len() as u64 > budget {
+            reader.abort();
+            return Err(Stopped::TooManySamples);
+        }
         if let Some(last) = batch.last() {
             progress.at(last.ts);
         }
@@ -261,7 +284,9 @@ pub async fn over_store(
             }
         }
     }
-    reader.await.map_err(|e| format!("the reader stopped: {e}"))?;
+    reader
+        .await
+        .map_err(|e| Stopped::Failed(format!("the reader stopped: {e}")))?;
     progress.done();
     Ok(summary)
 }

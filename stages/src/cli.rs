@@ -1171,14 +1171,17 @@ fn backtest(registry: &Registry<FxEvent>, args: BacktestArgs) -> ExitCode {
             let to = args
                 .to
                 .unwrap_or_else(|| "9999-12-31T00:00:00Z".parse().expect("an instant"));
-            runtime.block_on(crate::backtest::over_store(
-                &rules,
-                store,
-                from,
-                to,
-                args.source.as_deref(),
-                &mut print,
-            ))
+            runtime
+                .block_on(crate::backtest::over_store(
+                    &rules,
+                    store,
+                    from,
+                    to,
+                    args.source.as_deref(),
+                    u64::MAX,
+                    &mut print,
+                ))
+                .map_err(|e| e.to_string())
         }
         (None, None) => unreachable!("clap requires --csv or --pipeline"),
     };

@@ -98,6 +98,126 @@ fn a_backtest_fires_exactly_what_the_rules_fired_live_over_the_same_days() {
         "over the pipeline's PostgreSQL store"
     );
 
+    // The same over the API: POST /alerts/backtest on an Api stage reading that store, paged.
+    let key = "backtest-key-0123456789abcdef";
+    let port = fxflow_tests::free_port();
+    let api_file = dir.path().join("api.ron");
+    std::fs::write(
+        &api_file,
+        format!(
+            r#"Pipeline(name: "backtest-api",
+    resources: {{ "history": Postgres(url: "postgres://postgres@127.0.0.1:5432/{database}") }},
+    stages: {{
+        "ecb": Replay(path: "examples/data/ecb-eurofxref-hist.csv", from: "2016-12-30", to: "2016-12-31"),
+        "cross": CrossRate(inputs: ["ecb"]),
+        "api": Api(inputs: ["cross", "alerts"], listen: "127.0.0.1:{port}", store: "history", keys: "{key}"),
+        "alerts": Alert(inputs: ["cross", "api"]),
+    }})"#
+        ),
+    )
+    .unwrap();
+    let _api = fxflow_tests::Reaped(
+        fxflow(&["run", api_file.to_str().unwrap()])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    fxflow_tests::wait_for("the API", std::time::Duration::from_secs(60), || {
+        fxflow_tests::http_get(port, "/health")
+            .ok()
+            .filter(|(status, _)| *status == 200)
+    });
+    let auth = format!("Authorization: Bearer {key}");
+    let request = |after: Option<&str>, from: &str, to: &str| {
+        let body = serde_json::json!({
+            "rules": [
+                {"pair": "GBP/USD", "condition": {"type": "crossing", "threshold": "1.52"},
+                 "trigger": {"type": "every", "rearm": "0.005"}},
+                {"pair": "USD/JPY", "condition": {"type": "entering_channel", "low": "118", "high": "121"},
+                 "trigger": {"type": "every"}},
+                {"pair": "USD/JPY", "condition": {"type": "moving_down_percent", "percent": "1", "over": {"bars": 5}},
+                 "trigger": {"type": "once_per_bar", "interval": "30d"}},
+            ],
+            "from": from, "to": to, "limit": 5, "after": after,
+        });
+        let (status, text) =
+            fxflow_tests::http_request(port, "POST", "/alerts/backtest", &[&auth], Some(&body.to_string())).unwrap();
+        (
+            status,
+            serde_json::from_str::<serde_json::Value>(&text).unwrap_or_else(|e| panic!("{e}: {text}")),
+        )
+    };
+    let mut by_api = BTreeSet::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let (status, page) = request(after.as_deref(), "2015-01-01T00:00:00Z", "2016-01-01T00:00:00Z");
+        assert_eq!(status, 200, "{page}");
+        let firings = page["firings"].as_array().unwrap();
+        assert!(firings.len() <= 5, "a page holds at most `limit`");
+        let text = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => "-".to_owned(),
+            other => other.to_string(),
+        };
+        for f in firings {
+            by_api.insert((
+                text(&f["rule_id"]),
+                text(&f["fired_at"]),
+                text(&f["value"]),
+                text(&f["previous"]),
+                text(&f["condition"]),
+            ));
+        }
+        pages += 1;
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => {
+                assert_eq!(page["total"].as_u64(), Some(by_api.len() as u64), "{page}");
+                break;
+            }
+        }
+    }
+    let three = dir.path().join("three.ron");
+    std::fs::write(
+        &three,
+        r#"[
+    (id: "r1", pair: "GBP/USD", condition: Crossing(1.52), trigger: Every(rearm: 0.005)),
+    (id: "r2", pair: "USD/JPY", condition: EnteringChannel(low: 118, high: 121), trigger: Every()),
+    (id: "r3", pair: "USD/JPY", condition: MovingDownPercent(percent: 1, over: Bars(5)), trigger: OncePerBar("30d")),
+]"#,
+    )
+    .unwrap();
+    let out = fxflow(&[
+        "backtest",
+        three.to_str().unwrap(),
+        "--pipeline",
+        pipeline.to_str().unwrap(),
+        "--from",
+        "2015-01-01",
+        "--to",
+        "2015-12-31",
+        "--format",
+        "jsonl",
+    ])
+    .output()
+    .unwrap();
+    let by_cli = firings(&String::from_utf8(out.stdout).unwrap());
+    assert!(by_cli.len() > 5 && pages > 1, "several pages: {} firings", by_cli.len());
+    assert_eq!(by_api, by_cli, "the API's backtest fires as the command's");
+    let (status, page) = request(None, "2015-01-01T00:00:00Z", "2016-06-01T00:00:00Z");
+    assert_eq!(
+        (status, page["error"]["code"].as_str()),
+        (400, Some("backtest_too_large")),
+        "{page}"
+    );
+    let (status, page) = request(Some("nonsense"), "2015-01-01T00:00:00Z", "2016-01-01T00:00:00Z");
+    assert_eq!(
+        (status, page["error"]["code"].as_str()),
+        (400, Some("invalid_cursor")),
+        "{page}"
+    );
+
     // The table for people: a header, one line per firing.
     let table = fxflow(&[
         "backtest",

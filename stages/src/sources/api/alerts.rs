@@ -23,8 +23,8 @@ use super::context::ApiState;
 use super::error::{ApiError, ApiResult, ErrorBody, ErrorCode, FieldError};
 use super::extract::{cursor, instant, next_page, page_limit, pair_param, time_range, Params, StrictJson};
 use super::model::{
-    parse_duration, AlertList, AlertView, ConditionInput, FiringList, FiringView, NewAlert, RuleStatusView,
-    TriggerInput,
+    parse_duration, AlertList, AlertView, BacktestPage, BacktestRequest, ConditionInput, FiringList, FiringView,
+    NewAlert, RuleStatusView, TriggerInput,
 };
 use crate::fx::{AlertRule, AlertRuleChange, Condition, FxEvent, PriceField, Trigger, WebhookTarget};
 use crate::store::{AlertQuery, RuleQuery, StoredRule};
@@ -577,6 +577,136 @@ pub struct AlertsQuery {
 }
 
 /// The caller's tenant's rules, by id.
+/// Longest range one backtest request covers.
+const BACKTEST_DAYS: i64 = 366;
+/// Most stored samples one backtest request reads (about a second of work).
+const BACKTEST_SAMPLES: u64 = 3_000_000;
+
+#[utoipa::path(post, path = "/alerts/backtest", operation_id = "backtestAlerts", tag = "alerts",
+    request_body = BacktestRequest,
+    description = "Would these rules have fired, and when? Runs them as the `Alert` stage does, in the data's \
+        time, over the store's history of their pairs, and answers every firing, a page at a time. \
+        Rules across fields: `from` after `to` is `invalid_range`; more than 366 days, or more than \
+        3,000,000 stored samples, is `backtest_too_large`.",
+    security(("api_key" = [])),
+    responses(
+        (status = 200, body = BacktestPage),
+        (status = 400, description = "Malformed JSON, `from` after `to`, a range too large, or a cursor the API never issued", body = ErrorBody),
+        (status = 401, description = "No API key, or a malformed Authorization header", body = ErrorBody),
+        (status = 403, description = "Unknown API key", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not `application/json`", body = ErrorBody),
+        (status = 422, description = "Invalid rules; `details` names each field (`rules[0].condition.threshold`)", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    ))]
+pub async fn backtest(
+    State(state): State<ApiState>,
+    key: Authorized,
+    StrictJson(body): StrictJson<BacktestRequest>,
+) -> ApiResult<Json<BacktestPage>> {
+    let mut rules = Vec::new();
+    let mut details = Vec::new();
+    if body.rules.is_empty() || body.rules.len() > 20 {
+        details.push(FieldError::new("rules", "give 1 to 20 rules"));
+    }
+    for (i, new) in body.rules.iter().enumerate() {
+        match to_rule(&state, format!("r{}", i + 1), &key.tenant, new) {
+            Ok(rule) => rules.push(rule),
+            Err(e) => details.extend(e.details.into_iter().map(|d| FieldError {
+                field: format!("rules[{i}].{}", d.field),
+                message: d.message,
+            })),
+        }
+    }
+    let from = instant("from", &body.from);
+    let to = instant("to", &body.to);
+    let limit = match body.limit {
+        None => Some(DEFAULT_PAGE),
+        Some(n @ 1..=1000) => Some(n),
+        Some(n) => {
+            details.push(FieldError::new("limit", format!("{n} is out of range: 1 to 1000")));
+            None
+        }
+    };
+    let skip = match body.after.as_deref() {
+        None => Some(0u64),
+        Some(after) => match after.strip_prefix('f').and_then(|n| n.parse::<u64>().ok()) {
+            Some(n) => Some(n),
+            None => {
+                return Err(ApiError::bad_request(
+                    ErrorCode::InvalidCursor,
+                    "`after` is not a cursor this API issued: send a page's `next` back as it came",
+                )
+                .with_details(vec![FieldError::new("after", "not an issued cursor")]))
+            }
+        },
+    };
+    let (from, to) = match (from, to) {
+        (Ok(from), Ok(to)) => (from, to),
+        (from, to) => {
+            for e in [from.err(), to.err()].into_iter().flatten() {
+                details.extend(e.details);
+            }
+            return Err(ApiError::validation(details));
+        }
+    };
+    if !details.is_empty() {
+        return Err(ApiError::validation(details));
+    }
+    let (Some(limit), Some(skip)) = (limit, skip) else {
+        unreachable!("a bad limit or cursor was reported")
+    };
+    if from > to {
+        return Err(
+            ApiError::bad_request(ErrorCode::InvalidRange, format!("`from` ({from}) is after `to` ({to})"))
+                .with_details(vec![FieldError::new("from", "must not be after `to`")]),
+        );
+    }
+    if to - from > chrono::Duration::days(BACKTEST_DAYS) {
+        return Err(ApiError::bad_request(
+            ErrorCode::BacktestTooLarge,
+            format!("a backtest covers at most {BACKTEST_DAYS} days; split the range (or run `fxflow backtest`)"),
+        )
+        .with_details(vec![FieldError::new(
+            "to",
+            format!("at most {BACKTEST_DAYS} days after `from`"),
+        )]));
+    }
+    let mut firings = Vec::new();
+    let mut total = 0u64;
+    let summary = crate::backtest::over_store(&rules, state.store.clone(), from, to, None, BACKTEST_SAMPLES, |f| {
+        if total >= skip && firings.len() < limit as usize {
+            firings.push(FiringView {
+                rule_id: f.rule_id.to_string(),
+                pair: f.pair.to_string(),
+                condition: f.condition.to_string(),
+                value: f.value,
+                previous: f.previous,
+                fired_at: f.ts,
+                source: f.source.as_str().to_owned(),
+                shared: false,
+            });
+        }
+        total += 1;
+    })
+    .await
+    .map_err(|e| match e {
+        crate::backtest::Stopped::TooManySamples => ApiError::bad_request(
+            ErrorCode::BacktestTooLarge,
+            format!("the range holds more than {BACKTEST_SAMPLES} samples of these pairs; narrow it (or run `fxflow backtest`)"),
+        ),
+        crate::backtest::Stopped::Failed(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::StoreUnavailable, e),
+    })?;
+    let shown = skip + firings.len() as u64;
+    Ok(Json(BacktestPage {
+        firings,
+        samples: summary.samples,
+        total,
+        next: (shown < total).then(|| format!("f{shown}")),
+    }))
+}
+
 #[utoipa::path(get, path = "/alerts", operation_id = "listAlerts", tag = "alerts", params(AlertsQuery),
     security(("api_key" = [])),
     responses(

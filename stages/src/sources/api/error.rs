@@ -17,6 +17,8 @@ use crate::store::StoreError;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
+    /// 400: a backtest over more than 366 days, or more stored samples than one request may read.
+    BacktestTooLarge,
     /// 413: the body is larger than `limits.max_body`.
     BodyTooLarge,
     /// 403: an unknown API key, or an API without keys.
@@ -77,7 +79,8 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 29] = [
+        ErrorCode::BacktestTooLarge,
         ErrorCode::BodyTooLarge,
         ErrorCode::Forbidden,
         ErrorCode::InternalError,
@@ -111,6 +114,7 @@ impl ErrorCode {
     /// The code as it appears in bodies (`validation_failed`).
     pub fn as_str(self) -> &'static str {
         match self {
+            ErrorCode::BacktestTooLarge => "backtest_too_large",
             ErrorCode::BodyTooLarge => "body_too_large",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::InternalError => "internal_error",

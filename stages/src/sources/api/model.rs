@@ -910,6 +910,11 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> R
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
+/// An optional count, also written as a number with no fraction (`2.0`), as JSON Schema reads it.
+fn whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    present_count(deserializer).map(Option::flatten)
+}
+
 /// [`present`] for a count: an integer, also written as a number with no
 /// fraction (`2.0` is the integer 2 to JSON Schema).
 fn present_count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<u32>>, D::Error> {
@@ -1053,6 +1058,46 @@ impl AlertView {
 pub struct AlertList {
     pub alerts: Vec<AlertView>,
     /// The next page, or null on the last one.
+    pub next: Option<String>,
+}
+
+/// `POST /alerts/backtest`: rules to try on the stored history, as `POST /alerts` takes them
+/// (nothing is stored and no notification is sent).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BacktestRequest {
+    /// 1 to 20 rules; firings name them `r1`, `r2`, … in this order.
+    #[schema(min_items = 1, max_items = 20)]
+    pub rules: Vec<NewAlert>,
+    /// RFC 3339: the first sample's earliest time.
+    #[schema(value_type = String, format = DateTime, example = "2024-01-01T00:00:00Z")]
+    pub from: String,
+    /// RFC 3339: the samples end before it; at most 366 days after `from`.
+    #[schema(value_type = String, format = DateTime, example = "2025-01-01T00:00:00Z")]
+    pub to: String,
+    /// Firings per page, 1 to 1,000 (default 100).
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// The previous page's `next`: `f` and how many firings came before (a rerun of the same
+    /// request skips them; the backtest is deterministic).
+    #[serde(default)]
+    #[schema(pattern = r"^f[0-9]{1,18}$", example = "f100")]
+    pub after: Option<String>,
+}
+
+/// A backtest's page of firings, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BacktestPage {
+    /// The firings, each with the price that fired, the previous one (or the reference a
+    /// move compared with) and the condition in words.
+    pub firings: Vec<FiringView>,
+    /// Stored samples the rules ran over.
+    pub samples: u64,
+    /// Firings over the whole range.
+    pub total: u64,
+    /// Send it back as `after` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
 }
 

@@ -91,6 +91,7 @@ pub fn router() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(fluctuation::fluctuation))
         .routes(routes!(alerts::create, alerts::list))
         .routes(routes!(alerts::history))
+        .routes(routes!(alerts::backtest))
         .routes(routes!(alerts::get, alerts::delete))
         .routes(routes!(stream::rates))
         .routes(routes!(stream::alerts))
