@@ -777,9 +777,19 @@ async fn both_stores_stream_rates_in_time_order() {
             .map(|r| r.unwrap().ts)
             .collect()
             .await;
-        answers.push((all, ecb));
+        // `source_rates` (the Frankfurter routes' read) over the same range: the stored rows whole.
+        let whole: Vec<_> = store
+            .source_rates("ecb", &[pair("EUR/USD"), pair("GBP/JPY")], from, to)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.ts, r.pair.to_string(), r.source, r.kind.as_str(), r.bid, r.mid))
+            .collect();
+        assert_eq!(whole.len(), 5 * 2, "seconds 1..=5 inclusive, two pairs: {whole:?}");
+        assert!(whole.iter().any(|r| r.3 == "cross") && whole.iter().any(|r| r.3 == "quote"));
+        answers.push((all, ecb, format!("{whole:?}")));
     }
-    let (all, ecb) = &answers[0];
+    let (all, ecb, _) = &answers[0];
     // Seconds 1..=4: EUR/USD from ecb and oanda, GBP/JPY from ecb.
     assert_eq!(all.len(), 4 * 3, "{all:?}");
     assert!(

@@ -516,7 +516,7 @@ impl HistoryStore for PostgresStore {
         // One probe of the primary key (pair, ts, source) per pair, in each month's partition.
         let pairs: Vec<String> = pairs.iter().map(Pair::to_string).collect();
         let rows = sqlx::query(
-            "SELECT pair, ts, source, bid, ask FROM fx_rates \
+            "SELECT pair, ts, source, kind, bid, ask, mid FROM fx_rates \
              WHERE pair = ANY($1) AND source = $2 AND ts >= $3 AND ts <= $4 ORDER BY ts, pair",
         )
         .bind(&pairs)
