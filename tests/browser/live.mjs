@@ -511,6 +511,33 @@ async function main() {
     return `${kinds.length} kinds created and listed (${kinds.map((k) => k[0]).join(', ')}); triggers once, every, once_per_bar, on_bar_close`;
   });
 
+  await step('a rule tried on history shows its firings on the chart', async () => {
+    // Within 20% of the price now, once per 30-day bar: it held through most of the last year.
+    const now = parseFloat((await api('/rates/EURUSD')).body.mid);
+    const [low, high] = [(now * 0.8).toFixed(4), (now * 1.2).toFixed(4)];
+    await page.selectOption('#f-pair', 'EUR/USD');
+    await page.selectOption('#f-condition', 'inside_channel');
+    await page.fill('#f-low', low);
+    await page.fill('#f-high', high);
+    await page.selectOption('#f-trigger', 'once_per_bar');
+    await page.fill('#f-interval', '30d');
+    const answered = page.waitForResponse((r) => r.url().endsWith('/alerts/backtest') && r.request().method() === 'POST');
+    await page.click('#f-try');
+    const res = await answered;
+    const body = await res.json();
+    assert(res.status() === 200, `trying got ${res.status()}: ${JSON.stringify(body)}`);
+    assert(body.total > 0, `inside [${low}, ${high}] fired on history: ${JSON.stringify(body).slice(0, 300)}`);
+    await page.waitForFunction((n) => Number(document.querySelector('#chart').dataset.markers || 0) === n,
+      Math.min(body.total, 1000), { timeout: 10000 });
+    const text = (await page.textContent('#try-result')).trim();
+    assert(text.includes(`fired ${body.total} time`), `result: ${text}`);
+    assert((await page.getAttribute('#chart', 'data-pair')) === 'EUR/USD', 'the chart shows the rule\'s pair');
+    await page.locator('#chart-section').screenshot({ path: path.join(opts.out, 'try.png') });
+    await page.selectOption('#f-condition', 'above');
+    await page.selectOption('#f-trigger', 'once');
+    return `${body.total} firings over ${body.samples} prices, ringed on the chart: "${text}"`;
+  });
+
   await step('the key can be forgotten', async () => {
     await page.click('#forget-key');
     const kept = await page.evaluate(() => sessionStorage.getItem('fxflow.apiKey'));

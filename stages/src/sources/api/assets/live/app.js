@@ -561,6 +561,7 @@
     abort: null,
     drawnAt: 0,
     hasCandles: null, // Promise<boolean>
+    markers: [], // [{t, v}]: a backtest's firings, drawn over the prices
 
     data() {
       return this.mode === 'candles' ? [this.x, this.o, this.h, this.l, this.c] : [this.x, this.mid];
@@ -674,6 +675,29 @@
     ctx.restore();
   }
 
+  /** A backtest's firings: a ring at each (time, price) over the chart. */
+  function markersDraw(u) {
+    if (!chart.markers.length) return;
+    const { min, max } = u.scales.x;
+    const ctx = u.ctx;
+    const r = 4 * devicePixelRatio;
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(u.bbox.left, u.bbox.top, u.bbox.width, u.bbox.height);
+    ctx.clip();
+    ctx.strokeStyle = cssVar('--warn', '#b35c00');
+    ctx.lineWidth = 2 * devicePixelRatio;
+    for (const m of chart.markers) {
+      if (m.t < min || m.t > max) continue;
+      const x = u.valToPos(m.t, 'x', true);
+      const y = u.valToPos(m.v, 'y', true);
+      ctx.beginPath();
+      ctx.arc(x, y, r, 0, 2 * Math.PI);
+      ctx.stroke();
+    }
+    ctx.restore();
+  }
+
   function buildPlot() {
     const box = $('#chart');
     if (chart.plot) { chart.plot.destroy(); chart.plot = null; }
@@ -731,7 +755,7 @@
             for (const b of document.querySelectorAll('.ranges button')) b.setAttribute('aria-pressed', 'false');
           }
         }],
-        draw: [candlesDraw],
+        draw: [candlesDraw, markersDraw],
       },
     };
     chart.plot = new uPlot(opts, chart.data(), box);
@@ -825,6 +849,7 @@
       if (chart.abort !== ctrl) return;
       chart.mode = data.mode;
       chart.interval = data.interval || DAY;
+      chart.markers = [];
       chart.x = data.x;
       chart.mid = data.mid || [];
       chart.o = data.o || []; chart.h = data.h || []; chart.l = data.l || []; chart.c = data.c || [];
@@ -1103,6 +1128,71 @@
     }
   }
 
+  let trying = false;
+
+  /**
+   * "Try on history": the form's rule, run by the API over the last year of the chart's
+   * history (POST /alerts/backtest), its firings listed and ringed on the chart.
+   */
+  async function tryOnHistory() {
+    if (trying) return;
+    const button = $('#f-try');
+    clearFormErrors();
+    setText($('#alert-ok'), '');
+    const rule = readForm();
+    delete rule.email;
+    delete rule.webhook;
+    if (chart.pair !== rule.pair) await showChart(rule.pair);
+    const n = chart.x.length;
+    const result = $('#try-result');
+    if (!n) {
+      setText(result, `${rule.pair} has no history to try it on yet.`);
+      return;
+    }
+    // At most a year (the API's bound), ending after the last point drawn.
+    const end = chart.x[n - 1] + chart.interval;
+    const start = Math.max(chart.x[0], end - 366 * DAY);
+    const body = {
+      rules: [rule],
+      from: new Date(start * 1000).toISOString(),
+      to: new Date(end * 1000).toISOString(),
+      limit: 1000,
+    };
+    trying = true;
+    button.setAttribute('aria-busy', 'true');
+    setText(result, 'Trying…');
+    try {
+      const res = await withKey('POST', '/alerts/backtest', body);
+      if (!res) {
+        setText(result, '');
+        showError('No key given: an API key is needed to try rules.');
+        return;
+      }
+      if (res.status !== 200) {
+        setText(result, '');
+        await showApiError(res, 'Trying the rule');
+        return;
+      }
+      const page = await res.json();
+      chart.markers = page.firings.map((f) => ({ t: Date.parse(f.fired_at) / 1000, v: parseFloat(f.value) }));
+      result.dataset.firings = String(page.total);
+      $('#chart').dataset.markers = String(chart.markers.length);
+      const when = (f) => isoUtc(Date.parse(f.fired_at) / 1000).slice(0, 10);
+      const span = `${isoUtc(start).slice(0, 10)} to ${isoUtc(end).slice(0, 10)}`;
+      setText(result, page.total
+        ? `It would have fired ${page.total} time${page.total === 1 ? '' : 's'} from ${span} (${page.samples} prices): first ${when(page.firings[0])} at ${page.firings[0].value}, last ${when(page.firings[page.firings.length - 1])}${page.next ? ' (the first 1,000 are ringed)' : ''}; ringed on the chart.`
+        : `It would not have fired from ${span} (${page.samples} prices).`);
+      chart.redraw();
+      if (chart.plot) chart.plot.redraw();
+    } catch (e) {
+      setText(result, '');
+      showError(`Could not reach the API: ${errorText(e)}`);
+    } finally {
+      trying = false;
+      button.removeAttribute('aria-busy');
+    }
+  }
+
   async function deleteAlert(button) {
     const id = button.dataset.ruleId;
     if (button.getAttribute('aria-busy') === 'true') return;
@@ -1134,6 +1224,8 @@
 
   function triggerText(t) {
     if (!t || t.type === 'once') return 'once';
+    if (t.type === 'once_per_bar') return `once per ${t.interval} bar`;
+    if (t.type === 'on_bar_close') return `on ${t.interval} bar close`;
     return `every (cooldown ${t.cooldown}, re-arm ${t.rearm})`;
   }
 
@@ -1391,6 +1483,7 @@
       if (b) showChart(b.dataset.pair);
     });
     $('#alert-form').addEventListener('submit', createAlert);
+    $('#f-try').addEventListener('click', tryOnHistory);
     $('#f-condition').addEventListener('change', syncFormFields);
     $('#f-trigger').addEventListener('change', syncFormFields);
     $('#f-notify').addEventListener('change', syncFormFields);
