@@ -39,8 +39,15 @@ use crate::{AckStatus, ReadyReporter};
 /// Messages a partition still has to be read, per topic and partition (from librdkafka's statistics).
 pub const CONSUMER_LAG: &str = "fxflow_kafka_consumer_lag";
 
-/// A static member fenced twice within this stops (a twin); once, it rejoins.
+/// A static member fenced more than [`MAX_REJOINS`] times within this stops (a twin);
+/// before that, it rejoins.
 const FENCE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Rejoins within [`FENCE_WINDOW`] before a fence stops the worker. More than one: after a
+/// broker outage longer than the session the member can fence itself, and a join its old
+/// consumer left pending at the coordinator can fence the new consumer once more; a twin
+/// fences on and on, so it still stops within seconds.
+const MAX_REJOINS: usize = 3;
 
 /// Reads events from Kafka topics, at least once: offsets are committed only
 /// when every event derived from them is finalized downstream.
@@ -293,7 +300,7 @@ impl<E: WireEvent> StageConfig<E> for KafkaSourceConfig {
         Ok(Stage::Source(Box::new(KafkaSource::<E> {
             consumer,
             config,
-            fenced_at: None,
+            fences: Vec::new(),
             shared,
             settings: Settings {
                 group: self.group.is_some(),
@@ -701,7 +708,8 @@ struct KafkaSource<E> {
     /// The consumer's settings, to make a new one after a fence (see `rejoin_after_fence`).
     config: ClientConfig,
     /// When this source was last fenced and rejoined.
-    fenced_at: Option<Instant>,
+    /// When this member rejoined after a fence (the last [`FENCE_WINDOW`]'s).
+    fences: Vec<Instant>,
     shared: Arc<Shared>,
     settings: Settings,
     /// Partitions still to take (see `Join`).
@@ -943,11 +951,12 @@ impl<E: WireEvent> KafkaSource<E> {
             "Left the consumer group (static member stopping on purpose).");
     }
 
-    /// A static member fenced for the first time in a while rejoins under the same name
-    /// with a new consumer, and says so; `false` (stop) otherwise. A fence has two causes
-    /// (see `fatal`): a twin, which fences the new consumer again at once, so the second
-    /// fence within [`FENCE_WINDOW`] stops the worker; and this member's own rejoin after a
-    /// broker outage longer than the session timeout, which the new consumer gets past.
+    /// A static member fenced fewer than [`MAX_REJOINS`] times in a while rejoins under the
+    /// same name with a new consumer, and says so; `false` (stop) otherwise. A fence has two
+    /// causes (see `fatal`): a twin, which fences each new consumer again within a second or
+    /// two, so the worker stops after [`MAX_REJOINS`] of them; and this member's own rejoin
+    /// after a broker outage longer than the session timeout, which a new consumer gets past
+    /// (once more when its old consumer's pending join lands after the new one).
     /// Everything read before is dropped from tracking: in-flight inputs are not committed
     /// by the new consumer and come again, as after a crash.
     fn rejoin_after_fence(
@@ -956,15 +965,16 @@ impl<E: WireEvent> KafkaSource<E> {
         reason: &str,
         pending: &mut Vec<Polled<E>>,
     ) -> Result<bool, StageError> {
-        if code != rdkafka::error::RDKafkaErrorCode::FencedInstanceId
-            || self.fenced_at.is_some_and(|at| at.elapsed() < FENCE_WINDOW)
-        {
+        self.fences.retain(|at| at.elapsed() < FENCE_WINDOW);
+        if code != rdkafka::error::RDKafkaErrorCode::FencedInstanceId || self.fences.len() >= MAX_REJOINS {
             return Ok(false);
         }
         let instance = self.settings.instance.clone().unwrap_or_default();
+        let nth = self.fences.len() + 1;
         tracing::warn!(stage = %self.shared.labels.stage, instance = %instance, reason,
-            "Fenced as instance `{instance}`: rejoining once under the same name (after a broker outage this member can \
-             fence itself; a twin with this name would fence it again, and then it stops).");
+            "Fenced as instance `{instance}`: rejoining once more under the same name ({nth} of {MAX_REJOINS} within \
+             a minute: after a broker outage this member can fence itself; a twin with this name fences it on and \
+             on, and then it stops).");
         self.shared.labels.error("fenced", 1);
         pending.clear();
         let generation = self.shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
@@ -990,7 +1000,7 @@ impl<E: WireEvent> KafkaSource<E> {
             .map_err(|e| StageError::new(format!("subscribing to {topics:?}: {e}")))?;
         // The fenced consumer closes without a word to the group: its member id is gone.
         self.consumer = consumer;
-        self.fenced_at = Some(Instant::now());
+        self.fences.push(Instant::now());
         Ok(true)
     }
 
@@ -1002,9 +1012,9 @@ impl<E: WireEvent> KafkaSource<E> {
         if code == rdkafka::error::RDKafkaErrorCode::FencedInstanceId {
             StageError::new(format!(
                 "fenced: another member joined the consumer group as instance `{instance}` (group.instance.id), \
-                 again after this worker rejoined once: another worker runs with that name (every worker of a \
-                 group needs its own: FXFLOW_INSTANCE in the shipped files). It stops so that two workers never \
-                 process the same partitions ({reason})"
+                 again after this worker rejoined {MAX_REJOINS} times within a minute: another worker runs with that \
+                 name (every worker of a group needs its own: FXFLOW_INSTANCE in the shipped files). It stops so \
+                 that two workers never process the same partitions ({reason})"
             ))
         } else {
             StageError::new(format!("the Kafka consumer failed for good: {code:?}: {reason}"))
