@@ -86,6 +86,12 @@ pub fn http_request(
     Ok((status, body))
 }
 
+/// The last `lines` lines of a log, for failure messages.
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
 /// Poll `check` every 50 ms until it returns `Some`, or panic after `timeout`.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use fxflow_tests::{free_port, fxflow, fxflow_bin, http_get, wait_for, workspace, Broker, Worker};
+use fxflow_tests::{free_port, fxflow, fxflow_bin, http_get, tail, wait_for, workspace, Broker, Worker};
 
 /// The Python that has the checker's packages.
 fn python() -> PathBuf {
@@ -543,6 +543,11 @@ fn grafana_dashboard_metrics_exist_on_live_workers() {
     wait_for("the API request metrics", Duration::from_secs(30), || {
         metrics_contain(local_port, "fxflow_api_request_duration_seconds_bucket").then_some(())
     });
+    // The firing counter, like every counter, appears with its first firing (the replay's
+    // first is a few simulated weeks in).
+    wait_for("local.ron's first alert", Duration::from_secs(60), || {
+        metrics_contain(local_port, "fxflow_alerts_fired_total").then_some(())
+    });
     wait_for("the probe's errors and discards", Duration::from_secs(30), || {
         (metrics_contain(probe_port, "fxflow_stage_errors_total")
             && metrics_contain(probe_port, "fxflow_stage_discarded_events_total"))
@@ -563,7 +568,8 @@ fn grafana_dashboard_metrics_exist_on_live_workers() {
     let report = text(&output);
     assert!(
         output.status.success(),
-        "Grafana expressions name metrics no live worker shows:\n{report}"
+        "Grafana expressions name metrics no live worker shows:\n{report}\nlocal.ron's log (tail):\n{}",
+        tail(&local.logs(), 25)
     );
     assert!(report.contains("all seen live"), "{report}");
 

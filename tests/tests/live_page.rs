@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fxflow_tests::{free_port, fxflow, http_get, wait_for, workspace};
+use fxflow_tests::{free_port, fxflow, http_get, tail, wait_for, workspace};
 
 /// The API key the pipeline is given (at least 16 characters).
 const KEY: &str = "live-page-test-key-0123456789";
@@ -146,9 +146,4 @@ fn the_live_page_shows_rates_moving_and_an_alert_firing_in_a_real_browser() {
         assert!(artifacts.join(file).exists(), "no {file} in {}", artifacts.display());
     }
     assert!(exit.success(), "fxflow exited {exit:?}:\n{}", tail(&log(), 40));
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }

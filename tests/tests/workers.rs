@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use fxflow_tests::{free_port, fxflow, wait_for, workspace, Broker, Worker};
+use fxflow_tests::{free_port, fxflow, tail, wait_for, workspace, Broker, Worker};
 
 /// One broker-backed test at a time: each runs a broker and several workers on 2 cores.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -437,11 +437,6 @@ impl StoreDatabases {
         std::thread::sleep(Duration::from_secs(2));
         assert_eq!(counts(), (rates, alerts), "one row per cross and per firing");
     }
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 fn pipeline(name: &str) -> PathBuf {
