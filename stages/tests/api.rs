@@ -53,6 +53,13 @@ fn pipeline(store: &str, port: u16, out: &std::path::Path) -> String {
     )
 }
 
+/// Start the pipeline `text` (named `file` in errors) in this process.
+async fn launch(file: &str, text: &str) -> fxflow_engine::RunningPipeline<fxflow_stages::fx::FxEvent> {
+    let spec = fxflow_engine::pipeline_file::load_str(file, text, &fxflow_stages::registry(), |_| None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    fxflow_engine::start(spec).await.unwrap()
+}
+
 /// One field of every object in a JSON array, as text.
 fn column(list: &Value, field: &str) -> Vec<String> {
     list.as_array()
@@ -95,6 +102,16 @@ impl Answer {
 }
 
 impl Client {
+    /// A client of the API on `port`, sending `key`.
+    fn on(port: u16, key: Option<&'static str>) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            base: format!("http://127.0.0.1:{port}"),
+            key,
+            forwarded_for: None,
+        }
+    }
+
     async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
         let response = request.send().await.expect("the API answers");
         Answer {
@@ -199,12 +216,7 @@ async fn scenario(store: &str, label: &str) {
     let readiness = fxflow_engine::Readiness::default();
     let running = fxflow_engine::start_with(spec, &readiness).await.unwrap();
     readiness.set(true);
-    let c = Client {
-        http: reqwest::Client::new(),
-        base: format!("http://127.0.0.1:{port}"),
-        key: Some(KEY),
-        forwarded_for: None,
-    };
+    let c = Client::on(port, Some(KEY));
 
     // What runs.
     let index = c
@@ -907,12 +919,7 @@ async fn a_rule_not_accepted_in_time_is_undone_in_the_store_and_downstream() {
     let spec = fxflow_engine::pipeline_file::load_str("api-slow.ron", &text, &registry, |_| None)
         .unwrap_or_else(|e| panic!("{e}"));
     let running = fxflow_engine::start(spec).await.unwrap();
-    let c = Client {
-        http: reqwest::Client::new(),
-        base: format!("http://127.0.0.1:{port}"),
-        key: Some(KEY),
-        forwarded_for: None,
-    };
+    let c = Client::on(port, Some(KEY));
     c.wait_for("the API", Duration::from_secs(20), |a| a.status == 200, "/")
         .await;
     let answer = c
@@ -999,9 +1006,7 @@ async fn tenants_see_and_change_only_their_own_rules() {
         csv = support::CSV,
         keys = keys_file.display(),
     );
-    let spec = fxflow_engine::pipeline_file::load_str("api-tenants.ron", &text, &fxflow_stages::registry(), |_| None)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let running = fxflow_engine::start(spec).await.unwrap();
+    let running = launch("api-tenants.ron", &text).await;
     let client = |key, forwarded_for| Client {
         http: reqwest::Client::new(),
         base: format!("http://127.0.0.1:{port}"),
@@ -1213,9 +1218,7 @@ async fn a_private_api_answers_data_only_with_a_key() {
 )"#,
         db = dir.path().join("fx.db").display()
     );
-    let spec = fxflow_engine::pipeline_file::load_str("api-private.ron", &text, &fxflow_stages::registry(), |_| None)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let running = fxflow_engine::start(spec).await.unwrap();
+    let running = launch("api-private.ron", &text).await;
     let client = |key| Client {
         http: reqwest::Client::new(),
         base: format!("http://127.0.0.1:{port}"),
@@ -1265,4 +1268,82 @@ async fn a_private_api_answers_data_only_with_a_key() {
     assert!(document["paths"]["/rates"]["get"]["responses"]["401"].is_object());
     assert!(document["paths"]["/health"]["get"]["security"].is_null());
     running.stop(Duration::from_secs(20)).await.unwrap();
+}
+
+/// The data-quality conditions over the API: created and read back in their JSON shape, and
+/// their cross-field rules answered with 422 naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_quality_rules_are_created_and_checked_over_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let text = format!(
+        r#"Pipeline(
+    name: "api-quality",
+    resources: {{ "history": Sqlite(path: "{db}") }},
+    stages: {{
+        "api": Api(listen: "127.0.0.1:{port}", store: "history", keys: "{KEY}"),
+        "alerts": Alert(inputs: ["api"]),
+    }},
+)"#,
+        db = dir.path().join("fx.db").display()
+    );
+    let running = launch("api-quality.ron", &text).await;
+    let c = Client::on(port, Some(KEY));
+    c.wait_for("the API", Duration::from_secs(20), |a| a.status == 200, "/")
+        .await;
+    let stale = json!({"type": "stale", "max_age": "26h", "source": "ecb"});
+    let created = c
+        .post("/alerts", Some(KEY), &json!({"pair": "EUR/USD", "condition": stale}))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(
+        created.json()["condition"],
+        json!({"type": "stale", "max_age": "26h", "calendar": "target", "source": "ecb"})
+    );
+    let divergence = json!({"type": "divergence", "bps": "25", "sources": ["ecb", "oanda"]});
+    let created = c
+        .post(
+            "/alerts",
+            Some(KEY),
+            &json!({"pair": "EUR/USD", "condition": divergence, "trigger": {"type": "once_per_bar", "interval": "1h"}}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.json()["condition"]["sources"], json!(["ecb", "oanda"]));
+
+    let refused = c
+        .post(
+            "/alerts",
+            Some(KEY),
+            &json!({"pair": "EUR/USD", "condition": {"type": "stale", "max_age": "367d", "source": null}}),
+        )
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    let body = refused.json();
+    let fields: Vec<&str> = body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["condition.max_age", "condition.source"], "{}", refused.text);
+    let refused = c
+        .post(
+            "/alerts",
+            Some(KEY),
+            &json!({"pair": "EUR/USD", "condition": {"type": "divergence", "bps": "25", "sources": ["ecb", "ecb"]}}),
+        )
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert!(refused.text.contains("condition.sources"), "{}", refused.text);
+    let refused = c
+        .post(
+            "/alerts",
+            Some(KEY),
+            &json!({"pair": "EUR/USD", "condition": {"type": "stale", "max_age": "26h", "bps": "3"}}),
+        )
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert!(refused.text.contains("`stale` takes no bps"), "{}", refused.text);
+    running.stop(Duration::from_secs(10)).await.unwrap();
 }

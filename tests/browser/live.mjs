@@ -477,6 +477,8 @@ async function main() {
       ['moving_down', { '#f-amount': '0.5', '#f-over': '1h' }, 'every', 'down 0.5 within 1h'],
       ['moving_up_percent', { '#f-amount': '40', '#f-over': '3' }, 'on_bar_close', 'up 40% within 3 bars'],
       ['moving_down_percent', { '#f-amount': '40', '#f-over': '7d' }, 'once_per_bar', 'down 40% within 7d'],
+      ['stale', { '#f-max-age': '26h' }, 'every', 'no tick within 26h'],
+      ['divergence', { '#f-bps': '25', '#f-sources': 'ecb, oanda' }, 'once_per_bar', 'ecb and oanda more than 25 bps apart'],
     ];
     const created = [];
     for (const [type, fields, trigger, text] of kinds) {

@@ -32,6 +32,8 @@ DEPLOYMENT_FIELDS = {
     "webhook.url": "a host name this server refuses (loopback or private names: SSRF)",
     # Not the deployment, but a rule across two fields all the same: a channel's bounds.
     "condition.high": "a channel's `high` not above its `low`",
+    # A duration's pattern cannot bound it: a `stale` condition's `max_age` is at most 366 days.
+    "condition.max_age": "a `stale` condition's `max_age` over 366 days",
 }
 
 
@@ -79,7 +81,8 @@ def map_case(ctx, case):
     reports as a schema that does not match the server. So in positive cases only (negative
     ones are left alone) the generator follows those rules, as schemathesis advises: no
     cursor the API never issued, `from` not after `to`, and in a backtest every rule on a
-    monitored pair with its channel's bounds in order, over at most 366 days.
+    monitored pair with its channel's bounds in order and a `stale` rule's `max_age` within
+    366 days, over at most 366 days.
     """
     meta = getattr(case, "meta", None)
     if meta is None or "positive" not in str(meta.generation.mode).lower():
@@ -103,6 +106,8 @@ def map_case(ctx, case):
             continue
         rule["pair"] = "EUR/USD"
         condition = rule.get("condition")
+        if isinstance(condition, dict) and condition.get("type") == "stale":
+            condition["max_age"] = "26h"  # the pattern cannot bound it to 366 days
         if isinstance(condition, dict) and "low" in condition and "high" in condition:
             try:
                 low, high = Decimal(str(condition["low"])), Decimal(str(condition["high"]))

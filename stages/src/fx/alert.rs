@@ -97,6 +97,31 @@ pub enum Condition {
         #[schemars(schema_with = "crate::fx::decimal_schema")]
         k: Decimal,
     },
+    /// Data quality: the pair (from `source`, or from any source) has not ticked for
+    /// `max_age` of business time (closed days of `calendar` do not count). Judged in event
+    /// time for history (a gap between two samples, or samples of other pairs moving on), and
+    /// by the wall clock for a live feed, so one that simply stops fires too. Fires once per
+    /// gap, stamped when the pair became stale; `Every` fires again for the next gap,
+    /// `OncePerBar` at most once a bar, and `OnBarClose` judges it at each bar's close.
+    Stale {
+        #[serde(with = "fxflow_engine::duration")]
+        #[schemars(schema_with = "fxflow_engine::duration::schema")]
+        max_age: Duration,
+        #[serde(default)]
+        calendar: super::calendar::Calendar,
+        /// Watch only this source's samples (default: any source's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
+    },
+    /// Data quality: the latest prices of two to four sources of the pair differ by more
+    /// than `bps` basis points (of the mean of the highest and lowest). Judged on every
+    /// sample of a listed source once each has sent one (`OnBarClose`: on their latest prices
+    /// as each bar closes).
+    Divergence {
+        #[schemars(schema_with = "crate::fx::decimal_schema")]
+        bps: Decimal,
+        sources: Vec<String>,
+    },
 }
 
 /// A price channel `[low, high]`, bounds included.
@@ -176,6 +201,14 @@ impl Condition {
                 )
             }
             Condition::ZScore { returns, k } => format!("return z-score of {k} over {returns} returns"),
+            Condition::Stale { max_age, source, .. } => format!(
+                "no tick{} within {}",
+                source.as_ref().map(|s| format!(" from {s}")).unwrap_or_default(),
+                fxflow_engine::duration::format(max_age)
+            ),
+            Condition::Divergence { bps, sources } => {
+                format!("{} more than {bps} bps apart", sources.join(" and "))
+            }
         }
     }
 }

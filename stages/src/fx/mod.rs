@@ -1,6 +1,7 @@
 //! The FX domain: currencies, pairs, quotes, cross rates, alerts, and the event type.
 
 pub mod alert;
+pub mod calendar;
 pub mod candle;
 pub mod cross;
 pub mod currency;
@@ -16,6 +17,7 @@ pub use alert::{
     AlertFired, AlertRule, AlertRuleChange, Channel, Condition, EmailTarget, Lookback, PriceField, Trigger,
     WebhookFormat, WebhookTarget,
 };
+pub use calendar::Calendar;
 pub use candle::{Candle, Ohlc};
 pub use cross::{CrossRate, Leg};
 pub use currency::Currency;

@@ -60,6 +60,8 @@ const CONDITIONS: &[(&str, &[&str])] = &[
     ("moving_down_percent", &["percent", "over"]),
     ("pct_change", &["percent", "window"]),
     ("zscore", &["returns", "k"]),
+    ("stale", &["max_age", "calendar", "source"]),
+    ("divergence", &["bps", "sources"]),
 ];
 
 /// A decimal field that must be above zero.
@@ -84,6 +86,30 @@ fn positive(
                 format!("condition.{field}"),
                 format!("`{kind}` needs {field}, e.g. {example}"),
             ));
+            None
+        }
+    }
+}
+
+/// A duration field that must be longer than zero; `missing` says what to send when absent.
+fn positive_duration(
+    errors: &mut Vec<FieldError>,
+    field: &str,
+    value: &Option<Option<String>>,
+    missing: &str,
+) -> Option<std::time::Duration> {
+    match value.as_ref().and_then(|w| w.as_deref()).map(parse_duration) {
+        Some(Ok(w)) if !w.is_zero() => Some(w),
+        Some(Ok(_)) => {
+            errors.push(FieldError::new(field, "must be longer than zero"));
+            None
+        }
+        Some(Err(e)) => {
+            errors.push(FieldError::new(field, e));
+            None
+        }
+        None => {
+            errors.push(FieldError::new(field, missing));
             None
         }
     }
@@ -152,6 +178,11 @@ fn condition(input: &ConditionInput, errors: &mut Vec<FieldError>) -> Option<Con
         ("high", input.high.is_some()),
         ("amount", input.amount.is_some()),
         ("over", input.over.is_some()),
+        ("max_age", input.max_age.is_some()),
+        ("calendar", input.calendar.is_some()),
+        ("source", input.source.is_some()),
+        ("bps", input.bps.is_some()),
+        ("sources", input.sources.is_some()),
     ];
     for (field, present) in sent {
         if present && !fields.contains(&field) {
@@ -206,6 +237,82 @@ fn condition(input: &ConditionInput, errors: &mut Vec<FieldError>) -> Option<Con
                 _ => Condition::MovingDownPercent { percent: size, over },
             })
         }
+        "stale" => {
+            let max_age = positive_duration(
+                errors,
+                "condition.max_age",
+                &input.max_age,
+                "`stale` needs a max_age such as \"26h\"",
+            )
+            .and_then(|w| {
+                let ok = w <= std::time::Duration::from_secs(366 * 86_400);
+                if !ok {
+                    errors.push(FieldError::new("condition.max_age", "at most 366 days"));
+                }
+                ok.then_some(w)
+            });
+            let source = match input.source.clone() {
+                Some(Some(s)) if s.is_empty() || s.len() > 64 => {
+                    errors.push(FieldError::new("condition.source", "1 to 64 characters"));
+                    None
+                }
+                Some(None) => {
+                    errors.push(FieldError::new(
+                        "condition.source",
+                        "a source name such as \"ecb\"; leave it out to watch every source",
+                    ));
+                    None
+                }
+                source => Some(source.flatten()),
+            };
+            let calendar = match input.calendar {
+                Some(None) => {
+                    errors.push(FieldError::new(
+                        "condition.calendar",
+                        "`target` or `continuous`; leave it out for `target`",
+                    ));
+                    None
+                }
+                Some(Some(super::model::CalendarSpec::Continuous)) => Some(crate::fx::Calendar::Continuous),
+                _ => Some(crate::fx::Calendar::Target),
+            };
+            Some(Condition::Stale {
+                max_age: max_age?,
+                calendar: calendar?,
+                source: source?,
+            })
+        }
+        "divergence" => {
+            let bps = positive(errors, kind, "bps", input.bps, "25");
+            let max = crate::transforms::alert::rules::MAX_DIVERGENCE_SOURCES;
+            let sources = match input.sources.clone().flatten() {
+                Some(list)
+                    if (2..=max).contains(&list.len())
+                        && list.iter().all(|s| !s.is_empty() && s.len() <= 64)
+                        && list.iter().collect::<std::collections::HashSet<_>>().len() == list.len() =>
+                {
+                    Some(list)
+                }
+                Some(_) => {
+                    errors.push(FieldError::new(
+                        "condition.sources",
+                        format!("name 2 to {max} different sources of 1 to 64 characters"),
+                    ));
+                    None
+                }
+                None => {
+                    errors.push(FieldError::new(
+                        "condition.sources",
+                        "`divergence` needs sources, e.g. [\"ecb\", \"oanda\"]",
+                    ));
+                    None
+                }
+            };
+            Some(Condition::Divergence {
+                bps: bps?,
+                sources: sources?,
+            })
+        }
         "pct_change" => {
             let percent = match input.percent.flatten() {
                 Some(p) if !p.0.is_zero() => Some(p.0),
@@ -218,24 +325,12 @@ fn condition(input: &ConditionInput, errors: &mut Vec<FieldError>) -> Option<Con
                     None
                 }
             };
-            let window = match input.window.as_ref().and_then(|w| w.as_deref()).map(parse_duration) {
-                Some(Ok(w)) if !w.is_zero() => Some(w),
-                Some(Ok(_)) => {
-                    errors.push(FieldError::new("condition.window", "must be longer than zero"));
-                    None
-                }
-                Some(Err(e)) => {
-                    errors.push(FieldError::new("condition.window", e));
-                    None
-                }
-                None => {
-                    errors.push(FieldError::new(
-                        "condition.window",
-                        "`pct_change` needs a window such as \"7d\"",
-                    ));
-                    None
-                }
-            };
+            let window = positive_duration(
+                errors,
+                "condition.window",
+                &input.window,
+                "`pct_change` needs a window such as \"7d\"",
+            );
             Some(Condition::PctChange {
                 percent: percent?,
                 window: window?,
@@ -313,24 +408,12 @@ fn trigger(input: Option<&TriggerInput>, errors: &mut Vec<FieldError>) -> Option
     match kind {
         "once" => Some(Trigger::Once),
         "once_per_bar" | "on_bar_close" => {
-            let interval = match input.interval.as_ref().and_then(|i| i.as_deref()).map(parse_duration) {
-                Some(Ok(i)) if !i.is_zero() => i,
-                Some(Ok(_)) => {
-                    errors.push(FieldError::new("trigger.interval", "must be longer than zero"));
-                    return None;
-                }
-                Some(Err(e)) => {
-                    errors.push(FieldError::new("trigger.interval", e));
-                    return None;
-                }
-                None => {
-                    errors.push(FieldError::new(
-                        "trigger.interval",
-                        format!("`{kind}` needs an interval such as \"1h\""),
-                    ));
-                    return None;
-                }
-            };
+            let interval = positive_duration(
+                errors,
+                "trigger.interval",
+                &input.interval,
+                &format!("`{kind}` needs an interval such as \"1h\""),
+            )?;
             Some(match kind {
                 "once_per_bar" => Trigger::OncePerBar(interval),
                 _ => Trigger::OnBarClose(interval),
@@ -502,7 +585,7 @@ fn to_rule(state: &ApiState, id: String, tenant: &str, body: &NewAlert) -> Resul
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not `application/json`", body = ErrorBody),
         (status = 409, description = "The tenant holds `limits.rules_per_tenant` rules (or `webhooks_per_tenant` webhooks) already", body = ErrorBody),
-        (status = 422, description = "Invalid rule; `details` names each field", body = ErrorBody),
+        (status = 422, description = "Invalid rule; `details` names each field. Rules across fields: a channel's `high` not above its `low` (`condition.high`); a `stale` `max_age` over 366 days (`condition.max_age`)", body = ErrorBody),
         (status = 429, description = "Rate limited (per address, per key, or failed authentications)", body = ErrorBody),
         (status = 503, description = "The store or the pipeline does not answer", body = ErrorBody),
     ))]

@@ -577,6 +577,57 @@ pub enum ConditionSpec {
         #[schema(schema_with = positive_decimal_schema)]
         k: DecimalJson,
     },
+    /// Data quality: the pair (from `source`, or any source) has not ticked for `max_age` of
+    /// business time; weekends and TARGET holidays do not count unless `calendar` is
+    /// `continuous`. Judged by the wall clock for a live feed, once per gap.
+    #[schema(title = "StaleCondition")]
+    Stale {
+        /// A duration longer than zero, at most 366 days, such as `"26h"`.
+        #[schema(example = "26h", pattern = r"^[1-9][0-9]{0,5}(ms|s|m|h|d)$")]
+        max_age: String,
+        #[schema(required = false)]
+        calendar: CalendarSpec,
+        /// Watch only this source's samples.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(required = false, nullable = false, example = "ecb", min_length = 1, max_length = 64)]
+        source: Option<String>,
+    },
+    /// Data quality: the latest prices of 2 to 4 different sources of the pair differ by more
+    /// than `bps` basis points (with `on_bar_close`: their latest prices as each bar closes).
+    #[schema(title = "DivergenceCondition")]
+    Divergence {
+        #[schema(schema_with = positive_decimal_schema)]
+        bps: DecimalJson,
+        #[schema(schema_with = source_list_schema)]
+        sources: Vec<String>,
+    },
+}
+
+/// Which days count toward a `stale` condition's `max_age`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CalendarSpec {
+    /// TARGET business days: weekends and the euro area's holidays do not count.
+    #[default]
+    Target,
+    /// Every day, around the clock.
+    Continuous,
+}
+
+/// A `divergence` condition's sources: 2 to 4 different names.
+fn source_list_schema() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(64)),
+        )
+        .min_items(Some(2))
+        .max_items(Some(4))
+        .unique_items(true)
+        .examples([serde_json::json!(["ecb", "oanda"])])
+        .build()
 }
 
 /// How far back a `moving_…` condition compares: `{"bars": 5}` (samples, or bars with an
@@ -674,6 +725,22 @@ impl From<&Condition> for ConditionSpec {
             Condition::ZScore { returns, k } => ConditionSpec::Zscore {
                 returns: *returns,
                 k: DecimalJson(*k),
+            },
+            Condition::Stale {
+                max_age,
+                calendar,
+                source,
+            } => ConditionSpec::Stale {
+                max_age: fxflow_engine::duration::format(max_age),
+                calendar: match calendar {
+                    crate::fx::Calendar::Target => CalendarSpec::Target,
+                    crate::fx::Calendar::Continuous => CalendarSpec::Continuous,
+                },
+                source: source.clone(),
+            },
+            Condition::Divergence { bps, sources } => ConditionSpec::Divergence {
+                bps: DecimalJson(*bps),
+                sources: sources.clone(),
             },
         }
     }
@@ -879,6 +946,16 @@ pub struct ConditionInput {
     pub amount: Option<Option<DecimalJson>>,
     #[serde(default, deserialize_with = "present")]
     pub over: Option<Option<LookbackInput>>,
+    #[serde(default, deserialize_with = "present")]
+    pub max_age: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub calendar: Option<Option<CalendarSpec>>,
+    #[serde(default, deserialize_with = "present")]
+    pub source: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub bps: Option<Option<DecimalJson>>,
+    #[serde(default, deserialize_with = "present")]
+    pub sources: Option<Option<Vec<String>>>,
 }
 
 /// A `moving_…` condition's `over` as sent: one of `bars`, `window`.

@@ -9,6 +9,8 @@
 pub mod checkpoint;
 #[cfg(test)]
 mod grammar_tests;
+#[cfg(test)]
+mod quality_tests;
 pub mod rules;
 
 use std::collections::HashSet;
@@ -29,7 +31,7 @@ use rules::RuleBook;
 /// Checks quotes and cross rates against alert rules (`Above`, `Below`,
 /// `Crossing`, `CrossingUp`, `CrossingDown`, `EnteringChannel`, `ExitingChannel`,
 /// `InsideChannel`, `OutsideChannel`, `MovingUp`, `MovingDown`, `MovingUpPercent`,
-/// `MovingDownPercent`, `PctChange`, `ZScore`; triggers `Once`, `Every`, `OncePerBar`,
+/// `MovingDownPercent`, `PctChange`, `ZScore`, and the data-quality `Stale` and `Divergence`; triggers `Once`, `Every`, `OncePerBar`,
 /// `OnBarClose`) and emits an `AlertFired` for each firing.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -50,6 +52,10 @@ pub struct AlertConfig {
     #[serde(default)]
     pub state: Option<StateTopicConfig>,
 }
+
+/// How often the wall clock is read for `Stale` rules of live feeds (a stopped feed fires
+/// within `max_age` plus this).
+const WALL_CLOCK_TICK: Duration = Duration::from_millis(250);
 
 fn default_sweep() -> Duration {
     Duration::from_secs(60)
@@ -283,6 +289,10 @@ impl TaskTransform<FxEvent> for Alert {
         let mut sweep = tokio::time::interval_at(tokio::time::Instant::now() + self.sweep, self.sweep);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut save = save_timer(self.checkpoints.as_ref().map(|c| c.interval));
+        // Live feeds watched by `Stale` rules are judged by the wall clock too: a feed that
+        // stops sends nothing that would move the event clock.
+        let mut wall = tokio::time::interval(WALL_CLOCK_TICK);
+        wall.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         if let Some(legacy) = input.inherit::<Legacy>() {
             self.adopt(legacy);
         }
@@ -309,6 +319,28 @@ impl TaskTransform<FxEvent> for Alert {
                         }
                     }
                     outputs.dead_letter(failures, AckStatus::Rejected).await?;
+                    outputs.send(fired).await?;
+                }
+                _ = wall.tick(), if self.book.watches_live_feeds() => {
+                    let fired: Vec<Envelope<FxEvent>> = self
+                        .book
+                        .on_wall_clock(chrono::Utc::now())
+                        .into_iter()
+                        .map(|firing| {
+                            // No input caused it: nothing upstream waits for its delivery.
+                            let ack = match self.checkpoints.as_mut() {
+                                Some(checkpoints) => checkpoints.track(&firing, fxflow_engine::AckToken::none()),
+                                None => fxflow_engine::AckToken::none(),
+                            };
+                            Envelope::new(FxEvent::AlertFired(firing), ack)
+                        })
+                        .collect();
+                    for f in &fired {
+                        if let FxEvent::AlertFired(a) = &f.event {
+                            tracing::info!(rule = %a.rule_id, pair = %a.pair, reason = %a.condition, "A live feed went stale.");
+                            counter!(ALERTS_FIRED, "pipeline" => outputs.labels.pipeline.clone(), "stage" => outputs.labels.stage.clone(), "pair" => a.pair.to_string()).increment(1);
+                        }
+                    }
                     outputs.send(fired).await?;
                 }
                 _ = save.tick(), if self.checkpoints.is_some() => {

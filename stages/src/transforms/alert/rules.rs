@@ -27,7 +27,9 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::fx::quote::mid;
-use crate::fx::{AlertFired, AlertRule, Channel, Condition, Lookback, Pair, Price, PriceField, SourceName, Trigger};
+use crate::fx::{
+    AlertFired, AlertRule, Calendar, Channel, Condition, Lookback, Pair, Price, PriceField, SourceName, Trigger,
+};
 use crate::transforms::{event_time, utc};
 use fxflow_engine::fast_hash::FastMap;
 use fxflow_engine::window::WindowShape;
@@ -76,6 +78,37 @@ enum Kind {
         returns: usize,
         k: Decimal,
     },
+    /// Not judged per sample: a [`StaleWatch`] and the book's deadline indexes.
+    Stale {
+        max_age: chrono::Duration,
+        calendar: Calendar,
+        source: Option<SourceName>,
+    },
+    Divergence {
+        bps: Decimal,
+        sources: SourceSet,
+    },
+}
+
+/// Most sources a `Divergence` rule compares.
+pub const MAX_DIVERGENCE_SOURCES: usize = 4;
+
+/// The sources a `Divergence` rule compares (`Copy`, like the rest of [`Kind`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct SourceSet([Option<SourceName>; MAX_DIVERGENCE_SOURCES]);
+
+impl SourceSet {
+    fn of(names: &[String]) -> SourceSet {
+        let mut set = [None; MAX_DIVERGENCE_SOURCES];
+        for (slot, name) in set.iter_mut().zip(names) {
+            *slot = SourceName::intern(name).ok();
+        }
+        SourceSet(set)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = SourceName> + '_ {
+        self.0.iter().flatten().copied()
+    }
 }
 
 impl Kind {
@@ -125,6 +158,19 @@ impl Kind {
             Condition::ZScore { returns, k } => Kind::ZScore {
                 returns: *returns as usize,
                 k: *k,
+            },
+            Condition::Stale {
+                max_age,
+                calendar,
+                source,
+            } => Kind::Stale {
+                max_age: chrono::Duration::from_std(*max_age).unwrap_or(chrono::Duration::MAX),
+                calendar: *calendar,
+                source: source.as_deref().and_then(|s| SourceName::intern(s).ok()),
+            },
+            Condition::Divergence { bps, sources } => Kind::Divergence {
+                bps: *bps,
+                sources: SourceSet::of(sources),
             },
         }
     }
@@ -188,6 +234,9 @@ struct Series {
     /// (without the current sample's until [`Series::settle`]).
     returns: VecDeque<f64>,
     most_returns: usize,
+    /// The latest price of each source, for `Divergence` rules.
+    by_source: Vec<(SourceName, Decimal)>,
+    track_sources: bool,
 }
 
 impl Series {
@@ -203,14 +252,16 @@ impl Series {
                 over: Over::Bars(n), ..
             } => self.most_bars = self.most_bars.max(n),
             Kind::ZScore { returns, .. } => self.most_returns = self.most_returns.max(returns),
+            Kind::Divergence { .. } => self.track_sources = true,
             _ => {}
         }
     }
 
     /// Take a new sample in; returns the previous price and, when a `ZScore` rule wants
     /// it, the log return from it.
-    fn observe(&mut self, ts: DateTime<Utc>, price: Decimal) -> (Option<Decimal>, Option<f64>) {
+    fn observe(&mut self, ts: DateTime<Utc>, price: Decimal, source: SourceName) -> (Option<Decimal>, Option<f64>) {
         let previous = self.last.replace((ts, price)).map(|(_, p)| p);
+        self.note_source(source, price);
         if self.longest_window > chrono::Duration::zero() {
             self.history.push_back((ts, price));
             let horizon = ts - self.longest_window;
@@ -229,6 +280,16 @@ impl Series {
             _ => None,
         };
         (previous, latest_return)
+    }
+
+    /// The latest price of `source`, when a `Divergence` rule compares sources.
+    fn note_source(&mut self, source: SourceName, price: Decimal) {
+        if self.track_sources {
+            match self.by_source.iter_mut().find(|(s, _)| *s == source) {
+                Some((_, latest)) => *latest = price,
+                None => self.by_source.push((source, price)),
+            }
+        }
     }
 
     /// After the rules judged the sample: its return joins the ones `ZScore` measures against.
@@ -259,6 +320,7 @@ impl Series {
             history: self.history.iter().copied().collect(),
             recent: self.recent.iter().copied().collect(),
             returns: self.returns.iter().copied().collect(),
+            sources: self.by_source.clone(),
         }
     }
 
@@ -267,11 +329,12 @@ impl Series {
         self.history = state.history.into_iter().collect();
         self.recent = state.recent.into_iter().collect();
         self.returns = state.returns.into_iter().collect();
+        self.by_source = state.sources;
     }
 }
 
 /// What a scanned rule's condition says of one sample.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Judged {
     holds: bool,
     /// How far the price is back from the condition's edge, in the condition's units
@@ -280,6 +343,9 @@ struct Judged {
     margin: Option<Decimal>,
     /// The firing's `previous`: the price the condition compared against.
     previous: Option<Decimal>,
+    /// Why it fired, when the rule's condition in words does not say it all (the firing's
+    /// `condition`).
+    reason: Option<Arc<str>>,
 }
 
 /// Judge a scanned rule's condition on `price` at `ts`, the series having observed it,
@@ -299,6 +365,7 @@ fn judge(
         holds,
         margin: need_margin.then(margin),
         previous,
+        reason: None,
     };
     // Distance outside (positive) or inside (negative) a channel, and the reverse.
     let outside = |c: Channel| move || (c.low - price).max(price - c.high);
@@ -350,6 +417,7 @@ fn judge(
                 holds,
                 margin,
                 previous: Some(reference),
+                reason: None,
             }
         }
         Kind::Pct { percent, window } => {
@@ -363,6 +431,7 @@ fn judge(
                 holds: if rising { change >= percent } else { change <= percent },
                 margin: Some(if rising { percent - change } else { change - percent }),
                 previous: Some(reference),
+                reason: None,
             }
         }
         Kind::ZScore { returns, k } => {
@@ -373,9 +442,62 @@ fn judge(
                 // Statistics are f64; the margin only decides re-arming.
                 margin: Decimal::from_f64_retain(k - z.abs()),
                 previous,
+                reason: None,
             }
         }
+        Kind::Divergence { bps, sources } => divergence(bps, sources, series, price, need_margin)?,
+        Kind::Stale { .. } => return None,
     })
+}
+
+/// How far apart the latest prices of `sources` are: more than `bps` basis points of the
+/// mean of the highest and lowest holds. `None` until every source has sent a price.
+fn divergence(bps: Decimal, sources: SourceSet, series: &Series, price: Decimal, need_margin: bool) -> Option<Judged> {
+    let mut prices = Vec::with_capacity(MAX_DIVERGENCE_SOURCES);
+    for source in sources.iter() {
+        let (_, p) = series.by_source.iter().find(|(s, _)| *s == source)?;
+        prices.push((source, *p));
+    }
+    let (low_source, low) = prices.iter().copied().min_by_key(|(_, p)| *p)?;
+    let (high_source, high) = prices.iter().copied().max_by_key(|(_, p)| *p)?;
+    let sum = low + high;
+    if sum <= Decimal::ZERO {
+        return None;
+    }
+    let spread = high - low;
+    // spread / ((high + low) / 2) × 10 000 > bps, without the division (exact).
+    let holds = spread * Decimal::from(20_000) > bps * sum;
+    let apart = || spread * Decimal::from(20_000) / sum;
+    // The firing's previous: the price farthest from this sample's.
+    let other = if (price - low).abs() >= (high - price).abs() {
+        low
+    } else {
+        high
+    };
+    Some(Judged {
+        holds,
+        margin: need_margin.then(|| bps - apart()),
+        previous: Some(other),
+        reason: (holds && !need_margin).then(|| {
+            Arc::from(format!(
+                "{low_source} {low} and {high_source} {high} are {} bps apart (more than {bps})",
+                apart().round_dp(1)
+            ))
+        }),
+    })
+}
+
+/// What a `Stale` rule knows of its pair's feed.
+#[derive(Debug, Clone, Copy)]
+struct StaleWatch {
+    /// The newest sample watched: its time, price (the rule's field) and source.
+    last: (DateTime<Utc>, Decimal, SourceName),
+    /// When the feed turns stale without another sample (with `OnBarClose`: the close of
+    /// the bar it turns stale in).
+    deadline: Option<DateTime<Utc>>,
+    /// The newest sample arrived before its deadline by the wall clock: the feed is live,
+    /// and the wall clock judges it too.
+    live: bool,
 }
 
 /// A bar an `OnBarClose` rule has open, and the closes of the bars before it.
@@ -408,12 +530,18 @@ struct Rule {
     cadence: Cadence,
     /// `OnBarClose`: the bar being built.
     bar: Option<OpenBar>,
+    /// `Stale`: the feed watched (none before its first sample).
+    watch: Option<StaleWatch>,
 }
 
 impl Rule {
-    /// Whether the rule lives in a threshold index (else it is scanned).
+    /// Whether the rule lives in a threshold index (else it is scanned, or watches staleness).
     fn indexed(&self) -> bool {
         self.kind.threshold_kind() && self.cadence == Cadence::Sample
+    }
+
+    fn stale(&self) -> bool {
+        matches!(self.kind, Kind::Stale { .. })
     }
 
     fn rearm_level(&self) -> Decimal {
@@ -464,6 +592,8 @@ struct Book {
     rearm_rising: Index,
     /// Rules that are not indexed: judged on every sample.
     scanned: Vec<RuleId>,
+    /// `Stale` rules: their watch is renewed by every sample.
+    stale: Vec<RuleId>,
     /// The newest sample time per source: an older or equal one from the same
     /// source is a re-delivery (at-least-once upstream) and changes nothing.
     newest: Vec<(SourceName, DateTime<Utc>)>,
@@ -483,6 +613,7 @@ impl Book {
         .into_iter()
         .flat_map(|index| index.values().flatten().copied())
         .chain(self.scanned.iter().copied())
+        .chain(self.stale.iter().copied())
     }
 }
 
@@ -556,6 +687,11 @@ pub struct RuleBook {
     /// later starts from it: a state rule that already holds fires at once,
     /// a crossing has its previous price.
     unwatched: FastMap<Pair, Sample>,
+    /// The newest sample time of any pair: the event clock `Stale` rules are judged by.
+    clock: Option<DateTime<Utc>>,
+    /// `Stale` rules by deadline; those of live feeds also in `live_deadlines`.
+    deadlines: std::collections::BTreeSet<(DateTime<Utc>, RuleId)>,
+    live_deadlines: std::collections::BTreeSet<(DateTime<Utc>, RuleId)>,
 }
 
 /// A retired `Once` rule.
@@ -598,6 +734,8 @@ pub struct SeriesState {
     pub recent: Vec<Decimal>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub returns: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<(SourceName, Decimal)>,
 }
 
 /// The recent prices one (pair, price field) keeps.
@@ -614,6 +752,9 @@ pub struct BookState {
     /// (absent in states saved before those rules existed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent: Vec<Decimal>,
+    /// The latest price of each source, for `Divergence` rules (absent before them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<(SourceName, Decimal)>,
     /// The newest sample time per source.
     #[serde(default)]
     pub newest: Vec<(SourceName, DateTime<Utc>)>,
@@ -649,6 +790,9 @@ pub const MAX_RETURNS: u32 = 100_000;
 
 /// Most samples (or bars) a `Moving…` rule looks back over.
 pub const MAX_BARS: u32 = 100_000;
+
+/// The longest quiet a `Stale` rule waits for.
+const MAX_STALE_AGE: std::time::Duration = std::time::Duration::from_secs(366 * 86_400);
 
 pub fn validate(rule: &AlertRule) -> Result<(), String> {
     let lookback = |over: &Lookback| match over {
@@ -706,6 +850,23 @@ pub fn validate(rule: &AlertRule) -> Result<(), String> {
             "a z-score over {returns} returns is too many: at most {MAX_RETURNS}"
         )),
         Condition::ZScore { k, .. } if *k <= Decimal::ZERO => Err(format!("k {k} must be positive")),
+        Condition::Stale { max_age, .. } if max_age.is_zero() => Err("max_age must be longer than zero".into()),
+        Condition::Stale { max_age, .. } if *max_age > MAX_STALE_AGE => Err(format!(
+            "max_age of {} is too long: at most 366 days",
+            fxflow_engine::duration::format(max_age)
+        )),
+        Condition::Stale { source: Some(s), .. } if s.is_empty() => Err("source must not be empty".into()),
+        Condition::Divergence { bps, .. } if *bps <= Decimal::ZERO => Err(format!("bps {bps} must be positive")),
+        Condition::Divergence { sources, .. }
+            if sources.len() < 2
+                || sources.len() > MAX_DIVERGENCE_SOURCES
+                || sources.iter().any(|s| s.is_empty())
+                || sources.iter().collect::<std::collections::HashSet<_>>().len() != sources.len() =>
+        {
+            Err(format!(
+                "sources must name 2 to {MAX_DIVERGENCE_SOURCES} different sources, not {sources:?}"
+            ))
+        }
         _ => match &rule.trigger {
             Trigger::Every { rearm, .. } if *rearm < Decimal::ZERO => {
                 Err(format!("rearm {rearm} must not be negative"))
@@ -794,6 +955,7 @@ impl RuleBook {
             armed: true,
             cadence,
             bar: None,
+            watch: None,
         };
         let indexed = state.indexed();
         let slot = match self.free.pop() {
@@ -826,6 +988,14 @@ impl RuleBook {
             }
         }
         let book = pair_books[field_index(rule.price)].get_or_insert_with(Default::default);
+        if let Kind::Stale { .. } = kind {
+            book.stale.push(slot);
+            if let Some(state) = restored {
+                self.set_state(slot, state.armed, state.last_fired, None);
+            }
+            self.watch_from_book(slot);
+            return Ok(Vec::new());
+        }
         if indexed {
             let index = book.armed_index(&kind).expect("threshold kinds have an index");
             index_insert(index, kind.threshold(), slot);
@@ -892,8 +1062,10 @@ impl RuleBook {
                 }
             }
             let indexed = rule.indexed();
+            self.unwatch(slot, rule.watch.as_ref());
             let book = self.book_mut(rule.pair, rule.field);
             match rule.kind {
+                Kind::Stale { .. } => book.stale.retain(|r| *r != slot),
                 _ if !indexed => book.scanned.retain(|r| *r != slot),
                 kind if rule.armed => {
                     index_remove(book.armed_index(&kind).expect("threshold kind"), kind.threshold(), slot)
@@ -935,6 +1107,14 @@ impl RuleBook {
     /// move time backwards for the rules.
     pub fn on_sample(&mut self, sample: Sample) -> Vec<AlertFired> {
         let mut fired = Vec::new();
+        // Time moved on for every pair: feeds quiet since before it may be stale (this
+        // sample's own pair included, before the sample renews it).
+        if self.clock.is_none_or(|clock| clock < sample.ts) {
+            self.clock = Some(sample.ts);
+            if !self.deadlines.is_empty() {
+                self.fire_stale(sample.ts, false, &mut fired);
+            }
+        }
         let Some(books) = self.books.get(&sample.pair) else {
             match self.unwatched.get(&sample.pair) {
                 Some(newest) if newest.ts >= sample.ts => {}
@@ -985,7 +1165,14 @@ impl RuleBook {
             Some((_, newest)) => *newest = ts,
             None => book.newest.push((source, ts)),
         }
-        let (previous, latest_return) = book.series.observe(ts, price);
+        let (previous, latest_return) = book.series.observe(ts, price, source);
+        if !book.stale.is_empty() {
+            let watching: Vec<RuleId> = book.stale.clone();
+            for slot in watching {
+                self.renew_watch(slot, ts, price, source);
+            }
+        }
+        let book = self.book_mut(pair, field);
         // Candidates: armed rules whose condition now holds.
         let mut candidates = drain_range(&mut book.above, (Bound::Unbounded, Bound::Excluded(price)));
         candidates.extend(drain_range(&mut book.below, (Bound::Excluded(price), Bound::Unbounded)));
@@ -1036,6 +1223,7 @@ impl RuleBook {
                         Some(bar) if bar.window.start <= now && now < bar.window.end => {
                             bar.close = price;
                             bar.source = source;
+                            bar.closes.note_source(source, price);
                         }
                         _ => due.push((slot, None)),
                     }
@@ -1077,6 +1265,7 @@ impl RuleBook {
             None => {
                 let mut closes = Series::default();
                 closes.needs(&rule.kind);
+                closes.note_source(at.source, at.price);
                 rule.bar = Some(OpenBar {
                     window,
                     close: at.price,
@@ -1089,6 +1278,7 @@ impl RuleBook {
             Some(bar) if window == bar.window => {
                 bar.close = at.price;
                 bar.source = at.source;
+                bar.closes.note_source(at.source, at.price);
                 return;
             }
             Some(bar) => bar,
@@ -1097,9 +1287,11 @@ impl RuleBook {
         bar.window = window;
         bar.close = at.price;
         bar.source = at.source;
-        let (previous, latest_return) = bar.closes.observe(end, close);
+        let (previous, latest_return) = bar.closes.observe(end, close, source);
         let judged = judge(rule.kind, &bar.closes, end, close, previous, latest_return, !rule.armed);
         bar.closes.settle(latest_return);
+        // The sample that closed the bar opens the next one.
+        bar.closes.note_source(at.source, at.price);
         if let Some(judged) = judged {
             let closed = Observation {
                 pair: at.pair,
@@ -1202,7 +1394,7 @@ impl RuleBook {
         fired.push(AlertFired {
             rule_id: rule.id.clone(),
             pair: at.pair,
-            condition: rule.condition.clone(),
+            condition: judged.reason.unwrap_or_else(|| rule.condition.clone()),
             value: at.price,
             previous: judged.previous,
             ts: at.ts,
@@ -1216,6 +1408,144 @@ impl RuleBook {
         rule.last_fired = Some(at.ts);
         // `Every` waits for the price to come back (hysteresis); per-bar triggers stay armed.
         rule.armed = rule.cadence != Cadence::Sample;
+    }
+
+    /// Whether any `Stale` rule watches a live feed: then [`RuleBook::on_wall_clock`] has
+    /// work to do.
+    pub fn watches_live_feeds(&self) -> bool {
+        !self.live_deadlines.is_empty()
+    }
+
+    /// The wall clock reads `now`: live feeds quiet past their deadline are stale (a feed
+    /// that stops sends nothing that would move the event clock).
+    pub fn on_wall_clock(&mut self, now: DateTime<Utc>) -> Vec<AlertFired> {
+        let mut fired = Vec::new();
+        self.fire_stale(now, true, &mut fired);
+        fired
+    }
+
+    /// Fire the `Stale` rules whose deadline lies before `now` (only the live feeds' when
+    /// `now` is the wall clock's).
+    fn fire_stale(&mut self, now: DateTime<Utc>, wall: bool, fired: &mut Vec<AlertFired>) {
+        loop {
+            let index = if wall { &self.live_deadlines } else { &self.deadlines };
+            let Some(&(deadline, slot)) = index.first() else {
+                return;
+            };
+            if deadline >= now {
+                return;
+            }
+            self.deadlines.remove(&(deadline, slot));
+            self.live_deadlines.remove(&(deadline, slot));
+            let Some(rule) = self.rules[slot].as_mut() else {
+                continue;
+            };
+            let (Some(watch), Kind::Stale { max_age, .. }) = (rule.watch.as_mut(), rule.kind) else {
+                continue;
+            };
+            watch.deadline = None;
+            let (since, price, source) = watch.last;
+            let reason = format!(
+                "no {} tick since {} ({} of business time)",
+                rule.pair,
+                since.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                max_age
+                    .to_std()
+                    .map(|d| fxflow_engine::duration::format(&d))
+                    .unwrap_or_default(),
+            );
+            let judged = Judged {
+                holds: true,
+                margin: None,
+                previous: None,
+                reason: Some(Arc::from(reason)),
+            };
+            let at = Observation {
+                pair: rule.pair,
+                price,
+                ts: deadline,
+                source,
+            };
+            self.decide(slot, judged, &at, fired);
+        }
+    }
+
+    /// A `Stale` rule's pair ticked: its feed is fresh again, with a new deadline.
+    fn renew_watch(&mut self, slot: RuleId, ts: DateTime<Utc>, price: Decimal, source: SourceName) {
+        let Some(rule) = self.rules[slot].as_mut() else {
+            return;
+        };
+        let Kind::Stale {
+            max_age,
+            calendar,
+            source: only,
+        } = rule.kind
+        else {
+            return;
+        };
+        if only.is_some_and(|only| only != source) || rule.watch.is_some_and(|w| w.last.0 >= ts) {
+            return;
+        }
+        let old = rule.watch.take();
+        let mut deadline = calendar.deadline(ts, max_age);
+        if let (Cadence::OnBarClose(shape), Some(stale_from)) = (rule.cadence, deadline) {
+            // Judged at each bar's close: stale at the close of the bar it turned stale in.
+            deadline = Some(utc(shape.last_window(event_time(stale_from)).end));
+        }
+        let watch = StaleWatch {
+            last: (ts, price, source),
+            deadline,
+            live: deadline.is_some_and(|d| Utc::now() < d),
+        };
+        rule.watch = Some(watch);
+        // Fresh again: the next gap may fire (after the cooldown, for `Every`).
+        rule.armed = true;
+        self.unwatch(slot, old.as_ref());
+        if let Some(deadline) = deadline {
+            self.deadlines.insert((deadline, slot));
+            if watch.live {
+                self.live_deadlines.insert((deadline, slot));
+            }
+        }
+    }
+
+    fn unwatch(&mut self, slot: RuleId, watch: Option<&StaleWatch>) {
+        if let Some(deadline) = watch.and_then(|w| w.deadline) {
+            self.deadlines.remove(&(deadline, slot));
+            self.live_deadlines.remove(&(deadline, slot));
+        }
+    }
+
+    /// Start a `Stale` rule's watch from what its book knows: the newest sample of the
+    /// sources it watches (a rule added later, or restored, continues from there).
+    fn watch_from_book(&mut self, slot: RuleId) {
+        let Some(rule) = self.rules[slot].as_ref() else {
+            return;
+        };
+        let Kind::Stale { source: only, .. } = rule.kind else {
+            return;
+        };
+        let armed = rule.armed;
+        let book = self.book_mut(rule.pair, rule.field);
+        let Some((_, price)) = book.series.last else {
+            return;
+        };
+        let newest = book
+            .newest
+            .iter()
+            .filter(|(s, _)| only.is_none_or(|only| only == *s))
+            .max_by_key(|(_, ts)| *ts)
+            .copied();
+        if let Some((source, ts)) = newest {
+            if let Some(rule) = self.rules[slot].as_mut() {
+                let old = rule.watch.take();
+                self.unwatch(slot, old.as_ref());
+            }
+            self.renew_watch(slot, ts, price, source);
+            if let Some(rule) = self.rules[slot].as_mut() {
+                rule.armed = armed;
+            }
+        }
     }
 
     /// Whether this exact rule is already in the book (live or retired): a
@@ -1310,6 +1640,7 @@ impl RuleBook {
                 history: series.history,
                 returns: series.returns,
                 recent: series.recent,
+                sources: series.sources,
                 newest: book.newest.clone(),
             });
             state.rules.extend(
@@ -1366,6 +1697,7 @@ impl RuleBook {
                 history: saved.history,
                 recent: saved.recent,
                 returns: saved.returns,
+                sources: saved.sources,
             });
             book.newest = saved.newest;
         }
@@ -1391,6 +1723,15 @@ impl RuleBook {
                 }
             }
         }
+        let watching: Vec<RuleId> = self
+            .books
+            .get(&pair)
+            .into_iter()
+            .flat_map(|books| books.iter().flatten().flat_map(|b| b.stale.clone()))
+            .collect();
+        for slot in watching {
+            self.watch_from_book(slot);
+        }
     }
 
     /// Retire a `Once` rule that fired (it is no longer in any threshold index).
@@ -1406,7 +1747,10 @@ impl RuleBook {
     /// Drop a rule that is no longer in any threshold index (fired once, or expired while firing).
     fn forget(&mut self, slot: RuleId, id: &Arc<str>) {
         if let Some(rule) = self.rules[slot].take() {
-            if !rule.indexed() {
+            self.unwatch(slot, rule.watch.as_ref());
+            if rule.stale() {
+                self.book_mut(rule.pair, rule.field).stale.retain(|r| *r != slot);
+            } else if !rule.indexed() {
                 let book = self.book_mut(rule.pair, rule.field);
                 book.scanned.retain(|r| *r != slot);
             }

@@ -974,6 +974,10 @@
     'condition.over.bars': 'f-over',
     'condition.over.window': 'f-over',
     'trigger.interval': 'f-interval',
+    'condition.max_age': 'f-max-age',
+    'condition.calendar': 'f-calendar',
+    'condition.bps': 'f-bps',
+    'condition.sources': 'f-sources',
     condition: 'f-condition',
     'trigger.type': 'f-trigger',
     'trigger.cooldown': 'f-cooldown',
@@ -1036,6 +1040,12 @@
       const over = v('f-over');
       // A whole number counts samples (bars); anything else is a window such as 1h.
       if (over) condition.over = /^[0-9]+$/.test(over) ? { bars: Number(over) } : { window: over };
+    } else if (group === 'stale') {
+      if (v('f-max-age')) condition.max_age = v('f-max-age');
+      condition.calendar = v('f-calendar');
+    } else if (group === 'divergence') {
+      if (v('f-bps')) condition.bps = v('f-bps');
+      condition.sources = v('f-sources').split(',').map((s) => s.trim()).filter((s) => s);
     } else if (v('f-threshold')) {
       condition.threshold = v('f-threshold');
     }
@@ -1056,9 +1066,10 @@
     return body;
   }
 
-  /** Which inputs a condition type takes: threshold, channel, moving or pct. */
+  /** Which inputs a condition type takes: threshold, channel, moving, pct, stale or divergence. */
   function conditionGroup(type) {
     if (type === 'pct_change') return 'pct';
+    if (type === 'stale' || type === 'divergence') return type;
     if (type.endsWith('_channel')) return 'channel';
     if (type.startsWith('moving_')) return 'moving';
     return 'threshold';
@@ -1074,6 +1085,8 @@
       pct: group === 'pct',
       channel: group === 'channel',
       moving: group === 'moving',
+      stale: group === 'stale',
+      divergence: group === 'divergence',
       email: notify === 'email',
       webhook: notify !== 'none' && notify !== 'email',
       every: trigger === 'every',
