@@ -425,15 +425,22 @@ fn rate_row(row: &sqlx::postgres::PgRow) -> Result<StoredRate, StoreError> {
 
 /// A row of [`HistoryStore::rate_stream`] as the sample the rules take, borrowing the text
 /// columns (no allocation per row).
+/// A row of `rate_stream`'s query: pair, ts, source, bid and ask as text. Read by position,
+/// the prices parsed from their text (exact): a backtest reads millions of these, and
+/// sqlx's binary `NUMERIC` decoding and column lookup by name cost three times as much.
 fn price_row(row: &sqlx::postgres::PgRow) -> Result<Price, StoreError> {
-    let pair: &str = row.try_get("pair").map_err(classify)?;
-    let source: &str = row.try_get("source").map_err(classify)?;
+    let pair: &str = row.try_get(0).map_err(classify)?;
+    let source: &str = row.try_get(2).map_err(classify)?;
+    let decimal = |index: usize| -> Result<Decimal, StoreError> {
+        let text: &str = row.try_get(index).map_err(classify)?;
+        Decimal::from_str_exact(text).map_err(|e| StoreError::data(format!("price `{text}`: {e}")))
+    };
     Ok(Price {
         pair: parse_pair(pair)?,
-        ts: row.try_get("ts").map_err(classify)?,
+        ts: row.try_get(1).map_err(classify)?,
         source: SourceName::intern(source).map_err(|e| StoreError::data(e.to_string()))?,
-        bid: row.try_get("bid").map_err(classify)?,
-        ask: row.try_get("ask").map_err(classify)?,
+        bid: decimal(3)?,
+        ask: decimal(4)?,
     })
 }
 
@@ -493,7 +500,7 @@ impl HistoryStore for PostgresStore {
     ) -> futures_util::stream::BoxStream<'a, Result<Price, StoreError>> {
         use futures_util::StreamExt as _;
         sqlx::query(
-            "SELECT pair, ts, source, bid, ask FROM fx_rates \
+            "SELECT pair, ts, source, bid::text, ask::text FROM fx_rates \
              WHERE pair = ANY($1) AND ts >= $2 AND ts < $3 AND ($4::text IS NULL OR source = $4) \
              ORDER BY ts, pair, source",
         )

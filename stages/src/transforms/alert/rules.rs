@@ -198,6 +198,51 @@ impl Kind {
         matches!(self, Kind::Above(_) | Kind::CrossingUp(_))
     }
 
+    /// The same condition with its price constants written at `scale` decimal places where
+    /// they have fewer (the same values): a comparison of two decimals of one scale is a
+    /// compare of their integers, of two scales a rescaling first — on every sample.
+    fn at_scale(self, scale: u32) -> Kind {
+        let widen = |d: Decimal| {
+            if d.scale() >= scale {
+                return d;
+            }
+            let mut wide = d;
+            wide.rescale(scale);
+            if wide == d {
+                wide
+            } else {
+                d // too many digits for that scale: left as it is
+            }
+        };
+        let channel = |c: Channel| Channel {
+            low: widen(c.low),
+            high: widen(c.high),
+        };
+        match self {
+            Kind::Above(t) => Kind::Above(widen(t)),
+            Kind::Below(t) => Kind::Below(widen(t)),
+            Kind::CrossingUp(t) => Kind::CrossingUp(widen(t)),
+            Kind::CrossingDown(t) => Kind::CrossingDown(widen(t)),
+            Kind::Crossing(t) => Kind::Crossing(widen(t)),
+            Kind::Entering(c) => Kind::Entering(channel(c)),
+            Kind::Exiting(c) => Kind::Exiting(channel(c)),
+            Kind::Inside(c) => Kind::Inside(channel(c)),
+            Kind::Outside(c) => Kind::Outside(channel(c)),
+            Kind::Moving {
+                up,
+                percent: false,
+                size,
+                over,
+            } => Kind::Moving {
+                up,
+                percent: false,
+                size: widen(size),
+                over,
+            },
+            other => other,
+        }
+    }
+
     /// The key of a threshold rule in its index.
     fn threshold(&self) -> Decimal {
         match *self {
@@ -594,6 +639,9 @@ struct Book {
     scanned: Vec<RuleId>,
     /// `Stale` rules: their watch is renewed by every sample.
     stale: Vec<RuleId>,
+    /// The scale the scanned rules' constants are written at (see [`Kind::at_scale`]):
+    /// the scale of the samples so far, which rarely changes.
+    scale: Option<u32>,
     /// The newest sample time per source: an older or equal one from the same
     /// source is a re-delivery (at-least-once upstream) and changes nothing.
     newest: Vec<(SourceName, DateTime<Utc>)>,
@@ -787,6 +835,9 @@ const FIELDS: [PriceField; 3] = [PriceField::Mid, PriceField::Bid, PriceField::A
 /// Checks a rule's settings; used by the stage config's validation too.
 /// Most returns a z-score rule measures against (each is kept in memory per book).
 pub const MAX_RETURNS: u32 = 100_000;
+
+/// Scanned rules' constants are widened to the samples' scale up to this many places.
+const MAX_WIDENED_SCALE: u32 = 12;
 
 /// Most samples (or bars) a `Moving…` rule looks back over.
 pub const MAX_BARS: u32 = 100_000;
@@ -1001,6 +1052,9 @@ impl RuleBook {
             index_insert(index, kind.threshold(), slot);
         } else {
             book.scanned.push(slot);
+            if let (Some(scale), Some(rule)) = (book.scale, self.rules[slot].as_mut()) {
+                rule.kind = rule.kind.at_scale(scale);
+            }
             if !matches!(cadence, Cadence::OnBarClose(_)) {
                 book.series.needs(&kind);
             }
@@ -1192,7 +1246,16 @@ impl RuleBook {
         // Disarmed rules whose price went back past their re-arm level.
         let rearmed_up = drain_range(&mut book.rearm_falling, (Bound::Included(price), Bound::Unbounded));
         let rearmed_down = drain_range(&mut book.rearm_rising, (Bound::Unbounded, Bound::Included(price)));
-        let scanned = book.scanned.clone();
+        if book.scale != Some(price.scale()) && price.scale() <= MAX_WIDENED_SCALE {
+            book.scale = Some(price.scale());
+            let RuleBook { rules, books, .. } = &mut *self;
+            let book = books.get(&pair).and_then(|b| b[field_index(field)].as_deref());
+            for slot in book.map(|b| b.scanned.as_slice()).unwrap_or_default() {
+                if let Some(rule) = rules[*slot].as_mut() {
+                    rule.kind = rule.kind.at_scale(price.scale());
+                }
+            }
+        }
         for slot in rearmed_up.into_iter().chain(rearmed_down) {
             self.rearm(slot);
         }
@@ -1211,9 +1274,10 @@ impl RuleBook {
         let mut due: Vec<(RuleId, Option<Judged>)> = Vec::new();
         {
             let RuleBook { rules, books, .. } = &mut *self;
-            let series = &books[&pair][field_index(field)].as_ref().expect("book exists").series;
+            let book = books[&pair][field_index(field)].as_ref().expect("book exists");
+            let series = &book.series;
             let now = event_time(ts);
-            for &slot in &scanned {
+            for &slot in &book.scanned {
                 let Some(rule) = rules[slot].as_mut() else {
                     continue;
                 };
