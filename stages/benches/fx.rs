@@ -218,6 +218,47 @@ fn pipeline(c: &mut Criterion) {
     group.finish();
 }
 
+/// A branch that forwards every event as it is (bench only): in the analytics' place, the
+/// cost of one more branch alone (a clone of each cross into its channel, a task, the events
+/// out to `Null`) — the floor under what any analytics stage can cost.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct PassThroughConfig {}
+
+struct PassThrough;
+
+impl fxflow_engine::FunctionTransform<fxflow_stages::fx::FxEvent> for PassThrough {
+    fn transform(
+        &mut self,
+        event: fxflow_stages::fx::FxEvent,
+        emit: &mut fxflow_engine::Emit<fxflow_stages::fx::FxEvent>,
+    ) {
+        emit.push(event);
+    }
+}
+
+#[fxflow_engine::async_trait]
+impl fxflow_engine::StageConfig<fxflow_stages::fx::FxEvent> for PassThroughConfig {
+    fn shape(&self) -> fxflow_engine::Shape {
+        fxflow_engine::Shape::Transform
+    }
+
+    fn accepts(&self) -> fxflow_engine::Kinds {
+        fxflow_engine::Kinds::only(&[fxflow_stages::fx::kind::CROSS_RATE])
+    }
+
+    fn emits(&self) -> fxflow_engine::Kinds {
+        fxflow_engine::Kinds::only(&[fxflow_stages::fx::kind::CROSS_RATE])
+    }
+
+    async fn build(
+        &self,
+        _cx: &fxflow_engine::BuildContext,
+    ) -> Result<fxflow_engine::Stage<fxflow_stages::fx::FxEvent>, fxflow_engine::StageError> {
+        Ok(fxflow_engine::Stage::Function(Box::new(PassThrough)))
+    }
+}
+
 /// The seven rules of `pipelines/local.ron`, as RON.
 const LOCAL_RULES: &str = r#"
     (id: "eurusd-above-1.15", pair: "EUR/USD", condition: Above(1.15)),
@@ -268,6 +309,9 @@ fn analytics_pipeline(c: &mut Criterion) {
         "volatility": Volatility(inputs: ["cross"], window: "30d", every: "1d", annualise: ReturnsPerYear(252)),"#;
     const WORKER_ANALYTICS: &str = r#""candles": Candles(inputs: ["cross"], intervals: ["1m", "5m", "1h", "1d"]),
         "volatility": Volatility(inputs: ["cross"], window: "30d", every: "1d"),"#;
+    // The floor: two branches that only forward the crosses, where the analytics were.
+    const PASS_THROUGH: &str = r#""candles": PassThrough(inputs: ["cross"]),
+        "volatility": PassThrough(inputs: ["cross"]),"#;
     let ron = |source: &str, rules: &str, analytics: &str, stages: &[&str]| {
         let inputs: Vec<String> = stages.iter().map(|s| format!("\"{s}\"")).collect();
         format!(
@@ -285,7 +329,8 @@ fn analytics_pipeline(c: &mut Criterion) {
     let without = ["alert", "cross"];
     let with = ["alert", "cross", "candles", "volatility"];
     let many = many_rules(&days);
-    let registry = fxflow_stages::registry();
+    let mut registry = fxflow_stages::registry();
+    registry.stage::<PassThroughConfig>("PassThrough");
     let load = |text: &str| {
         fxflow_engine::pipeline_file::load_str("bench.ron", text, &registry, |_| Some(ECB_CSV.to_owned())).unwrap()
     };
@@ -307,6 +352,11 @@ fn analytics_pipeline(c: &mut Criterion) {
             quotes,
         ),
         (
+            format!("ECB, 7 rules + two pass-through branches (the floor), {quotes} quotes"),
+            ron(ECB, LOCAL_RULES, PASS_THROUGH, &with),
+            quotes,
+        ),
+        (
             format!("ECB, 7 rules + daily candles + volatility, {quotes} quotes"),
             ron(ECB, LOCAL_RULES, LOCAL_ANALYTICS, &with),
             quotes,
@@ -319,6 +369,11 @@ fn analytics_pipeline(c: &mut Criterion) {
         (
             "synthetic, 7 rules, 350000 quotes".to_owned(),
             ron(WALK, LOCAL_RULES, "", &without),
+            350_000,
+        ),
+        (
+            "synthetic, 7 rules + two pass-through branches (the floor), 350000 quotes".to_owned(),
+            ron(WALK, LOCAL_RULES, PASS_THROUGH, &with),
             350_000,
         ),
         (

@@ -222,10 +222,10 @@ fn rule_change(id: &str, pair_and_threshold: Option<(&str, &str)>) -> fxflow_eng
     let rule = pair_and_threshold.map(|(pair, threshold)| {
         serde_json::from_value(serde_json::json!({"id": id, "pair": pair, "condition": {"Above": threshold}})).unwrap()
     });
-    fxflow_engine::Envelope::unacked(FxEvent::AlertRuleChange(fxflow_stages::fx::AlertRuleChange {
+    fxflow_engine::Envelope::unacked(FxEvent::AlertRuleChange(Box::new(fxflow_stages::fx::AlertRuleChange {
         id: id.into(),
         rule,
-    }))
+    })))
 }
 
 #[tokio::test]

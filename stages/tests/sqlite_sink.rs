@@ -119,10 +119,10 @@ async fn a_rule_write_beside_a_sink_writing_flat_out_never_finds_the_database_lo
             "id": format!("r{n}"), "pair": "EUR/USD", "condition": {"Above": "1.2"},
         }))
         .unwrap();
-        let change = FxEvent::AlertRuleChange(AlertRuleChange {
+        let change = FxEvent::AlertRuleChange(Box::new(AlertRuleChange {
             id: format!("r{n}"),
             rule: Some(rule),
-        });
+        }));
         if let Err(error) = api.write(&[&change]).await {
             failures.push(error.to_string());
         }

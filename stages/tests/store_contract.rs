@@ -65,7 +65,7 @@ fn rule(id: &str, pair: &str, threshold: &str) -> AlertRule {
 }
 
 fn change(id: &str, rule: Option<AlertRule>) -> FxEvent {
-    FxEvent::AlertRuleChange(AlertRuleChange { id: id.into(), rule })
+    FxEvent::AlertRuleChange(Box::new(AlertRuleChange { id: id.into(), rule }))
 }
 
 /// Quotes from two sources and crosses, across a month boundary, with a price

@@ -53,7 +53,7 @@ fn read_file(path: &std::path::Path) -> Result<Vec<(String, DeadLetterRecord)>, 
     let mut letters = Vec::new();
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         match serde_json::from_str::<FxEvent>(line) {
-            Ok(FxEvent::DeadLetter(letter)) => letters.push((format!("{}:{}", path.display(), n + 1), letter)),
+            Ok(FxEvent::DeadLetter(letter)) => letters.push((format!("{}:{}", path.display(), n + 1), *letter)),
             Ok(other) => {
                 return Err(format!(
                     "{}:{}: a {} event, not a dead letter",
@@ -73,7 +73,7 @@ fn read_topic(brokers: &str, topic: &str) -> Result<Vec<(String, DeadLetterRecor
     for message in read_raw(brokers, topic)? {
         let id = format!("{topic}[{}]@{}", message.partition, message.offset);
         match message.payload.as_deref().map(fxflow_engine::kafka::decode::<FxEvent>) {
-            Some(Ok(FxEvent::DeadLetter(letter))) => letters.push((id, letter)),
+            Some(Ok(FxEvent::DeadLetter(letter))) => letters.push((id, *letter)),
             Some(Ok(other)) => {
                 return Err(format!(
                     "{id}: a {} event, not a dead letter",

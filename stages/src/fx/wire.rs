@@ -171,10 +171,10 @@ mod tests {
     fn other_kinds_travel_as_json_in_the_same_frame() {
         let events = vec![
             cross(dec!(1.1), dec!(1.2)),
-            FxEvent::AlertRuleChange(crate::fx::AlertRuleChange {
+            FxEvent::AlertRuleChange(Box::new(crate::fx::AlertRuleChange {
                 id: "r1".into(),
                 rule: None,
-            }),
+            })),
         ];
         let mut out = Vec::new();
         assert!(!events[1].write_binary(&mut out));

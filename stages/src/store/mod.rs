@@ -447,7 +447,7 @@ mod tests {
     use crate::fx::AlertRuleChange;
 
     fn change(id: &str, pair: Option<&str>) -> FxEvent {
-        FxEvent::AlertRuleChange(AlertRuleChange {
+        FxEvent::AlertRuleChange(Box::new(AlertRuleChange {
             id: id.into(),
             rule: pair.map(|p| {
                 serde_json::from_value(serde_json::json!({
@@ -455,7 +455,7 @@ mod tests {
                 }))
                 .unwrap()
             }),
-        })
+        }))
     }
 
     #[test]

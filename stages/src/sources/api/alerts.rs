@@ -614,7 +614,10 @@ pub async fn create(
         id: id.clone(),
         rule: Some(rule),
     };
-    state.store.write(&[&FxEvent::AlertRuleChange(change.clone())]).await?;
+    state
+        .store
+        .write(&[&FxEvent::AlertRuleChange(Box::new(change.clone()))])
+        .await?;
     if let Err(e) = state.emit(change).await {
         // Not accepted in time: take it back out of the store and, since the
         // change may still arrive, send its delete after it, so what is listed
@@ -623,7 +626,10 @@ pub async fn create(
             id: id.clone(),
             rule: None,
         };
-        let _ = state.store.write(&[&FxEvent::AlertRuleChange(undo.clone())]).await;
+        let _ = state
+            .store
+            .write(&[&FxEvent::AlertRuleChange(Box::new(undo.clone()))])
+            .await;
         state.retract(undo).await;
         return Err(e);
     }
@@ -906,7 +912,10 @@ pub async fn delete(State(state): State<ApiState>, key: Authorized, Path(id): Pa
         id: id.clone(),
         rule: None,
     };
-    state.store.write(&[&FxEvent::AlertRuleChange(change.clone())]).await?;
+    state
+        .store
+        .write(&[&FxEvent::AlertRuleChange(Box::new(change.clone()))])
+        .await?;
     state.emit(change).await?;
     tracing::info!(rule = %id, tenant = %key.tenant, "Alert rule deleted over HTTP.");
     Ok(StatusCode::NO_CONTENT)

@@ -127,7 +127,7 @@ impl ApiContext {
     pub async fn retract(&self, change: AlertRuleChange) {
         let _ = self
             .changes
-            .send(Envelope::unacked(FxEvent::AlertRuleChange(change)))
+            .send(Envelope::unacked(FxEvent::AlertRuleChange(Box::new(change))))
             .await;
     }
 
@@ -135,7 +135,7 @@ impl ApiContext {
     /// (every stage it reaches has taken it; for a Kafka sink: written with acks=all).
     pub async fn emit(&self, change: AlertRuleChange) -> Result<(), ApiError> {
         let (token, accepted) = AckToken::new();
-        let envelope = Envelope::new(FxEvent::AlertRuleChange(change), token);
+        let envelope = Envelope::new(FxEvent::AlertRuleChange(Box::new(change)), token);
         if self.changes.send(envelope).await.is_err() {
             return Err(ApiError::unavailable(
                 ErrorCode::ShuttingDown,

@@ -453,7 +453,7 @@ impl Source<FxEvent> for Api {
             let count = replay.len();
             let envelopes = replay
                 .into_iter()
-                .map(|change| Envelope::unacked(FxEvent::AlertRuleChange(change)))
+                .map(|change| Envelope::unacked(FxEvent::AlertRuleChange(Box::new(change))))
                 .collect();
             outputs.send(envelopes).await?;
             if count > 0 {
