@@ -134,31 +134,35 @@ pub enum Command {
     /// Try alert rules on history: run them as the `Alert` stage does, in event time, over the
     /// ECB file or a pipeline's stored rates, and print every firing with the sample, the
     /// previous sample and the condition. Exits 0 (firings or none), 2 on a bad rules file.
-    Backtest {
-        /// A RON list of rules, written as in an `Alert` stage's `rules:`.
-        rules: PathBuf,
-        /// The ECB history (eurofxref-hist.csv): each day's crosses, computed as `CrossRate` does.
-        #[arg(long, required_unless_present = "pipeline", conflicts_with = "pipeline")]
-        csv: Option<PathBuf>,
-        /// A pipeline file whose `Postgres` or `Sqlite` resource holds the history.
-        #[arg(long)]
-        pipeline: Option<PathBuf>,
-        /// That resource's name (default: the file's only store resource).
-        #[arg(long, requires = "pipeline")]
-        store: Option<String>,
-        /// Only stored rates of this source (default: every source, merged in time order).
-        #[arg(long, requires = "pipeline")]
-        source: Option<String>,
-        /// The first day (`2024-01-01`) or instant (RFC 3339).
-        #[arg(long, value_parser = parse_instant)]
-        from: Option<DateTime<Utc>>,
-        /// The last day (inclusive), or the instant the range ends before.
-        #[arg(long, value_parser = parse_end)]
-        to: Option<DateTime<Utc>>,
-        /// `table` for people, `jsonl` (one firing per line) for programs.
-        #[arg(long, value_enum, default_value_t = BacktestFormat::Table)]
-        format: BacktestFormat,
-    },
+    Backtest(BacktestArgs),
+}
+
+/// `fxflow backtest`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct BacktestArgs {
+    /// A RON list of rules, written as in an `Alert` stage's `rules:`.
+    rules: PathBuf,
+    /// The ECB history (eurofxref-hist.csv): each day's crosses, computed as `CrossRate` does.
+    #[arg(long, required_unless_present = "pipeline", conflicts_with = "pipeline")]
+    csv: Option<PathBuf>,
+    /// A pipeline file whose `Postgres` or `Sqlite` resource holds the history.
+    #[arg(long)]
+    pipeline: Option<PathBuf>,
+    /// That resource's name (default: the file's only store resource).
+    #[arg(long, requires = "pipeline")]
+    store: Option<String>,
+    /// Only stored rates of this source (default: every source, merged in time order).
+    #[arg(long, requires = "pipeline")]
+    source: Option<String>,
+    /// The first day (`2024-01-01`) or instant (RFC 3339).
+    #[arg(long, value_parser = parse_instant)]
+    from: Option<DateTime<Utc>>,
+    /// The last day (inclusive), or the instant the range ends before.
+    #[arg(long, value_parser = parse_end)]
+    to: Option<DateTime<Utc>>,
+    /// `table` for people, `jsonl` (one firing per line) for programs.
+    #[arg(long, value_enum, default_value_t = BacktestFormat::Table)]
+    format: BacktestFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -334,7 +338,7 @@ impl Command {
     pub fn log_level(&self) -> &'static str {
         match self {
             Command::Test { .. } => "warn",
-            Command::Backtest { .. } => "error",
+            Command::Backtest(_) => "error",
             _ => "info",
         }
     }
@@ -502,28 +506,7 @@ pub fn main_with_registry(cli: Cli, registry: Registry<FxEvent>) -> ExitCode {
             Provision::Check { wait },
         ),
         Command::Dlq { action } => dead_letters(action, &registry),
-        Command::Backtest {
-            rules,
-            csv,
-            pipeline,
-            store,
-            source,
-            from,
-            to,
-            format,
-        } => backtest(
-            &registry,
-            BacktestArgs {
-                rules,
-                csv,
-                pipeline,
-                store,
-                source,
-                from,
-                to,
-                format,
-            },
-        ),
+        Command::Backtest(args) => backtest(&registry, args),
         Command::Run { files, grace, watch } => {
             let specs = match load_all(&files, &registry) {
                 Ok(specs) => specs,
@@ -1096,17 +1079,6 @@ fn provision(
         }
     }
     ExitCode::SUCCESS
-}
-
-struct BacktestArgs {
-    rules: PathBuf,
-    csv: Option<PathBuf>,
-    pipeline: Option<PathBuf>,
-    store: Option<String>,
-    source: Option<String>,
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
-    format: BacktestFormat,
 }
 
 /// `fxflow backtest`: firings are printed as they come (JSON lines) or at the end (a table);
