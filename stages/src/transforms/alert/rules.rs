@@ -1504,19 +1504,23 @@ impl RuleBook {
             let Some(rule) = self.rules[slot].as_mut() else {
                 continue;
             };
-            let (Some(watch), Kind::Stale { max_age, .. }) = (rule.watch.as_mut(), rule.kind) else {
+            let (Some(watch), Kind::Stale { max_age, calendar, .. }) = (rule.watch.as_mut(), rule.kind) else {
                 continue;
             };
             watch.deadline = None;
             let (since, price, source) = watch.last;
+            let age = max_age
+                .to_std()
+                .map(|d| fxflow_engine::duration::format(&d))
+                .unwrap_or_default();
             let reason = format!(
-                "no {} tick since {} ({} of business time)",
+                "no {} tick since {} ({age}{})",
                 rule.pair,
                 since.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-                max_age
-                    .to_std()
-                    .map(|d| fxflow_engine::duration::format(&d))
-                    .unwrap_or_default(),
+                match calendar {
+                    Calendar::Target => " of TARGET business time",
+                    Calendar::Continuous => "",
+                }
             );
             let judged = Judged {
                 holds: true,
