@@ -82,14 +82,36 @@ pub fn load_rules(path: &Path) -> Result<Vec<AlertRule>, Vec<String>> {
             e.message
         )]
     })?;
+    // Where rule `i`'s `field` was written (the rule itself when the field is not).
+    let place = |i: usize, field: &str| {
+        let fxflow_engine::ron::value::Value::List(items) = &node.value else {
+            return path.display().to_string();
+        };
+        let Some(item) = items.get(i) else {
+            return path.display().to_string();
+        };
+        let span = match &item.value {
+            fxflow_engine::ron::value::Value::Struct { fields, .. } => fields
+                .iter()
+                .find(|(name, _)| name.text == field)
+                .map_or(item.span, |(_, value)| value.span),
+            _ => item.span,
+        };
+        at(span.start)
+    };
     let mut problems = Vec::new();
     let mut ids = BTreeSet::new();
-    for rule in &rules {
+    for (i, rule) in rules.iter().enumerate() {
         if !ids.insert(rule.id.as_str()) {
-            problems.push(format!("{}: rule id `{}` is used twice", path.display(), rule.id));
+            problems.push(format!("{}: rule id `{}` is used twice", place(i, "id"), rule.id));
         }
         if let Err(e) = validate(rule) {
-            problems.push(format!("{}: rule `{}`: {e}", path.display(), rule.id));
+            let field = if e.contains("rearm") || e.contains("bar must") {
+                "trigger"
+            } else {
+                "condition"
+            };
+            problems.push(format!("{}: rule `{}`: {e}", place(i, field), rule.id));
         }
     }
     if rules.is_empty() {

@@ -252,8 +252,12 @@ fn a_bad_rules_file_names_every_problem_and_runs_nothing() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("low 1.2 must be below high 1.1"), "{stderr}");
-    assert!(stderr.contains("rule id `a` is used twice"), "{stderr}");
+    // Each at the place it was written: the first rule's condition, the second rule's id.
+    assert!(
+        stderr.contains("rules.ron:2:43: rule `a`: low 1.2 must be below high 1.1"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("rules.ron:3:10: rule id `a` is used twice"), "{stderr}");
     assert!(out.stdout.is_empty());
 
     std::fs::write(
