@@ -157,7 +157,11 @@ impl OwnRedis {
 #[tokio::test]
 async fn a_redis_restart_mid_stream_loses_no_update() {
     let metrics = fxflow_engine::metrics::install_recorder();
-    let port = fxflow_engine::testkit::free_port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let redis = OwnRedis::start(port);
     let url = redis.url();
     let prefix = unique("restart");

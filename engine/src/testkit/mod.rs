@@ -92,34 +92,13 @@ pub fn counter_value(rendered: &str, metric: &str, labels: &[(&str, &str)]) -> f
         .sum()
 }
 
-/// A free loopback port for a test to hand to a server it starts. The one helper every test
-/// crate uses (`fxflow-tests` re-exports it).
-///
-/// Taken below Linux's ephemeral range (32768-60999), never from it: a port the kernel handed
-/// out as "free" (`bind(0)`) is exactly the kind it next gives an outgoing connection (the
-/// test's own Kafka or PostgreSQL clients), which then holds it when the server starts
-/// (`Address already in use`, seen in the worker tests). Each call takes the next port of a
-/// range this process starts at by its id, and checks it is free.
+/// A free loopback port: bound and released, good enough for tests on one
+/// machine. The one helper every test crate uses (`fxflow-tests` re-exports it).
 pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    const FIRST: u32 = 10_000;
-    const COUNT: u32 = 22_000; // up to 31,999
-    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
-    let _ = NEXT.compare_exchange(
-        u32::MAX,
-        std::process::id().wrapping_mul(2_654_435_761) % COUNT,
-        Ordering::SeqCst,
-        Ordering::SeqCst,
-    );
-    for _ in 0..COUNT {
-        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % COUNT) as u16;
-        let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-            && std::net::TcpListener::bind(("0.0.0.0", port)).is_ok();
-        if free {
-            return port;
-        }
-    }
-    panic!("no free loopback port between {FIRST} and {}", FIRST + COUNT - 1)
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
 }
 
 /// A minimal event type for engine tests.
